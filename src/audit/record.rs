@@ -1,0 +1,113 @@
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+/// The kind of decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A token was handed out.
+    Issued,
+    /// The caller was refused: bad token, bad request, or no rule allows it.
+    Denied,
+    /// Something failed on the way: AWS, the audit log itself.
+    Error,
+}
+
+impl Outcome {
+    /// The stored value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Issued => "issued",
+            Self::Denied => "denied",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One audit row, filled in as the request moves along its path.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    /// When the request arrived.
+    pub occurred_at: DateTime<Utc>,
+    /// The request's `x-request-id`.
+    pub request_id: String,
+    /// The decision.
+    pub outcome: Outcome,
+    /// Short machine-readable cause, such as `issued` or `no_matching_rule`.
+    pub reason: String,
+    /// The HTTP status returned.
+    pub http_status: u16,
+    /// The issuer's configured name, once the token is verified.
+    pub issuer: Option<String>,
+    /// The verified `sub`.
+    pub subject: Option<String>,
+    /// The rule that matched.
+    pub rule: Option<String>,
+    /// The role assumed.
+    pub role_arn: Option<String>,
+    /// The STS session name.
+    pub session_name: Option<String>,
+    /// The region asked of ECR.
+    pub region: Option<String>,
+    /// The registries asked of ECR.
+    pub registry_ids: Vec<String>,
+    /// `pull` or `push` when a session policy narrowed the role.
+    pub access: Option<String>,
+    /// Repository patterns a session policy granted.
+    pub repositories: Option<Vec<String>>,
+    /// The registry endpoints returned.
+    pub proxy_endpoints: Vec<String>,
+    /// The earliest expiry among the returned tokens.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Keyed fingerprints of the returned tokens.
+    pub token_fingerprints: Vec<String>,
+    /// Which fingerprint key was used.
+    pub fingerprint_key_id: Option<String>,
+    /// Whether the tokens came from a cache rather than from AWS.
+    pub from_cache: bool,
+    /// The peer's address.
+    pub client_addr: Option<IpAddr>,
+    /// The `User-Agent` header, truncated.
+    pub user_agent: Option<String>,
+    /// Time from arrival to decision.
+    pub latency_ms: i32,
+}
+
+impl AuditRecord {
+    /// A record for a request that arrived now; the outcome is set by [`AuditRecord::decide`].
+    pub fn start(request_id: &str, client_addr: Option<IpAddr>, user_agent: Option<&str>) -> Self {
+        Self {
+            occurred_at: Utc::now(),
+            request_id: request_id.to_owned(),
+            outcome: Outcome::Error,
+            reason: String::new(),
+            http_status: 0,
+            issuer: None,
+            subject: None,
+            rule: None,
+            role_arn: None,
+            session_name: None,
+            region: None,
+            registry_ids: Vec::new(),
+            access: None,
+            repositories: None,
+            proxy_endpoints: Vec::new(),
+            expires_at: None,
+            token_fingerprints: Vec::new(),
+            fingerprint_key_id: None,
+            from_cache: false,
+            client_addr,
+            user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
+            latency_ms: 0,
+        }
+    }
+
+    /// Records the decision and how long it took.
+    pub fn decide(&mut self, outcome: Outcome, reason: &str, http_status: u16) {
+        self.outcome = outcome;
+        self.reason = reason.to_owned();
+        self.http_status = http_status;
+        let elapsed = Utc::now() - self.occurred_at;
+        self.latency_ms = i32::try_from(elapsed.num_milliseconds()).unwrap_or(i32::MAX);
+    }
+}

@@ -1,0 +1,12 @@
+//! Who is calling: bearer JWTs verified against the keys of trusted issuers.
+//!
+//! The token's `iss` (read before verification, used only to pick keys) selects the issuer;
+//! then the signature, `alg` allowlist, `iss`, `aud`, `exp` and `nbf` are all checked with
+//! that issuer's keys and settings before any claim is believed.
+
+mod bearer;
+mod jwks;
+mod verifier;
+
+pub use jwks::{KeyFetchError, KeySet};
+pub use verifier::{AuthError, Caller, TrustedIssuer, Verifier};

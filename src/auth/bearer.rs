@@ -1,0 +1,35 @@
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::{AuthError, Caller, Verifier};
+
+/// Extracts and verifies `Authorization: Bearer <jwt>`. Take it as `Result<Caller, AuthError>`
+/// in handlers that must record refusals too.
+impl<S> FromRequestParts<S> for Caller
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let mut values = parts.headers.get_all(AUTHORIZATION).iter();
+        let (Some(value), None) = (values.next(), values.next()) else {
+            // None, or several: ambiguous credentials are no credentials.
+            return Err(if parts.headers.contains_key(AUTHORIZATION) {
+                AuthError::Malformed
+            } else {
+                AuthError::Missing
+            });
+        };
+        let value = value.to_str().map_err(|_| AuthError::Malformed)?;
+        let (scheme, token) = value.split_once(' ').ok_or(AuthError::Malformed)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Missing);
+        }
+        Arc::<Verifier>::from_ref(state).verify(token.trim()).await
+    }
+}

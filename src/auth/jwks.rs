@@ -1,0 +1,264 @@
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use jsonwebtoken::jwk::{Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::config::KeySource;
+
+/// Larger key documents are refused: no honest JWKS comes close.
+const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+
+/// Why keys could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFetchError {
+    /// The HTTP request failed or returned an error status.
+    #[error("fetching {url}: {source}")]
+    Http {
+        /// Where from.
+        url: String,
+        /// The cause.
+        source: reqwest::Error,
+    },
+    /// The document is larger than any JWKS should be.
+    #[error("{0} is larger than {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge(String),
+    /// The file could not be read.
+    #[error("reading {path}: {source}", path = .path.display())]
+    File {
+        /// Which file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The document is not what it should be.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One usable verification key.
+#[derive(Clone)]
+struct Key {
+    kid: Option<String>,
+    alg: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+/// The keys of one issuer, refreshed in the background and on demand when a token names an
+/// unknown key ID (at most once per `min_refresh_interval`, however many requests ask).
+pub struct KeySet {
+    source: KeySource,
+    issuer: String,
+    http: reqwest::Client,
+    min_refresh_interval: Duration,
+    refresh_every: Duration,
+    keys: RwLock<Option<Arc<[Key]>>>,
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl KeySet {
+    /// A key set that loads from `source`; nothing is fetched until [`KeySet::refresh`] or
+    /// [`KeySet::keep_fresh`].
+    pub fn new(
+        source: KeySource,
+        issuer: &str,
+        http: reqwest::Client,
+        min_refresh_interval: Duration,
+        refresh_every: Duration,
+    ) -> Self {
+        Self {
+            source,
+            issuer: issuer.to_owned(),
+            http,
+            min_refresh_interval,
+            refresh_every,
+            keys: RwLock::new(None),
+            last_fetch: Mutex::new(None),
+        }
+    }
+
+    /// Whether keys have been loaded at least once.
+    pub fn is_loaded(&self) -> bool {
+        self.keys.read().expect("key lock poisoned").is_some()
+    }
+
+    /// Loads the keys now, replacing the current set on success.
+    pub async fn refresh(&self) -> Result<usize, KeyFetchError> {
+        let mut last_fetch = self.last_fetch.lock().await;
+        *last_fetch = Some(Instant::now());
+        self.fetch_and_store().await
+    }
+
+    /// Refreshes forever: every `refresh_every`, or every `min_refresh_interval` while
+    /// fetching fails. Run it as a background task.
+    pub async fn keep_fresh(self: Arc<Self>) {
+        loop {
+            let wait = match self.refresh().await {
+                Ok(count) => {
+                    tracing::debug!(issuer = %self.issuer, count, "signing keys loaded");
+                    self.refresh_every
+                }
+                Err(error) => {
+                    tracing::warn!(issuer = %self.issuer, %error, "loading signing keys failed");
+                    self.min_refresh_interval.min(self.refresh_every)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// The key for a token's `kid` and `alg`, refetching once if the `kid` is unknown.
+    pub async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+        if let Some(key) = self.lookup(kid, alg) {
+            return Some(key);
+        }
+        kid?;
+        {
+            let mut last_fetch = self.last_fetch.lock().await;
+            // Another request may have refreshed while this one waited for the lock.
+            if let Some(key) = self.lookup(kid, alg) {
+                return Some(key);
+            }
+            if last_fetch.is_some_and(|t| t.elapsed() < self.min_refresh_interval) {
+                return None;
+            }
+            *last_fetch = Some(Instant::now());
+            if let Err(error) = self.fetch_and_store().await {
+                tracing::warn!(issuer = %self.issuer, %error, "refreshing keys for an unknown kid failed");
+            }
+        }
+        self.lookup(kid, alg)
+    }
+
+    fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+        let keys = self.keys.read().expect("key lock poisoned").clone()?;
+        let usable = |k: &&Key| k.key.family() == alg.family() && k.alg.is_none_or(|a| a == alg);
+        match kid {
+            Some(kid) => keys
+                .iter()
+                .filter(usable)
+                .find(|k| k.kid.as_deref() == Some(kid)),
+            // Without a kid the choice must be unambiguous.
+            None => match keys.iter().filter(usable).collect::<Vec<_>>()[..] {
+                [only] => Some(only),
+                _ => None,
+            },
+        }
+        .map(|k| k.key.clone())
+    }
+
+    async fn fetch_and_store(&self) -> Result<usize, KeyFetchError> {
+        let keys = self.fetch().await?;
+        if keys.is_empty() {
+            return Err(KeyFetchError::Invalid(format!(
+                "no usable signing keys for {}",
+                self.issuer
+            )));
+        }
+        let count = keys.len();
+        *self.keys.write().expect("key lock poisoned") = Some(keys.into());
+        Ok(count)
+    }
+
+    async fn fetch(&self) -> Result<Vec<Key>, KeyFetchError> {
+        let document = match &self.source {
+            KeySource::JwksUri(uri) => self.get(uri).await?,
+            KeySource::Discovery => {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.issuer.trim_end_matches('/')
+                );
+                let discovery: Discovery = parse(&self.get(&url).await?, &url)?;
+                if discovery.issuer != self.issuer {
+                    return Err(KeyFetchError::Invalid(format!(
+                        "{url} names issuer {:?}, expected {:?}",
+                        discovery.issuer, self.issuer
+                    )));
+                }
+                self.get(&discovery.jwks_uri).await?
+            }
+            KeySource::JwksFile(path) => {
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|source| KeyFetchError::File {
+                        path: path.clone(),
+                        source,
+                    })?
+            }
+            KeySource::SharedSecret(_) => {
+                return Err(KeyFetchError::Invalid(
+                    "shared secrets are not key sets".to_owned(),
+                ));
+            }
+        };
+        let set: RawKeySet = parse(&document, "key set")?;
+        Ok(set.keys.into_iter().filter_map(usable_key).collect())
+    }
+
+    async fn get(&self, url: &str) -> Result<Vec<u8>, KeyFetchError> {
+        let http = |source| KeyFetchError::Http {
+            url: url.to_owned(),
+            source,
+        };
+        let mut response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(http)?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(http)? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(KeyFetchError::TooLarge(url.to_owned()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+/// Keys are parsed one by one so that one exotic key does not hide the others.
+#[derive(Deserialize)]
+struct RawKeySet {
+    keys: Vec<serde_json::Value>,
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, KeyFetchError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| KeyFetchError::Invalid(format!("{what} is not valid: {e}")))
+}
+
+/// Keeps signature keys of supported types; HMAC (`oct`) keys are never accepted from a JWKS.
+fn usable_key(raw: serde_json::Value) -> Option<Key> {
+    let jwk: Jwk = serde_json::from_value(raw).ok()?;
+    if matches!(jwk.common.public_key_use, Some(ref u) if *u != PublicKeyUse::Signature) {
+        return None;
+    }
+    if matches!(
+        jwk.algorithm,
+        jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
+    ) {
+        return None;
+    }
+    let alg = match jwk.common.key_algorithm {
+        Some(a) => Some(Algorithm::try_from(a).ok()?),
+        None => None,
+    };
+    let key = DecodingKey::from_jwk(&jwk).ok()?;
+    Some(Key {
+        kid: jwk.common.key_id,
+        alg,
+        key,
+    })
+}

@@ -1,0 +1,253 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::KeySet;
+use crate::config::{IssuerConfig, KeySource};
+
+/// Tokens longer than this are refused before any parsing.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Why a bearer token was not accepted. Each variant is a 401; the message is safe to show
+/// the caller and never contains the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization: Bearer` header.
+    #[error("missing bearer token")]
+    Missing,
+    /// Not a well-formed JWT, too long, or an unsupported `alg` such as `none`.
+    #[error("malformed token")]
+    Malformed,
+    /// The `iss` claim names no trusted issuer.
+    #[error("token issuer is not trusted")]
+    UnknownIssuer,
+    /// The header's `alg` is not allowed for this issuer or does not fit the key.
+    #[error("token algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    /// No key of the issuer matches the token's `kid`.
+    #[error("token signing key is unknown")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("token signature is invalid")]
+    BadSignature,
+    /// `exp` is in the past (beyond leeway).
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` is in the future (beyond leeway).
+    #[error("token is not valid yet")]
+    NotYetValid,
+    /// `aud` names none of the issuer's audiences.
+    #[error("token audience is not accepted")]
+    WrongAudience,
+    /// A required claim (`exp`, `iss`, `aud`, `sub`) is missing or has the wrong type.
+    #[error("token lacks a required claim")]
+    MissingClaim,
+}
+
+impl AuthError {
+    /// A short machine-readable reason for the audit log.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Missing => "missing_token",
+            Self::Malformed => "malformed_token",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim => "missing_claim",
+        }
+    }
+}
+
+/// A verified caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The issuer's configured name.
+    pub issuer: Arc<str>,
+    /// The `sub` claim.
+    pub subject: String,
+    /// Every claim of the verified token.
+    pub claims: Map<String, Value>,
+}
+
+enum Keys {
+    Published(Arc<KeySet>),
+    Shared(DecodingKey),
+}
+
+/// One trusted issuer: its validation settings and keys.
+pub struct TrustedIssuer {
+    name: Arc<str>,
+    /// One `Validation` per allowed algorithm: jsonwebtoken wants a single key family per
+    /// validation, and pinning the exact algorithm is stricter anyway.
+    validations: Vec<(Algorithm, Validation)>,
+    keys: Keys,
+}
+
+impl TrustedIssuer {
+    /// Builds the issuer from validated config.
+    pub fn new(config: &IssuerConfig, http: &reqwest::Client) -> anyhow::Result<Self> {
+        let validations = config
+            .algorithms
+            .iter()
+            .map(|&alg| {
+                let mut validation = Validation::new(alg);
+                validation.set_issuer(&[&config.issuer]);
+                validation.set_audience(&config.audiences);
+                validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+                validation.validate_nbf = true;
+                validation.leeway = config.leeway_secs;
+                (alg, validation)
+            })
+            .collect();
+        let source = config
+            .key_source()
+            .ok_or_else(|| anyhow::anyhow!("issuer {} has no key source", config.name))?;
+        let keys = match source {
+            KeySource::SharedSecret(var) => {
+                let secret = config
+                    .shared_secret
+                    .as_ref()
+                    .ok_or_else(|| anyhow::anyhow!("{var} is not set"))?;
+                Keys::Shared(DecodingKey::from_secret(secret.expose_secret().as_bytes()))
+            }
+            source => Keys::Published(Arc::new(KeySet::new(
+                source,
+                &config.issuer,
+                http.clone(),
+                config.jwks_min_refresh_interval(),
+                config.jwks_refresh(),
+            ))),
+        };
+        Ok(Self {
+            name: config.name.as_str().into(),
+            validations,
+            keys,
+        })
+    }
+
+    /// The issuer's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The published key set, if keys are fetched rather than shared.
+    pub fn key_set(&self) -> Option<&Arc<KeySet>> {
+        match &self.keys {
+            Keys::Published(set) => Some(set),
+            Keys::Shared(_) => None,
+        }
+    }
+
+    async fn verify(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+    ) -> Result<Caller, AuthError> {
+        let Some((_, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg)
+        else {
+            return Err(AuthError::AlgorithmNotAllowed);
+        };
+        let key = match &self.keys {
+            Keys::Shared(key) => key.clone(),
+            Keys::Published(set) => set
+                .find(header.kid.as_deref(), header.alg)
+                .await
+                .ok_or(AuthError::UnknownKey)?,
+        };
+        // The key's family must fit the alg: this is what stops an RSA public key from being
+        // used as an HMAC secret.
+        if key.family() != header.alg.family() {
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key, validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidAudience => AuthError::WrongAudience,
+                ErrorKind::InvalidIssuer => AuthError::UnknownIssuer,
+                ErrorKind::InvalidAlgorithm
+                | ErrorKind::InvalidAlgorithmName
+                | ErrorKind::UnsupportedAlgorithm => AuthError::AlgorithmNotAllowed,
+                ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => {
+                    AuthError::MissingClaim
+                }
+                _ => AuthError::Malformed,
+            },
+        )?;
+        let subject = match data.claims.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            _ => return Err(AuthError::MissingClaim),
+        };
+        Ok(Caller {
+            issuer: self.name.clone(),
+            subject,
+            claims: data.claims,
+        })
+    }
+}
+
+/// Verifies tokens of every trusted issuer.
+pub struct Verifier {
+    by_iss: HashMap<String, Arc<TrustedIssuer>>,
+}
+
+#[derive(Deserialize)]
+struct UnverifiedIssuer {
+    iss: String,
+}
+
+impl Verifier {
+    /// Builds verifiers for every configured issuer.
+    pub fn new(issuers: &[IssuerConfig], http: &reqwest::Client) -> anyhow::Result<Self> {
+        let by_iss = issuers
+            .iter()
+            .map(|c| Ok((c.issuer.clone(), Arc::new(TrustedIssuer::new(c, http)?))))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { by_iss })
+    }
+
+    /// Every trusted issuer.
+    pub fn issuers(&self) -> impl Iterator<Item = &Arc<TrustedIssuer>> {
+        self.by_iss.values()
+    }
+
+    /// Whether every issuer with published keys has loaded them.
+    pub fn keys_loaded(&self) -> bool {
+        self.issuers()
+            .filter_map(|i| i.key_set())
+            .all(|set| set.is_loaded())
+    }
+
+    /// Starts one background task per published key set that keeps its keys fresh.
+    pub fn spawn_key_refresh(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.issuers()
+            .filter_map(|i| i.key_set().cloned())
+            .map(|set| tokio::spawn(set.keep_fresh()))
+            .collect()
+    }
+
+    /// Verifies a bearer token completely, or says why not.
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Malformed);
+        }
+        // Fails for `alg: none` and anything else jsonwebtoken does not implement.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        // Read `iss` unverified only to choose whose keys to verify with; `decode` then checks
+        // it again against that issuer.
+        let UnverifiedIssuer { iss } = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| AuthError::Malformed)?;
+        let issuer = self.by_iss.get(&iss).ok_or(AuthError::UnknownIssuer)?;
+        issuer.verify(token, &header).await
+    }
+}

@@ -1,0 +1,120 @@
+//! The command line: `serve`, `migrate`, `check-config FILE`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::app::{Application, connect_pool};
+use crate::audit::MIGRATOR;
+use crate::config::{CONFIG_PATH_ENV, Config};
+use crate::credentials::Aws;
+
+/// Exchanges trusted JWTs for short-lived, audited Amazon ECR credentials.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// The config file (TOML).
+    #[arg(long, short, env = CONFIG_PATH_ENV, global = true)]
+    pub config: Option<PathBuf>,
+    /// Log output: human-readable text or one JSON object per line.
+    #[arg(long, env = "ECR_TOKEN_BROKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// For log pipelines.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API until SIGTERM or Ctrl-C.
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Validate a config file and explain every problem with its location.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+impl Cli {
+    fn config_path(&self) -> anyhow::Result<&Path> {
+        self.config
+            .as_deref()
+            .with_context(|| format!("no config file: pass --config FILE or set {CONFIG_PATH_ENV}"))
+    }
+}
+
+/// Runs the chosen subcommand.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve => {
+            let config = Config::load(cli.config_path()?)?;
+            let app = Application::build(config, Aws::load_sdk_config().await).await?;
+            tracing::info!(address = %app.local_addr()?, "serving");
+            app.serve(shutdown_signal()).await.context("serving HTTP")
+        }
+        Command::Migrate => {
+            let config = Config::load(cli.config_path()?)?;
+            let pool = connect_pool(&config)?;
+            MIGRATOR.run(&pool).await.context("running migrations")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            let config = Config::load(file)?;
+            println!(
+                "{}: ok ({} issuers, {} rules)",
+                file.display(),
+                config.issuers.len(),
+                config.rules.len()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c()
+            .await
+            .expect("installing the Ctrl-C handler");
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler")
+            .recv()
+            .await;
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

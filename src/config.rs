@@ -1,0 +1,319 @@
+//! The service's configuration: one TOML file, typed, validated once at load.
+//!
+//! Secrets (the database URL, the fingerprint key, shared issuer secrets) may come from the
+//! environment instead of the file, so the file can live in a ConfigMap.
+
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use jsonwebtoken::Algorithm;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::domain::{Region, RegistryId, RoleArn, SessionDuration};
+
+pub use validate::ConfigErrors;
+
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_PATH_ENV: &str = "ECR_TOKEN_BROKER_CONFIG";
+/// Environment variable that overrides `[database].url`.
+pub const DATABASE_URL_ENV: &str = "ECR_TOKEN_BROKER_DATABASE_URL";
+/// Environment variable that overrides `[audit].fingerprint_key`.
+pub const FINGERPRINT_KEY_ENV: &str = "ECR_TOKEN_BROKER_FINGERPRINT_KEY";
+
+/// The whole configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// HTTP listener and request limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The audit database.
+    pub database: DatabaseConfig,
+    /// Audit record settings.
+    pub audit: AuditConfig,
+    /// AWS call settings; credentials and endpoints come from the standard SDK chain.
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// Identity providers whose JWTs are trusted.
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    /// Ordered mapping rules from claims to roles; the first match wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Browser origins allowed to call the API; empty turns CORS off.
+    pub cors_allowed_origins: Vec<String>,
+    /// Backstop for a whole request, beyond the per-call AWS timeout.
+    pub request_timeout_secs: u64,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Larger header sections are refused with 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            cors_allowed_origins: Vec::new(),
+            request_timeout_secs: 30,
+            max_body_bytes: 16 * 1024,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Postgres connection URL; may carry a password, so it is a secret.
+    #[serde(default = "empty_secret")]
+    pub url: SecretString,
+    /// Upper bound on pooled connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before the audit log counts as down.
+    #[serde(default = "default_acquire_timeout")]
+    pub acquire_timeout_secs: u64,
+    /// Run pending migrations when `serve` starts.
+    #[serde(default)]
+    pub migrate_on_start: bool,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &"[redacted]")
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+fn empty_secret() -> SecretString {
+    SecretString::from("")
+}
+
+fn default_max_connections() -> u32 {
+    16
+}
+
+fn default_acquire_timeout() -> u64 {
+    3
+}
+
+/// `[audit]`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Stored beside every fingerprint so keys can be rotated.
+    pub fingerprint_key_id: String,
+    /// HMAC-SHA256 key for token fingerprints, at least 32 bytes.
+    #[serde(default = "empty_secret")]
+    pub fingerprint_key: SecretString,
+}
+
+impl fmt::Debug for AuditConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditConfig")
+            .field("fingerprint_key_id", &self.fingerprint_key_id)
+            .field("fingerprint_key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// `[aws]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// Per AWS operation, retries included; beyond it the caller gets 504.
+    pub operation_timeout_secs: u64,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            operation_timeout_secs: 10,
+        }
+    }
+}
+
+/// `[[issuers]]`: one trusted identity provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Short name that rules refer to.
+    pub name: String,
+    /// The exact `iss` claim of its tokens.
+    pub issuer: String,
+    /// Where its JSON Web Key Set is served.
+    pub jwks_uri: Option<String>,
+    /// Find `jwks_uri` through OIDC discovery at `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// A JWKS document on disk.
+    pub jwks_file: Option<PathBuf>,
+    /// Environment variable holding an HMAC secret, for issuers that sign with HS*.
+    pub shared_secret_env: Option<String>,
+    /// The secret read from `shared_secret_env` at load time.
+    #[serde(skip)]
+    pub shared_secret: Option<SecretString>,
+    /// Accepted `aud` values; a token must carry one of them.
+    pub audiences: Vec<String>,
+    /// Accepted signing algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// How often keys are refetched in the background.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// An unknown `kid` triggers a refetch at most this often.
+    #[serde(default = "default_jwks_min_refresh")]
+    pub jwks_min_refresh_interval_secs: u64,
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+fn default_jwks_refresh() -> u64 {
+    300
+}
+
+fn default_jwks_min_refresh() -> u64 {
+    30
+}
+
+/// `[[rules]]`: claims that, when all match, map a caller to a role.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Unique name, recorded in the audit log.
+    pub name: String,
+    /// Name of the issuer whose tokens this rule considers.
+    pub issuer: String,
+    /// Claim name to pattern (exact, glob, or a list meaning any-of); every entry must match.
+    #[serde(default)]
+    pub claims: BTreeMap<String, ClaimPatterns>,
+    /// The role to assume.
+    pub role_arn: RoleArn,
+    /// Regions the caller may ask for; the first is the default.
+    pub regions: Vec<Region>,
+    /// Registries the caller may ask for; default: the role's account.
+    #[serde(default)]
+    pub registry_ids: Vec<RegistryId>,
+    /// Lifetime of the assumed-role session.
+    #[serde(default)]
+    pub session_duration_secs: SessionDuration,
+    /// `ExternalId` passed to AssumeRole when the role's trust policy requires one.
+    pub external_id: Option<String>,
+}
+
+/// One pattern or a list of patterns, any of which may match.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimPatterns {
+    /// A single pattern.
+    One(String),
+    /// Any of these patterns.
+    AnyOf(Vec<String>),
+}
+
+impl ClaimPatterns {
+    /// The patterns as a slice.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Self::One(p) => std::slice::from_ref(p),
+            Self::AnyOf(ps) => ps,
+        }
+    }
+}
+
+impl IssuerConfig {
+    /// The keys' source, as configured.
+    pub fn key_source(&self) -> Option<KeySource> {
+        match (
+            &self.jwks_uri,
+            self.discovery,
+            &self.jwks_file,
+            &self.shared_secret_env,
+        ) {
+            (Some(uri), false, None, None) => Some(KeySource::JwksUri(uri.clone())),
+            (None, true, None, None) => Some(KeySource::Discovery),
+            (None, false, Some(path), None) => Some(KeySource::JwksFile(path.clone())),
+            (None, false, None, Some(var)) => Some(KeySource::SharedSecret(var.clone())),
+            _ => None,
+        }
+    }
+
+    /// Refresh period of fetched keys.
+    pub fn jwks_refresh(&self) -> Duration {
+        Duration::from_secs(self.jwks_refresh_secs)
+    }
+
+    /// Least time between two refetches caused by unknown key IDs.
+    pub fn jwks_min_refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.jwks_min_refresh_interval_secs)
+    }
+}
+
+/// Where an issuer's verification keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A JWKS URL.
+    JwksUri(String),
+    /// OIDC discovery from the issuer URL.
+    Discovery,
+    /// A JWKS file.
+    JwksFile(PathBuf),
+    /// An HMAC secret read from this environment variable.
+    SharedSecret(String),
+}
+
+impl Config {
+    /// Reads, parses and validates the file at `path`, applying environment overrides.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        Self::parse(&text, |name| std::env::var(name).ok())
+            .with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// Parses and validates config text; `env` looks up environment overrides.
+    pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        let mut config: Self = toml::from_str(text).map_err(ConfigErrors::from_toml)?;
+        let database_url = env(DATABASE_URL_ENV).or_else(|| env("DATABASE_URL"));
+        if let Some(url) = database_url.filter(|u| !u.is_empty()) {
+            config.database.url = url.into();
+        }
+        if let Some(key) = env(FINGERPRINT_KEY_ENV).filter(|k| !k.is_empty()) {
+            config.audit.fingerprint_key = key.into();
+        }
+        for issuer in &mut config.issuers {
+            issuer.shared_secret = issuer
+                .shared_secret_env
+                .as_deref()
+                .and_then(&env)
+                .map(SecretString::from);
+        }
+        validate::validate(&config)?;
+        Ok(config)
+    }
+}

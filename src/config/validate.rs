@@ -1,0 +1,319 @@
+//! Checks that serde's types cannot express: cross-references, sizes, exclusive options.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+use secrecy::ExposeSecret;
+
+use super::{Config, IssuerConfig, KeySource, RuleConfig};
+use crate::policy::ClaimMatcher;
+
+/// Every problem found in a config file, each with the path of the field it concerns.
+#[derive(Debug)]
+pub struct ConfigErrors(Vec<(String, String)>);
+
+impl ConfigErrors {
+    pub(super) fn from_toml(error: toml::de::Error) -> Self {
+        Self(vec![(String::new(), error.to_string())])
+    }
+
+    /// The problems as `(field path, message)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(p, m)| (p.as_str(), m.as_str()))
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (path, message)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            if path.is_empty() {
+                write!(f, "{}", message.trim_end())?;
+            } else {
+                write!(f, "{path}: {message}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+#[derive(Default)]
+struct Findings(Vec<(String, String)>);
+
+impl Findings {
+    fn check(&mut self, ok: bool, path: impl Into<String>, message: impl Into<String>) {
+        if !ok {
+            self.0.push((path.into(), message.into()));
+        }
+    }
+}
+
+pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
+    let mut f = Findings::default();
+    server(config, &mut f);
+    database_and_audit(config, &mut f);
+    f.check(
+        config.aws.operation_timeout_secs > 0,
+        "aws.operation_timeout_secs",
+        "must be at least 1",
+    );
+    f.check(
+        !config.issuers.is_empty(),
+        "issuers",
+        "at least one [[issuers]] entry is required",
+    );
+    let mut names = HashSet::new();
+    let mut iss_values = HashSet::new();
+    for (i, issuer) in config.issuers.iter().enumerate() {
+        let at = format!("issuers[{i}]");
+        f.check(
+            !issuer.name.is_empty(),
+            format!("{at}.name"),
+            "must not be empty",
+        );
+        f.check(
+            names.insert(&issuer.name),
+            format!("{at}.name"),
+            format!("duplicate issuer name {:?}", issuer.name),
+        );
+        f.check(
+            iss_values.insert(&issuer.issuer),
+            format!("{at}.issuer"),
+            format!("issuer {:?} is configured twice", issuer.issuer),
+        );
+        issuer_entry(issuer, &at, &mut f);
+    }
+    let mut rule_names = HashSet::new();
+    for (i, rule) in config.rules.iter().enumerate() {
+        let at = format!("rules[{i}]");
+        f.check(
+            !rule.name.is_empty(),
+            format!("{at}.name"),
+            "must not be empty",
+        );
+        f.check(
+            rule_names.insert(&rule.name),
+            format!("{at}.name"),
+            format!("duplicate rule name {:?}", rule.name),
+        );
+        rule_entry(rule, &at, config, &mut f);
+    }
+    if f.0.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(f.0))
+    }
+}
+
+fn server(config: &Config, f: &mut Findings) {
+    let server = &config.server;
+    f.check(
+        server.request_timeout_secs > 0,
+        "server.request_timeout_secs",
+        "must be at least 1",
+    );
+    f.check(
+        server.max_body_bytes >= 1024,
+        "server.max_body_bytes",
+        "must be at least 1024",
+    );
+    f.check(
+        server.max_header_bytes >= 8 * 1024,
+        "server.max_header_bytes",
+        "must be at least 8192 (a JWT must fit)",
+    );
+    for (i, origin) in server.cors_allowed_origins.iter().enumerate() {
+        f.check(
+            is_origin(origin),
+            format!("server.cors_allowed_origins[{i}]"),
+            format!("{origin:?} is not an origin like \"https://portal.example.com\" (no path, no wildcard)"),
+        );
+    }
+}
+
+fn is_origin(origin: &str) -> bool {
+    let Some((scheme, host)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+}
+
+fn database_and_audit(config: &Config, f: &mut Findings) {
+    let url = config.database.url.expose_secret();
+    f.check(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "database.url",
+        format!(
+            "must be a postgres:// URL (set it here or in {})",
+            super::DATABASE_URL_ENV
+        ),
+    );
+    f.check(
+        config.database.max_connections > 0,
+        "database.max_connections",
+        "must be at least 1",
+    );
+    f.check(
+        config.database.acquire_timeout_secs > 0,
+        "database.acquire_timeout_secs",
+        "must be at least 1",
+    );
+    let key_id = &config.audit.fingerprint_key_id;
+    f.check(
+        !key_id.is_empty()
+            && key_id.len() <= 64
+            && key_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+        "audit.fingerprint_key_id",
+        "must be 1 to 64 of [A-Za-z0-9._-]",
+    );
+    f.check(
+        config.audit.fingerprint_key.expose_secret().len() >= 32,
+        "audit.fingerprint_key",
+        format!(
+            "must be at least 32 bytes (set it here or in {})",
+            super::FINGERPRINT_KEY_ENV
+        ),
+    );
+}
+
+fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
+    f.check(
+        !issuer.audiences.is_empty(),
+        format!("{at}.audiences"),
+        "at least one audience is required",
+    );
+    f.check(
+        !issuer.algorithms.is_empty(),
+        format!("{at}.algorithms"),
+        "at least one algorithm is required",
+    );
+    f.check(
+        issuer.leeway_secs <= 300,
+        format!("{at}.leeway_secs"),
+        "must be at most 300",
+    );
+    f.check(
+        issuer.jwks_refresh_secs >= 10,
+        format!("{at}.jwks_refresh_secs"),
+        "must be at least 10",
+    );
+    f.check(
+        issuer.jwks_min_refresh_interval_secs >= 1,
+        format!("{at}.jwks_min_refresh_interval_secs"),
+        "must be at least 1",
+    );
+    let hmac = |a: &Algorithm| a.family() == AlgorithmFamily::Hmac;
+    match issuer.key_source() {
+        None => f.check(
+            false,
+            at,
+            "set exactly one of jwks_uri, discovery = true, jwks_file, shared_secret_env",
+        ),
+        Some(KeySource::SharedSecret(var)) => {
+            f.check(
+                issuer.algorithms.iter().all(hmac),
+                format!("{at}.algorithms"),
+                "an issuer with shared_secret_env may only use HS256, HS384 or HS512",
+            );
+            f.check(
+                issuer
+                    .shared_secret
+                    .as_ref()
+                    .is_some_and(|s| s.expose_secret().len() >= 32),
+                format!("{at}.shared_secret_env"),
+                format!("environment variable {var} must hold a secret of at least 32 bytes"),
+            );
+        }
+        Some(source) => {
+            f.check(
+                !issuer.algorithms.iter().any(hmac),
+                format!("{at}.algorithms"),
+                "HS256/HS384/HS512 need a shared secret (shared_secret_env); public keys never verify HMAC tokens",
+            );
+            let url = match source {
+                KeySource::JwksUri(uri) => Some(("jwks_uri", uri)),
+                KeySource::Discovery => Some(("issuer", issuer.issuer.clone())),
+                _ => None,
+            };
+            if let Some((field, url)) = url {
+                f.check(
+                    is_fetchable_url(&url),
+                    format!("{at}.{field}"),
+                    format!(
+                        "{url:?} must be an https:// URL (http:// only for loopback addresses)"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Keys fetched over plain HTTP could be swapped in transit, so http:// is for local
+/// development only.
+fn is_fetchable_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => parsed.host().is_some(),
+        "http" => matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")),
+        _ => false,
+    }
+}
+
+fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut Findings) {
+    let known = config
+        .issuers
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>();
+    f.check(
+        known.contains(&rule.issuer.as_str()),
+        format!("{at}.issuer"),
+        format!(
+            "unknown issuer {:?} (known: {})",
+            rule.issuer,
+            known.join(", ")
+        ),
+    );
+    f.check(
+        !rule.claims.is_empty(),
+        format!("{at}.claims"),
+        "name at least one claim; to accept every token of the issuer say so with sub = \"*\"",
+    );
+    for (claim, patterns) in &rule.claims {
+        let path = format!("{at}.claims.{claim}");
+        f.check(
+            !patterns.as_slice().is_empty(),
+            &path,
+            "an empty list can never match",
+        );
+        if let Err(e) = ClaimMatcher::new(claim, patterns.as_slice()) {
+            f.check(false, &path, e.to_string());
+        }
+    }
+    f.check(
+        !rule.regions.is_empty(),
+        format!("{at}.regions"),
+        "at least one region is required",
+    );
+    let mut seen = HashSet::new();
+    for region in &rule.regions {
+        f.check(
+            seen.insert(region),
+            format!("{at}.regions"),
+            format!("{region} is listed twice"),
+        );
+    }
+}

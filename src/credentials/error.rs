@@ -1,0 +1,110 @@
+use std::fmt;
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+/// How an AWS call failed, in the terms the HTTP layer needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsErrorKind {
+    /// No answer in time.
+    Timeout,
+    /// AWS asked us to slow down.
+    Throttled,
+    /// AWS answered with an error, such as `AccessDenied`.
+    Refused {
+        /// The AWS error code, or `HTTP <status>` when the answer carried none.
+        code: String,
+    },
+    /// AWS could not be reached, or answered with something unusable.
+    Unavailable,
+}
+
+impl fmt::Display for AwsErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("timed out"),
+            Self::Throttled => f.write_str("throttled"),
+            Self::Refused { code } => write!(f, "refused ({code})"),
+            Self::Unavailable => f.write_str("unavailable"),
+        }
+    }
+}
+
+/// A failed AWS call.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation} {kind}")]
+pub struct AwsError {
+    /// The operation, such as `AssumeRole`.
+    pub operation: &'static str,
+    /// What went wrong.
+    pub kind: AwsErrorKind,
+    #[source]
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Error codes AWS uses for rate limiting across its APIs.
+const THROTTLING_CODES: [&str; 7] = [
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+];
+
+impl AwsError {
+    pub(super) fn new(operation: &'static str, kind: AwsErrorKind) -> Self {
+        Self {
+            operation,
+            kind,
+            source: None,
+        }
+    }
+
+    /// Classifies an SDK error. Some endpoints (and emulators) answer with bodies the SDK
+    /// cannot parse, so the HTTP status decides when there is no error code.
+    pub(super) fn from_sdk<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let kind = match &error {
+            SdkError::TimeoutError(_) => AwsErrorKind::Timeout,
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => AwsErrorKind::Timeout,
+            SdkError::ServiceError(service) => {
+                let status = service.raw().status().as_u16();
+                match service.err().code() {
+                    Some(code) if THROTTLING_CODES.contains(&code) => AwsErrorKind::Throttled,
+                    _ if status == 429 => AwsErrorKind::Throttled,
+                    Some(code) => AwsErrorKind::Refused {
+                        code: code.to_owned(),
+                    },
+                    None if status >= 500 => AwsErrorKind::Unavailable,
+                    None => AwsErrorKind::Refused {
+                        code: format!("HTTP {status}"),
+                    },
+                }
+            }
+            SdkError::ResponseError(response) if response.raw().status().as_u16() == 429 => {
+                AwsErrorKind::Throttled
+            }
+            _ => AwsErrorKind::Unavailable,
+        };
+        Self {
+            operation,
+            kind,
+            source: Some(Box::new(error)),
+        }
+    }
+
+    /// Whether AWS throttled the call.
+    pub fn is_throttled(&self) -> bool {
+        self.kind == AwsErrorKind::Throttled
+    }
+
+    /// Whether the call ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == AwsErrorKind::Timeout
+    }
+}

@@ -1,0 +1,65 @@
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+
+use super::{Aws, AwsError, AwsErrorKind};
+use crate::domain::{RoleArn, RoleSessionName, SessionDuration, SourceIdentity};
+
+/// The inputs of one `AssumeRole` call.
+#[derive(Debug, Clone, Copy)]
+pub struct AssumeRole<'a> {
+    /// The role.
+    pub role_arn: &'a RoleArn,
+    /// Names the session after the caller.
+    pub session_name: &'a RoleSessionName,
+    /// The caller, sticky on the session.
+    pub source_identity: Option<&'a SourceIdentity>,
+    /// The session's lifetime.
+    pub duration: SessionDuration,
+    /// Required by some trust policies.
+    pub external_id: Option<&'a str>,
+}
+
+/// Temporary credentials of an assumed-role session. `Debug` redacts the secrets.
+#[derive(Debug, Clone)]
+pub struct SessionCredentials {
+    pub(super) credentials: Credentials,
+}
+
+impl SessionCredentials {
+    /// When the credentials stop working.
+    pub fn expiration(&self) -> Option<SystemTime> {
+        self.credentials.expiry()
+    }
+}
+
+impl Aws {
+    /// Assumes a role for one caller.
+    pub async fn assume_role(&self, input: AssumeRole<'_>) -> Result<SessionCredentials, AwsError> {
+        const OPERATION: &str = "AssumeRole";
+        let output = self
+            .sts
+            .assume_role()
+            .role_arn(input.role_arn.as_str())
+            .role_session_name(input.session_name.as_str())
+            .set_source_identity(input.source_identity.map(|s| s.as_str().to_owned()))
+            .duration_seconds(i32::try_from(input.duration.as_secs()).unwrap_or(i32::MAX))
+            .set_external_id(input.external_id.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk(OPERATION, e))?;
+        let credentials = output
+            .credentials
+            .ok_or_else(|| AwsError::new(OPERATION, AwsErrorKind::Unavailable))?;
+        let expiry = SystemTime::try_from(credentials.expiration).ok();
+        Ok(SessionCredentials {
+            credentials: Credentials::new(
+                credentials.access_key_id,
+                credentials.secret_access_key,
+                Some(credentials.session_token),
+                expiry,
+                "ecr-token-broker-assumed-role",
+            ),
+        })
+    }
+}

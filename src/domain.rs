@@ -1,0 +1,16 @@
+//! Value types that can only hold valid values: parse once at the edge, trust them inside.
+
+mod region;
+mod registry_id;
+mod role_arn;
+mod session;
+
+pub use region::Region;
+pub use registry_id::RegistryId;
+pub use role_arn::RoleArn;
+pub use session::{RoleSessionName, SessionDuration, SourceIdentity};
+
+/// Why a value was refused by one of the domain parsers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub(crate) String);

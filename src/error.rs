@@ -1,0 +1,337 @@
+//! The HTTP boundary's error type and its `application/problem+json` rendering (RFC 9457).
+//!
+//! Handlers return [`ApiError`]; it becomes a [`Problem`] carried in the response's
+//! extensions, and the [`render_problems`] middleware writes every error body in one place,
+//! with the request id, including errors raised outside handlers (unknown routes, body
+//! limits, timeouts, panics).
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::audit::Outcome;
+use crate::auth::AuthError;
+use crate::credentials::{AwsError, AwsErrorKind};
+use crate::policy::Refusal;
+
+/// Where problem types are documented; a slug is appended.
+pub const PROBLEM_BASE: &str = "https://ecr-token-broker.dev/problems/";
+const PROBLEM_JSON: &str = "application/problem+json";
+/// Seconds a caller should wait after a 503 before retrying.
+const RETRY_AFTER_SECS: &str = "5";
+
+/// Everything an API request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request body or a parameter is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 413: the body is larger than the configured limit.
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    /// 401: no valid bearer token.
+    #[error("{0}")]
+    Unauthorized(#[from] AuthError),
+    /// 403: the caller is authenticated but no rule matches it.
+    #[error("no rule allows this caller")]
+    NoMatchingRule,
+    /// 403: the matched rule does not allow what was asked.
+    #[error("{0}")]
+    NotAllowed(#[from] Refusal),
+    /// 502, 503 (throttled, with Retry-After) or 504 (timeout): AWS failed.
+    #[error("{0}")]
+    Aws(#[from] AwsError),
+    /// 503 with Retry-After: the audit record could not be committed, so nothing was issued.
+    #[error("the audit log is unavailable")]
+    AuditUnavailable(#[source] sqlx::Error),
+    /// 500: a bug; the cause is logged, never shown.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NoMatchingRule | Self::NotAllowed(_) => StatusCode::FORBIDDEN,
+            Self::Aws(e) => match e.kind {
+                AwsErrorKind::Throttled => StatusCode::SERVICE_UNAVAILABLE,
+                AwsErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                AwsErrorKind::Refused { .. } | AwsErrorKind::Unavailable => StatusCode::BAD_GATEWAY,
+            },
+            Self::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// How the audit log classifies this failure.
+    pub fn outcome(&self) -> Outcome {
+        if self.status().is_client_error() {
+            Outcome::Denied
+        } else {
+            Outcome::Error
+        }
+    }
+
+    /// The audit log's short reason.
+    pub fn reason(&self) -> String {
+        match self {
+            Self::BadRequest(_) => "bad_request".to_owned(),
+            Self::PayloadTooLarge => "payload_too_large".to_owned(),
+            Self::Unauthorized(e) => format!("invalid_token:{}", e.code()),
+            Self::NoMatchingRule => "no_matching_rule".to_owned(),
+            Self::NotAllowed(_) => "not_allowed".to_owned(),
+            Self::Aws(e) => match &e.kind {
+                AwsErrorKind::Refused { code } => format!("aws_refused:{}:{code}", e.operation),
+                kind => format!("aws_{}:{}", kind_slug(kind), e.operation),
+            },
+            Self::AuditUnavailable(_) => "audit_unavailable".to_owned(),
+            Self::Internal(_) => "internal".to_owned(),
+        }
+    }
+
+    fn problem(&self) -> Problem {
+        let (slug, title, detail) = match self {
+            Self::BadRequest(detail) => ("bad-request", "Malformed request", detail.clone()),
+            Self::PayloadTooLarge => (
+                "payload-too-large",
+                "Request body too large",
+                self.to_string(),
+            ),
+            Self::Unauthorized(e) => (
+                "invalid-token",
+                "Invalid or missing bearer token",
+                e.to_string(),
+            ),
+            Self::NoMatchingRule => (
+                "forbidden",
+                "Not allowed",
+                "the token is valid, but no rule maps its claims to a role".to_owned(),
+            ),
+            Self::NotAllowed(refusal) => ("forbidden", "Not allowed", refusal.to_string()),
+            Self::Aws(e) => match &e.kind {
+                AwsErrorKind::Throttled => (
+                    "aws-throttled",
+                    "AWS is throttling",
+                    format!("AWS throttled {}; retry later", e.operation),
+                ),
+                AwsErrorKind::Timeout => (
+                    "aws-timeout",
+                    "AWS timed out",
+                    format!("AWS did not answer {} in time", e.operation),
+                ),
+                AwsErrorKind::Refused { code } => (
+                    "aws-error",
+                    "AWS refused",
+                    format!("AWS refused {} ({code})", e.operation),
+                ),
+                AwsErrorKind::Unavailable => (
+                    "aws-error",
+                    "AWS failed",
+                    format!("AWS {} failed", e.operation),
+                ),
+            },
+            Self::AuditUnavailable(_) => (
+                "audit-unavailable",
+                "Audit log unavailable",
+                "the audit record could not be written, so no token was issued; retry later"
+                    .to_owned(),
+            ),
+            Self::Internal(_) => (
+                "internal",
+                "Internal error",
+                "an unexpected error occurred".to_owned(),
+            ),
+        };
+        Problem::new(self.status(), slug, title, detail)
+    }
+}
+
+fn kind_slug(kind: &AwsErrorKind) -> &'static str {
+    match kind {
+        AwsErrorKind::Timeout => "timeout",
+        AwsErrorKind::Throttled => "throttled",
+        AwsErrorKind::Refused { .. } => "refused",
+        AwsErrorKind::Unavailable => "unavailable",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status().is_server_error() {
+            // Logged once, here, with its cause chain; the body stays generic.
+            tracing::error!(error = %chain(&self), "request failed");
+        }
+        let mut response = self.problem().into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized(AuthError::Missing) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"ecr-token-broker\""),
+                );
+            }
+            Self::Unauthorized(e) => {
+                let challenge = format!(
+                    "Bearer realm=\"ecr-token-broker\", error=\"invalid_token\", error_description=\"{e}\""
+                );
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&challenge).expect("static ASCII text"),
+                );
+            }
+            Self::AuditUnavailable(_)
+            | Self::Aws(AwsError {
+                kind: AwsErrorKind::Throttled,
+                ..
+            }) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECS),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// The error and its causes, `: `-separated, for the one log line a failure gets.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+/// An RFC 9457 problem, before the request id is filled in.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+}
+
+impl Problem {
+    /// A problem of type `slug`.
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+        }
+    }
+
+    /// The problem for an error response produced outside our handlers.
+    fn for_status(status: StatusCode) -> Self {
+        let (slug, title, detail) = match status {
+            StatusCode::NOT_FOUND => ("not-found", "Not found", "no such endpoint"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method-not-allowed",
+                "Method not allowed",
+                "this endpoint does not take that method",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "payload-too-large",
+                "Request body too large",
+                "request body is too large",
+            ),
+            StatusCode::GATEWAY_TIMEOUT => (
+                "timeout",
+                "Request timed out",
+                "the request took too long and was abandoned",
+            ),
+            s if s.is_client_error() => (
+                "bad-request",
+                "Malformed request",
+                "the request could not be understood",
+            ),
+            _ => ("internal", "Internal error", "an unexpected error occurred"),
+        };
+        Self::new(status, slug, title, detail)
+    }
+
+    fn render(self, request_id: String, mut response: Response) -> Response {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            r#type: String,
+            title: &'static str,
+            status: u16,
+            detail: String,
+            request_id: String,
+        }
+        let body = Body {
+            r#type: format!("{PROBLEM_BASE}{}", self.slug),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: self.detail,
+            request_id,
+        };
+        let json = serde_json::to_vec(&body).expect("problem serialises");
+        let (mut parts, _) = response.into_parts();
+        parts.status = self.status;
+        parts
+            .headers
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        parts
+            .headers
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        parts.headers.remove(header::CONTENT_LENGTH);
+        response = Response::from_parts(parts, json.into());
+        response
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Writes every error response as problem+json with the request's id.
+pub async fn render_problems(request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get(crate::app::REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut response = next.run(request).await;
+    if let Some(problem) = response.extensions_mut().remove::<Problem>() {
+        return problem.render(request_id, response);
+    }
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v == PROBLEM_JSON);
+    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+        return Problem::for_status(status).render(request_id, response);
+    }
+    response
+}

@@ -1,0 +1,18 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use ecr_token_broker::cli::{self, Cli};
+use ecr_token_broker::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

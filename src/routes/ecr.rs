@@ -1,0 +1,106 @@
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::RequestMeta;
+use crate::app::AppState;
+use crate::audit::{AuditRecord, Outcome};
+use crate::auth::{AuthError, Caller};
+use crate::credentials::AuthorizationData;
+use crate::error::ApiError;
+use crate::issuance;
+use crate::policy::IssueRequest;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route(
+        "/v1/ecr/authorization-token",
+        post(post_authorization_token),
+    )
+}
+
+/// Issues ECR authorization data for the caller. The audit row is committed before the
+/// response is built; if it cannot be, the caller gets 503 and no token.
+async fn post_authorization_token(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    caller: Result<Caller, AuthError>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let mut record = AuditRecord::start(
+        &meta.request_id,
+        meta.client_addr,
+        meta.user_agent.as_deref(),
+    );
+    match issuance::issue(&state, &mut record, caller, parse_body(body)).await {
+        Ok(data) => {
+            record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
+            state
+                .audit
+                .record(&record)
+                .await
+                .map_err(ApiError::AuditUnavailable)?;
+            Ok(credential_response(&data, meta.request_id))
+        }
+        Err(error) => {
+            record.decide(error.outcome(), &error.reason(), error.status().as_u16());
+            if let Err(db) = state.audit.record(&record).await {
+                tracing::warn!(error = %db, reason = %record.reason, "could not record a refused request");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// An empty body means "everything the rule gives by default".
+fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<IssueRequest, ApiError> {
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest(rejection.body_text()),
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(IssueRequest::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizationDataJson<'a> {
+    authorization_token: &'a str,
+    expires_at: String,
+    proxy_endpoint: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IssueResponse<'a> {
+    authorization_data: Vec<AuthorizationDataJson<'a>>,
+    request_id: String,
+}
+
+fn credential_response(data: &[AuthorizationData], request_id: String) -> Response {
+    let body = IssueResponse {
+        authorization_data: data
+            .iter()
+            .map(|d| AuthorizationDataJson {
+                authorization_token: d.authorization_token.expose(),
+                expires_at: d
+                    .expires_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                proxy_endpoint: &d.proxy_endpoint,
+            })
+            .collect(),
+        request_id,
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,50 @@
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::Problem;
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(get_healthz))
+        .route("/readyz", get(get_readyz))
+}
+
+/// Liveness: the process serves requests.
+async fn get_healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the audit database answers and every issuer's keys are loaded, so an issuing
+/// request could succeed.
+async fn get_readyz(State(state): State<AppState>) -> Response {
+    let database = matches!(
+        tokio::time::timeout(Duration::from_secs(2), state.audit.ping()).await,
+        Ok(Ok(()))
+    );
+    let keys = state.verifier.keys_loaded();
+    if database && keys {
+        return Json(json!({"status": "ready", "checks": {"database": "ok", "keys": "ok"}}))
+            .into_response();
+    }
+    let mut failing = Vec::new();
+    if !database {
+        failing.push("the audit database is unreachable");
+    }
+    if !keys {
+        failing.push("signing keys of some issuer are not loaded");
+    }
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not-ready",
+        "Not ready",
+        failing.join("; "),
+    )
+    .into_response()
+}
