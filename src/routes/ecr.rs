@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
+use tracing::Instrument;
 
 use super::RequestMeta;
 use crate::app::AppState;
@@ -31,12 +32,26 @@ async fn post_authorization_token(
     caller: Result<Caller, AuthError>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // Runs to completion in its own task even when the client goes away or the request
+    // times out, so that every decision that reached AWS is recorded.
+    let work = issue_and_record(state, meta, caller, parse_body(body));
+    tokio::spawn(work.instrument(tracing::Span::current()))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+}
+
+async fn issue_and_record(
+    state: AppState,
+    meta: RequestMeta,
+    caller: Result<Caller, AuthError>,
+    request: Result<IssueRequest, ApiError>,
+) -> Result<Response, ApiError> {
     let mut record = AuditRecord::start(
         &meta.request_id,
         meta.client_addr,
         meta.user_agent.as_deref(),
     );
-    match issuance::issue(&state, &mut record, caller, parse_body(body)).await {
+    match issuance::issue(&state, &mut record, caller, request).await {
         Ok(data) => {
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
             state
@@ -64,6 +79,12 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<IssueRequest, ApiEr
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(IssueRequest::default());
+    }
+    // serde would also read the struct from a JSON array; the contract is an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "invalid request body: expected a JSON object".to_owned(),
+        ));
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
