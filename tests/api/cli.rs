@@ -1,0 +1,150 @@
+use std::process::{Command, Output};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ecr-token-broker");
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(BINARY)
+        .args(args)
+        .env_remove("ECR_TOKEN_BROKER_CONFIG")
+        .env_remove("ECR_TOKEN_BROKER_DATABASE_URL")
+        .env_remove("ECR_TOKEN_BROKER_FINGERPRINT_KEY")
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the binary")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example_with_secrets_from_the_environment() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.example.toml");
+    let secrets = [
+        (
+            "ECR_TOKEN_BROKER_DATABASE_URL",
+            "postgres://broker@db.internal/ecr_token_broker",
+        ),
+        (
+            "ECR_TOKEN_BROKER_FINGERPRINT_KEY",
+            "0123456789abcdef0123456789abcdef",
+        ),
+    ];
+
+    let ok = run(&["check-config", example], &secrets);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(": ok ("));
+
+    let missing_key = run(&["check-config", example], &secrets[..1]);
+    assert!(!missing_key.status.success());
+    assert!(
+        stderr(&missing_key).contains("audit.fingerprint_key"),
+        "{}",
+        stderr(&missing_key)
+    );
+}
+
+#[test]
+fn check_config_names_the_location_of_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(
+        &path,
+        r#"
+[database]
+url = "postgres://localhost/x"
+
+[audit]
+fingerprint_key_id = "k1"
+fingerprint_key = "0123456789abcdef0123456789abcdef"
+
+[[issuers]]
+name = "ci"
+issuer = "https://ci.example.com"
+jwks_uri = "http://ci.example.com/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256", "HS256"]
+
+[[rules]]
+name = "r"
+issuer = "nobody"
+claims = { sub = "repo:[acme" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1", "us-east-1"]
+"#,
+    )
+    .unwrap();
+
+    let output = run(&["check-config", path.to_str().unwrap()], &[]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    for expected in [
+        "issuers[0].jwks_uri",
+        "issuers[0].algorithms",
+        "rules[0].issuer: unknown issuer \"nobody\"",
+        "rules[0].claims.sub",
+        "rules[0].regions: us-east-1 is listed twice",
+    ] {
+        assert!(
+            message.contains(expected),
+            "missing {expected:?} in:\n{message}"
+        );
+    }
+
+    std::fs::write(&path, "[server]\nlisten = \"0.0.0.0:8080\"\nbogus = 1\n").unwrap();
+    let output = run(&["check-config", path.to_str().unwrap()], &[]);
+    let message = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        message.contains("line 3") && message.contains("bogus"),
+        "{message}"
+    );
+
+    std::fs::write(&path, "[[rules]]\nregions = [\"nowhere\"]\n").unwrap();
+    let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
+    assert!(message.contains("not an AWS region code"), "{message}");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_is_idempotent() {
+    let url = crate::helpers::empty_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        r#"
+[database]
+url = "set by the environment"
+
+[audit]
+fingerprint_key_id = "k1"
+fingerprint_key = "0123456789abcdef0123456789abcdef"
+
+[[issuers]]
+name = "ci"
+issuer = "https://ci.example.com"
+jwks_uri = "https://ci.example.com/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+"#,
+    )
+    .unwrap();
+    let env = [
+        ("ECR_TOKEN_BROKER_DATABASE_URL", url.as_str()),
+        ("ECR_TOKEN_BROKER_CONFIG", config.to_str().unwrap()),
+    ];
+
+    for _ in 0..2 {
+        let output = run(&["migrate"], &env);
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+
+    let db = sqlx::PgPool::connect(url.as_str()).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+}

@@ -1,0 +1,118 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{PORTAL_ORIGIN, TestApp, assert_problem, request_id};
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_when_all_is_well() {
+    let app = TestApp::spawn().await;
+
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), 200);
+    request_id(&health);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
+
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap(),
+        json!({"status": "ready", "checks": {"database": "ok", "keys": "ok"}})
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_503_while_the_database_is_unreachable() {
+    let app = TestApp::builder()
+        .database_url("postgres://postgres@127.0.0.1:1/unreachable")
+        .spawn()
+        .await;
+
+    let ready = app.get("/readyz").await;
+
+    let body = assert_problem(ready, 503, "not-ready").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "liveness does not depend on the database"
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems_too() {
+    let app = TestApp::spawn().await;
+    assert_problem(app.get("/v1/nothing-here").await, 404, "not-found").await;
+    assert_problem(
+        app.get("/v1/ecr/authorization-token").await,
+        405,
+        "method-not-allowed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cors_lets_the_portal_in_and_no_one_else() {
+    let app = TestApp::spawn().await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(
+                reqwest::Method::OPTIONS,
+                app.url("/v1/ecr/authorization-token"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization, content-type",
+            )
+            .send()
+    };
+
+    let allowed = preflight(PORTAL_ORIGIN).await.unwrap();
+    assert!(allowed.status().is_success());
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        PORTAL_ORIGIN
+    );
+    let allowed_headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed_headers.contains("authorization"),
+        "{allowed_headers}"
+    );
+    assert!(
+        allowed
+            .headers()
+            .get("access-control-allow-credentials")
+            .is_none()
+    );
+
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    // Errors carry CORS headers too, so the portal can read why it was refused.
+    let refused = app
+        .http
+        .post(app.url("/v1/ecr/authorization-token"))
+        .header("origin", PORTAL_ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.headers()["access-control-allow-origin"],
+        PORTAL_ORIGIN
+    );
+    let exposed = refused.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    assert_problem(refused, 401, "invalid-token").await;
+}

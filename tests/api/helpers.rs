@@ -1,0 +1,384 @@
+//! The test harness: the real service on a random port, against real Postgres (a fresh
+//! database per test), a real moto server and a real JWKS issuer, all on 127.0.0.1.
+
+pub mod issuer;
+pub mod moto;
+pub mod proxy;
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::Credentials;
+use ecr_token_broker::app::Application;
+use ecr_token_broker::audit::MIGRATOR;
+use ecr_token_broker::config::Config;
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool};
+
+pub use issuer::{SigningKey, TestIssuer};
+pub use moto::Moto;
+pub use proxy::{Fault, FaultProxy, Operation};
+
+pub const FINGERPRINT_KEY: &str = "test-fingerprint-key-0123456789abcdef0123456789";
+pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/ecr-pull";
+pub const ROLE_ACCOUNT: &str = "111122223333";
+pub const SECOND_ACCOUNT: &str = "444455556666";
+pub const PORTAL_ORIGIN: &str = "https://portal.example.com";
+
+/// The rule every default test app has: acme's main branch may pull from two accounts in
+/// two regions for up to 30 minutes.
+pub const DEFAULT_RULES: &str = r#"
+[[rules]]
+name = "acme-main"
+issuer = "test"
+claims = { repository_owner = "acme", ref = ["refs/heads/main", "refs/tags/v*"] }
+role_arn = "arn:aws:iam::111122223333:role/ecr-pull"
+regions = ["us-east-1", "eu-west-1"]
+registry_ids = ["111122223333", "444455556666"]
+session_duration_secs = 1800
+"#;
+
+pub fn admin_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Creates an empty database (no schema) for one test and returns its URL.
+pub async fn empty_database() -> String {
+    let admin_url = admin_database_url();
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("connecting to {admin_url} ({e}); run scripts/test.sh, which starts Postgres")
+        });
+    let name = format!("ecrtb_test_{}", uuid::Uuid::new_v4().simple());
+    // The name is ours (a UUID), not input.
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    let mut url = reqwest::Url::parse(&admin_url).expect("DATABASE_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// Creates a migrated database for one test and returns its URL.
+async fn fresh_database() -> String {
+    let url = empty_database().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("connect test database");
+    MIGRATOR.run(&pool).await.expect("migrations apply");
+    pool.close().await;
+    url
+}
+
+/// Options for one test app.
+pub struct TestAppBuilder {
+    rules: String,
+    issuer_keys: String,
+    extra_issuers: String,
+    moto: Option<Moto>,
+    fault: Option<Fault>,
+    database_url: Option<String>,
+    aws_credentials: (String, String),
+    operation_timeout_secs: u64,
+    env: Vec<(String, String)>,
+}
+
+impl TestAppBuilder {
+    pub fn rules(mut self, toml: &str) -> Self {
+        self.rules = toml.to_owned();
+        self
+    }
+
+    /// How the test issuer's keys are found (a TOML line); `{jwks_uri}` expands.
+    pub fn issuer_keys(mut self, toml: &str) -> Self {
+        self.issuer_keys = toml.to_owned();
+        self
+    }
+
+    /// More `[[issuers]]` entries; `{issuer}` and `{jwks_uri}` expand to the test issuer's.
+    pub fn extra_issuers(mut self, toml: &str) -> Self {
+        self.extra_issuers = toml.to_owned();
+        self
+    }
+
+    /// Use this moto (already set up) instead of a fresh one.
+    pub fn moto(mut self, moto: Moto) -> Self {
+        self.moto = Some(moto);
+        self
+    }
+
+    /// Route AWS calls through a fault-injecting proxy.
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    pub fn database_url(mut self, url: &str) -> Self {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
+    pub fn aws_credentials(mut self, access_key: &str, secret_key: &str) -> Self {
+        self.aws_credentials = (access_key.to_owned(), secret_key.to_owned());
+        self
+    }
+
+    pub fn operation_timeout_secs(mut self, secs: u64) -> Self {
+        self.operation_timeout_secs = secs;
+        self
+    }
+
+    /// An environment variable as `Config::parse` sees it (the process environment is left
+    /// alone, since tests run in parallel).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let moto = match self.moto {
+            Some(moto) => moto,
+            None => Moto::start().await,
+        };
+        let proxy = match self.fault {
+            Some(fault) => Some(FaultProxy::start(&moto.url, fault).await),
+            None => None,
+        };
+        let aws_endpoint = proxy.as_ref().map_or(moto.url.clone(), |p| p.url.clone());
+        let issuer = TestIssuer::start().await;
+        let database_url = match self.database_url {
+            Some(url) => url,
+            None => fresh_database().await,
+        };
+        let extra_issuers = self
+            .extra_issuers
+            .replace("{issuer}", &issuer.url)
+            .replace("{jwks_uri}", &issuer.jwks_uri());
+        let text = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+cors_allowed_origins = ["{PORTAL_ORIGIN}"]
+max_body_bytes = 4096
+max_header_bytes = 12288
+
+[database]
+url = "{database_url}"
+acquire_timeout_secs = 2
+
+[audit]
+fingerprint_key_id = "test-key"
+fingerprint_key = "{FINGERPRINT_KEY}"
+
+[aws]
+operation_timeout_secs = {timeout}
+
+[[issuers]]
+name = "test"
+issuer = "{issuer_url}"
+{issuer_keys}
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256", "ES256", "EdDSA"]
+jwks_min_refresh_interval_secs = 1
+{extra_issuers}
+{rules}
+"#,
+            timeout = self.operation_timeout_secs,
+            issuer_url = issuer.url,
+            issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
+            rules = self.rules,
+        );
+        let env = self.env;
+        let config = Config::parse(&text, |name| {
+            env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{text}"));
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&aws_endpoint)
+            .credentials_provider(Credentials::new(
+                self.aws_credentials.0,
+                self.aws_credentials.1,
+                None,
+                None,
+                "test",
+            ))
+            .load()
+            .await;
+        let app = Application::build(config, sdk)
+            .await
+            .expect("application builds");
+        let address = format!("http://{}", app.local_addr().unwrap());
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(app.serve(async {
+            stopped.await.ok();
+        }));
+        let test_app = TestApp {
+            address,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            database_url,
+            moto,
+            _proxy: proxy,
+            issuer,
+            _shutdown: shutdown,
+        };
+        test_app.wait_for_keys().await;
+        test_app
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub database_url: String,
+    pub moto: Moto,
+    _proxy: Option<FaultProxy>,
+    pub issuer: TestIssuer,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            rules: DEFAULT_RULES.to_owned(),
+            issuer_keys: r#"jwks_uri = "{jwks_uri}""#.to_owned(),
+            extra_issuers: String::new(),
+            moto: None,
+            fault: None,
+            database_url: None,
+            aws_credentials: ("AKIDTESTBROKER".to_owned(), "test-secret".to_owned()),
+            operation_timeout_secs: 10,
+            env: Vec::new(),
+        }
+    }
+
+    pub async fn spawn() -> Self {
+        Self::builder().spawn().await
+    }
+
+    async fn wait_for_keys(&self) {
+        for _ in 0..100 {
+            let response = self.get("/readyz").await;
+            let body = response.text().await.unwrap_or_default();
+            if !body.contains("signing keys") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the service never loaded the test issuer's keys");
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("GET")
+    }
+
+    /// `POST /v1/ecr/authorization-token` with an optional bearer token and JSON body.
+    pub async fn issue(&self, token: Option<&str>, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.http.post(self.url("/v1/ecr/authorization-token"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("POST authorization-token")
+    }
+
+    /// A valid token of the default caller.
+    pub fn token(&self) -> String {
+        self.issuer.token().sign()
+    }
+
+    pub async fn db(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database_url)
+            .await
+            .expect("connect test database")
+    }
+
+    /// Every audit row, oldest first, as JSON objects.
+    pub async fn audit_rows(&self) -> Vec<Value> {
+        let db = self.db().await;
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT row_to_json(a)::text FROM audit_events a ORDER BY id")
+                .fetch_all(&db)
+                .await
+                .expect("read audit rows");
+        db.close().await;
+        rows.iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    }
+
+    /// The one audit row of a request.
+    pub async fn audit_row(&self, request_id: &str) -> Value {
+        let rows: Vec<Value> = self
+            .audit_rows()
+            .await
+            .into_iter()
+            .filter(|r| r["request_id"] == request_id)
+            .collect();
+        assert_eq!(
+            rows.len(),
+            1,
+            "expected exactly one audit row for {request_id}, got {rows:?}"
+        );
+        rows.into_iter().next().unwrap()
+    }
+}
+
+/// The `x-request-id` of a response.
+pub fn request_id(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("x-request-id")
+        .expect("every response has x-request-id")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Asserts an RFC 9457 problem of `status` and type `slug`, and returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let id = request_id(&response);
+    let body: Value = response.json().await.expect("problem JSON");
+    assert_eq!(
+        body["type"],
+        format!("https://ecr-token-broker.dev/problems/{slug}"),
+        "{body}"
+    );
+    assert_eq!(body["status"], status);
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert_eq!(body["requestId"], id.as_str());
+    body
+}

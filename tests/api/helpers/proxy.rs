@@ -1,0 +1,172 @@
+//! A reverse proxy in front of moto that injects what moto cannot: realistic expiries,
+//! AWS errors, throttling and delays. The Host header passes through unchanged, so SigV4
+//! signatures stay valid.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+
+/// Which AWS operation a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    AssumeRole,
+    GetAuthorizationToken,
+}
+
+/// What the proxy does to matching requests.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Replace ECR's `expiresAt` with twelve hours from now, as real ECR answers.
+    RealisticExpiry,
+    /// Answer `operation` with this status and AWS-style JSON/XML error code, without
+    /// forwarding.
+    Error {
+        operation: Operation,
+        status: u16,
+        code: &'static str,
+    },
+    /// Hold `operation` this long before forwarding.
+    Delay {
+        operation: Operation,
+        delay: Duration,
+    },
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    upstream: String,
+    fault: Arc<Mutex<Fault>>,
+    http: reqwest::Client,
+}
+
+pub struct FaultProxy {
+    pub url: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str, fault: Fault) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = ProxyState {
+            upstream: upstream.to_owned(),
+            fault: Arc::new(Mutex::new(fault)),
+            http: reqwest::Client::new(),
+        };
+        let router = Router::new().fallback(forward).with_state(state);
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router).await.expect("proxy serves");
+        });
+        Self { url, server }
+    }
+}
+
+fn operation(headers: &HeaderMap, body: &[u8]) -> Option<Operation> {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if target.ends_with(".GetAuthorizationToken") {
+        return Some(Operation::GetAuthorizationToken);
+    }
+    let body = std::str::from_utf8(body).unwrap_or_default();
+    body.split('&')
+        .any(|p| p == "Action=AssumeRole")
+        .then_some(Operation::AssumeRole)
+}
+
+async fn forward(State(state): State<ProxyState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .expect("request body");
+    let op = operation(&parts.headers, &body);
+    let fault = state.fault.lock().unwrap().clone();
+    match fault {
+        Fault::Error {
+            operation,
+            status,
+            code,
+        } if Some(operation) == op => return aws_error(operation, status, code),
+        Fault::Delay { operation, delay } if Some(operation) == op => {
+            tokio::time::sleep(delay).await
+        }
+        _ => {}
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut upstream = state
+        .http
+        .request(parts.method, format!("{}{path}", state.upstream));
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let answer = upstream.body(body).send().await.expect("moto answers");
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let mut bytes = answer.bytes().await.expect("moto body");
+    if matches!(fault, Fault::RealisticExpiry)
+        && op == Some(Operation::GetAuthorizationToken)
+        && status.is_success()
+    {
+        bytes = realistic_expiry(&bytes).into();
+    }
+    let mut response = Response::builder().status(status);
+    for (name, value) in &headers {
+        if name != header::CONTENT_LENGTH && name != header::TRANSFER_ENCODING {
+            response = response.header(name, value);
+        }
+    }
+    response.body(Body::from(bytes)).unwrap()
+}
+
+/// Twelve hours from now, as real ECR sets it (moto answers a fixed date in 2015).
+pub fn twelve_hours_from_now() -> i64 {
+    chrono::Utc::now().timestamp() + 12 * 3600
+}
+
+fn realistic_expiry(body: &[u8]) -> Vec<u8> {
+    let mut json: serde_json::Value = serde_json::from_slice(body).expect("ECR JSON");
+    for data in json["authorizationData"]
+        .as_array_mut()
+        .expect("authorizationData")
+    {
+        data["expiresAt"] = twelve_hours_from_now().into();
+    }
+    serde_json::to_vec(&json).unwrap()
+}
+
+fn aws_error(operation: Operation, status: u16, code: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap();
+    match operation {
+        Operation::GetAuthorizationToken => Response::builder()
+            .status(status)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amzn-errortype", code)
+            .body(Body::from(format!(r#"{{"__type":"{code}","message":"injected by the test proxy"}}"#)))
+            .unwrap(),
+        Operation::AssumeRole => Response::builder()
+            .status(status)
+            .header("content-type", "text/xml")
+            .body(Body::from(format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                 <Code>{code}</Code><Message>injected by the test proxy</Message></Error>\
+                 <RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
+            )))
+            .unwrap(),
+    }
+}

@@ -1,0 +1,205 @@
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::helpers::{
+    FINGERPRINT_KEY, Fault, ROLE_ACCOUNT, ROLE_ARN, SECOND_ACCOUNT, TestApp, proxy, request_id,
+};
+
+fn fingerprint(token: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(FINGERPRINT_KEY.as_bytes()).unwrap();
+    mac.update(token.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn issues_authorization_data_for_the_rules_role_and_records_it() {
+    // Arrange
+    let app = TestApp::spawn().await;
+    app.moto.start_recording().await;
+
+    // Act
+    let response = app.issue(Some(&app.token()), None).await;
+
+    // Assert: the response
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let id = request_id(&response);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["requestId"], id.as_str());
+    let data = body["authorizationData"].as_array().unwrap();
+    assert_eq!(data.len(), 1);
+    let token = data[0]["authorizationToken"].as_str().unwrap();
+    let decoded = String::from_utf8(STANDARD.decode(token).unwrap()).unwrap();
+    assert!(decoded.starts_with("AWS:"), "{decoded}");
+    assert_eq!(
+        data[0]["proxyEndpoint"],
+        format!("https://{ROLE_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com")
+    );
+    let expires_at = data[0]["expiresAt"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(expires_at).is_ok() && expires_at.ends_with('Z'),
+        "{expires_at}"
+    );
+
+    // Assert: what was sent to STS
+    let assumed = app.moto.recorded_actions("AssumeRole").await;
+    assert_eq!(assumed.len(), 1);
+    let sent = &assumed[0];
+    assert_eq!(sent.field("RoleArn").as_deref(), Some(ROLE_ARN));
+    let session_name = sent.field("RoleSessionName").unwrap();
+    assert!(
+        session_name.starts_with("repo-acme-api-ref-refs-heads-main."),
+        "{session_name}"
+    );
+    assert!(session_name.len() <= 64);
+    assert_eq!(
+        sent.field("SourceIdentity").as_deref(),
+        Some("repo-acme-api-ref-refs-heads-main")
+    );
+    assert_eq!(sent.field("DurationSeconds").as_deref(), Some("1800"));
+
+    // Assert: the audit row
+    let row = app.audit_row(&id).await;
+    assert_eq!(row["outcome"], "issued");
+    assert_eq!(row["reason"], "issued");
+    assert_eq!(row["http_status"], 200);
+    assert_eq!(row["issuer"], "test");
+    assert_eq!(row["subject"], "repo:acme/api:ref:refs/heads/main");
+    assert_eq!(row["rule"], "acme-main");
+    assert_eq!(row["role_arn"], ROLE_ARN);
+    assert_eq!(row["session_name"], session_name.as_str());
+    assert_eq!(row["region"], "us-east-1");
+    assert_eq!(row["registry_ids"], json!([ROLE_ACCOUNT]));
+    assert_eq!(
+        row["proxy_endpoints"],
+        json!([format!(
+            "https://{ROLE_ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"
+        )])
+    );
+    assert_eq!(row["token_fingerprints"], json!([fingerprint(token)]));
+    assert_eq!(row["fingerprint_key_id"], "test-key");
+    assert_eq!(row["from_cache"], false);
+    assert_eq!(row["client_addr"], "127.0.0.1");
+    assert!(row["latency_ms"].as_i64().unwrap() >= 0);
+    let stored = chrono::DateTime::parse_from_rfc3339(row["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        chrono::DateTime::parse_from_rfc3339(expires_at).unwrap()
+    );
+    // The token itself is stored nowhere.
+    let everything = app
+        .audit_rows()
+        .await
+        .iter()
+        .map(Value::to_string)
+        .collect::<String>();
+    assert!(!everything.contains(token) && !everything.contains(&decoded[4..]));
+}
+
+#[tokio::test]
+async fn a_request_may_narrow_region_registries_and_duration() {
+    let app = TestApp::spawn().await;
+    app.moto.start_recording().await;
+
+    let body = json!({"region": "eu-west-1", "registryIds": [SECOND_ACCOUNT, ROLE_ACCOUNT], "durationSeconds": 900});
+    let response = app.issue(Some(&app.token()), Some(body)).await;
+
+    assert_eq!(response.status(), 200);
+    let id = request_id(&response);
+    let body: Value = response.json().await.unwrap();
+    let endpoints: Vec<&str> = body["authorizationData"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["proxyEndpoint"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        endpoints,
+        vec![
+            format!("https://{SECOND_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"),
+            format!("https://{ROLE_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"),
+        ]
+    );
+    let assumed = app.moto.recorded_actions("AssumeRole").await;
+    assert_eq!(assumed[0].field("DurationSeconds").as_deref(), Some("900"));
+    let row = app.audit_row(&id).await;
+    assert_eq!(row["region"], "eu-west-1");
+    assert_eq!(row["registry_ids"], json!([SECOND_ACCOUNT, ROLE_ACCOUNT]));
+    assert_eq!(row["token_fingerprints"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn expiry_is_passed_through_as_rfc3339_utc() {
+    // moto always answers a fixed 2015 expiry; the proxy answers as real ECR does.
+    let app = TestApp::builder()
+        .fault(Fault::RealisticExpiry)
+        .spawn()
+        .await;
+
+    let response = app.issue(Some(&app.token()), None).await;
+
+    assert_eq!(response.status(), 200);
+    let id = request_id(&response);
+    let body: Value = response.json().await.unwrap();
+    let expires_at = body["authorizationData"][0]["expiresAt"].as_str().unwrap();
+    let parsed = chrono::DateTime::parse_from_rfc3339(expires_at).unwrap();
+    assert!(
+        (parsed.timestamp() - proxy::twelve_hours_from_now()).abs() <= 5,
+        "{expires_at}"
+    );
+    assert!(expires_at.ends_with('Z'));
+    let row = app.audit_row(&id).await;
+    let stored = chrono::DateTime::parse_from_rfc3339(row["expires_at"].as_str().unwrap()).unwrap();
+    assert_eq!(stored.timestamp(), parsed.timestamp());
+}
+
+#[tokio::test]
+async fn every_issuance_gets_its_own_session_name() {
+    let app = TestApp::spawn().await;
+    app.moto.start_recording().await;
+
+    for _ in 0..2 {
+        assert_eq!(app.issue(Some(&app.token()), None).await.status(), 200);
+    }
+
+    let names: Vec<String> = app
+        .moto
+        .recorded_actions("AssumeRole")
+        .await
+        .iter()
+        .map(|r| r.field("RoleSessionName").unwrap())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert_ne!(names[0], names[1]);
+}
+
+#[tokio::test]
+async fn a_sane_caller_request_id_is_kept_and_a_hostile_one_replaced() {
+    let app = TestApp::spawn().await;
+
+    let kept = app
+        .http
+        .post(app.url("/v1/ecr/authorization-token"))
+        .bearer_auth(app.token())
+        .header("x-request-id", "ci-run-42.attempt-1")
+        .send()
+        .await
+        .unwrap();
+    let replaced = app
+        .http
+        .post(app.url("/v1/ecr/authorization-token"))
+        .bearer_auth(app.token())
+        .header("x-request-id", "fake\" injected=1 ".repeat(20))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(request_id(&kept), "ci-run-42.attempt-1");
+    let new_id = request_id(&replaced);
+    assert!(uuid::Uuid::parse_str(&new_id).is_ok(), "{new_id}");
+    app.audit_row("ci-run-42.attempt-1").await;
+    app.audit_row(&new_id).await;
+}

@@ -1,0 +1,17 @@
+//! Integration tests: the real service over HTTP, with real Postgres, moto and a JWKS issuer.
+
+#![expect(
+    unreachable_pub,
+    reason = "a test binary exports nothing; `pub` marks what the harness offers the test modules"
+)]
+
+mod helpers;
+
+mod audit;
+mod authentication;
+mod authorization;
+mod aws_failures;
+mod cli;
+mod health;
+mod issue;
+mod openapi;
