@@ -14,6 +14,11 @@ impl Region {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The partition the region belongs to.
+    pub fn partition(&self) -> super::Partition {
+        super::Partition::of(self)
+    }
 }
 
 impl TryFrom<String> for Region {
@@ -84,5 +89,11 @@ mod tests {
         ] {
             assert!(Region::try_from(code.to_owned()).is_err(), "{code}");
         }
+    }
+
+    #[test]
+    fn knows_its_partition() {
+        let region = Region::try_from("cn-northwest-1".to_owned()).unwrap();
+        assert_eq!(region.partition(), crate::domain::Partition::AwsCn);
     }
 }

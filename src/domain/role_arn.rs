@@ -20,6 +20,11 @@ impl RoleArn {
         &self.arn
     }
 
+    /// The ARN's partition: `aws`, `aws-cn` or `aws-us-gov`.
+    pub fn partition(&self) -> &str {
+        self.arn.split(':').nth(1).unwrap_or_default()
+    }
+
     /// The account that owns the role; also the ID of that account's ECR registry.
     pub fn account(&self) -> &RegistryId {
         &self.account
