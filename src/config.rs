@@ -16,7 +16,8 @@ use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::domain::{Region, RegistryId, RoleArn, SessionDuration};
+use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
+use crate::policy::Template;
 
 pub use validate::ConfigErrors;
 
@@ -201,7 +202,8 @@ fn default_jwks_min_refresh() -> u64 {
     30
 }
 
-/// `[[rules]]`: claims that, when all match, map a caller to a role.
+/// `[[rules]]`: claims that, when all match, map a caller to a role and to the most it may
+/// ask for.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
@@ -209,21 +211,67 @@ pub struct RuleConfig {
     pub name: String,
     /// Name of the issuer whose tokens this rule considers.
     pub issuer: String,
-    /// Claim name to pattern (exact, glob, or a list meaning any-of); every entry must match.
+    /// The token's `aud` must name one of these (a subset of the issuer's); empty: any of
+    /// the issuer's audiences.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claim name (or JSON pointer) to patterns; every entry must match.
     #[serde(default)]
     pub claims: BTreeMap<String, ClaimPatterns>,
     /// The role to assume.
     pub role_arn: RoleArn,
     /// Regions the caller may ask for; the first is the default.
     pub regions: Vec<Region>,
-    /// Registries the caller may ask for; default: the role's account.
+    /// Registries the caller may ask for; the first is the default. Default: the role's account.
     #[serde(default)]
     pub registry_ids: Vec<RegistryId>,
-    /// Lifetime of the assumed-role session.
+    /// The most this rule grants: `pull` or `push`.
+    #[serde(default)]
+    pub access: Access,
+    /// Repository patterns templated from claims, such as `"{repository}/*"`; they become the
+    /// session policy's resources. Empty: every repository of the allowed registries.
+    #[serde(default)]
+    pub repositories: Vec<Template>,
+    /// The longest session this rule grants.
     #[serde(default)]
     pub session_duration_secs: SessionDuration,
+    /// RoleSessionName template; a unique suffix is always appended.
+    #[serde(default = "default_identity_template")]
+    pub session_name: Template,
+    /// SourceIdentity template.
+    #[serde(default = "default_identity_template")]
+    pub source_identity: Template,
+    /// Session tags, each value templated from claims.
+    #[serde(default)]
+    pub session_tags: BTreeMap<String, Template>,
+    /// Tag keys that stay on sessions chained from this one.
+    #[serde(default)]
+    pub transitive_tag_keys: Vec<String>,
     /// `ExternalId` passed to AssumeRole when the role's trust policy requires one.
     pub external_id: Option<String>,
+}
+
+fn default_identity_template() -> Template {
+    Template::parse("{sub}").expect("a valid template")
+}
+
+/// One claim pattern as written in the config: a string (exact, or a glob when it contains
+/// `*`, `?` or `[`), or `{ regex = "..." }` (anchored at both ends).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ClaimPattern {
+    /// Exact value or glob.
+    Text(String),
+    /// A regular expression.
+    Regex(RegexPattern),
+}
+
+/// `{ regex = "..." }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegexPattern {
+    /// The expression; it must match the whole value.
+    pub regex: String,
 }
 
 /// One pattern or a list of patterns, any of which may match.
@@ -231,14 +279,14 @@ pub struct RuleConfig {
 #[serde(untagged)]
 pub enum ClaimPatterns {
     /// A single pattern.
-    One(String),
+    One(ClaimPattern),
     /// Any of these patterns.
-    AnyOf(Vec<String>),
+    AnyOf(Vec<ClaimPattern>),
 }
 
 impl ClaimPatterns {
     /// The patterns as a slice.
-    pub fn as_slice(&self) -> &[String] {
+    pub fn as_slice(&self) -> &[ClaimPattern] {
         match self {
             Self::One(p) => std::slice::from_ref(p),
             Self::AnyOf(ps) => ps,

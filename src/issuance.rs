@@ -6,7 +6,6 @@ use crate::app::AppState;
 use crate::audit::AuditRecord;
 use crate::auth::{AuthError, Caller};
 use crate::credentials::{AssumeRole, AuthorizationData};
-use crate::domain::{RoleSessionName, SourceIdentity};
 use crate::error::ApiError;
 use crate::policy::IssueRequest;
 
@@ -29,39 +28,34 @@ pub async fn issue(
         .ok_or(ApiError::NoMatchingRule)?;
     record.rule = Some(rule.name.clone());
     record.role_arn = Some(rule.role_arn.to_string());
-    let grant = rule.grant(&request)?;
-    record.region = Some(grant.region.to_string());
-    record.registry_ids = grant.registry_ids.iter().map(ToString::to_string).collect();
+    let grant = rule.grant(&request, &caller.claims)?;
+    record.grant(&grant);
 
     let unique = uuid::Uuid::new_v4().simple().to_string();
-    let session_name = RoleSessionName::for_caller(&caller.subject, &unique[..12]);
-    record.session_name = Some(session_name.to_string());
-    let source_identity = SourceIdentity::for_caller(&caller.subject);
+    let identity = rule.session_identity(&caller.claims, &unique[..12])?;
+    record.session_name = Some(identity.session_name.to_string());
+    record.session_tags = identity
+        .tags
+        .iter()
+        .map(|t| (t.key.clone(), t.value.clone()))
+        .collect();
     let session = state
         .aws
         .assume_role(AssumeRole {
             role_arn: &rule.role_arn,
-            session_name: &session_name,
-            source_identity: source_identity.as_ref(),
+            session_name: &identity.session_name,
+            source_identity: identity.source_identity.as_ref(),
             duration: grant.duration,
             external_id: rule.external_id.as_deref(),
+            policy: &grant.policy,
+            tags: &identity.tags,
+            transitive_tag_keys: &identity.transitive_tag_keys,
         })
         .await?;
     let data = state
         .aws
-        .authorization_tokens(&session, &grant.region, &grant.registry_ids)
+        .authorization_data_for(&session, &grant.endpoints)
         .await?;
-
-    record.proxy_endpoints = data.iter().map(|d| d.proxy_endpoint.clone()).collect();
-    record.expires_at = data.iter().map(|d| d.expires_at).min();
-    record.token_fingerprints = data
-        .iter()
-        .map(|d| {
-            state
-                .fingerprinter
-                .fingerprint(d.authorization_token.expose())
-        })
-        .collect();
-    record.fingerprint_key_id = Some(state.fingerprinter.key_id().to_owned());
+    record.issued(&data, &state.fingerprinter);
     Ok(data)
 }

@@ -3,8 +3,18 @@
 //! A rule matches a verified caller when the caller's issuer is the rule's and every claim
 //! matcher of the rule matches. The request may then only narrow what the rule allows.
 
+mod grant;
 mod matcher;
+mod request;
 mod rule;
+pub mod session_policy;
+mod session_tags;
+mod template;
 
+pub use grant::{Denial, Grant, Refusal, SessionIdentity};
 pub use matcher::{ClaimMatcher, InvalidPattern};
-pub use rule::{Grant, IssueRequest, Refusal, Rule, Rules};
+pub use matcher::{Mismatch, claim_value};
+pub use request::{IssueRequest, MAX_ENDPOINTS, MAX_REPOSITORIES, Selection};
+pub use rule::{InvalidRule, Rule, Rules};
+pub use session_tags::{SessionTag, SessionTagTemplates};
+pub use template::{RenderError, Template, TemplateError, ValueRule};

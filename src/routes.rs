@@ -3,6 +3,7 @@
 mod ecr;
 mod health;
 mod meta;
+mod whoami;
 
 use axum::Router;
 
@@ -12,5 +13,8 @@ pub use meta::RequestMeta;
 
 /// Every route of the service.
 pub fn router() -> Router<AppState> {
-    Router::new().merge(ecr::router()).merge(health::router())
+    Router::new()
+        .merge(ecr::router())
+        .merge(whoami::router())
+        .merge(health::router())
 }

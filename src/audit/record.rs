@@ -2,6 +2,16 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+use super::Fingerprinter;
+use crate::credentials::AuthorizationData;
+use crate::policy::Grant;
+
+fn push_distinct(items: &mut Vec<String>, item: String) {
+    if !items.contains(&item) {
+        items.push(item);
+    }
+}
+
 /// The kind of decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -47,14 +57,16 @@ pub struct AuditRecord {
     pub role_arn: Option<String>,
     /// The STS session name.
     pub session_name: Option<String>,
-    /// The region asked of ECR.
-    pub region: Option<String>,
+    /// The regions asked of ECR.
+    pub regions: Vec<String>,
     /// The registries asked of ECR.
     pub registry_ids: Vec<String>,
     /// `pull` or `push` when a session policy narrowed the role.
     pub access: Option<String>,
     /// Repository patterns a session policy granted.
     pub repositories: Option<Vec<String>>,
+    /// Session tags sent to STS.
+    pub session_tags: Vec<(String, String)>,
     /// The registry endpoints returned.
     pub proxy_endpoints: Vec<String>,
     /// The earliest expiry among the returned tokens.
@@ -87,10 +99,11 @@ impl AuditRecord {
             rule: None,
             role_arn: None,
             session_name: None,
-            region: None,
+            regions: Vec::new(),
             registry_ids: Vec::new(),
             access: None,
             repositories: None,
+            session_tags: Vec::new(),
             proxy_endpoints: Vec::new(),
             expires_at: None,
             token_fingerprints: Vec::new(),
@@ -100,6 +113,33 @@ impl AuditRecord {
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             latency_ms: 0,
         }
+    }
+
+    /// Records what a grant allows.
+    pub fn grant(&mut self, grant: &Grant<'_>) {
+        for endpoint in &grant.endpoints {
+            push_distinct(&mut self.regions, endpoint.region().to_string());
+            push_distinct(&mut self.registry_ids, endpoint.registry_id().to_string());
+        }
+        self.access = Some(grant.access.to_string());
+        self.repositories = Some(
+            grant
+                .repositories
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+        );
+    }
+
+    /// Records what was issued: endpoints, the earliest expiry, token fingerprints.
+    pub fn issued(&mut self, data: &[AuthorizationData], fingerprinter: &Fingerprinter) {
+        self.proxy_endpoints = data.iter().map(|d| d.proxy_endpoint.clone()).collect();
+        self.expires_at = data.iter().map(|d| d.expires_at).min();
+        self.token_fingerprints = data
+            .iter()
+            .map(|d| fingerprinter.fingerprint(d.authorization_token.expose()))
+            .collect();
+        self.fingerprint_key_id = Some(fingerprinter.key_id().to_owned());
     }
 
     /// Records the decision and how long it took.

@@ -27,11 +27,11 @@ impl AuditLog {
         sqlx::query_scalar(
             "INSERT INTO audit_events (
                 occurred_at, request_id, outcome, reason, http_status, issuer, subject, rule,
-                role_arn, session_name, region, registry_ids, access, repositories,
-                proxy_endpoints, expires_at, token_fingerprints, fingerprint_key_id, from_cache,
+                role_arn, session_name, regions, registry_ids, access, repositories,
+                session_tags, proxy_endpoints, expires_at, token_fingerprints, fingerprint_key_id, from_cache,
                 client_addr, user_agent, latency_ms
             ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                      $18, $19, $20, $21, $22)
+                      $18, $19, $20, $21, $22, $23)
             RETURNING id",
         )
         .bind(r.occurred_at)
@@ -44,10 +44,11 @@ impl AuditLog {
         .bind(&r.rule)
         .bind(&r.role_arn)
         .bind(&r.session_name)
-        .bind(&r.region)
+        .bind(&r.regions)
         .bind(&r.registry_ids)
         .bind(&r.access)
         .bind(&r.repositories)
+        .bind(session_tags(&r.session_tags))
         .bind(&r.proxy_endpoints)
         .bind(r.expires_at)
         .bind(&r.token_fingerprints)
@@ -64,4 +65,13 @@ impl AuditLog {
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
+}
+
+/// Tags as a JSON object, or NULL when there are none.
+fn session_tags(tags: &[(String, String)]) -> Option<serde_json::Value> {
+    (!tags.is_empty()).then(|| {
+        tags.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect()
+    })
 }

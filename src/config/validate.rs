@@ -1,13 +1,14 @@
 //! Checks that serde's types cannot express: cross-references, sizes, exclusive options.
 
+mod rules;
+
 use std::collections::HashSet;
 use std::fmt;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use secrecy::ExposeSecret;
 
-use super::{Config, IssuerConfig, KeySource, RuleConfig};
-use crate::policy::ClaimMatcher;
+use super::{Config, IssuerConfig, KeySource};
 
 /// Every problem found in a config file, each with the path of the field it concerns.
 #[derive(Debug)]
@@ -26,14 +27,14 @@ impl ConfigErrors {
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (path, message)) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("\n")?;
-            }
+        let count = self.0.len();
+        write!(f, "{count} problem{}:", if count == 1 { "" } else { "s" })?;
+        for (path, message) in &self.0 {
+            let message = message.trim_end().replace('\n', "\n    ");
             if path.is_empty() {
-                write!(f, "{}", message.trim_end())?;
+                write!(f, "\n  - {message}")?;
             } else {
-                write!(f, "{path}: {message}")?;
+                write!(f, "\n  - {path}: {message}")?;
             }
         }
         Ok(())
@@ -101,8 +102,9 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
             format!("{at}.name"),
             format!("duplicate rule name {:?}", rule.name),
         );
-        rule_entry(rule, &at, config, &mut f);
+        rules::rule_entry(rule, &at, config, &mut f);
     }
+    rules::shadowed_rules(config, &mut f);
     if f.0.is_empty() {
         Ok(())
     } else {
@@ -269,51 +271,5 @@ fn is_fetchable_url(url: &str) -> bool {
         "https" => parsed.host().is_some(),
         "http" => matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")),
         _ => false,
-    }
-}
-
-fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut Findings) {
-    let known = config
-        .issuers
-        .iter()
-        .map(|i| i.name.as_str())
-        .collect::<Vec<_>>();
-    f.check(
-        known.contains(&rule.issuer.as_str()),
-        format!("{at}.issuer"),
-        format!(
-            "unknown issuer {:?} (known: {})",
-            rule.issuer,
-            known.join(", ")
-        ),
-    );
-    f.check(
-        !rule.claims.is_empty(),
-        format!("{at}.claims"),
-        "name at least one claim; to accept every token of the issuer say so with sub = \"*\"",
-    );
-    for (claim, patterns) in &rule.claims {
-        let path = format!("{at}.claims.{claim}");
-        f.check(
-            !patterns.as_slice().is_empty(),
-            &path,
-            "an empty list can never match",
-        );
-        if let Err(e) = ClaimMatcher::new(claim, patterns.as_slice()) {
-            f.check(false, &path, e.to_string());
-        }
-    }
-    f.check(
-        !rule.regions.is_empty(),
-        format!("{at}.regions"),
-        "at least one region is required",
-    );
-    let mut seen = HashSet::new();
-    for region in &rule.regions {
-        f.check(
-            seen.insert(region),
-            format!("{at}.regions"),
-            format!("{region} is listed twice"),
-        );
     }
 }

@@ -3,8 +3,10 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
+use futures::future::try_join_all;
+
 use super::{Aws, AwsError, AwsErrorKind, SessionCredentials};
-use crate::domain::{Region, RegistryId};
+use crate::domain::{Region, RegistryHost, RegistryId};
 
 /// An ECR authorization token (base64 of `AWS:<password>`). Never logged: `Debug` redacts it.
 #[derive(Clone)]
@@ -35,8 +37,59 @@ pub struct AuthorizationData {
 }
 
 impl Aws {
+    /// One AuthorizationData per endpoint, asking each region once and all regions at the
+    /// same time. Each entry's `proxyEndpoint` is the endpoint as asked for (FIPS and
+    /// dual-stack hosts included); the token works for any endpoint of its registry.
+    pub async fn authorization_data_for(
+        &self,
+        session: &SessionCredentials,
+        endpoints: &[RegistryHost],
+    ) -> Result<Vec<AuthorizationData>, AwsError> {
+        let mut by_region: Vec<(&Region, Vec<RegistryId>)> = Vec::new();
+        for endpoint in endpoints {
+            let at = match by_region.iter().position(|(r, _)| *r == endpoint.region()) {
+                Some(at) => at,
+                None => {
+                    by_region.push((endpoint.region(), Vec::new()));
+                    by_region.len() - 1
+                }
+            };
+            if !by_region[at].1.contains(endpoint.registry_id()) {
+                by_region[at].1.push(endpoint.registry_id().clone());
+            }
+        }
+        let answers = try_join_all(
+            by_region
+                .iter()
+                .map(|(region, ids)| self.authorization_tokens(session, region, ids)),
+        )
+        .await?;
+        endpoints
+            .iter()
+            .map(|endpoint| {
+                let at = by_region
+                    .iter()
+                    .position(|(r, _)| *r == endpoint.region())
+                    .expect("grouped above");
+                let data = answers[at]
+                    .iter()
+                    .find(|d| {
+                        registry_of(&d.proxy_endpoint) == Some(endpoint.registry_id().as_str())
+                    })
+                    .ok_or_else(|| {
+                        AwsError::new("GetAuthorizationToken", AwsErrorKind::Unavailable)
+                    })?;
+                Ok(AuthorizationData {
+                    authorization_token: data.authorization_token.clone(),
+                    expires_at: data.expires_at,
+                    proxy_endpoint: endpoint.proxy_endpoint(),
+                })
+            })
+            .collect()
+    }
+
     /// Calls `GetAuthorizationToken` in `region` with the session's credentials only.
-    pub async fn authorization_tokens(
+    async fn authorization_tokens(
         &self,
         session: &SessionCredentials,
         region: &Region,
@@ -81,4 +134,13 @@ impl Aws {
         }
         Ok(data)
     }
+}
+
+/// The registry ID at the front of a proxy endpoint such as
+/// `https://123456789012.dkr.ecr.eu-west-1.amazonaws.com`.
+fn registry_of(proxy_endpoint: &str) -> Option<&str> {
+    let host = proxy_endpoint
+        .strip_prefix("https://")
+        .unwrap_or(proxy_endpoint);
+    host.split('.').next()
 }

@@ -1,9 +1,12 @@
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
+use aws_sdk_sts::types::Tag;
 
 use super::{Aws, AwsError, AwsErrorKind};
 use crate::domain::{RoleArn, RoleSessionName, SessionDuration, SourceIdentity};
+use crate::policy::SessionTag;
+use crate::policy::session_policy::SessionPolicy;
 
 /// The inputs of one `AssumeRole` call.
 #[derive(Debug, Clone, Copy)]
@@ -18,6 +21,12 @@ pub struct AssumeRole<'a> {
     pub duration: SessionDuration,
     /// Required by some trust policies.
     pub external_id: Option<&'a str>,
+    /// The inline session policy: the credentials can do no more than it allows.
+    pub policy: &'a SessionPolicy,
+    /// Session tags.
+    pub tags: &'a [SessionTag],
+    /// Keys of the tags that pass on to chained sessions.
+    pub transitive_tag_keys: &'a [String],
 }
 
 /// Temporary credentials of an assumed-role session. `Debug` redacts the secrets.
@@ -45,6 +54,11 @@ impl Aws {
             .set_source_identity(input.source_identity.map(|s| s.as_str().to_owned()))
             .duration_seconds(i32::try_from(input.duration.as_secs()).unwrap_or(i32::MAX))
             .set_external_id(input.external_id.map(str::to_owned))
+            .policy(input.policy.as_str())
+            .set_tags(tags(input.tags))
+            .set_transitive_tag_keys(
+                (!input.transitive_tag_keys.is_empty()).then(|| input.transitive_tag_keys.to_vec()),
+            )
             .send()
             .await
             .map_err(|e| AwsError::from_sdk(OPERATION, e))?;
@@ -62,4 +76,21 @@ impl Aws {
             ),
         })
     }
+}
+
+fn tags(tags: &[SessionTag]) -> Option<Vec<Tag>> {
+    if tags.is_empty() {
+        return None;
+    }
+    let tags = tags
+        .iter()
+        .map(|t| {
+            Tag::builder()
+                .key(&t.key)
+                .value(&t.value)
+                .build()
+                .expect("key and value are set")
+        })
+        .collect();
+    Some(tags)
 }

@@ -1,5 +1,8 @@
 use globset::{Glob, GlobMatcher};
-use serde_json::Value;
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use crate::config::ClaimPattern;
 
 /// A claim pattern that does not compile.
 #[derive(Debug, thiserror::Error)]
@@ -9,34 +12,60 @@ pub struct InvalidPattern {
     reason: String,
 }
 
-/// One pattern: an exact value, or a glob when it contains `*`, `?` or `[`.
+/// One compiled pattern.
 #[derive(Debug, Clone)]
 enum Pattern {
     Exact(String),
     Glob(GlobMatcher),
+    Regex(Regex),
 }
 
 impl Pattern {
-    fn new(pattern: &str) -> Result<Self, InvalidPattern> {
-        if !pattern.contains(['*', '?', '[']) {
-            return Ok(Self::Exact(pattern.to_owned()));
+    fn new(pattern: &ClaimPattern) -> Result<Self, InvalidPattern> {
+        let invalid = |pattern: &str, reason: String| InvalidPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        };
+        match pattern {
+            ClaimPattern::Text(text) if !text.contains(['*', '?', '[']) => {
+                Ok(Self::Exact(text.clone()))
+            }
+            // `*` crosses `/` on purpose: claims such as `repo:acme/api:ref:refs/heads/main`
+            // are opaque strings, not paths.
+            ClaimPattern::Text(glob) => Glob::new(glob)
+                .map(|g| Self::Glob(g.compile_matcher()))
+                .map_err(|e| invalid(glob, e.kind().to_string())),
+            // Anchored, so that `acme` cannot match `not-acme-at-all`.
+            ClaimPattern::Regex(r) => Regex::new(&format!("^(?:{})$", r.regex))
+                .map(Self::Regex)
+                .map_err(|e| invalid(&r.regex, e.to_string())),
         }
-        // `*` crosses `/` on purpose: claims such as `repo:acme/api:ref:refs/heads/main` are
-        // opaque strings, not paths.
-        Glob::new(pattern)
-            .map(|g| Self::Glob(g.compile_matcher()))
-            .map_err(|e| InvalidPattern {
-                pattern: pattern.to_owned(),
-                reason: e.kind().to_string(),
-            })
     }
 
     fn matches(&self, value: &str) -> bool {
         match self {
             Self::Exact(expected) => expected == value,
             Self::Glob(glob) => glob.is_match(value),
+            Self::Regex(regex) => regex.is_match(value),
         }
     }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Exact(text) => format!("{text:?}"),
+            Self::Glob(glob) => format!("glob {:?}", glob.glob().glob()),
+            Self::Regex(regex) => format!("regex {:?}", regex.as_str()),
+        }
+    }
+}
+
+/// Why a claim did not match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The claim (name or JSON pointer) as the rule names it.
+    pub claim: String,
+    /// What the rule expected, and that the token did not have it.
+    pub reason: String,
 }
 
 /// Matches one claim of a token against any of its patterns.
@@ -47,13 +76,20 @@ pub struct ClaimMatcher {
 }
 
 impl ClaimMatcher {
-    /// Compiles the patterns for `claim`; any of them may match.
-    pub fn new(claim: &str, patterns: &[String]) -> Result<Self, InvalidPattern> {
+    /// Compiles the patterns for `claim` (a claim name, or a JSON pointer such as
+    /// `/realm_access/roles`); any of them may match.
+    pub fn new(claim: &str, patterns: &[ClaimPattern]) -> Result<Self, InvalidPattern> {
+        if claim.starts_with('/') && claim.split('/').skip(1).any(str::is_empty) {
+            return Err(InvalidPattern {
+                pattern: claim.to_owned(),
+                reason: "a JSON pointer needs a name between every pair of slashes".to_owned(),
+            });
+        }
         Ok(Self {
             claim: claim.to_owned(),
             patterns: patterns
                 .iter()
-                .map(|p| Pattern::new(p))
+                .map(Pattern::new)
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -65,10 +101,26 @@ impl ClaimMatcher {
 
     /// Whether the claims satisfy this matcher. A missing claim never matches; strings,
     /// numbers and booleans are compared as text; an array matches when any element does.
-    pub fn matches(&self, claims: &serde_json::Map<String, Value>) -> bool {
-        claims
-            .get(&self.claim)
-            .is_some_and(|v| self.matches_value(v))
+    pub fn matches(&self, claims: &Map<String, Value>) -> bool {
+        self.explain(claims).is_ok()
+    }
+
+    /// Like [`ClaimMatcher::matches`], saying why not.
+    pub fn explain(&self, claims: &Map<String, Value>) -> Result<(), Mismatch> {
+        let mismatch = |reason: String| Mismatch {
+            claim: self.claim.clone(),
+            reason,
+        };
+        let value = claim_value(claims, &self.claim)
+            .ok_or_else(|| mismatch("the token has no such claim".to_owned()))?;
+        if self.matches_value(value) {
+            return Ok(());
+        }
+        let expected: Vec<String> = self.patterns.iter().map(Pattern::describe).collect();
+        Err(mismatch(format!(
+            "the value matches none of: {}",
+            expected.join(", ")
+        )))
     }
 
     fn matches_value(&self, value: &Value) -> bool {
@@ -85,18 +137,46 @@ impl ClaimMatcher {
     }
 }
 
+/// A claim by name, or by RFC 6901 JSON pointer when it starts with `/`.
+pub fn claim_value<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let Some(pointer) = name.strip_prefix('/') else {
+        return claims.get(name);
+    };
+    let (first, rest) = pointer
+        .split_once('/')
+        .map_or((pointer, ""), |(f, r)| (f, r));
+    let first = first.replace("~1", "/").replace("~0", "~");
+    let top = claims.get(&first)?;
+    if rest.is_empty() {
+        Some(top)
+    } else {
+        top.pointer(&format!("/{rest}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::config::RegexPattern;
+
+    fn text(p: &str) -> ClaimPattern {
+        ClaimPattern::Text(p.to_owned())
+    }
+
+    fn regex(p: &str) -> ClaimPattern {
+        ClaimPattern::Regex(RegexPattern {
+            regex: p.to_owned(),
+        })
+    }
 
     fn matcher(claim: &str, patterns: &[&str]) -> ClaimMatcher {
-        let patterns: Vec<String> = patterns.iter().map(|p| (*p).to_owned()).collect();
+        let patterns: Vec<ClaimPattern> = patterns.iter().map(|p| text(p)).collect();
         ClaimMatcher::new(claim, &patterns).unwrap()
     }
 
-    fn claims(value: Value) -> serde_json::Map<String, Value> {
+    fn claims(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()
     }
 
@@ -118,9 +198,31 @@ mod tests {
     }
 
     #[test]
-    fn a_list_means_any_of() {
-        let m = matcher("ref", &["refs/heads/main", "refs/tags/v*"]);
+    fn regexes_are_anchored() {
+        let m = ClaimMatcher::new("sub", &[regex("repo:acme/(api|web):.*")]).unwrap();
+        assert!(m.matches(&claims(json!({"sub": "repo:acme/api:ref:refs/heads/main"}))));
+        assert!(!m.matches(&claims(json!({"sub": "x-repo:acme/api:ref"}))));
+        let short = ClaimMatcher::new("owner", &[regex("acme")]).unwrap();
+        assert!(!short.matches(&claims(json!({"owner": "not-acme-at-all"}))));
+        // An alternation must not escape the anchors.
+        let alternation = ClaimMatcher::new("owner", &[regex("acme|beta")]).unwrap();
+        assert!(!alternation.matches(&claims(json!({"owner": "acme-evil"}))));
+        assert!(alternation.matches(&claims(json!({"owner": "beta"}))));
+    }
+
+    #[test]
+    fn a_list_means_any_of_and_may_mix_kinds() {
+        let m = ClaimMatcher::new(
+            "ref",
+            &[
+                text("refs/heads/main"),
+                text("refs/tags/v*"),
+                regex("refs/heads/release-[0-9]+"),
+            ],
+        )
+        .unwrap();
         assert!(m.matches(&claims(json!({"ref": "refs/tags/v1.2"}))));
+        assert!(m.matches(&claims(json!({"ref": "refs/heads/release-7"}))));
         assert!(!m.matches(&claims(json!({"ref": "refs/heads/dev"}))));
     }
 
@@ -136,7 +238,37 @@ mod tests {
     }
 
     #[test]
-    fn broken_globs_are_refused() {
-        assert!(ClaimMatcher::new("sub", &["repo:[acme".to_owned()]).is_err());
+    fn json_pointers_reach_nested_claims() {
+        let m = matcher("/realm_access/roles", &["ecr-push"]);
+        assert!(m.matches(&claims(
+            json!({"realm_access": {"roles": ["dev", "ecr-push"]}})
+        )));
+        assert!(!m.matches(&claims(json!({"realm_access": {"roles": ["dev"]}}))));
+        assert!(!m.matches(&claims(json!({"realm_access": "ecr-push"}))));
+        let escaped = matcher("/https:~1~1example.com~1team", &["platform"]);
+        assert!(escaped.matches(&claims(json!({"https://example.com/team": "platform"}))));
+        assert!(ClaimMatcher::new("/a//b", &[text("x")]).is_err());
+    }
+
+    #[test]
+    fn explain_names_the_claim_and_the_expectation() {
+        let m = matcher("ref", &["refs/heads/main"]);
+        let missing = m.explain(&claims(json!({}))).unwrap_err();
+        assert_eq!(missing.claim, "ref");
+        assert!(missing.reason.contains("no such claim"));
+        let wrong = m
+            .explain(&claims(json!({"ref": "refs/heads/dev"})))
+            .unwrap_err();
+        assert!(
+            wrong.reason.contains("\"refs/heads/main\""),
+            "{}",
+            wrong.reason
+        );
+    }
+
+    #[test]
+    fn broken_patterns_are_refused() {
+        assert!(ClaimMatcher::new("sub", &[text("repo:[acme")]).is_err());
+        assert!(ClaimMatcher::new("sub", &[regex("(unclosed")]).is_err());
     }
 }

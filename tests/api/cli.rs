@@ -14,6 +14,16 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run the binary")
 }
 
+/// The sections every config needs before its issuers and rules.
+const BASE: &str = r#"
+[database]
+url = "postgres://localhost/x"
+
+[audit]
+fingerprint_key_id = "k1"
+fingerprint_key = "0123456789abcdef0123456789abcdef"
+"#;
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -51,14 +61,9 @@ fn check_config_names_the_location_of_every_problem() {
     let path = dir.path().join("broken.toml");
     std::fs::write(
         &path,
-        r#"
-[database]
-url = "postgres://localhost/x"
-
-[audit]
-fingerprint_key_id = "k1"
-fingerprint_key = "0123456789abcdef0123456789abcdef"
-
+        format!(
+            "{BASE}{}",
+            r#"
 [[issuers]]
 name = "ci"
 issuer = "https://ci.example.com"
@@ -72,7 +77,8 @@ issuer = "nobody"
 claims = { sub = "repo:[acme" }
 role_arn = "arn:aws:iam::123456789012:role/ecr"
 regions = ["us-east-1", "us-east-1"]
-"#,
+"#
+        ),
     )
     .unwrap();
 
@@ -105,6 +111,102 @@ regions = ["us-east-1", "us-east-1"]
     std::fs::write(&path, "[[rules]]\nregions = [\"nowhere\"]\n").unwrap();
     let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
     assert!(message.contains("not an AWS region code"), "{message}");
+}
+
+#[test]
+fn check_config_finds_rules_that_can_never_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{BASE}{}",
+            r#"
+[[issuers]]
+name = "ci"
+issuer = "https://ci.example.com"
+jwks_uri = "https://ci.example.com/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+
+[[rules]]
+name = "everyone"
+issuer = "ci"
+claims = { sub = "*" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1", "cn-north-1"]
+repositories = ["Team-A/*", "{repository}//x"]
+session_tags = { "aws:owner" = "{sub}", repo = "{repository}" }
+transitive_tag_keys = ["missing"]
+external_id = "x"
+
+[[rules]]
+name = "main-only"
+issuer = "ci"
+audiences = ["some-other-audience"]
+claims = { ref = "refs/heads/main" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1"]
+"#
+        ),
+    )
+    .unwrap();
+
+    let output = run(&["check-config", path.to_str().unwrap()], &[]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    for expected in [
+        "rules[0].regions: cn-north-1 is in partition aws-cn, but the role is in aws",
+        "rules[0].repositories[0]",
+        "rules[0].repositories[1]",
+        "rules[0].session_tags",
+        "aws:",
+        "missing",
+        "rules[0].external_id",
+        "rules[1].audiences",
+        "rule \"main-only\" can never match: rule \"everyone\" before it",
+    ] {
+        assert!(
+            message.contains(expected),
+            "missing {expected:?} in:\n{message}"
+        );
+    }
+
+    for (template, problem) in [
+        ("{repository", "column"),
+        ("{bad name}", "column"),
+        ("x}", "column"),
+    ] {
+        std::fs::write(
+            &path,
+            format!(
+                "[[rules]]\nname = \"r\"\nissuer = \"ci\"\nrole_arn = \"arn:aws:iam::123456789012:role/ecr\"\nregions = [\"us-east-1\"]\nrepositories = [\"{template}\"]\n"
+            ),
+        )
+        .unwrap();
+        let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
+        assert!(
+            message.contains(problem) && message.contains("line 6"),
+            "{template}: {message}"
+        );
+    }
+    for (field, value, problem) in [
+        (
+            "role_arn",
+            "\"arn:aws:iam::123:role/x\"",
+            "not an IAM role ARN",
+        ),
+        ("session_duration_secs", "60", "900 to 43200"),
+        ("regions", "[\"mars-1\"]", "not an AWS region code"),
+    ] {
+        std::fs::write(&path, format!("[[rules]]\n{field} = {value}\n")).unwrap();
+        let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
+        assert!(
+            message.contains(problem) && message.contains("line 2"),
+            "{field}: {message}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -355,6 +355,16 @@ pub fn request_id(response: &reqwest::Response) -> String {
         .to_owned()
 }
 
+/// The `proxyEndpoint` of every AuthorizationData in an issue response body, in order.
+pub fn proxy_endpoints(body: &Value) -> Vec<String> {
+    body["authorizationData"]
+        .as_array()
+        .expect("authorizationData")
+        .iter()
+        .map(|d| d["proxyEndpoint"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Asserts an RFC 9457 problem of `status` and type `slug`, and returns its body.
 pub async fn assert_problem(response: reqwest::Response, status: u16, slug: &str) -> Value {
     assert_eq!(response.status().as_u16(), status, "status");

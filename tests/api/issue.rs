@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::helpers::{
-    FINGERPRINT_KEY, Fault, ROLE_ACCOUNT, ROLE_ARN, SECOND_ACCOUNT, TestApp, proxy, request_id,
+    FINGERPRINT_KEY, Fault, ROLE_ACCOUNT, ROLE_ARN, SECOND_ACCOUNT, TestApp, proxy,
+    proxy_endpoints, request_id,
 };
 
 fn fingerprint(token: &str) -> String {
@@ -71,7 +72,7 @@ async fn issues_authorization_data_for_the_rules_role_and_records_it() {
     assert_eq!(row["rule"], "acme-main");
     assert_eq!(row["role_arn"], ROLE_ARN);
     assert_eq!(row["session_name"], session_name.as_str());
-    assert_eq!(row["region"], "us-east-1");
+    assert_eq!(row["regions"], json!(["us-east-1"]));
     assert_eq!(row["registry_ids"], json!([ROLE_ACCOUNT]));
     assert_eq!(
         row["proxy_endpoints"],
@@ -110,12 +111,7 @@ async fn a_request_may_narrow_region_registries_and_duration() {
     assert_eq!(response.status(), 200);
     let id = request_id(&response);
     let body: Value = response.json().await.unwrap();
-    let endpoints: Vec<&str> = body["authorizationData"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["proxyEndpoint"].as_str().unwrap())
-        .collect();
+    let endpoints = proxy_endpoints(&body);
     assert_eq!(
         endpoints,
         vec![
@@ -126,7 +122,7 @@ async fn a_request_may_narrow_region_registries_and_duration() {
     let assumed = app.moto.recorded_actions("AssumeRole").await;
     assert_eq!(assumed[0].field("DurationSeconds").as_deref(), Some("900"));
     let row = app.audit_row(&id).await;
-    assert_eq!(row["region"], "eu-west-1");
+    assert_eq!(row["regions"], json!(["eu-west-1"]));
     assert_eq!(row["registry_ids"], json!([SECOND_ACCOUNT, ROLE_ACCOUNT]));
     assert_eq!(row["token_fingerprints"].as_array().unwrap().len(), 2);
 }

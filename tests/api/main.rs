@@ -15,3 +15,5 @@ mod cli;
 mod health;
 mod issue;
 mod openapi;
+mod scoping;
+mod whoami;

@@ -45,7 +45,12 @@ fn openapi_yaml_is_a_valid_openapi_3_document() {
 async fn openapi_yaml_documents_exactly_the_served_paths() {
     let app = TestApp::spawn().await;
     let documented = documented_paths();
-    let served = ["/v1/ecr/authorization-token", "/healthz", "/readyz"];
+    let served = [
+        "/v1/ecr/authorization-token",
+        "/v1/whoami",
+        "/healthz",
+        "/readyz",
+    ];
 
     assert_eq!(documented.len(), served.len(), "documented: {documented:?}");
     for path in served {

@@ -1,0 +1,176 @@
+//! Checks of `[[rules]]` entries: references, partitions, templates, and rules that can never
+//! match.
+
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use super::Findings;
+use crate::config::{ClaimPattern, Config, RuleConfig};
+use crate::domain::RepositoryPattern;
+use crate::policy::{ClaimMatcher, SessionTagTemplates, Template, ValueRule};
+
+pub(super) fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut Findings) {
+    let issuer = config.issuers.iter().find(|i| i.name == rule.issuer);
+    let known = config
+        .issuers
+        .iter()
+        .map(|i| i.name.as_str())
+        .collect::<Vec<_>>();
+    f.check(
+        issuer.is_some(),
+        format!("{at}.issuer"),
+        format!(
+            "unknown issuer {:?} (known: {})",
+            rule.issuer,
+            known.join(", ")
+        ),
+    );
+    if let Some(issuer) = issuer {
+        for audience in rule
+            .audiences
+            .iter()
+            .filter(|a| !issuer.audiences.contains(a))
+        {
+            f.check(
+                false,
+                format!("{at}.audiences"),
+                format!(
+                    "{audience:?} is not one of issuer {}'s audiences, so the rule can never match",
+                    issuer.name
+                ),
+            );
+        }
+    }
+    f.check(
+        !rule.claims.is_empty(),
+        format!("{at}.claims"),
+        "name at least one claim; to accept every token of the issuer say so with sub = \"*\"",
+    );
+    for (claim, patterns) in &rule.claims {
+        let path = format!("{at}.claims.{claim}");
+        f.check(
+            !patterns.as_slice().is_empty(),
+            &path,
+            "an empty list can never match",
+        );
+        if let Err(e) = ClaimMatcher::new(claim, patterns.as_slice()) {
+            f.check(false, &path, e.to_string());
+        }
+    }
+    f.check(
+        !rule.regions.is_empty(),
+        format!("{at}.regions"),
+        "at least one region is required",
+    );
+    let mut seen = HashSet::new();
+    let role_partition = rule.role_arn.partition();
+    for region in &rule.regions {
+        f.check(
+            seen.insert(region),
+            format!("{at}.regions"),
+            format!("{region} is listed twice"),
+        );
+        f.check(
+            region.partition().as_str() == role_partition,
+            format!("{at}.regions"),
+            format!(
+                "{region} is in partition {}, but the role is in {role_partition}",
+                region.partition()
+            ),
+        );
+    }
+    for (i, template) in rule.repositories.iter().enumerate() {
+        let rendered = template.render(&sample_claims(template), ValueRule::RepositoryName);
+        f.check(
+            rendered.is_ok_and(|r| RepositoryPattern::try_from(r).is_ok()),
+            format!("{at}.repositories[{i}]"),
+            format!(
+                "{:?} can never match a repository name (lowercase letters, digits, ._-/ and *)",
+                template.as_str()
+            ),
+        );
+    }
+    if let Some(external_id) = &rule.external_id {
+        f.check(
+            (2..=1224).contains(&external_id.len())
+                && external_id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c)),
+            format!("{at}.external_id"),
+            "must be 2 to 1224 of [A-Za-z0-9_+=,.@:/-]",
+        );
+    }
+    if let Err(problems) = SessionTagTemplates::new(&rule.session_tags, &rule.transitive_tag_keys) {
+        for problem in problems {
+            f.check(false, format!("{at}.session_tags"), problem);
+        }
+    }
+}
+
+/// Claims that give every placeholder of `template` a plain value, to check what the
+/// template's own text allows.
+fn sample_claims(template: &Template) -> Map<String, Value> {
+    let mut claims = Value::Object(Map::new());
+    for placeholder in template.placeholders() {
+        let path: Vec<String> = match placeholder.strip_prefix('/') {
+            Some(pointer) => pointer
+                .split('/')
+                .map(|p| p.replace("~1", "/").replace("~0", "~"))
+                .collect(),
+            None => vec![placeholder.to_owned()],
+        };
+        let mut node = &mut claims;
+        for (depth, key) in path.iter().enumerate() {
+            if !node.is_object() {
+                *node = Value::Object(Map::new());
+            }
+            let object = node.as_object_mut().expect("made an object above");
+            let default = if depth + 1 == path.len() {
+                Value::from("sample")
+            } else {
+                Value::Object(Map::new())
+            };
+            node = object.entry(key.clone()).or_insert(default);
+        }
+    }
+    match claims {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// A later rule of the same issuer can never match when an earlier one asks for no more
+/// than it does: every token it would match, the earlier rule takes first.
+pub(super) fn shadowed_rules(config: &Config, f: &mut Findings) {
+    for (later_at, later) in config.rules.iter().enumerate() {
+        let shadow = config.rules[..later_at].iter().find(|earlier| {
+            earlier.issuer == later.issuer
+                && earlier
+                    .audiences
+                    .iter()
+                    .all(|a| later.audiences.contains(a))
+                && earlier.claims.iter().all(|(claim, patterns)| {
+                    let any_value =
+                        matches!(patterns.as_slice(), [ClaimPattern::Text(t)] if t == "*");
+                    match later.claims.get(claim) {
+                        Some(theirs) => {
+                            any_value || format!("{patterns:?}") == format!("{theirs:?}")
+                        }
+                        // Every verified token has a string `sub`.
+                        None => any_value && claim == "sub",
+                    }
+                })
+        });
+        if let Some(earlier) = shadow {
+            f.check(
+                false,
+                format!("rules[{later_at}]"),
+                format!(
+                    "rule {:?} can never match: rule {:?} before it matches every token it would",
+                    later.name, earlier.name
+                ),
+            );
+        }
+    }
+}

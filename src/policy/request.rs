@@ -1,0 +1,187 @@
+use serde::Deserialize;
+
+use crate::domain::{Access, Region, RegistryHost, RegistryId, RepositoryPattern, SessionDuration};
+
+/// At most this many registry endpoints (regions × registries, or hosts) per request.
+pub const MAX_ENDPOINTS: usize = 20;
+/// At most this many repository patterns per request.
+pub const MAX_REPOSITORIES: usize = 20;
+
+/// The optional body of an issue request: every field narrows what the matched rule allows.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "RawIssueRequest")]
+pub struct IssueRequest {
+    /// Endpoints asked for by region and registry; `None`: the rule's defaults.
+    pub selection: Selection,
+    /// `pull` (the default) or `push`.
+    pub access: Access,
+    /// Repository patterns; `None`: everything the rule allows.
+    pub repositories: Option<Vec<RepositoryPattern>>,
+    /// A session shorter than the rule's.
+    pub duration_seconds: Option<SessionDuration>,
+}
+
+/// Which registry endpoints a request asks for.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// The rule's first region and first registry.
+    #[default]
+    Defaults,
+    /// Every combination of these regions (default: the rule's first) and registries
+    /// (default: the rule's first).
+    Product {
+        /// Regions, or `None` for the rule's first.
+        regions: Option<Vec<Region>>,
+        /// Registries, or `None` for the rule's first.
+        registry_ids: Option<Vec<RegistryId>>,
+    },
+    /// These registry hosts, each naming its region and registry.
+    Hosts(Vec<RegistryHost>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawIssueRequest {
+    region: Option<Region>,
+    regions: Option<Vec<Region>>,
+    registry_ids: Option<Vec<RegistryId>>,
+    registries: Option<Vec<RegistryHost>>,
+    access: Option<Access>,
+    repositories: Option<Vec<RepositoryPattern>>,
+    duration_seconds: Option<SessionDuration>,
+}
+
+fn distinct<T: Ord + Clone>(field: &str, items: &[T], max: usize) -> Result<(), String> {
+    if items.is_empty() || items.len() > max {
+        return Err(format!("{field} must list 1 to {max} items"));
+    }
+    let mut sorted = items.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    if sorted.len() == items.len() {
+        Ok(())
+    } else {
+        Err(format!("{field} lists an item twice"))
+    }
+}
+
+impl TryFrom<RawIssueRequest> for IssueRequest {
+    type Error = String;
+
+    fn try_from(raw: RawIssueRequest) -> Result<Self, Self::Error> {
+        if raw.region.is_some() && raw.regions.is_some() {
+            return Err("give region or regions, not both".to_owned());
+        }
+        let regions = raw.regions.or(raw.region.map(|r| vec![r]));
+        let selection = match (raw.registries, regions, raw.registry_ids) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(
+                    "registries names regions and registries itself: give it alone".to_owned(),
+                );
+            }
+            (Some(hosts), None, None) => {
+                distinct("registries", &hosts, MAX_ENDPOINTS)?;
+                Selection::Hosts(hosts)
+            }
+            (None, None, None) => Selection::Defaults,
+            (None, regions, registry_ids) => {
+                let region_count = regions.as_ref().map_or(Ok(1), |r| {
+                    distinct("regions", r, MAX_ENDPOINTS).map(|()| r.len())
+                })?;
+                let id_count = registry_ids.as_ref().map_or(Ok(1), |r| {
+                    distinct("registryIds", r, MAX_ENDPOINTS).map(|()| r.len())
+                })?;
+                if region_count * id_count > MAX_ENDPOINTS {
+                    return Err(format!(
+                        "at most {MAX_ENDPOINTS} registry endpoints (regions × registryIds) per request"
+                    ));
+                }
+                Selection::Product {
+                    regions,
+                    registry_ids,
+                }
+            }
+        };
+        if let Some(repositories) = &raw.repositories {
+            distinct("repositories", repositories, MAX_REPOSITORIES)?;
+        }
+        Ok(Self {
+            selection,
+            access: raw.access.unwrap_or_default(),
+            repositories: raw.repositories,
+            duration_seconds: raw.duration_seconds,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn parse(body: Value) -> Result<IssueRequest, serde_json::Error> {
+        serde_json::from_value(body)
+    }
+
+    #[test]
+    fn an_empty_object_asks_for_the_defaults() {
+        assert_eq!(parse(json!({})).unwrap(), IssueRequest::default());
+        assert_eq!(
+            parse(json!({"access": null, "region": null})).unwrap(),
+            IssueRequest::default()
+        );
+        assert_eq!(IssueRequest::default().access, Access::Pull);
+    }
+
+    #[test]
+    fn region_is_shorthand_for_one_region() {
+        let request =
+            parse(json!({"region": "eu-west-1", "registryIds": ["123456789012"]})).unwrap();
+        let Selection::Product {
+            regions,
+            registry_ids,
+        } = request.selection
+        else {
+            panic!()
+        };
+        assert_eq!(regions.unwrap()[0].as_str(), "eu-west-1");
+        assert_eq!(registry_ids.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn registries_name_hosts() {
+        let request = parse(json!({"registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"], "access": "push"})).unwrap();
+        assert!(matches!(request.selection, Selection::Hosts(ref h) if h.len() == 1));
+        assert_eq!(request.access, Access::Push);
+    }
+
+    #[test]
+    fn contradictions_and_malformed_values_do_not_parse() {
+        for body in [
+            json!({"region": "eu-west-1", "regions": ["us-east-1"]}),
+            json!({"registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"], "region": "eu-west-1"}),
+            json!({"registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"], "registryIds": ["123456789012"]}),
+            json!({"registries": ["evil.example.com"]}),
+            json!({"regions": []}),
+            json!({"regions": ["us-east-1", "us-east-1"]}),
+            json!({"registryIds": []}),
+            json!({"registryIds": ["12"]}),
+            json!({"access": "admin"}),
+            json!({"repositories": ["team/*", "team/*"]}),
+            json!({"repositories": ["../etc"]}),
+            json!({"durationSeconds": 60}),
+            json!({"surprise": true}),
+        ] {
+            assert!(parse(body.clone()).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn too_many_endpoints_are_refused() {
+        let regions: Vec<String> = (1..=5).map(|i| format!("us-east-{i}")).collect();
+        let ids: Vec<String> = (0..5).map(|i| format!("12345678901{i}")).collect();
+        let error = parse(json!({"regions": regions, "registryIds": ids})).unwrap_err();
+        assert!(error.to_string().contains("at most 20"), "{error}");
+    }
+}

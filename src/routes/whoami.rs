@@ -1,0 +1,126 @@
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::RequestMeta;
+use crate::app::AppState;
+use crate::auth::{AuthError, Caller};
+use crate::policy::{Denial, Rule};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new().route("/v1/whoami", get(get_whoami))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WhoAmI {
+    issuer: String,
+    subject: String,
+    /// The rule that matched, if any.
+    rule: Option<String>,
+    /// What the matched rule lets this caller ask for.
+    allowed: Option<Allowed>,
+    /// Why the matched rule cannot be applied to this token, if it cannot.
+    problem: Option<String>,
+    /// The issuer's rules in order, up to the one that matched.
+    rules: Vec<RuleCheck>,
+    request_id: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Allowed {
+    role_arn: String,
+    regions: Vec<String>,
+    registry_ids: Vec<String>,
+    access: String,
+    repositories: Vec<String>,
+    max_duration_seconds: u32,
+    source_identity: Option<String>,
+    session_tags: BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleCheck {
+    name: String,
+    matches: bool,
+    /// The first claim that did not match.
+    mismatch: Option<ClaimMismatch>,
+}
+
+#[derive(Serialize)]
+struct ClaimMismatch {
+    claim: String,
+    reason: String,
+}
+
+/// Which issuer and rule this JWT maps to and what it may ask for, issuing nothing and
+/// calling no AWS API: the answer to "why am I denied".
+async fn get_whoami(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    caller: Result<Caller, AuthError>,
+) -> Result<Response, AuthError> {
+    let caller = caller?;
+    let mut rules = Vec::new();
+    let mut matched = None;
+    for rule in state.rules.of_issuer(&caller.issuer) {
+        let mismatch = rule.first_mismatch(&caller.claims);
+        rules.push(RuleCheck {
+            name: rule.name.clone(),
+            matches: mismatch.is_none(),
+            mismatch: mismatch.map(|m| ClaimMismatch {
+                claim: m.claim,
+                reason: m.reason,
+            }),
+        });
+        if rules.last().is_some_and(|r| r.matches) {
+            matched = Some(rule);
+            break;
+        }
+    }
+    let (allowed, problem) = match matched.map(|rule| allowed(rule, &caller)) {
+        Some(Ok(allowed)) => (Some(allowed), None),
+        Some(Err(denial)) => (None, Some(denial.to_string())),
+        None => (None, None),
+    };
+    let body = WhoAmI {
+        issuer: caller.issuer.to_string(),
+        subject: caller.subject,
+        rule: matched.map(|r| r.name.clone()),
+        allowed,
+        problem,
+        rules,
+        request_id: meta.request_id,
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+fn allowed(rule: &Rule, caller: &Caller) -> Result<Allowed, Denial> {
+    let repositories = rule.allowed_repositories(&caller.claims)?;
+    let identity = rule.session_identity(&caller.claims, "whoami")?;
+    Ok(Allowed {
+        role_arn: rule.role_arn.to_string(),
+        regions: rule.regions.iter().map(ToString::to_string).collect(),
+        registry_ids: rule.registry_ids.iter().map(ToString::to_string).collect(),
+        access: rule.access.to_string(),
+        repositories: repositories.iter().map(|r| r.as_str().to_owned()).collect(),
+        max_duration_seconds: rule.session_duration.as_secs(),
+        source_identity: identity.source_identity.map(|s| s.as_str().to_owned()),
+        session_tags: identity
+            .tags
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect(),
+    })
+}
