@@ -121,14 +121,14 @@ import boto3
 endpoint, account = sys.argv[1], sys.argv[2]
 iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
 # The broker assumes these roles with its own credentials (the account root
-# in moto); real AWS also needs sts:SetSourceIdentity in the trust policy
-# because the broker sets a source identity on every session.
+# in moto); real AWS also needs sts:SetSourceIdentity and sts:TagSession in the
+# trust policy because the broker sets a source identity and session tags.
 trust = {
     "Version": "2012-10-17",
     "Statement": [{
         "Effect": "Allow",
         "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
-        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity"],
+        "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
     }],
 }
 pull = ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"]
@@ -184,13 +184,18 @@ audiences = ["ecr-token-broker"]
 algorithms = ["RS256"]
 
 [[rules]]
-name = "dev-pull"
+name = "dev-acme"
 issuer = "dev"
 claims = { repository_owner = "acme" }
-role_arn = "arn:aws:iam::$ACCOUNT:role/ecr-pull"
+role_arn = "arn:aws:iam::$ACCOUNT:role/ecr-push"
 regions = ["us-east-1", "eu-west-1"]
 registry_ids = ["$ACCOUNT"]
+access = "push"
+repositories = ["{repository}", "{repository}/*"]
 session_duration_secs = 900
+session_name = "dev-{actor}"
+source_identity = "{actor}"
+session_tags = { repository = "{repository}", actor = "{actor}" }
 EOF
   chmod 600 "$DEV/config.toml"
 
@@ -217,6 +222,11 @@ ecr-token-broker is running on http://$BROKER_LISTEN (moto on :$MOTO_PORT, dev i
 
 Get an ECR token (this JWT is valid for an hour):
   curl -sS -X POST http://$BROKER_LISTEN/v1/ecr/authorization-token -H "Authorization: Bearer $jwt"
+
+Push to one repository in two regions, or see what this JWT may ask for:
+  curl -sS -X POST http://$BROKER_LISTEN/v1/ecr/authorization-token -H "Authorization: Bearer $jwt" \\
+    -d '{"access": "push", "repositories": ["acme/api"], "regions": ["us-east-1", "eu-west-1"]}'
+  curl -sS http://$BROKER_LISTEN/v1/whoami -H "Authorization: Bearer $jwt"
 
 Another JWT:  .venv/bin/python scripts/dev_issuer.py mint --port $ISSUER_PORT --state-dir .dev [--claim key=value ...]
 Config:       .dev/config.toml
