@@ -160,9 +160,11 @@ EOF
     fail_with_log "the dev issuer did not start" "$DEV/issuer.log"
 
   # --- configuration ---
-  if [ ! -s "$DEV/fingerprint-key" ]; then
-    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$DEV/fingerprint-key")
-  fi
+  for key in fingerprint-key chain-key; do
+    if [ ! -s "$DEV/$key" ]; then
+      (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$DEV/$key")
+    fi
+  done
   cat >"$DEV/config.toml" <<EOF
 # Written by scripts/dev.sh; rewritten on every start.
 [server]
@@ -175,6 +177,7 @@ url = "$db_url"
 [audit]
 fingerprint_key_id = "dev"
 fingerprint_key = "$(cat "$DEV/fingerprint-key")"
+chain_key = "$(cat "$DEV/chain-key")"
 
 [[issuers]]
 name = "dev"

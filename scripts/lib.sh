@@ -112,6 +112,23 @@ _pg_run() {
   fi
 }
 
+# ensure_postgres_server_binaries: Debian's PostgreSQL server programs (initdb,
+# pg_ctl, postgres), installed if missing; exports PG_BINDIR.
+ensure_postgres_server_binaries() {
+  if ! _pg_find_bindir; then
+    # Installing Debian's `postgresql` would also create and start a system
+    # cluster on port 5432; this drop-in tells postgresql-common not to.
+    if [ ! -d /etc/postgresql ] || [ -z "$(ls -A /etc/postgresql 2>/dev/null)" ]; then
+      as_root mkdir -p /etc/postgresql-common/createcluster.d
+      printf '# written by ecr-token-broker scripts/lib.sh\ncreate_main_cluster = off\n' |
+        as_root tee /etc/postgresql-common/createcluster.d/50-ecr-token-broker.conf >/dev/null
+    fi
+    ensure_apt_packages postgresql
+    _pg_find_bindir || die "no initdb under /usr/lib/postgresql after installing postgresql"
+  fi
+  export PG_BINDIR
+}
+
 # ensure_postgres: find or start a PostgreSQL server and export DATABASE_URL, an
 # admin URL whose user can CREATE DATABASE. In order: $DATABASE_URL if
 # reachable; a server on 127.0.0.1:5432 we can log in to as `postgres`; else a
@@ -144,17 +161,7 @@ ensure_postgres() {
   fi
 
   # --- throwaway cluster ---
-  if ! _pg_find_bindir; then
-    # Installing Debian's `postgresql` would also create and start a system
-    # cluster on port 5432; this drop-in tells postgresql-common not to.
-    if [ ! -d /etc/postgresql ] || [ -z "$(ls -A /etc/postgresql 2>/dev/null)" ]; then
-      as_root mkdir -p /etc/postgresql-common/createcluster.d
-      printf '# written by ecr-token-broker scripts/lib.sh\ncreate_main_cluster = off\n' |
-        as_root tee /etc/postgresql-common/createcluster.d/50-ecr-token-broker.conf >/dev/null
-    fi
-    ensure_apt_packages postgresql
-    _pg_find_bindir || die "no initdb under /usr/lib/postgresql after installing postgresql"
-  fi
+  ensure_postgres_server_binaries
 
   local dir="$PG_THROWAWAY_DIR" data="$PG_THROWAWAY_DIR/data"
   url="postgres://postgres@127.0.0.1:$PG_THROWAWAY_PORT/postgres"

@@ -24,7 +24,8 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::audit::{AuditLog, Fingerprinter, MIGRATOR};
+use crate::audit::chain::ChainKey;
+use crate::audit::{AuditLog, AuditWriter, Fingerprinter, MIGRATOR, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
@@ -170,6 +171,19 @@ impl Application {
         let background = verifier.spawn_key_refresh();
         let rules = Rules::compile(&config.rules).context("compiling rules")?;
         let aws = Aws::new(sdk, Duration::from_secs(config.aws.operation_timeout_secs))?;
+        let (writer, writer_task) = AuditWriter::spawn(
+            pool.clone(),
+            ChainKey::new(&config.audit.chain_key),
+            WriterLimits {
+                queue_capacity: config.audit.queue_capacity,
+                max_batch: config.audit.max_batch,
+                // A request waits for its commit as long as for a pooled connection, plus
+                // time for the batch ahead of it.
+                wait: Duration::from_secs(config.database.acquire_timeout_secs + 5),
+            },
+        );
+        let mut background = background;
+        background.push(writer_task);
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
@@ -182,7 +196,7 @@ impl Application {
             verifier,
             rules: Arc::new(rules),
             aws,
-            audit: AuditLog::new(pool),
+            audit: AuditLog::new(writer, pool),
         };
         Ok(Self {
             listener,

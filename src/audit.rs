@@ -1,10 +1,18 @@
-//! The audit log: one append-only Postgres row per decision, committed before any token is
-//! returned. Tokens are never stored; a keyed fingerprint identifies them.
+//! The audit log: one append-only, hash-chained Postgres row per decision, committed before
+//! any token is returned. Tokens are never stored; a keyed fingerprint identifies them.
+//!
+//! Requests hand records to a group-commit [`AuditWriter`]; [`chain`] defines what each row's
+//! hash covers.
 
+pub mod chain;
 mod fingerprint;
+mod log;
 mod record;
 mod store;
+mod writer;
 
 pub use fingerprint::Fingerprinter;
+pub use log::AuditLog;
 pub use record::{AuditRecord, Outcome};
-pub use store::{AuditLog, MIGRATOR};
+pub use store::{MIGRATOR, append};
+pub use writer::{AuditError, AuditWriter, WriterLimits};

@@ -27,6 +27,10 @@ pub const CONFIG_PATH_ENV: &str = "ECR_TOKEN_BROKER_CONFIG";
 pub const DATABASE_URL_ENV: &str = "ECR_TOKEN_BROKER_DATABASE_URL";
 /// Environment variable that overrides `[audit].fingerprint_key`.
 pub const FINGERPRINT_KEY_ENV: &str = "ECR_TOKEN_BROKER_FINGERPRINT_KEY";
+/// Environment variable that overrides `[audit].chain_key`.
+pub const CHAIN_KEY_ENV: &str = "ECR_TOKEN_BROKER_CHAIN_KEY";
+/// Environment variable adding previous fingerprint keys, as `id=key,id=key`.
+pub const PREVIOUS_FINGERPRINT_KEYS_ENV: &str = "ECR_TOKEN_BROKER_PREVIOUS_FINGERPRINT_KEYS";
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -128,6 +132,30 @@ pub struct AuditConfig {
     /// HMAC-SHA256 key for token fingerprints, at least 32 bytes.
     #[serde(default = "empty_secret")]
     pub fingerprint_key: SecretString,
+    /// Earlier fingerprint keys by id, so tokens fingerprinted before a rotation can still
+    /// be looked up.
+    #[serde(default)]
+    pub previous_fingerprint_keys: BTreeMap<String, SecretString>,
+    /// HMAC-SHA256 key of the audit hash chain, at least 32 bytes; `audit verify` needs it.
+    #[serde(default = "empty_secret")]
+    pub chain_key: SecretString,
+    /// Callers matched by one of these rules may read every audit record and look up tokens.
+    #[serde(default)]
+    pub admin_rules: Vec<String>,
+    /// Records that may wait for the writer; beyond it requests get 503 at once.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    /// Records the writer commits in one transaction at most.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+fn default_queue_capacity() -> usize {
+    1024
+}
+
+fn default_max_batch() -> usize {
+    256
 }
 
 impl fmt::Debug for AuditConfig {
@@ -135,6 +163,14 @@ impl fmt::Debug for AuditConfig {
         f.debug_struct("AuditConfig")
             .field("fingerprint_key_id", &self.fingerprint_key_id)
             .field("fingerprint_key", &"[redacted]")
+            .field(
+                "previous_fingerprint_keys",
+                &self.previous_fingerprint_keys.keys().collect::<Vec<_>>(),
+            )
+            .field("chain_key", &"[redacted]")
+            .field("admin_rules", &self.admin_rules)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("max_batch", &self.max_batch)
             .finish()
     }
 }
@@ -353,6 +389,20 @@ impl Config {
         }
         if let Some(key) = env(FINGERPRINT_KEY_ENV).filter(|k| !k.is_empty()) {
             config.audit.fingerprint_key = key.into();
+        }
+        if let Some(key) = env(CHAIN_KEY_ENV).filter(|k| !k.is_empty()) {
+            config.audit.chain_key = key.into();
+        }
+        for pair in env(PREVIOUS_FINGERPRINT_KEYS_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.is_empty())
+        {
+            let (id, key) = pair.split_once('=').unwrap_or((pair, ""));
+            config
+                .audit
+                .previous_fingerprint_keys
+                .insert(id.trim().to_owned(), key.to_owned().into());
         }
         for issuer in &mut config.issuers {
             issuer.shared_secret = issuer

@@ -12,7 +12,7 @@ pub use problem::{PROBLEM_BASE, Problem, render_problems};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::audit::Outcome;
+use crate::audit::{AuditError, Outcome};
 use crate::auth::AuthError;
 use crate::credentials::{AwsError, AwsErrorKind};
 use crate::policy::{Denial, Refusal};
@@ -46,7 +46,7 @@ pub enum ApiError {
     Aws(#[from] AwsError),
     /// 503 with Retry-After: the audit record could not be committed, so nothing was issued.
     #[error("the audit log is unavailable")]
-    AuditUnavailable(#[source] sqlx::Error),
+    AuditUnavailable(#[source] AuditError),
     /// 500: a bug; the cause is logged, never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),

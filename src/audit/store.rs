@@ -1,77 +1,158 @@
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use super::AuditRecord;
+use super::chain::{ChainKey, ChainedRow, GENESIS, Hash, to_micros};
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Writes audit rows.
-///
+/// Serialises chain appends across every writer of every replica; taken per transaction.
+const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469; // "ecr_audi"
+
 /// Statements are plain `sqlx::query` rather than the compile-time checked macros so the
 /// crate builds without a database or committed query metadata; the integration tests run
 /// every statement against real Postgres.
-#[derive(Debug, Clone)]
-pub struct AuditLog {
-    pool: PgPool,
+///
+/// Appends `records` to the chain in one transaction and returns their ids once it has
+/// committed. Several replicas may call this at once: the advisory lock makes each batch
+/// continue exactly where the previous one ended.
+pub async fn append(
+    pool: &PgPool,
+    key: &ChainKey,
+    records: &[AuditRecord],
+) -> Result<Vec<i64>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(CHAIN_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let (mut id, mut prev, last_recorded_at) = chain_head(&mut tx).await?;
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+        .fetch_one(&mut *tx)
+        .await?;
+    // Never earlier than the row before, so each monthly partition holds one stretch of chain.
+    let recorded_at = to_micros(last_recorded_at.map_or(now, |last| now.max(last)));
+
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        id += 1;
+        let row = ChainedRow::from_record(record, id, recorded_at);
+        let hash = key.row_hash(&prev, &row);
+        rows.push((row, prev, hash));
+        prev = hash;
+    }
+    let mut insert = QueryBuilder::<Postgres>::new(
+        "INSERT INTO audit_events (id, recorded_at, occurred_at, request_id, outcome, reason, \
+         http_status, issuer, subject, rule, role_arn, session_name, regions, registry_ids, access, \
+         repositories, session_tags, proxy_endpoints, expires_at, token_fingerprints, \
+         fingerprint_key_id, from_cache, client_addr, user_agent, latency_ms, prev_hash, row_hash) ",
+    );
+    insert.push_values(&rows, |mut b, (row, prev, hash)| {
+        b.push_bind(row.id)
+            .push_bind(row.recorded_at)
+            .push_bind(row.occurred_at)
+            .push_bind(&row.request_id)
+            .push_bind(&row.outcome)
+            .push_bind(&row.reason)
+            .push_bind(row.http_status)
+            .push_bind(&row.issuer)
+            .push_bind(&row.subject)
+            .push_bind(&row.rule)
+            .push_bind(&row.role_arn)
+            .push_bind(&row.session_name)
+            .push_bind(&row.regions)
+            .push_bind(&row.registry_ids)
+            .push_bind(&row.access)
+            .push_bind(&row.repositories)
+            .push_bind(row.session_tags.as_ref().map(|tags| tags_json(tags)))
+            .push_bind(&row.proxy_endpoints)
+            .push_bind(row.expires_at)
+            .push_bind(&row.token_fingerprints)
+            .push_bind(&row.fingerprint_key_id)
+            .push_bind(row.from_cache)
+            .push_bind(row.client_addr)
+            .push_bind(&row.user_agent)
+            .push_bind(row.latency_ms)
+            .push_bind(prev.as_slice())
+            .push_bind(hash.as_slice());
+    });
+    insert.build().execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(rows.iter().map(|(row, _, _)| row.id).collect())
 }
 
-impl AuditLog {
-    /// An audit log on this pool.
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+/// The last row's id, hash and time; or the newest checkpoint's; or the genesis.
+async fn chain_head(
+    tx: &mut sqlx::PgConnection,
+) -> Result<(i64, Hash, Option<DateTime<Utc>>), sqlx::Error> {
+    let last =
+        sqlx::query("SELECT id, row_hash, recorded_at FROM audit_events ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    if let Some(row) = last {
+        return Ok((
+            row.try_get("id")?,
+            hash(row.try_get("row_hash")?)?,
+            Some(row.try_get("recorded_at")?),
+        ));
     }
-
-    /// Inserts the record and returns its id once the insert has committed.
-    pub async fn record(&self, r: &AuditRecord) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar(
-            "INSERT INTO audit_events (
-                occurred_at, request_id, outcome, reason, http_status, issuer, subject, rule,
-                role_arn, session_name, regions, registry_ids, access, repositories,
-                session_tags, proxy_endpoints, expires_at, token_fingerprints, fingerprint_key_id, from_cache,
-                client_addr, user_agent, latency_ms
-            ) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                      $18, $19, $20, $21, $22, $23)
-            RETURNING id",
-        )
-        .bind(r.occurred_at)
-        .bind(&r.request_id)
-        .bind(r.outcome.as_str())
-        .bind(&r.reason)
-        .bind(i16::try_from(r.http_status).unwrap_or(i16::MAX))
-        .bind(&r.issuer)
-        .bind(&r.subject)
-        .bind(&r.rule)
-        .bind(&r.role_arn)
-        .bind(&r.session_name)
-        .bind(&r.regions)
-        .bind(&r.registry_ids)
-        .bind(&r.access)
-        .bind(&r.repositories)
-        .bind(session_tags(&r.session_tags))
-        .bind(&r.proxy_endpoints)
-        .bind(r.expires_at)
-        .bind(&r.token_fingerprints)
-        .bind(&r.fingerprint_key_id)
-        .bind(r.from_cache)
-        .bind(r.client_addr)
-        .bind(&r.user_agent)
-        .bind(r.latency_ms)
-        .fetch_one(&self.pool)
-        .await
-    }
-
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    let checkpoint =
+        sqlx::query("SELECT id, row_hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    match checkpoint {
+        Some(row) => Ok((row.try_get("id")?, hash(row.try_get("row_hash")?)?, None)),
+        None => Ok((0, GENESIS, None)),
     }
 }
 
-/// Tags as a JSON object, or NULL when there are none.
-fn session_tags(tags: &[(String, String)]) -> Option<serde_json::Value> {
-    (!tags.is_empty()).then(|| {
-        tags.iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-            .collect()
-    })
+/// A stored hash, checked for length.
+pub(super) fn hash(bytes: Vec<u8>) -> Result<Hash, sqlx::Error> {
+    bytes
+        .try_into()
+        .map_err(|_| sqlx::Error::Decode("a stored hash is not 32 bytes".into()))
+}
+
+/// Session tags as stored: a JSON object.
+pub(super) fn tags_json(tags: &[(String, String)]) -> serde_json::Value {
+    tags.iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+        .collect()
+}
+
+impl ChainedRow {
+    /// The row a record becomes at chain position `id`.
+    pub fn from_record(r: &AuditRecord, id: i64, recorded_at: DateTime<Utc>) -> Self {
+        let mut tags = r.session_tags.clone();
+        tags.sort();
+        Self {
+            id,
+            recorded_at,
+            occurred_at: to_micros(r.occurred_at),
+            request_id: r.request_id.clone(),
+            outcome: r.outcome.as_str().to_owned(),
+            reason: r.reason.clone(),
+            http_status: i16::try_from(r.http_status).unwrap_or(i16::MAX),
+            issuer: r.issuer.clone(),
+            subject: r.subject.clone(),
+            rule: r.rule.clone(),
+            role_arn: r.role_arn.clone(),
+            session_name: r.session_name.clone(),
+            regions: r.regions.clone(),
+            registry_ids: r.registry_ids.clone(),
+            access: r.access.clone(),
+            repositories: r.repositories.clone(),
+            session_tags: (!tags.is_empty()).then_some(tags),
+            proxy_endpoints: r.proxy_endpoints.clone(),
+            expires_at: r.expires_at.map(to_micros),
+            token_fingerprints: r.token_fingerprints.clone(),
+            fingerprint_key_id: r.fingerprint_key_id.clone(),
+            from_cache: r.from_cache,
+            client_addr: r.client_addr,
+            user_agent: r.user_agent.clone(),
+            latency_ms: r.latency_ms,
+        }
+    }
 }

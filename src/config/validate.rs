@@ -179,6 +179,38 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
         "audit.fingerprint_key_id",
         "must be 1 to 64 of [A-Za-z0-9._-]",
     );
+    for (id, key) in &config.audit.previous_fingerprint_keys {
+        f.check(
+            id != key_id && key.expose_secret().len() >= 32,
+            format!("audit.previous_fingerprint_keys.{id}"),
+            "must differ from the current key id and hold at least 32 bytes",
+        );
+    }
+    f.check(
+        config.audit.chain_key.expose_secret().len() >= 32,
+        "audit.chain_key",
+        format!(
+            "must be at least 32 bytes (set it here or in {})",
+            super::CHAIN_KEY_ENV
+        ),
+    );
+    f.check(
+        config.audit.queue_capacity > 0,
+        "audit.queue_capacity",
+        "must be at least 1",
+    );
+    f.check(
+        (1..=1000).contains(&config.audit.max_batch),
+        "audit.max_batch",
+        "must be 1 to 1000 (each row binds 27 parameters; Postgres allows 65535)",
+    );
+    for (i, name) in config.audit.admin_rules.iter().enumerate() {
+        f.check(
+            config.rules.iter().any(|r| &r.name == name),
+            format!("audit.admin_rules[{i}]"),
+            format!("no rule is named {name:?}"),
+        );
+    }
     f.check(
         config.audit.fingerprint_key.expose_secret().len() >= 32,
         "audit.fingerprint_key",

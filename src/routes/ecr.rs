@@ -56,15 +56,16 @@ async fn issue_and_record(
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
             state
                 .audit
-                .record(&record)
+                .record(record)
                 .await
                 .map_err(ApiError::AuditUnavailable)?;
             Ok(credential_response(&data, meta.request_id))
         }
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());
-            if let Err(db) = state.audit.record(&record).await {
-                tracing::warn!(error = %db, reason = %record.reason, "could not record a refused request");
+            let reason = record.reason.clone();
+            if let Err(db) = state.audit.record(record).await {
+                tracing::warn!(error = %db, %reason, "could not record a refused request");
             }
             Err(error)
         }

@@ -8,6 +8,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("ECR_TOKEN_BROKER_CONFIG")
         .env_remove("ECR_TOKEN_BROKER_DATABASE_URL")
         .env_remove("ECR_TOKEN_BROKER_FINGERPRINT_KEY")
+        .env_remove("ECR_TOKEN_BROKER_CHAIN_KEY")
         .env_remove("DATABASE_URL")
         .envs(env.iter().copied())
         .output()
@@ -22,6 +23,7 @@ url = "postgres://localhost/x"
 [audit]
 fingerprint_key_id = "k1"
 fingerprint_key = "0123456789abcdef0123456789abcdef"
+chain_key = "fedcba9876543210fedcba9876543210"
 "#;
 
 fn stderr(output: &Output) -> String {
@@ -39,6 +41,10 @@ fn check_config_accepts_the_shipped_example_with_secrets_from_the_environment() 
         (
             "ECR_TOKEN_BROKER_FINGERPRINT_KEY",
             "0123456789abcdef0123456789abcdef",
+        ),
+        (
+            "ECR_TOKEN_BROKER_CHAIN_KEY",
+            "fedcba9876543210fedcba9876543210",
         ),
     ];
 
@@ -223,6 +229,7 @@ url = "set by the environment"
 [audit]
 fingerprint_key_id = "k1"
 fingerprint_key = "0123456789abcdef0123456789abcdef"
+chain_key = "fedcba9876543210fedcba9876543210"
 
 [[issuers]]
 name = "ci"

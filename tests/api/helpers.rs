@@ -3,6 +3,7 @@
 
 pub mod issuer;
 pub mod moto;
+pub mod postgres;
 pub mod proxy;
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ pub use moto::Moto;
 pub use proxy::{Fault, FaultProxy, Operation};
 
 pub const FINGERPRINT_KEY: &str = "test-fingerprint-key-0123456789abcdef0123456789";
+pub const CHAIN_KEY: &str = "test-chain-key-0123456789abcdef0123456789abcdef";
 pub const ROLE_ARN: &str = "arn:aws:iam::111122223333:role/ecr-pull";
 pub const ROLE_ACCOUNT: &str = "111122223333";
 pub const SECOND_ACCOUNT: &str = "444455556666";
@@ -44,9 +46,23 @@ pub fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Creates an empty database (no schema) for one test and returns its URL.
 pub async fn empty_database() -> String {
-    let admin_url = admin_database_url();
+    empty_database_on(&admin_database_url()).await
+}
+
+/// Creates an empty database on the server at `admin_url`.
+pub async fn empty_database_on(admin_url: &str) -> String {
+    let admin_url = admin_url.to_owned();
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect(&admin_url)
@@ -66,9 +82,9 @@ pub async fn empty_database() -> String {
     url.to_string()
 }
 
-/// Creates a migrated database for one test and returns its URL.
-async fn fresh_database() -> String {
-    let url = empty_database().await;
+/// Creates a migrated database on the server at `admin_url` and returns its URL.
+async fn fresh_database_on(admin_url: &str) -> String {
+    let url = empty_database_on(admin_url).await;
     let pool = PgPoolOptions::new()
         .max_connections(1)
         .connect(&url)
@@ -87,6 +103,7 @@ pub struct TestAppBuilder {
     moto: Option<Moto>,
     fault: Option<Fault>,
     database_url: Option<String>,
+    database_server: Option<String>,
     aws_credentials: (String, String),
     operation_timeout_secs: u64,
     env: Vec<(String, String)>,
@@ -127,6 +144,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Create the test's database on this server instead of `DATABASE_URL`'s.
+    pub fn database_server(mut self, admin_url: &str) -> Self {
+        self.database_server = Some(admin_url.to_owned());
+        self
+    }
+
     pub fn aws_credentials(mut self, access_key: &str, secret_key: &str) -> Self {
         self.aws_credentials = (access_key.to_owned(), secret_key.to_owned());
         self
@@ -144,7 +167,9 @@ impl TestAppBuilder {
         self
     }
 
-    pub async fn spawn(self) -> TestApp {
+    /// Starts moto, the issuer, the proxy and the database, and renders the config with
+    /// `listen` as the listen address.
+    async fn prepare(self, listen: &str) -> Prepared {
         let moto = match self.moto {
             Some(moto) => moto,
             None => Moto::start().await,
@@ -155,9 +180,10 @@ impl TestAppBuilder {
         };
         let aws_endpoint = proxy.as_ref().map_or(moto.url.clone(), |p| p.url.clone());
         let issuer = TestIssuer::start().await;
-        let database_url = match self.database_url {
-            Some(url) => url,
-            None => fresh_database().await,
+        let database_url = match (self.database_url, self.database_server) {
+            (Some(url), _) => url,
+            (None, Some(server)) => fresh_database_on(&server).await,
+            (None, None) => fresh_database_on(&admin_database_url()).await,
         };
         let extra_issuers = self
             .extra_issuers
@@ -166,7 +192,7 @@ impl TestAppBuilder {
         let text = format!(
             r#"
 [server]
-listen = "127.0.0.1:0"
+listen = "{listen}"
 cors_allowed_origins = ["{PORTAL_ORIGIN}"]
 max_body_bytes = 4096
 max_header_bytes = 12288
@@ -178,6 +204,7 @@ acquire_timeout_secs = 2
 [audit]
 fingerprint_key_id = "test-key"
 fingerprint_key = "{FINGERPRINT_KEY}"
+chain_key = "{CHAIN_KEY}"
 
 [aws]
 operation_timeout_secs = {timeout}
@@ -197,17 +224,80 @@ jwks_min_refresh_interval_secs = 1
             issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
             rules = self.rules,
         );
-        let env = self.env;
-        let config = Config::parse(&text, |name| {
+        Prepared {
+            text,
+            env: self.env,
+            aws_endpoint,
+            aws_credentials: self.aws_credentials,
+            database_url,
+            moto,
+            proxy,
+            issuer,
+        }
+    }
+
+    /// Runs the real binary as a child process, for tests that kill it.
+    pub async fn spawn_process(self) -> ServiceProcess {
+        let port = free_port();
+        let p = self.prepare(&format!("127.0.0.1:{port}")).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, &p.text).expect("write config");
+        // A clean environment: the harness's own DATABASE_URL must not override the config.
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ecr-token-broker"))
+            .arg("--config")
+            .arg(&config)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ENDPOINT_URL", &p.aws_endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", &p.aws_credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", &p.aws_credentials.1)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn")
+            .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("service.log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the service binary");
+        let service = ServiceProcess {
+            address: format!("http://127.0.0.1:{port}"),
+            child,
+            database_url: p.database_url,
+            _moto: p.moto,
+            issuer: p.issuer,
+            _proxy: p.proxy,
+            dir,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            let ready = http.get(format!("{}/readyz", service.address)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return service;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the service process never became ready:\n{}",
+            std::fs::read_to_string(service.dir.path().join("service.log")).unwrap_or_default()
+        );
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let p = self.prepare("127.0.0.1:0").await;
+        let env = &p.env;
+        let config = Config::parse(&p.text, |name| {
             env.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
         })
-        .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{text}"));
+        .unwrap_or_else(|e| panic!("test config is invalid:\n{e}\n{}", p.text));
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .endpoint_url(&aws_endpoint)
+            .endpoint_url(&p.aws_endpoint)
             .credentials_provider(Credentials::new(
-                self.aws_credentials.0,
-                self.aws_credentials.1,
+                p.aws_credentials.0.clone(),
+                p.aws_credentials.1.clone(),
                 None,
                 None,
                 "test",
@@ -222,6 +312,13 @@ jwks_min_refresh_interval_secs = 1
         tokio::spawn(app.serve(async {
             stopped.await.ok();
         }));
+        let Prepared {
+            database_url,
+            moto,
+            proxy,
+            issuer,
+            ..
+        } = p;
         let test_app = TestApp {
             address,
             http: reqwest::Client::builder()
@@ -237,6 +334,28 @@ jwks_min_refresh_interval_secs = 1
         test_app.wait_for_keys().await;
         test_app
     }
+}
+
+/// The service running as its own process.
+pub struct ServiceProcess {
+    pub address: String,
+    pub child: tokio::process::Child,
+    pub database_url: String,
+    pub issuer: TestIssuer,
+    _moto: Moto,
+    _proxy: Option<FaultProxy>,
+    dir: tempfile::TempDir,
+}
+
+struct Prepared {
+    text: String,
+    env: Vec<(String, String)>,
+    aws_endpoint: String,
+    aws_credentials: (String, String),
+    database_url: String,
+    moto: Moto,
+    proxy: Option<FaultProxy>,
+    issuer: TestIssuer,
 }
 
 pub struct TestApp {
@@ -258,6 +377,7 @@ impl TestApp {
             moto: None,
             fault: None,
             database_url: None,
+            database_server: None,
             aws_credentials: ("AKIDTESTBROKER".to_owned(), "test-secret".to_owned()),
             operation_timeout_secs: 10,
             env: Vec::new(),

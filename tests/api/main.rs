@@ -12,6 +12,7 @@ mod authentication;
 mod authorization;
 mod aws_failures;
 mod cli;
+mod durability;
 mod health;
 mod issue;
 mod openapi;

@@ -1,0 +1,33 @@
+use sqlx::PgPool;
+
+use super::{AuditError, AuditRecord, AuditWriter};
+
+/// The audit log as requests see it: append through the group-commit writer, read through
+/// the pool.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    writer: AuditWriter,
+    pool: PgPool,
+}
+
+impl AuditLog {
+    /// An audit log writing through `writer` and reading from `pool`.
+    pub fn new(writer: AuditWriter, pool: PgPool) -> Self {
+        Self { writer, pool }
+    }
+
+    /// Appends the record and returns its chain id once it has committed.
+    pub async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
+        self.writer.record(record).await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
+    /// The pool, for reading the log.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}

@@ -1,0 +1,146 @@
+//! A PostgreSQL cluster of the test's own, so the test can stop and start it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+pub struct TestPostgres {
+    pub url: String,
+    bin: PathBuf,
+    data: PathBuf,
+    as_postgres: bool,
+    _dir: tempfile::TempDir,
+}
+
+fn server_binaries() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql; run scripts/test.sh, which installs them")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    candidates.sort();
+    candidates
+        .pop()
+        .expect("an initdb under /usr/lib/postgresql/*/bin")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+impl TestPostgres {
+    /// initdb and start a cluster on a free port. initdb and postgres refuse to run as
+    /// root, so as root they run as the `postgres` user.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let as_postgres = is_root();
+        if as_postgres {
+            let status = Command::new("chown")
+                .arg("postgres:")
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown to postgres");
+        }
+        let port = super::free_port();
+        let pg = Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin: server_binaries(),
+            data: dir.path().join("data"),
+            as_postgres,
+            _dir: dir,
+        };
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                pg.data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-instructions",
+            ],
+        );
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            pg._dir.path().display()
+        );
+        std::fs::write(pg._dir.path().join("options"), &options).unwrap();
+        pg.ctl("start");
+        pg
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let binary = self.bin.join(program);
+        let output = if self.as_postgres {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&binary)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&binary).args(args).output()
+        }
+        .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn ctl(&self, action: &str) {
+        let options = std::fs::read_to_string(self._dir.path().join("options")).unwrap();
+        let log = self._dir.path().join("postgres.log");
+        let data = self.data.to_str().unwrap();
+        match action {
+            "start" => self.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data,
+                    "-l",
+                    log.to_str().unwrap(),
+                    "-o",
+                    &options,
+                    "-w",
+                    "start",
+                ],
+            ),
+            _ => self.run("pg_ctl", &["-D", data, "-m", "fast", "-w", "stop"]),
+        }
+    }
+
+    /// Stops the server; connected clients are disconnected.
+    pub fn stop(&self) {
+        self.ctl("stop");
+    }
+
+    /// Starts it again on the same port.
+    pub fn restart(&self) {
+        self.ctl("start");
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let data = self.data.to_str().unwrap().to_owned();
+        let binary = self.bin.join("pg_ctl");
+        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if self.as_postgres {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&binary)
+                .args(args)
+                .output()
+        } else {
+            Command::new(&binary).args(args).output()
+        };
+    }
+}
