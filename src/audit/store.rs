@@ -1,6 +1,6 @@
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Row};
 
 use super::AuditRecord;
 use super::chain::{ChainKey, ChainedRow, GENESIS, Hash, to_micros};
@@ -43,44 +43,55 @@ pub async fn append(
         rows.push((row, prev, hash));
         prev = hash;
     }
-    let mut insert = QueryBuilder::<Postgres>::new(
-        "INSERT INTO audit_events (id, recorded_at, occurred_at, request_id, outcome, reason, \
-         http_status, issuer, subject, rule, role_arn, session_name, regions, registry_ids, access, \
-         repositories, session_tags, proxy_endpoints, expires_at, token_fingerprints, \
-         fingerprint_key_id, from_cache, client_addr, user_agent, latency_ms, prev_hash, row_hash) ",
-    );
-    insert.push_values(&rows, |mut b, (row, prev, hash)| {
-        b.push_bind(row.id)
-            .push_bind(row.recorded_at)
-            .push_bind(row.occurred_at)
-            .push_bind(&row.request_id)
-            .push_bind(&row.outcome)
-            .push_bind(&row.reason)
-            .push_bind(row.http_status)
-            .push_bind(&row.issuer)
-            .push_bind(&row.subject)
-            .push_bind(&row.rule)
-            .push_bind(&row.role_arn)
-            .push_bind(&row.session_name)
-            .push_bind(&row.regions)
-            .push_bind(&row.registry_ids)
-            .push_bind(&row.access)
-            .push_bind(&row.repositories)
-            .push_bind(row.session_tags.as_ref().map(|tags| tags_json(tags)))
-            .push_bind(&row.proxy_endpoints)
-            .push_bind(row.expires_at)
-            .push_bind(&row.token_fingerprints)
-            .push_bind(&row.fingerprint_key_id)
-            .push_bind(row.from_cache)
-            .push_bind(row.client_addr)
-            .push_bind(&row.user_agent)
-            .push_bind(row.latency_ms)
-            .push_bind(prev.as_slice())
-            .push_bind(hash.as_slice());
-    });
-    insert.build().execute(&mut *tx).await?;
+    // One parameter and one statement text whatever the batch size, so Postgres plans it
+    // once: a multi-row VALUES list would be a new statement, parsed and planned, per size.
+    let batch: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(row, prev, hash)| row_json(row, prev, hash))
+        .collect();
+    sqlx::query(
+        "INSERT INTO audit_events SELECT * FROM jsonb_populate_recordset(NULL::audit_events, $1)",
+    )
+    .bind(serde_json::Value::Array(batch))
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(rows.iter().map(|(row, _, _)| row.id).collect())
+}
+
+/// A row as `jsonb_populate_recordset` reads it: column names as keys, timestamps with
+/// microseconds, hashes as bytea hex.
+fn row_json(row: &ChainedRow, prev: &Hash, hash: &Hash) -> serde_json::Value {
+    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    serde_json::json!({
+        "id": row.id,
+        "recorded_at": time(row.recorded_at),
+        "occurred_at": time(row.occurred_at),
+        "request_id": row.request_id,
+        "outcome": row.outcome,
+        "reason": row.reason,
+        "http_status": row.http_status,
+        "issuer": row.issuer,
+        "subject": row.subject,
+        "rule": row.rule,
+        "role_arn": row.role_arn,
+        "session_name": row.session_name,
+        "regions": row.regions,
+        "registry_ids": row.registry_ids,
+        "access": row.access,
+        "repositories": row.repositories,
+        "session_tags": row.session_tags.as_deref().map(tags_json),
+        "proxy_endpoints": row.proxy_endpoints,
+        "expires_at": row.expires_at.map(time),
+        "token_fingerprints": row.token_fingerprints,
+        "fingerprint_key_id": row.fingerprint_key_id,
+        "from_cache": row.from_cache,
+        "client_addr": row.client_addr.map(|a| a.to_string()),
+        "user_agent": row.user_agent,
+        "latency_ms": row.latency_ms,
+        "prev_hash": format!("\\x{}", hex::encode(prev)),
+        "row_hash": format!("\\x{}", hex::encode(hash)),
+    })
 }
 
 /// The last row's id, hash and time; or the newest checkpoint's; or the genesis.

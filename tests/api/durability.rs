@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -32,13 +32,30 @@ async fn load(
     per_worker: usize,
     stop: Arc<AtomicBool>,
 ) -> Tally {
+    load_counting(address, issuer, workers, per_worker, stop, Arc::default()).await
+}
+
+/// [`load`], counting 200 answers in `issued` as they arrive.
+async fn load_counting(
+    address: &str,
+    issuer: &TestIssuer,
+    workers: usize,
+    per_worker: usize,
+    stop: Arc<AtomicBool>,
+    issued: Arc<AtomicUsize>,
+) -> Tally {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(15))
         .build()
         .unwrap();
     let mut tasks = Vec::new();
     for worker in 0..workers {
-        let (http, stop, token) = (http.clone(), stop.clone(), issuer.token().sign());
+        let (http, stop, token, counter) = (
+            http.clone(),
+            stop.clone(),
+            issuer.token().sign(),
+            issued.clone(),
+        );
         let url = format!("{address}/v1/ecr/authorization-token");
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
@@ -58,6 +75,7 @@ async fn load(
                         let body: Value = r.json().await.unwrap();
                         assert!(body["authorizationData"][0]["authorizationToken"].is_string());
                         tally.issued.push(id);
+                        counter.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(r) if r.status() == 503 => tally.unavailable += 1,
                     _ => tally.other += 1,
@@ -127,9 +145,16 @@ async fn a_service_killed_mid_load_left_no_token_without_a_row() {
     let running = {
         let (address, stop) = (service.address.clone(), stop.clone());
         let issuer = &service.issuer;
-        let run = load(&address, issuer, 16, 1000, stop);
+        let issued = Arc::new(AtomicUsize::new(0));
+        let run = load_counting(&address, issuer, 16, 1000, stop, issued.clone());
+        // Kill it once tokens are flowing, however slow the machine is.
         let kill = async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            for _ in 0..600 {
+                if issued.load(Ordering::SeqCst) >= 20 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             service.child.start_kill().expect("SIGKILL");
         };
         let (tally, ()) = tokio::join!(run, kill);
