@@ -1,0 +1,155 @@
+//! Audited inserts per second: the group-commit writer against one INSERT per transaction,
+//! on the same database in the same run.
+//!
+//! `scripts/bench.sh` runs it (it needs `DATABASE_URL`, an admin URL); every round uses a
+//! fresh database. Not a test: the numbers are reported, not asserted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ecr_token_broker::audit::chain::ChainKey;
+use ecr_token_broker::audit::{AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append};
+use secrecy::SecretString;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, PgPool};
+
+const CONCURRENCY: usize = 64;
+const RECORDS: usize = 20_000;
+
+fn record(n: usize) -> AuditRecord {
+    let mut r = AuditRecord::start(
+        &format!("bench-{n}"),
+        Some("10.0.0.7".parse().unwrap()),
+        Some("bench/1"),
+    );
+    r.issuer = Some("github-actions".to_owned());
+    r.subject = Some("repo:acme/api:ref:refs/heads/main".to_owned());
+    r.rule = Some("ci-main".to_owned());
+    r.role_arn = Some("arn:aws:iam::123456789012:role/ecr-ci".to_owned());
+    r.session_name = Some("gha-acme-api.0123456789ab".to_owned());
+    r.regions = vec!["eu-west-1".to_owned()];
+    r.registry_ids = vec!["123456789012".to_owned()];
+    r.access = Some("pull".to_owned());
+    r.repositories = Some(vec!["acme/api/*".to_owned()]);
+    r.proxy_endpoints = vec!["https://123456789012.dkr.ecr.eu-west-1.amazonaws.com".to_owned()];
+    r.expires_at = Some(r.occurred_at + chrono::Duration::hours(12));
+    r.token_fingerprints = vec!["ab".repeat(32)];
+    r.fingerprint_key_id = Some("2026-11".to_owned());
+    r.decide(Outcome::Issued, "issued", 200);
+    r
+}
+
+async fn fresh_database(admin: &str, name: &str) -> PgPool {
+    let admin_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin)
+        .await
+        .expect("DATABASE_URL reachable");
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&admin_pool)
+    .await
+    .unwrap();
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin_pool)
+        .await
+        .unwrap();
+    let mut url = reqwest::Url::parse(admin).unwrap();
+    url.set_path(name);
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .connect(url.as_str())
+        .await
+        .unwrap();
+    MIGRATOR.run(&pool).await.unwrap();
+    pool
+}
+
+/// Runs `RECORDS` records through `CONCURRENCY` concurrent producers; returns rows/s.
+async fn run<F, Fut>(produce: F) -> (f64, Duration)
+where
+    F: Fn(AuditRecord) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let produce = Arc::new(produce);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..CONCURRENCY)
+        .map(|worker| {
+            let produce = produce.clone();
+            tokio::spawn(async move {
+                for n in (worker..RECORDS).step_by(CONCURRENCY) {
+                    produce(record(n)).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    (RECORDS as f64 / elapsed.as_secs_f64(), elapsed)
+}
+
+async fn count(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let admin = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let key = ChainKey::new(&SecretString::from("benchmark-chain-key-0123456789abcdef"));
+    println!(
+        "{RECORDS} audited inserts, {CONCURRENCY} concurrent producers, chained rows as the service writes them"
+    );
+
+    let pool = fresh_database(&admin, "ecrtb_bench_single").await;
+    let (single, single_time) = {
+        let (pool, key) = (pool.clone(), key.clone());
+        run(move |r| {
+            let (pool, key) = (pool.clone(), key.clone());
+            async move {
+                append(&pool, &key, &[r]).await.expect("insert");
+            }
+        })
+        .await
+    };
+    assert_eq!(count(&pool).await, RECORDS as i64);
+    pool.close().await;
+
+    let pool = fresh_database(&admin, "ecrtb_bench_group").await;
+    let limits = WriterLimits {
+        queue_capacity: 4096,
+        max_batch: 256,
+        wait: Duration::from_secs(30),
+    };
+    let (writer, task) = AuditWriter::spawn(pool.clone(), key, limits);
+    let (group, group_time) = {
+        let writer = writer.clone();
+        run(move |r| {
+            let writer = writer.clone();
+            async move {
+                writer.record(r).await.expect("commit");
+            }
+        })
+        .await
+    };
+    assert_eq!(count(&pool).await, RECORDS as i64);
+    drop(writer);
+    task.await.unwrap();
+    pool.close().await;
+
+    println!(
+        "one INSERT per transaction: {single:>8.0} rows/s ({:.2} s)",
+        single_time.as_secs_f64()
+    );
+    println!(
+        "group-commit writer:        {group:>8.0} rows/s ({:.2} s)",
+        group_time.as_secs_f64()
+    );
+    println!("speed-up:                   {:>8.1}x", group / single);
+}
