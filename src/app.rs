@@ -25,7 +25,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::audit::chain::ChainKey;
-use crate::audit::{AuditLog, AuditWriter, Fingerprinter, MIGRATOR, WriterLimits};
+use crate::audit::{AuditLog, AuditWriter, Fingerprinters, MIGRATOR, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
@@ -49,8 +49,8 @@ pub struct AppState {
     pub aws: Aws,
     /// The audit table.
     pub audit: AuditLog,
-    /// Keyed token fingerprints.
-    pub fingerprinter: Fingerprinter,
+    /// Keyed token fingerprints: the current key and the previous ones.
+    pub fingerprinters: Arc<Fingerprinters>,
 }
 
 /// Builds the router with all middleware.
@@ -188,10 +188,11 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let state = AppState {
-            fingerprinter: Fingerprinter::new(
+            fingerprinters: Arc::new(Fingerprinters::new(
                 &config.audit.fingerprint_key_id,
                 &config.audit.fingerprint_key,
-            ),
+                &config.audit.previous_fingerprint_keys,
+            )),
             server: Arc::new(config.server),
             verifier,
             rules: Arc::new(rules),

@@ -11,7 +11,7 @@ mod record;
 mod store;
 mod writer;
 
-pub use fingerprint::Fingerprinter;
+pub use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
 pub use log::AuditLog;
 pub use record::{AuditRecord, Outcome};
 pub use store::{MIGRATOR, append};
