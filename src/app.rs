@@ -30,7 +30,7 @@ use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
 use crate::error::{Problem, render_problems};
-use crate::policy::Rules;
+use crate::policy::{AuditAdmins, Rules};
 use crate::routes;
 
 /// The request id header, set on every request and response.
@@ -45,6 +45,8 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// The ordered rules.
     pub rules: Arc<Rules>,
+    /// Which rules' callers administer the audit log.
+    pub audit_admins: Arc<AuditAdmins>,
     /// STS and ECR.
     pub aws: Aws,
     /// The audit table.
@@ -196,6 +198,7 @@ impl Application {
             server: Arc::new(config.server),
             verifier,
             rules: Arc::new(rules),
+            audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             aws,
             audit: AuditLog::new(writer, pool),
         };
