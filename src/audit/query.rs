@@ -115,8 +115,10 @@ pub(super) async fn issuances(
 
 /// The records of issued tokens with any of these fingerprints, newest first.
 ///
-/// Each fingerprint is compared only with rows fingerprinted under its own key, and through
-/// the GIN index on `token_fingerprints`.
+/// Each fingerprint is compared only with rows fingerprinted under its own key. The matches
+/// are found first, through the GIN index on `token_fingerprints`, and only then ordered:
+/// asked for `ORDER BY id DESC LIMIT` directly, the planner walks the whole table backwards
+/// by id, which for a token that was never issued here means every row.
 pub(super) async fn issued_with(
     pool: &PgPool,
     fingerprints: &[KeyedFingerprint],
@@ -125,7 +127,8 @@ pub(super) async fn issued_with(
         return Ok(Vec::new());
     }
     let mut query = QueryBuilder::<Postgres>::new(format!(
-        "SELECT {COLUMNS} FROM audit_events WHERE outcome = 'issued' AND ("
+        "WITH matches AS MATERIALIZED (SELECT {COLUMNS} FROM audit_events \
+         WHERE outcome = 'issued' AND ("
     ));
     for (i, keyed) in fingerprints.iter().enumerate() {
         if i > 0 {
@@ -139,7 +142,7 @@ pub(super) async fn issued_with(
             .push("::text])");
     }
     query
-        .push(") ORDER BY id DESC LIMIT ")
+        .push(")) SELECT * FROM matches ORDER BY id DESC LIMIT ")
         .push_bind(MAX_TOKEN_RECORDS);
     let rows = query.build().fetch_all(pool).await?;
     rows.iter().map(chained_row).collect()
