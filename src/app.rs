@@ -25,12 +25,12 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::audit::chain::ChainKey;
-use crate::audit::{AuditLog, AuditWriter, Fingerprinter, MIGRATOR, WriterLimits};
+use crate::audit::{AuditLog, AuditWriter, Fingerprinters, MIGRATOR, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
 use crate::error::{Problem, render_problems};
-use crate::policy::Rules;
+use crate::policy::{AuditAdmins, Rules};
 use crate::routes;
 
 /// The request id header, set on every request and response.
@@ -45,12 +45,14 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// The ordered rules.
     pub rules: Arc<Rules>,
+    /// Which rules' callers administer the audit log.
+    pub audit_admins: Arc<AuditAdmins>,
     /// STS and ECR.
     pub aws: Aws,
     /// The audit table.
     pub audit: AuditLog,
-    /// Keyed token fingerprints.
-    pub fingerprinter: Fingerprinter,
+    /// Keyed token fingerprints: the current key and the previous ones.
+    pub fingerprinters: Arc<Fingerprinters>,
 }
 
 /// Builds the router with all middleware.
@@ -188,13 +190,15 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let state = AppState {
-            fingerprinter: Fingerprinter::new(
+            fingerprinters: Arc::new(Fingerprinters::new(
                 &config.audit.fingerprint_key_id,
                 &config.audit.fingerprint_key,
-            ),
+                &config.audit.previous_fingerprint_keys,
+            )),
             server: Arc::new(config.server),
             verifier,
             rules: Arc::new(rules),
+            audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             aws,
             audit: AuditLog::new(writer, pool),
         };

@@ -41,12 +41,18 @@ pub enum ApiError {
     /// 403: the matched rule cannot be applied to this token's claims.
     #[error("{0}")]
     RuleUnusable(String),
+    /// 403: the endpoint is for audit admins, and the caller's rule is not an admin rule.
+    #[error("only audit admins may use this endpoint")]
+    NotAuditAdmin,
     /// 502, 503 (throttled, with Retry-After) or 504 (timeout): AWS failed.
     #[error("{0}")]
     Aws(#[from] AwsError),
     /// 503 with Retry-After: the audit record could not be committed, so nothing was issued.
     #[error("the audit log is unavailable")]
     AuditUnavailable(#[source] AuditError),
+    /// 503 with Retry-After: the audit log could not be read.
+    #[error("reading the audit log failed")]
+    AuditUnreadable(#[source] sqlx::Error),
     /// 500: a bug; the cause is logged, never shown.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -59,15 +65,16 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::NoMatchingRule | Self::NotAllowed(_) | Self::RuleUnusable(_) => {
-                StatusCode::FORBIDDEN
-            }
+            Self::NoMatchingRule
+            | Self::NotAllowed(_)
+            | Self::RuleUnusable(_)
+            | Self::NotAuditAdmin => StatusCode::FORBIDDEN,
             Self::Aws(e) => match e.kind {
                 AwsErrorKind::Throttled => StatusCode::SERVICE_UNAVAILABLE,
                 AwsErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 AwsErrorKind::Refused { .. } | AwsErrorKind::Unavailable => StatusCode::BAD_GATEWAY,
             },
-            Self::AuditUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuditUnavailable(_) | Self::AuditUnreadable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,11 +97,12 @@ impl ApiError {
             Self::NoMatchingRule => "no_matching_rule".to_owned(),
             Self::NotAllowed(_) => "not_allowed".to_owned(),
             Self::RuleUnusable(_) => "rule_unusable".to_owned(),
+            Self::NotAuditAdmin => "not_audit_admin".to_owned(),
             Self::Aws(e) => match &e.kind {
                 AwsErrorKind::Refused { code } => format!("aws_refused:{}:{code}", e.operation),
                 kind => format!("aws_{}:{}", kind_slug(kind), e.operation),
             },
-            Self::AuditUnavailable(_) => "audit_unavailable".to_owned(),
+            Self::AuditUnavailable(_) | Self::AuditUnreadable(_) => "audit_unavailable".to_owned(),
             Self::Internal(_) => "internal".to_owned(),
         }
     }
@@ -119,6 +127,12 @@ impl ApiError {
             ),
             Self::NotAllowed(refusal) => ("forbidden", "Not allowed", refusal.to_string()),
             Self::RuleUnusable(detail) => ("forbidden", "Not allowed", detail.clone()),
+            Self::NotAuditAdmin => (
+                "forbidden",
+                "Not allowed",
+                "only audit admins may use this endpoint: the token's first matching rule is not one of the audit admin rules"
+                    .to_owned(),
+            ),
             Self::Aws(e) => match &e.kind {
                 AwsErrorKind::Throttled => (
                     "aws-throttled",
@@ -146,6 +160,11 @@ impl ApiError {
                 "Audit log unavailable",
                 "the audit record could not be written, so no token was issued; retry later"
                     .to_owned(),
+            ),
+            Self::AuditUnreadable(_) => (
+                "audit-unavailable",
+                "Audit log unavailable",
+                "the audit log could not be read; retry later".to_owned(),
             ),
             Self::Internal(_) => (
                 "internal",
@@ -201,6 +220,7 @@ impl IntoResponse for ApiError {
                 );
             }
             Self::AuditUnavailable(_)
+            | Self::AuditUnreadable(_)
             | Self::Aws(AwsError {
                 kind: AwsErrorKind::Throttled,
                 ..

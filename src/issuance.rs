@@ -56,6 +56,6 @@ pub async fn issue(
         .aws
         .authorization_data_for(&session, &grant.endpoints)
         .await?;
-    record.issued(&data, &state.fingerprinter);
+    record.issued(&data, state.fingerprinters.current());
     Ok(data)
 }

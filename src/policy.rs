@@ -3,6 +3,7 @@
 //! A rule matches a verified caller when the caller's issuer is the rule's and every claim
 //! matcher of the rule matches. The request may then only narrow what the rule allows.
 
+mod audit_admins;
 mod grant;
 mod matcher;
 mod request;
@@ -11,6 +12,7 @@ pub mod session_policy;
 mod session_tags;
 mod template;
 
+pub use audit_admins::AuditAdmins;
 pub use grant::{Denial, Grant, Refusal, SessionIdentity};
 pub use matcher::{ClaimMatcher, InvalidPattern};
 pub use matcher::{Mismatch, claim_value};

@@ -1,5 +1,6 @@
 //! The HTTP API, one module per resource; handlers are named `<verb>_<resource>`.
 
+mod audit;
 mod ecr;
 mod health;
 mod meta;
@@ -16,5 +17,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .merge(ecr::router())
         .merge(whoami::router())
+        .merge(audit::router())
         .merge(health::router())
 }

@@ -1,6 +1,8 @@
 use sqlx::PgPool;
 
-use super::{AuditError, AuditRecord, AuditWriter};
+use super::chain::ChainedRow;
+use super::query::{self, IssuanceFilter, Page, Scope};
+use super::{AuditError, AuditRecord, AuditWriter, KeyedFingerprint};
 
 /// The audit log as requests see it: append through the group-commit writer, read through
 /// the pool.
@@ -24,6 +26,25 @@ impl AuditLog {
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
+    }
+
+    /// The records `scope` may see that match `filter`, newest first, one page.
+    pub async fn issuances(
+        &self,
+        scope: &Scope,
+        filter: &IssuanceFilter,
+        page: Page,
+    ) -> Result<Vec<ChainedRow>, sqlx::Error> {
+        query::issuances(&self.pool, scope, filter, page).await
+    }
+
+    /// The records of issued tokens with any of these fingerprints, newest first, at most
+    /// [`query::MAX_TOKEN_RECORDS`].
+    pub async fn issued_with(
+        &self,
+        fingerprints: &[KeyedFingerprint],
+    ) -> Result<Vec<ChainedRow>, sqlx::Error> {
+        query::issued_with(&self.pool, fingerprints).await
     }
 
     /// The pool, for reading the log.

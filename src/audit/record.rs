@@ -34,6 +34,17 @@ impl Outcome {
     }
 }
 
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        [Self::Issued, Self::Denied, Self::Error]
+            .into_iter()
+            .find(|o| o.as_str() == value)
+            .ok_or_else(|| "must be issued, denied or error".to_owned())
+    }
+}
+
 /// One audit row, filled in as the request moves along its path.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {

@@ -107,6 +107,9 @@ pub struct TestAppBuilder {
     aws_credentials: (String, String),
     operation_timeout_secs: u64,
     env: Vec<(String, String)>,
+    admin_rules: Vec<String>,
+    fingerprint_key: (String, String),
+    previous_fingerprint_keys: Vec<(String, String)>,
 }
 
 impl TestAppBuilder {
@@ -160,6 +163,25 @@ impl TestAppBuilder {
         self
     }
 
+    /// `[audit] admin_rules`: callers of these rules read every audit record.
+    pub fn admin_rules(mut self, rules: &[&str]) -> Self {
+        self.admin_rules = rules.iter().map(|r| (*r).to_owned()).collect();
+        self
+    }
+
+    /// The current fingerprint key (default: `test-key`, [`FINGERPRINT_KEY`]).
+    pub fn fingerprint_key(mut self, id: &str, key: &str) -> Self {
+        self.fingerprint_key = (id.to_owned(), key.to_owned());
+        self
+    }
+
+    /// Adds an entry to `[audit] previous_fingerprint_keys`.
+    pub fn previous_fingerprint_key(mut self, id: &str, key: &str) -> Self {
+        self.previous_fingerprint_keys
+            .push((id.to_owned(), key.to_owned()));
+        self
+    }
+
     /// An environment variable as `Config::parse` sees it (the process environment is left
     /// alone, since tests run in parallel).
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -189,6 +211,12 @@ impl TestAppBuilder {
             .extra_issuers
             .replace("{issuer}", &issuer.url)
             .replace("{jwks_uri}", &issuer.jwks_uri());
+        let admin_rules: Vec<String> = self.admin_rules.iter().map(|r| format!("{r:?}")).collect();
+        let previous_keys: Vec<String> = self
+            .previous_fingerprint_keys
+            .iter()
+            .map(|(id, key)| format!("{id:?} = {key:?}"))
+            .collect();
         let text = format!(
             r#"
 [server]
@@ -202,9 +230,11 @@ url = "{database_url}"
 acquire_timeout_secs = 2
 
 [audit]
-fingerprint_key_id = "test-key"
-fingerprint_key = "{FINGERPRINT_KEY}"
+fingerprint_key_id = "{fingerprint_key_id}"
+fingerprint_key = "{fingerprint_key}"
+previous_fingerprint_keys = {{ {previous_keys} }}
 chain_key = "{CHAIN_KEY}"
+admin_rules = [{admin_rules}]
 
 [aws]
 operation_timeout_secs = {timeout}
@@ -220,6 +250,10 @@ jwks_min_refresh_interval_secs = 1
 {rules}
 "#,
             timeout = self.operation_timeout_secs,
+            fingerprint_key_id = self.fingerprint_key.0,
+            fingerprint_key = self.fingerprint_key.1,
+            previous_keys = previous_keys.join(", "),
+            admin_rules = admin_rules.join(", "),
             issuer_url = issuer.url,
             issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
             rules = self.rules,
@@ -381,6 +415,9 @@ impl TestApp {
             aws_credentials: ("AKIDTESTBROKER".to_owned(), "test-secret".to_owned()),
             operation_timeout_secs: 10,
             env: Vec::new(),
+            admin_rules: Vec::new(),
+            fingerprint_key: ("test-key".to_owned(), FINGERPRINT_KEY.to_owned()),
+            previous_fingerprint_keys: Vec::new(),
         }
     }
 
@@ -418,6 +455,31 @@ impl TestApp {
             request = request.json(&body);
         }
         request.send().await.expect("POST authorization-token")
+    }
+
+    /// `GET /v1/audit/issuances` with a bearer token and query parameters.
+    pub async fn audit_issuances(&self, token: &str, query: &[(&str, &str)]) -> reqwest::Response {
+        let mut url = reqwest::Url::parse(&self.url("/v1/audit/issuances")).unwrap();
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        self.http
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET audit issuances")
+    }
+
+    /// `POST /v1/audit/lookup` with a bearer token and a JSON body.
+    pub async fn audit_lookup(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/audit/lookup"))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST audit lookup")
     }
 
     /// A valid token of the default caller.

@@ -8,6 +8,7 @@
 mod helpers;
 
 mod audit;
+mod audit_api;
 mod authentication;
 mod authorization;
 mod aws_failures;

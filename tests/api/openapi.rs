@@ -48,6 +48,8 @@ async fn openapi_yaml_documents_exactly_the_served_paths() {
     let served = [
         "/v1/ecr/authorization-token",
         "/v1/whoami",
+        "/v1/audit/issuances",
+        "/v1/audit/lookup",
         "/healthz",
         "/readyz",
     ];

@@ -1,0 +1,56 @@
+use std::collections::HashSet;
+
+use serde_json::{Map, Value};
+
+use super::Rules;
+
+/// The rules whose callers administer the audit log (`[audit] admin_rules`): they read every
+/// caller's records and look up tokens.
+///
+/// A caller is an audit admin when its first matching rule, the one that also decides what
+/// it may be issued, is one of them. An admin rule that an earlier rule shadows for some
+/// caller makes no admin of that caller, exactly as it would issue nothing to it.
+#[derive(Debug, Default)]
+pub struct AuditAdmins(HashSet<String>);
+
+impl AuditAdmins {
+    /// Callers of the rules named `rule_names` are audit admins.
+    pub fn new(rule_names: &[String]) -> Self {
+        Self(rule_names.iter().cloned().collect())
+    }
+
+    /// Whether a verified caller of `issuer` with these claims is an audit admin.
+    pub fn admits(&self, rules: &Rules, issuer: &str, claims: &Map<String, Value>) -> bool {
+        rules
+            .first_match(issuer, claims)
+            .is_some_and(|rule| self.0.contains(&rule.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::policy::rule::tests::rule_config;
+
+    fn claims(owner: &str) -> Map<String, Value> {
+        json!({"repository_owner": owner})
+            .as_object()
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn only_the_first_matching_rule_counts() {
+        let rules =
+            Rules::compile(&[rule_config("acme", "acme"), rule_config("auditors", "*")]).unwrap();
+        let admins = AuditAdmins::new(&["auditors".to_owned()]);
+
+        assert!(admins.admits(&rules, "ci", &claims("platform")));
+        // "auditors" matches acme too, but "acme" comes first.
+        assert!(!admins.admits(&rules, "ci", &claims("acme")));
+        assert!(!admins.admits(&rules, "portal", &claims("platform")));
+        assert!(!AuditAdmins::default().admits(&rules, "ci", &claims("platform")));
+    }
+}

@@ -1,0 +1,64 @@
+//! The audit log over HTTP: a caller's own issuance records, every record for audit admins,
+//! and, for audit admins, whether a token was issued here.
+
+mod issuances;
+mod lookup;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::app::AppState;
+use crate::audit::Scope;
+use crate::auth::{AuthError, Caller};
+
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/audit/issuances", get(issuances::get_issuances))
+        .route("/v1/audit/lookup", post(lookup::post_lookup))
+}
+
+/// A verified caller reading the audit log, and whether it is an audit admin.
+struct AuditReader {
+    caller: Caller,
+    admin: bool,
+}
+
+impl AuditReader {
+    /// Whose records this reader may see: an admin every record, anyone else its own.
+    fn scope(&self) -> Scope {
+        if self.admin {
+            Scope::Everyone
+        } else {
+            Scope::Caller {
+                issuer: self.caller.issuer.to_string(),
+                subject: self.caller.subject.clone(),
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AuditReader {
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AuthError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let admin = state
+            .audit_admins
+            .admits(&state.rules, &caller.issuer, &caller.claims);
+        Ok(Self { caller, admin })
+    }
+}
+
+/// When something happened, to the microsecond the audit log keeps, so that a value read
+/// here can be given back as `since` or `until` exactly.
+fn instant(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// When a token expires, in whole seconds, as the issuing response says it.
+fn expiry(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}

@@ -1,0 +1,212 @@
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{AuditReader, expiry, instant};
+use crate::app::AppState;
+use crate::audit::chain::ChainedRow;
+use crate::error::ApiError;
+use crate::routes::RequestMeta;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LookupRequest {
+    authorization_token: SecretString,
+}
+
+/// An ECR authorization token as ECR returns it: base64 of `AWS:<password>`. Held as a
+/// secret, so no `Debug` or log line can show it.
+struct EcrToken(SecretString);
+
+impl EcrToken {
+    fn parse(token: &SecretString) -> Result<Self, ApiError> {
+        // Base64 has no whitespace, so trimming cannot turn one token into another.
+        let text = token.expose_secret().trim_ascii();
+        if text.is_empty() {
+            return Err(bad_body("authorizationToken must not be empty"));
+        }
+        let decoded = STANDARD.decode(text).unwrap_or_default();
+        if !decoded.starts_with(b"AWS:") || decoded.len() == 4 {
+            return Err(bad_body(
+                "authorizationToken is not an ECR authorization token (base64 of AWS:<password>, as authorizationData returns it)",
+            ));
+        }
+        Ok(Self(text.into()))
+    }
+}
+
+fn bad_body(why: &str) -> ApiError {
+    ApiError::BadRequest(format!("invalid request body: {why}"))
+}
+
+/// Reads `{"authorizationToken": "..."}`. The messages never quote the body: it holds a
+/// credential, and serde's messages quote string values.
+fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<EcrToken, ApiError> {
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest(rejection.body_text()),
+    })?;
+    let expected =
+        "expected a JSON object with exactly one field, authorizationToken, holding a string";
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(bad_body(expected));
+    }
+    let request: LookupRequest = serde_json::from_slice(&bytes).map_err(|e| {
+        if e.is_data() {
+            bad_body(expected)
+        } else {
+            bad_body(&format!(
+                "not valid JSON (at line {} column {})",
+                e.line(),
+                e.column()
+            ))
+        }
+    })?;
+    EcrToken::parse(&request.authorization_token)
+}
+
+/// One issuance of the token.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IssuedRecord {
+    id: i64,
+    occurred_at: String,
+    request_id: String,
+    issuer: Option<String>,
+    subject: Option<String>,
+    rule: Option<String>,
+    role_arn: Option<String>,
+    session_name: Option<String>,
+    expires_at: Option<String>,
+    fingerprint_key_id: Option<String>,
+}
+
+impl From<ChainedRow> for IssuedRecord {
+    fn from(row: ChainedRow) -> Self {
+        Self {
+            id: row.id,
+            occurred_at: instant(row.occurred_at),
+            request_id: row.request_id,
+            issuer: row.issuer,
+            subject: row.subject,
+            rule: row.rule,
+            role_arn: row.role_arn,
+            session_name: row.session_name,
+            expires_at: row.expires_at.map(expiry),
+            fingerprint_key_id: row.fingerprint_key_id,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LookupResponse {
+    issued: bool,
+    records: Vec<IssuedRecord>,
+    request_id: String,
+}
+
+/// Whether this service issued an ECR token, and to whom: for audit admins only, since the
+/// answer names other callers.
+///
+/// Lookups are not written to the audit log. Its rows record decisions on issuing requests:
+/// their outcome, reason and status say whether a credential left the broker, and callers
+/// read them back as their issuance history. A lookup issues nothing, so it gets one info
+/// log line instead, saying who asked and what was found, never the token or its
+/// fingerprint (the request line itself is traced like any other).
+pub(super) async fn post_lookup(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    reader: AuditReader,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if !reader.admin {
+        return Err(ApiError::NotAuditAdmin);
+    }
+    let token = parse_body(body)?;
+    let fingerprints = state.fingerprinters.all(token.0.expose_secret());
+    drop(token);
+    let rows = state
+        .audit
+        .issued_with(&fingerprints)
+        .await
+        .map_err(ApiError::AuditUnreadable)?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    tracing::info!(
+        issuer = %reader.caller.issuer,
+        subject = %reader.caller.subject,
+        issued = !rows.is_empty(),
+        records = ?ids,
+        "token lookup"
+    );
+    let body = LookupResponse {
+        issued: !rows.is_empty(),
+        records: rows.into_iter().map(IssuedRecord::from).collect(),
+        request_id: meta.request_id,
+    };
+    let mut response = Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "QVdTOnNlY3JldC1wYXNzd29yZA=="; // AWS:secret-password
+
+    fn parse(body: &str) -> Result<String, String> {
+        parse_body(Ok(Bytes::from(body.to_owned())))
+            .map(|t| t.0.expose_secret().to_owned())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_the_token_as_ecr_returned_it() {
+        assert_eq!(
+            parse(&format!(r#"{{"authorizationToken": "{TOKEN}"}}"#)),
+            Ok(TOKEN.to_owned())
+        );
+        assert_eq!(
+            parse(&format!(r#" {{"authorizationToken": " {TOKEN}\n"}}"#)),
+            Ok(TOKEN.to_owned())
+        );
+    }
+
+    #[test]
+    fn refusals_never_quote_the_body() {
+        let bodies = [
+            format!(r#""{TOKEN}""#),
+            format!(r#"["{TOKEN}"]"#),
+            format!(r#"{{"authorizationToken": "{TOKEN}", "note": "{TOKEN}"}}"#),
+            format!(r#"{{"token": "{TOKEN}"}}"#),
+            format!(r#"{{"authorizationToken": ["{TOKEN}"]}}"#),
+            format!(r#"{{"authorizationToken": "{TOKEN}""#),
+            format!(r#"{{"authorizationToken": "{}"}}"#, &TOKEN[..10]),
+            r#"{"authorizationToken": "c2VjcmV0LXBhc3N3b3Jk"}"#.to_owned(), // no AWS: prefix
+            r#"{"authorizationToken": "QVdTOg=="}"#.to_owned(),             // AWS: alone
+            r#"{"authorizationToken": "  "}"#.to_owned(),
+            "{}".to_owned(),
+            String::new(),
+        ];
+        for body in bodies {
+            let error = parse(&body).unwrap_err();
+            assert!(
+                error.starts_with("invalid request body: "),
+                "{body}: {error}"
+            );
+            assert!(!error.contains(&TOKEN[..10]), "{body}: {error}");
+            assert!(!error.contains("secret-password"), "{body}: {error}");
+            assert!(!error.contains("c2VjcmV0"), "{body}: {error}");
+        }
+    }
+}
