@@ -14,5 +14,5 @@ mod writer;
 pub use fingerprint::Fingerprinter;
 pub use log::AuditLog;
 pub use record::{AuditRecord, Outcome};
-pub use store::{MIGRATOR, append};
+pub use store::{MIGRATOR, append, migrate};
 pub use writer::{AuditError, AuditWriter, WriterLimits};

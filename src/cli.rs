@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::app::{Application, connect_pool};
-use crate::audit::MIGRATOR;
+use crate::audit;
 use crate::config::{CONFIG_PATH_ENV, Config};
 use crate::credentials::Aws;
 
@@ -39,7 +39,10 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve the HTTP API until SIGTERM or Ctrl-C.
     Serve,
-    /// Apply pending database migrations, then exit.
+    /// Apply pending database migrations and create the coming months' audit partitions.
+    ///
+    /// Idempotent. Run it at least monthly (a CronJob), so that new audit rows always have
+    /// their month's partition rather than landing in the default one.
     Migrate,
     /// Validate a config file and explain every problem with its location.
     CheckConfig {
@@ -68,8 +71,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let config = Config::load(cli.config_path()?)?;
             let pool = connect_pool(&config)?;
-            MIGRATOR.run(&pool).await.context("running migrations")?;
-            tracing::info!("migrations applied");
+            audit::migrate(&pool).await?;
+            tracing::info!("migrations applied, audit partitions ready");
             Ok(())
         }
         Command::CheckConfig { file } => {

@@ -1,3 +1,4 @@
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
@@ -10,6 +11,21 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Serialises chain appends across every writer of every replica; taken per transaction.
 const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469; // "ecr_audi"
+
+/// How many months of partitions `migrate` keeps ready beyond the current one.
+const PARTITION_MONTHS_AHEAD: i32 = 3;
+
+/// Applies pending migrations, then creates the audit partitions for the coming months, so
+/// that running `migrate` monthly keeps rows out of the default partition. Idempotent.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("running migrations")?;
+    sqlx::query("SELECT audit_ensure_partitions($1)")
+        .bind(PARTITION_MONTHS_AHEAD)
+        .execute(pool)
+        .await
+        .context("creating the audit partitions ahead")?;
+    Ok(())
+}
 
 /// Statements are plain `sqlx::query` rather than the compile-time checked macros so the
 /// crate builds without a database or committed query metadata; the integration tests run
