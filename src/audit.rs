@@ -2,17 +2,19 @@
 //! any token is returned. Tokens are never stored; a keyed fingerprint identifies them.
 //!
 //! Requests hand records to a group-commit [`AuditWriter`]; [`chain`] defines what each row's
-//! hash covers.
+//! hash covers and [`verify()`] walks the chain.
 
 pub mod chain;
 mod fingerprint;
 mod log;
 mod record;
 mod store;
+mod verify;
 mod writer;
 
 pub use fingerprint::Fingerprinter;
 pub use log::AuditLog;
 pub use record::{AuditRecord, Outcome};
 pub use store::{MIGRATOR, append, migrate};
+pub use verify::{Break, Predecessor, Verification, Walk, verify};
 pub use writer::{AuditError, AuditWriter, WriterLimits};

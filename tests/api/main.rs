@@ -11,6 +11,7 @@ mod audit;
 mod authentication;
 mod authorization;
 mod aws_failures;
+mod chain;
 mod cli;
 mod durability;
 mod health;

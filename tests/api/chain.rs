@@ -1,0 +1,330 @@
+//! The audit hash chain end to end: the real binary verifies what the service wrote, and
+//! finds rows edited, deleted, forged or reordered by someone with full database access.
+
+use std::process::Output;
+use std::time::Instant;
+
+use ecr_token_broker::audit::chain::ChainKey;
+use ecr_token_broker::audit::{AuditRecord, Outcome, append};
+use secrecy::SecretString;
+use serde_json::json;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::helpers::{CHAIN_KEY, FINGERPRINT_KEY, TestApp};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_ecr-token-broker");
+
+/// The default rule, plus session tags whose keys jsonb stores in another order than
+/// their sorted one.
+const RULES: &str = r#"
+[[rules]]
+name = "acme-main"
+issuer = "test"
+claims = { repository_owner = "acme", ref = "refs/heads/main" }
+role_arn = "arn:aws:iam::111122223333:role/ecr-pull"
+regions = ["us-east-1"]
+session_tags = { repo = "{repository}", actor = "{actor}", workflow = "{/job/workflow}" }
+"#;
+
+/// A token the rule grants, with a workflow claim for its session tag.
+fn token(app: &TestApp, workflow: &str) -> String {
+    app.issuer
+        .token()
+        .claim("job", json!({ "workflow": workflow }))
+        .sign()
+}
+
+/// A service that has written six rows: 1, 2, 4 and 5 issued tokens, 3 and 6 are denials.
+async fn app_with_history() -> TestApp {
+    let app = TestApp::builder().rules(RULES).spawn().await;
+    for n in 1..=6 {
+        let token = token(&app, &format!("build-{n}.yml"));
+        let (token, status) = match n {
+            3 => (None, 401),
+            6 => (
+                Some(app.issuer.token().claim("ref", "refs/heads/x").sign()),
+                403,
+            ),
+            _ => (Some(token), 200),
+        };
+        let response = app.issue(token.as_deref(), None).await;
+        assert_eq!(response.status(), status, "request {n}");
+    }
+    assert_eq!(app.audit_rows().await.len(), 6);
+    app
+}
+
+/// Runs `ecr-token-broker [--config FILE] ARGS` against the database at `database_url`,
+/// with a config file of its own and none of the harness's environment.
+async fn run(database_url: &str, args: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[database]
+url = "{database_url}"
+
+[audit]
+fingerprint_key_id = "test-key"
+fingerprint_key = "{FINGERPRINT_KEY}"
+chain_key = "{CHAIN_KEY}"
+
+[[issuers]]
+name = "ci"
+issuer = "https://ci.example.com"
+jwks_uri = "https://ci.example.com/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+"#
+        ),
+    )
+    .unwrap();
+    tokio::process::Command::new(BINARY)
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .env_remove("ECR_TOKEN_BROKER_CONFIG")
+        .env_remove("ECR_TOKEN_BROKER_DATABASE_URL")
+        .env_remove("ECR_TOKEN_BROKER_CHAIN_KEY")
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("run the binary")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `audit verify ARGS`, which must succeed; returns its output.
+async fn verifies(database_url: &str, args: &[&str]) -> String {
+    let output = run(database_url, &[&["audit", "verify"], args].concat()).await;
+    assert!(
+        output.status.success(),
+        "verify failed:\n{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains("audit chain intact"));
+    stdout(&output)
+}
+
+/// `audit verify`, which must fail; returns the error it printed.
+async fn breaks(database_url: &str) -> String {
+    let output = run(database_url, &["audit", "verify"]).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("rows/s"), "{}", stdout(&output));
+    stderr(&output)
+}
+
+/// Runs `sql` as the superuser with the append-only triggers off (replica mode skips
+/// ordinary triggers): what someone with full access to the database could do.
+async fn tamper(app: &TestApp, sql: &'static str) {
+    let mut db = PgConnection::connect(&app.database_url).await.unwrap();
+    sqlx::raw_sql("SET session_replication_role = replica")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sql).execute(&mut db).await.expect(sql);
+    db.close().await.unwrap();
+}
+
+async fn scalar<T>(db: &PgPool, sql: &'static str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + Send + Unpin,
+{
+    sqlx::query_scalar(sql).fetch_one(db).await.expect(sql)
+}
+
+#[tokio::test]
+async fn the_log_the_service_wrote_verifies() {
+    let app = app_with_history().await;
+
+    let rows = app.audit_rows().await;
+    assert_eq!(
+        rows[0]["session_tags"],
+        json!({"repo": "acme/api", "actor": "octocat", "workflow": "build-1.yml"}),
+        "hashed sorted by key, stored in jsonb's own order"
+    );
+
+    let whole = verifies(&app.database_url, &[]).await;
+    let spot = verifies(&app.database_url, &["--from-id", "4"]).await;
+
+    assert!(whole.contains("checked 6 rows from the genesis"), "{whole}");
+    let db = app.db().await;
+    let head: Vec<u8> = scalar(&db, "SELECT row_hash FROM audit_events WHERE id = 6").await;
+    assert!(
+        whole.contains(&format!(
+            "last intact row: id 6, hash {}",
+            hex::encode(head)
+        )),
+        "{whole}"
+    );
+    assert!(
+        spot.contains("checked 3 rows from id 4 (its prev_hash trusted)"),
+        "{spot}"
+    );
+    let missing = run(&app.database_url, &["audit", "verify", "--from-id", "7"]).await;
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no audit row with id 7"));
+}
+
+#[tokio::test]
+async fn an_edited_row_breaks_the_chain_at_that_row() {
+    let app = app_with_history().await;
+
+    tamper(
+        &app,
+        r#"UPDATE audit_events SET session_tags = session_tags || '{"repo": "evil/api"}' WHERE id = 5"#,
+    )
+    .await;
+    let at_5 = breaks(&app.database_url).await;
+    tamper(
+        &app,
+        "UPDATE audit_events SET reason = 'no_matching_rule' WHERE id = 2",
+    )
+    .await;
+    let at_2 = breaks(&app.database_url).await;
+
+    assert!(
+        at_5.contains("id 5: row hash does not match its content (edited?)"),
+        "{at_5}"
+    );
+    assert!(
+        at_2.contains("id 2: row hash does not match its content (edited?)"),
+        "the first break is reported: {at_2}"
+    );
+    // The links after the last edit still hold.
+    verifies(&app.database_url, &["--from-id", "6"]).await;
+}
+
+#[tokio::test]
+async fn a_deleted_row_breaks_the_chain_at_the_next_id() {
+    let app = app_with_history().await;
+
+    tamper(&app, "DELETE FROM audit_events WHERE id = 3").await;
+
+    let error = breaks(&app.database_url).await;
+    assert!(
+        error.contains("id 4: expected id 3 (a row is missing or was inserted)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_row_forged_into_the_middle_breaks_the_chain_there() {
+    let app = app_with_history().await;
+
+    // Make room at id 3, then fill it with a copy of row 1.
+    tamper(
+        &app,
+        "UPDATE audit_events SET id = id + 1000 WHERE id >= 3;
+         UPDATE audit_events SET id = id - 999 WHERE id > 1000;
+         CREATE TEMP TABLE forged AS SELECT * FROM audit_events WHERE id = 1;
+         UPDATE forged SET id = 3, request_id = 'forged';
+         INSERT INTO audit_events SELECT * FROM forged",
+    )
+    .await;
+
+    let error = breaks(&app.database_url).await;
+    assert!(
+        error.contains("id 3: prev_hash does not match id 2's hash (reordered or inserted?)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_row_forged_onto_the_end_breaks_the_chain_there() {
+    let app = app_with_history().await;
+
+    // A copy of row 2 as id 7, even pointing at row 6's hash.
+    tamper(
+        &app,
+        "CREATE TEMP TABLE forged AS SELECT * FROM audit_events WHERE id = 2;
+         UPDATE forged SET id = 7, prev_hash = (SELECT row_hash FROM audit_events WHERE id = 6);
+         INSERT INTO audit_events SELECT * FROM forged",
+    )
+    .await;
+
+    let error = breaks(&app.database_url).await;
+    assert!(
+        error.contains("id 7: row hash does not match its content (edited?)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn swapped_rows_break_the_chain_at_the_first_of_them() {
+    let app = app_with_history().await;
+
+    tamper(
+        &app,
+        "CREATE TEMP TABLE swapped AS SELECT * FROM audit_events WHERE id IN (3, 4);
+         UPDATE swapped SET id = 7 - id;
+         DELETE FROM audit_events WHERE id IN (3, 4);
+         INSERT INTO audit_events SELECT * FROM swapped",
+    )
+    .await;
+
+    let db = app.db().await;
+    let denied_at_4: String = scalar(&db, "SELECT outcome FROM audit_events WHERE id = 4").await;
+    assert_eq!(denied_at_4, "denied", "the rows were swapped");
+    let error = breaks(&app.database_url).await;
+    assert!(
+        error.contains("id 3: prev_hash does not match id 2's hash (reordered or inserted?)"),
+        "{error}"
+    );
+}
+
+/// How fast `audit verify` walks a long chain. Run it by name:
+/// `cargo test --release --test api verify_throughput -- --ignored --nocapture`
+/// (`CHAIN_ROWS` sets the number of rows, 200000 by default).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: it writes a long chain"]
+async fn verify_throughput() {
+    let rows: usize = std::env::var("CHAIN_ROWS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    let key = ChainKey::new(&SecretString::from(CHAIN_KEY));
+    let started = Instant::now();
+    for batch in 0..rows.div_ceil(1000) {
+        let records: Vec<AuditRecord> = (0..1000.min(rows - batch * 1000))
+            .map(|n| {
+                let mut r = AuditRecord::start(
+                    &format!("fill-{batch}-{n}"),
+                    Some("10.1.2.3".parse().unwrap()),
+                    Some("docker/27.0"),
+                );
+                r.issuer = Some("test".to_owned());
+                r.subject = Some("repo:acme/api:ref:refs/heads/main".to_owned());
+                r.rule = Some("acme-main".to_owned());
+                r.regions = vec!["us-east-1".to_owned()];
+                r.registry_ids = vec!["111122223333".to_owned()];
+                r.session_tags = vec![
+                    ("repo".to_owned(), "acme/api".to_owned()),
+                    ("actor".to_owned(), "octocat".to_owned()),
+                ];
+                r.token_fingerprints = vec!["ab".repeat(32)];
+                r.fingerprint_key_id = Some("test-key".to_owned());
+                r.decide(Outcome::Issued, "issued", 200);
+                r
+            })
+            .collect();
+        append(&db, &key, &records).await.unwrap();
+    }
+    println!("appended {rows} rows in {:.1?}", started.elapsed());
+
+    let started = Instant::now();
+    let output = verifies(&app.database_url, &[]).await;
+    println!("{output}(the binary ran {:.2?})", started.elapsed());
+}
