@@ -2,11 +2,12 @@
 //! any token is returned. Tokens are never stored; a keyed fingerprint identifies them.
 //!
 //! Requests hand records to a group-commit [`AuditWriter`]; [`chain`] defines what each row's
-//! hash covers and [`verify()`] walks the chain.
+//! hash covers, [`verify()`] walks the chain and [`prune()`] drops old months of it.
 
 pub mod chain;
 mod fingerprint;
 mod log;
+mod prune;
 mod record;
 mod store;
 mod verify;
@@ -14,6 +15,7 @@ mod writer;
 
 pub use fingerprint::Fingerprinter;
 pub use log::AuditLog;
+pub use prune::{MonthStart, Pruned, prune};
 pub use record::{AuditRecord, Outcome};
 pub use store::{MIGRATOR, append, migrate};
 pub use verify::{Break, Predecessor, Verification, Walk, verify};

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `check-config FILE`, `audit verify`.
+//! The command line: `serve`, `migrate`, `check-config FILE`, `audit verify`, `audit prune`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sqlx::ConnectOptions;
 
 use crate::app::{Application, connect_pool};
-use crate::audit::{self, chain::ChainKey};
+use crate::audit::{self, MonthStart, chain::ChainKey};
 use crate::config::{CONFIG_PATH_ENV, Config};
 use crate::credentials::Aws;
 
@@ -50,7 +50,7 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
-    /// Check the hash-chained audit log (needs `[audit] chain_key`).
+    /// Check or prune the hash-chained audit log (needs `[audit] chain_key`).
     Audit {
         /// What to do with it.
         #[command(subcommand)]
@@ -63,7 +63,7 @@ pub enum Command {
 pub enum AuditCommand {
     /// Walk the hash chain and report the first row that breaks it.
     ///
-    /// Starts from the newest checkpoint in audit_checkpoints (or from the first row) and
+    /// Starts from the newest checkpoint left by `audit prune` (or from the first row) and
     /// checks, row by row in id order, that ids are consecutive, that each row points at the
     /// previous row's hash, and that its hash matches its content. Exits 0 if the chain is
     /// intact, 1 at the first break, naming the row and what is wrong with it. Rows deleted
@@ -73,6 +73,22 @@ pub enum AuditCommand {
         /// Start at this row, trusting its prev_hash, to spot-check the chain from there.
         #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
         from_id: Option<i64>,
+    },
+    /// Drop whole months of the audit log, keeping the rest verifiable.
+    ///
+    /// Drops the monthly partitions that end on or before the --before date (never the
+    /// default partition), in one transaction that holds the audit writers' lock: it verifies the
+    /// rows about to go, records the last one's id and hash in audit_checkpoints, where
+    /// `audit verify` and new rows continue the chain, then drops them. Run it as the role
+    /// that owns the audit tables (the one `migrate` runs as): the service's role
+    /// (ecr_token_broker_app) may only add and read rows.
+    Prune {
+        /// Drop the months before this date, which must be the first day of a month.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        before: MonthStart,
+        /// Prune even if the rows to be dropped do not verify.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -141,6 +157,11 @@ async fn run_audit(
                 }
                 Some(broken) => anyhow::bail!("the audit chain is broken: {broken}"),
             }
+        }
+        AuditCommand::Prune { before, force } => {
+            let pruned = audit::prune(pool, key, *before, *force).await?;
+            println!("{pruned}");
+            Ok(())
         }
     }
 }

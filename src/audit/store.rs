@@ -13,8 +13,9 @@ use super::chain::{ChainKey, ChainedRow, GENESIS, Hash, to_micros};
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Serialises chain appends across every writer of every replica; taken per transaction.
-const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469; // "ecr_audi"
+/// Serialises chain appends across every writer of every replica, and `audit prune` against
+/// them; taken per transaction.
+pub(super) const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469; // "ecr_audi"
 
 /// How many months of partitions `migrate` keeps ready beyond the current one.
 const PARTITION_MONTHS_AHEAD: i32 = 3;

@@ -1,5 +1,6 @@
-//! The audit hash chain end to end: the real binary verifies what the service wrote, and
-//! finds rows edited, deleted, forged or reordered by someone with full database access.
+//! The audit hash chain end to end: the real binary verifies and prunes what the service
+//! wrote, and finds rows edited, deleted, forged or reordered by someone with full database
+//! access.
 
 use std::process::Output;
 use std::time::Instant;
@@ -177,7 +178,7 @@ async fn the_log_the_service_wrote_verifies() {
 }
 
 #[tokio::test]
-async fn an_edited_row_breaks_the_chain_at_that_row() {
+async fn an_edited_row_breaks_the_chain_at_that_row_and_cannot_be_pruned() {
     let app = app_with_history().await;
 
     tamper(
@@ -203,6 +204,32 @@ async fn an_edited_row_breaks_the_chain_at_that_row() {
     );
     // The links after the last edit still hold.
     verifies(&app.database_url, &["--from-id", "6"]).await;
+    let db = app.db().await;
+    let next_month: String = scalar(
+        &db,
+        "SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')::date::text",
+    )
+    .await;
+    let prune = run(
+        &app.database_url,
+        &["audit", "prune", "--before", &next_month],
+    )
+    .await;
+    assert!(!prune.status.success());
+    assert!(
+        stderr(&prune).contains("refusing to prune")
+            && stderr(&prune).contains("id 2: row hash does not match"),
+        "{}",
+        stderr(&prune)
+    );
+    assert_eq!(
+        scalar::<i64>(&db, "SELECT count(*) FROM audit_events").await,
+        6
+    );
+    assert_eq!(
+        scalar::<i64>(&db, "SELECT count(*) FROM audit_checkpoints").await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -281,6 +308,93 @@ async fn swapped_rows_break_the_chain_at_the_first_of_them() {
         error.contains("id 3: prev_hash does not match id 2's hash (reordered or inserted?)"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn prune_drops_the_month_leaves_a_checkpoint_and_the_chain_goes_on() {
+    let app = app_with_history().await;
+    let db = app.db().await;
+    let (this_month, next_month): (String, String) = sqlx::query_as(
+        "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY_MM'), \
+         (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')::date::text",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let head: Vec<u8> = scalar(&db, "SELECT row_hash FROM audit_events WHERE id = 6").await;
+    let mid_month = format!("{}15", &next_month[..8]);
+
+    let refused = run(
+        &app.database_url,
+        &["audit", "prune", "--before", &mid_month],
+    )
+    .await;
+    let output = run(
+        &app.database_url,
+        &["audit", "prune", "--before", &next_month],
+    )
+    .await;
+
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("not the first day of a month"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = stdout(&output);
+    assert!(
+        printed.contains("verified 6 rows")
+            && printed.contains(&format!("dropped audit_events_{this_month} (6 rows)"))
+            && printed.contains("the chain now starts at id 7"),
+        "{printed}"
+    );
+    let checkpoint: (i64, Vec<u8>, i64, String) = sqlx::query_as(
+        "SELECT id, row_hash, pruned_rows, pruned_before::date::text FROM audit_checkpoints",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(checkpoint, (6, head, 6, next_month.clone()));
+    assert_eq!(
+        scalar::<i64>(&db, "SELECT count(*) FROM audit_events").await,
+        0
+    );
+    let after = verifies(&app.database_url, &[]).await;
+    assert!(
+        after.contains("checked 0 rows from checkpoint 6"),
+        "{after}"
+    );
+
+    let response = app.issue(Some(&token(&app, "late.yml")), None).await;
+    assert_eq!(response.status(), 200);
+
+    let rows = app.audit_rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["id"], 7);
+    let partition: String = scalar(
+        &db,
+        "SELECT tableoid::regclass::text FROM audit_events WHERE id = 7",
+    )
+    .await;
+    assert_eq!(
+        partition,
+        format!("audit_events_{this_month}"),
+        "not the default"
+    );
+    let after = verifies(&app.database_url, &[]).await;
+    assert!(
+        after.contains("checked 1 rows from checkpoint 6"),
+        "{after}"
+    );
+    let again = run(
+        &app.database_url,
+        &["audit", "prune", "--before", &next_month],
+    )
+    .await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("the chain now starts at id 8"));
+    verifies(&app.database_url, &[]).await;
 }
 
 /// How fast `audit verify` walks a long chain. Run it by name:
