@@ -1,6 +1,6 @@
 //! The audit hash chain end to end: the real binary verifies and prunes what the service
 //! wrote, and finds rows edited, deleted, forged or reordered by someone with full database
-//! access.
+//! access; the service's own role cannot change rows at all.
 
 use std::process::Output;
 use std::time::Instant;
@@ -9,9 +9,10 @@ use ecr_token_broker::audit::chain::ChainKey;
 use ecr_token_broker::audit::{AuditRecord, Outcome, append};
 use secrecy::SecretString;
 use serde_json::json;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 
-use crate::helpers::{CHAIN_KEY, FINGERPRINT_KEY, TestApp};
+use crate::helpers::{CHAIN_KEY, FINGERPRINT_KEY, TestApp, admin_database_url};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ecr-token-broker");
 
@@ -394,6 +395,156 @@ async fn prune_drops_the_month_leaves_a_checkpoint_and_the_chain_goes_on() {
     .await;
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains("the chain now starts at id 8"));
+    verifies(&app.database_url, &[]).await;
+}
+
+#[tokio::test]
+async fn migrate_keeps_partitions_ready_for_the_coming_months() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    let furthest: String = scalar(
+        &db,
+        "SELECT to_char(now() AT TIME ZONE 'UTC' + interval '3 months', '\"audit_events_\"YYYY_MM')",
+    )
+    .await;
+    sqlx::query(AssertSqlSafe(format!("DROP TABLE {furthest}")))
+        .execute(&db)
+        .await
+        .unwrap();
+
+    for _ in 0..2 {
+        let output = run(&app.database_url, &["migrate"]).await;
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+
+    let partitions: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'audit_events'::regclass ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    assert_eq!(partitions.len(), 5, "{partitions:?}");
+    assert!(partitions.contains(&furthest), "{partitions:?}");
+    assert!(partitions.contains(&"audit_events_default".to_owned()));
+}
+
+/// A login role in the service's group role, unique to the test, which drops it.
+async fn service_login_role(admin: &PgPool) -> String {
+    let name = format!("ecrtb_app_{}", uuid::Uuid::new_v4().simple());
+    // The name is ours (a UUID), not input.
+    sqlx::query(AssertSqlSafe(format!(
+        "CREATE ROLE {name} LOGIN IN ROLE ecr_token_broker_app"
+    )))
+    .execute(admin)
+    .await
+    .unwrap();
+    name
+}
+
+fn url_as(database_url: &str, role: &str) -> String {
+    let mut url = reqwest::Url::parse(database_url).unwrap();
+    url.set_username(role).unwrap();
+    url.to_string()
+}
+
+fn is_permission_denied(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.code().as_deref() == Some("42501"))
+}
+
+#[tokio::test]
+async fn the_service_role_may_only_add_and_read_rows() {
+    let app = app_with_history().await;
+    let admin = PgPool::connect(&admin_database_url()).await.unwrap();
+    let role = service_login_role(&admin).await;
+    let role_url = url_as(&app.database_url, &role);
+    let service_db = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&role_url)
+        .await
+        .unwrap();
+    let (this_month, next_month): (String, String) = sqlx::query_as(
+        "SELECT to_char(now() AT TIME ZONE 'UTC', '\"audit_events_\"YYYY_MM'), \
+         (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')::date::text",
+    )
+    .fetch_one(&service_db)
+    .await
+    .unwrap();
+
+    let mut record = AuditRecord::start("as-the-service-role", None, None);
+    record.decide(Outcome::Denied, "missing_token", 401);
+    let key = ChainKey::new(&SecretString::from(CHAIN_KEY));
+    let ids = append(&service_db, &key, &[record]).await.expect("INSERT");
+    let count: i64 = scalar(&service_db, "SELECT count(*) FROM audit_events").await;
+    let mut refused = Vec::new();
+    for statement in [
+        "UPDATE audit_events SET reason = 'x'".to_owned(),
+        "DELETE FROM audit_events".to_owned(),
+        "TRUNCATE audit_events".to_owned(),
+        format!("UPDATE {this_month} SET reason = 'x'"),
+        format!("DELETE FROM {this_month}"),
+        "DELETE FROM audit_events_default".to_owned(),
+        format!("DROP TABLE {this_month}"),
+        "INSERT INTO audit_checkpoints (id, row_hash, pruned_before, pruned_rows) \
+         VALUES (100, '\\x00', now(), 0)"
+            .to_owned(),
+        "DELETE FROM audit_checkpoints".to_owned(),
+        "UPDATE audit_events_unchained SET reason = 'x'".to_owned(),
+    ] {
+        let error = sqlx::query(AssertSqlSafe(statement.clone()))
+            .execute(&service_db)
+            .await
+            .expect_err(&statement);
+        refused.push((statement, error));
+    }
+    let prune = run(&role_url, &["audit", "prune", "--before", &next_month]).await;
+    let verify = run(&role_url, &["audit", "verify"]).await;
+    service_db.close().await;
+
+    let as_role = TestApp::builder()
+        .rules(RULES)
+        .database_url(&role_url)
+        .spawn()
+        .await;
+    let response = as_role
+        .issue(
+            Some(
+                &as_role
+                    .issuer
+                    .token()
+                    .claim("job", json!({"workflow": "r.yml"}))
+                    .sign(),
+            ),
+            None,
+        )
+        .await;
+    let status = response.status();
+    drop(as_role);
+    sqlx::query(AssertSqlSafe(format!("DROP ROLE {role}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+
+    assert_eq!(ids, vec![7]);
+    assert_eq!(count, 7);
+    for (statement, error) in &refused {
+        // Refused by privileges, before any trigger could run.
+        assert!(is_permission_denied(error), "{statement}: {error}");
+    }
+    assert!(!prune.status.success());
+    assert!(
+        stderr(&prune).contains("permission denied"),
+        "{}",
+        stderr(&prune)
+    );
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(stdout(&verify).contains("checked 7 rows"));
+    assert_eq!(status, 200, "the service runs as the role");
+    let rows = app.audit_rows().await;
+    assert_eq!(rows.len(), 8);
+    assert_eq!(rows[7]["outcome"], "issued");
     verifies(&app.database_url, &[]).await;
 }
 
