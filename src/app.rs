@@ -25,7 +25,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::audit::chain::ChainKey;
-use crate::audit::{AuditLog, AuditWriter, Fingerprinters, MIGRATOR, WriterLimits};
+use crate::audit::{self, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
@@ -161,7 +161,7 @@ impl Application {
     pub async fn build(config: Config, sdk: SdkConfig) -> anyhow::Result<Self> {
         let pool = connect_pool(&config)?;
         if config.database.migrate_on_start {
-            MIGRATOR.run(&pool).await.context("running migrations")?;
+            audit::migrate(&pool).await?;
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("ecr-token-broker/", env!("CARGO_PKG_VERSION")))

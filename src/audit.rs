@@ -2,20 +2,25 @@
 //! any token is returned. Tokens are never stored; a keyed fingerprint identifies them.
 //!
 //! Requests hand records to a group-commit [`AuditWriter`]; [`chain`] defines what each row's
-//! hash covers. [`AuditLog`] also reads the log back: pages of records by filter, and the
-//! records of a token found by its fingerprints.
+//! hash covers, [`verify()`] walks the chain and [`prune()`] drops old months of it.
+//! [`AuditLog`] also reads the log back: pages of records by filter, and the records of a
+//! token found by its fingerprints.
 
 pub mod chain;
 mod fingerprint;
 mod log;
+mod prune;
 mod query;
 mod record;
 mod store;
+mod verify;
 mod writer;
 
 pub use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
 pub use log::AuditLog;
+pub use prune::{MonthStart, Pruned, prune};
 pub use query::{IssuanceFilter, MAX_TOKEN_RECORDS, Page, Scope};
 pub use record::{AuditRecord, Outcome};
-pub use store::{MIGRATOR, append};
+pub use store::{MIGRATOR, append, migrate};
+pub use verify::{Break, Predecessor, Verification, Walk, verify};
 pub use writer::{AuditError, AuditWriter, WriterLimits};

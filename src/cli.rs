@@ -1,12 +1,13 @@
-//! The command line: `serve`, `migrate`, `check-config FILE`.
+//! The command line: `serve`, `migrate`, `check-config FILE`, `audit verify`, `audit prune`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use sqlx::ConnectOptions;
 
 use crate::app::{Application, connect_pool};
-use crate::audit::MIGRATOR;
+use crate::audit::{self, MonthStart, chain::ChainKey};
 use crate::config::{CONFIG_PATH_ENV, Config};
 use crate::credentials::Aws;
 
@@ -39,12 +40,55 @@ pub enum LogFormat {
 pub enum Command {
     /// Serve the HTTP API until SIGTERM or Ctrl-C.
     Serve,
-    /// Apply pending database migrations, then exit.
+    /// Apply pending database migrations and create the coming months' audit partitions.
+    ///
+    /// Idempotent. Run it at least monthly (a CronJob), so that new audit rows always have
+    /// their month's partition rather than landing in the default one.
     Migrate,
     /// Validate a config file and explain every problem with its location.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+    },
+    /// Check or prune the hash-chained audit log (needs `[audit] chain_key`).
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk the hash chain and report the first row that breaks it.
+    ///
+    /// Starts from the newest checkpoint left by `audit prune` (or from the first row) and
+    /// checks, row by row in id order, that ids are consecutive, that each row points at the
+    /// previous row's hash, and that its hash matches its content. Exits 0 if the chain is
+    /// intact, 1 at the first break, naming the row and what is wrong with it. Rows deleted
+    /// from the very end leave no break: keep the printed last hash somewhere else to catch
+    /// that. The service's read-only role is enough.
+    Verify {
+        /// Start at this row, trusting its prev_hash, to spot-check the chain from there.
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+        from_id: Option<i64>,
+    },
+    /// Drop whole months of the audit log, keeping the rest verifiable.
+    ///
+    /// Drops the monthly partitions that end on or before the --before date (never the
+    /// default partition), in one transaction that holds the audit writers' lock: it verifies the
+    /// rows about to go, records the last one's id and hash in audit_checkpoints, where
+    /// `audit verify` and new rows continue the chain, then drops them. Run it as the role
+    /// that owns the audit tables (the one `migrate` runs as): the service's role
+    /// (ecr_token_broker_app) may only add and read rows.
+    Prune {
+        /// Drop the months before this date, which must be the first day of a month.
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        before: MonthStart,
+        /// Prune even if the rows to be dropped do not verify.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -68,9 +112,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => {
             let config = Config::load(cli.config_path()?)?;
             let pool = connect_pool(&config)?;
-            MIGRATOR.run(&pool).await.context("running migrations")?;
-            tracing::info!("migrations applied");
+            audit::migrate(&pool).await?;
+            tracing::info!("migrations applied, audit partitions ready");
             Ok(())
+        }
+        Command::Audit { command } => {
+            let config = Config::load(cli.config_path()?)?;
+            let pool = connect_pool(&config)?;
+            // Walking the chain is one long statement by design, not a slow one to warn of.
+            pool.set_connect_options(
+                (*pool.connect_options())
+                    .clone()
+                    .disable_statement_logging(),
+            );
+            let key = ChainKey::new(&config.audit.chain_key);
+            run_audit(command, &pool, &key).await
         }
         Command::CheckConfig { file } => {
             let config = Config::load(file)?;
@@ -80,6 +136,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.issuers.len(),
                 config.rules.len()
             );
+            Ok(())
+        }
+    }
+}
+
+async fn run_audit(
+    command: &AuditCommand,
+    pool: &sqlx::PgPool,
+    key: &ChainKey,
+) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify { from_id } => {
+            let verification = audit::verify(pool, key, *from_id).await?;
+            println!("{verification}");
+            match &verification.walk.broken {
+                None => {
+                    println!("audit chain intact");
+                    Ok(())
+                }
+                Some(broken) => anyhow::bail!("the audit chain is broken: {broken}"),
+            }
+        }
+        AuditCommand::Prune { before, force } => {
+            let pruned = audit::prune(pool, key, *before, *force).await?;
+            println!("{pruned}");
             Ok(())
         }
     }

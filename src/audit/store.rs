@@ -1,5 +1,10 @@
+use std::collections::BTreeMap;
+
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
+use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{PgPool, Row};
 
 use super::AuditRecord;
@@ -8,8 +13,24 @@ use super::chain::{ChainKey, ChainedRow, GENESIS, Hash, to_micros};
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-/// Serialises chain appends across every writer of every replica; taken per transaction.
-const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469; // "ecr_audi"
+/// Serialises chain appends across every writer of every replica, and `audit prune` against
+/// them; taken per transaction.
+pub(super) const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469; // "ecr_audi"
+
+/// How many months of partitions `migrate` keeps ready beyond the current one.
+const PARTITION_MONTHS_AHEAD: i32 = 3;
+
+/// Applies pending migrations, then creates the audit partitions for the coming months, so
+/// that running `migrate` monthly keeps rows out of the default partition. Idempotent.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("running migrations")?;
+    sqlx::query("SELECT audit_ensure_partitions($1)")
+        .bind(PARTITION_MONTHS_AHEAD)
+        .execute(pool)
+        .await
+        .context("creating the audit partitions ahead")?;
+    Ok(())
+}
 
 /// Statements are plain `sqlx::query` rather than the compile-time checked macros so the
 /// crate builds without a database or committed query metadata; the integration tests run
@@ -131,6 +152,66 @@ pub(super) fn tags_json(tags: &[(String, String)]) -> serde_json::Value {
     tags.iter()
         .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
         .collect()
+}
+
+/// The rows after id `$1`, and recorded before `$2` unless it is null, in chain order; read
+/// them with [`StoredRow::decode`].
+pub(super) const SELECT_CHAIN: &str = "SELECT id, recorded_at, occurred_at, request_id, outcome, \
+     reason, http_status, issuer, subject, rule, role_arn, session_name, regions, registry_ids, \
+     access, repositories, session_tags, proxy_endpoints, expires_at, token_fingerprints, \
+     fingerprint_key_id, from_cache, client_addr, user_agent, latency_ms, prev_hash, row_hash \
+     FROM audit_events WHERE id > $1 AND ($2::timestamptz IS NULL OR recorded_at < $2) \
+     ORDER BY id";
+
+/// One stored row: its content as it was hashed, and the two hashes stored beside it.
+#[derive(Debug)]
+pub(super) struct StoredRow {
+    pub(super) row: ChainedRow,
+    pub(super) prev_hash: Hash,
+    pub(super) row_hash: Hash,
+}
+
+impl StoredRow {
+    /// Reads a row of [`SELECT_CHAIN`] back into exactly the form [`append`] hashed.
+    /// Columns are taken by position, in the query's order: by name costs a lookup per
+    /// column and row, a good part of `audit verify`'s time.
+    pub(super) fn decode(r: &PgRow) -> Result<Self, sqlx::Error> {
+        // A JSON object has unique keys and a BTreeMap iterates them in byte order: the
+        // same list as `from_record`'s sorted tags. `append` never stores an empty object.
+        let tags: Option<Json<BTreeMap<String, String>>> = r.try_get(16)?;
+        let row = ChainedRow {
+            id: r.try_get(0)?,
+            recorded_at: r.try_get(1)?,
+            occurred_at: r.try_get(2)?,
+            request_id: r.try_get(3)?,
+            outcome: r.try_get(4)?,
+            reason: r.try_get(5)?,
+            http_status: r.try_get(6)?,
+            issuer: r.try_get(7)?,
+            subject: r.try_get(8)?,
+            rule: r.try_get(9)?,
+            role_arn: r.try_get(10)?,
+            session_name: r.try_get(11)?,
+            regions: r.try_get(12)?,
+            registry_ids: r.try_get(13)?,
+            access: r.try_get(14)?,
+            repositories: r.try_get(15)?,
+            session_tags: tags.map(|Json(tags)| tags.into_iter().collect()),
+            proxy_endpoints: r.try_get(17)?,
+            expires_at: r.try_get(18)?,
+            token_fingerprints: r.try_get(19)?,
+            fingerprint_key_id: r.try_get(20)?,
+            from_cache: r.try_get(21)?,
+            client_addr: r.try_get(22)?,
+            user_agent: r.try_get(23)?,
+            latency_ms: r.try_get(24)?,
+        };
+        Ok(Self {
+            row,
+            prev_hash: hash(r.try_get(25)?)?,
+            row_hash: hash(r.try_get(26)?)?,
+        })
+    }
 }
 
 impl ChainedRow {
