@@ -12,4 +12,6 @@ ensure_postgres
 export DATABASE_URL
 
 log "cargo bench --bench audit_writer (release build)"
+# DATABASE_URL picks the server and the path to it; a Unix socket URL such as
+# postgres://postgres@%2Fvar%2Frun%2Fpostgresql/postgres avoids TCP delayed-ACK stalls.
 cargo bench --locked --bench audit_writer
