@@ -20,3 +20,14 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(health::router())
 }
+
+/// A JSON response that no cache may keep: every API answer here is about one caller.
+pub(crate) fn no_store_json(body: impl serde::Serialize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = axum::Json(body).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    response
+}

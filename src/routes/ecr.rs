@@ -1,10 +1,10 @@
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::post;
-use axum::{Json, Router};
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -16,6 +16,7 @@ use crate::credentials::AuthorizationData;
 use crate::error::ApiError;
 use crate::issuance;
 use crate::policy::IssueRequest;
+use crate::routes::no_store_json;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route(
@@ -120,9 +121,5 @@ fn credential_response(data: &[AuthorizationData], request_id: String) -> Respon
             .collect(),
         request_id,
     };
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    no_store_json(body)
 }

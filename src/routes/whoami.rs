@@ -1,16 +1,16 @@
 use std::collections::BTreeMap;
 
+use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 
 use super::RequestMeta;
 use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
 use crate::policy::{Denial, Rule};
+use crate::routes::no_store_json;
 
 pub(super) fn router() -> Router<AppState> {
     Router::new().route("/v1/whoami", get(get_whoami))
@@ -99,11 +99,7 @@ async fn get_whoami(
         rules,
         request_id: meta.request_id,
     };
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store_json(body))
 }
 
 fn allowed(rule: &Rule, caller: &Caller) -> Result<Allowed, Denial> {

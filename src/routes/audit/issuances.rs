@@ -1,10 +1,8 @@
 use std::collections::{BTreeMap, HashSet};
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -17,6 +15,7 @@ use crate::audit::{IssuanceFilter, Outcome, Page};
 use crate::domain::RoleArn;
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
+use crate::routes::no_store_json;
 
 /// Every query parameter `GET /v1/audit/issuances` takes.
 const PARAMETERS: [&str; 9] = [
@@ -241,11 +240,7 @@ pub(super) async fn get_issuances(
         next_cursor,
         request_id: meta.request_id,
     };
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store_json(body))
 }
 
 #[cfg(test)]

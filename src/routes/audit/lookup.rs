@@ -1,9 +1,8 @@
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
@@ -14,6 +13,7 @@ use crate::app::AppState;
 use crate::audit::chain::ChainedRow;
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
+use crate::routes::no_store_json;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -151,11 +151,7 @@ pub(super) async fn post_lookup(
         records: rows.into_iter().map(IssuedRecord::from).collect(),
         request_id: meta.request_id,
     };
-    let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(no_store_json(body))
 }
 
 #[cfg(test)]
