@@ -593,3 +593,36 @@ async fn verify_throughput() {
     let output = verifies(&app.database_url, &[]).await;
     println!("{output}(the binary ran {:.2?})", started.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_writing_at_once_make_one_valid_chain() {
+    let first = TestApp::spawn().await;
+    let second = TestApp::builder()
+        .database_url(&first.database_url)
+        .spawn()
+        .await;
+    let issue_many = |app: &TestApp, replica: usize| {
+        let requests: Vec<_> = (0..40)
+            .map(|n| {
+                let request = app
+                    .http
+                    .post(app.url("/v1/ecr/authorization-token"))
+                    .bearer_auth(app.token())
+                    .header("x-request-id", format!("replica-{replica}-{n}"))
+                    .send();
+                async move { request.await.map(|r| r.status().as_u16()) }
+            })
+            .collect();
+        futures::future::join_all(requests)
+    };
+
+    let (a, b) = tokio::join!(issue_many(&first, 1), issue_many(&second, 2));
+
+    assert!(
+        a.iter().chain(&b).all(|s| matches!(s, Ok(200))),
+        "{a:?} {b:?}"
+    );
+    assert_eq!(first.audit_rows().await.len(), 80);
+    let report = verifies(&first.database_url, &[]).await;
+    assert!(report.contains("checked 80 rows"), "{report}");
+}
