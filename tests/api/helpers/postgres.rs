@@ -8,7 +8,7 @@ pub struct TestPostgres {
     bin: PathBuf,
     data: PathBuf,
     as_postgres: bool,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn server_binaries() -> PathBuf {
@@ -53,7 +53,7 @@ impl TestPostgres {
             bin: server_binaries(),
             data: dir.path().join("data"),
             as_postgres,
-            _dir: dir,
+            dir,
         };
         pg.run(
             "initdb",
@@ -68,25 +68,31 @@ impl TestPostgres {
         );
         let options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            pg._dir.path().display()
+            pg.dir.path().display()
         );
-        std::fs::write(pg._dir.path().join("options"), &options).unwrap();
+        std::fs::write(pg.dir.path().join("options"), &options).unwrap();
         pg.ctl("start");
         pg
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// A server program, run as the `postgres` user when we are root.
+    fn command(&self, program: &str) -> Command {
         let binary = self.bin.join(program);
-        let output = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&binary)
-                .args(args)
-                .output()
+        if self.as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(binary);
+            command
         } else {
-            Command::new(&binary).args(args).output()
+            Command::new(binary)
         }
-        .unwrap_or_else(|e| panic!("running {}: {e}", binary.display()));
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("running {program}: {e}"));
         assert!(
             output.status.success(),
             "{program} {args:?} failed:\n{}{}",
@@ -96,8 +102,8 @@ impl TestPostgres {
     }
 
     fn ctl(&self, action: &str) {
-        let options = std::fs::read_to_string(self._dir.path().join("options")).unwrap();
-        let log = self._dir.path().join("postgres.log");
+        let options = std::fs::read_to_string(self.dir.path().join("options")).unwrap();
+        let log = self.dir.path().join("postgres.log");
         let data = self.data.to_str().unwrap();
         match action {
             "start" => self.run(
@@ -130,17 +136,11 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let data = self.data.to_str().unwrap().to_owned();
-        let binary = self.bin.join("pg_ctl");
-        let args = ["-D", data.as_str(), "-m", "immediate", "stop"];
-        let _ = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&binary)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&binary).args(args).output()
-        };
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
     }
 }
