@@ -20,7 +20,7 @@ pub use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
 pub use log::AuditLog;
 pub use prune::{MonthStart, Pruned, prune};
 pub use query::{IssuanceFilter, MAX_TOKEN_RECORDS, Page, Scope};
-pub use record::{AuditRecord, Outcome};
+pub use record::{AuditRecord, Outcome, SessionTags};
 pub use store::{MIGRATOR, append, migrate};
 pub use verify::{Break, Predecessor, Verification, Walk, verify};
 pub use writer::{AuditError, AuditWriter, WriterLimits};

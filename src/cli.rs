@@ -77,9 +77,10 @@ pub enum AuditCommand {
     /// Drop whole months of the audit log, keeping the rest verifiable.
     ///
     /// Drops the monthly partitions that end on or before the --before date (never the
-    /// default partition), in one transaction that holds the audit writers' lock: it verifies the
-    /// rows about to go, records the last one's id and hash in audit_checkpoints, where
-    /// `audit verify` and new rows continue the chain, then drops them. Run it as the role
+    /// default partition), in one transaction: it verifies the rows about to go without
+    /// holding up the service, then takes the audit writers' lock, verifies any rows appended
+    /// meanwhile, records the last one's id and hash in audit_checkpoints, where `audit
+    /// verify` and new rows continue the chain, and drops them. Run it as the role
     /// that owns the audit tables (the one `migrate` runs as): the service's role
     /// (ecr_token_broker_app) may only add and read rows.
     Prune {

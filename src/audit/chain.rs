@@ -2,12 +2,13 @@
 //! canonical content, keyed with a secret the database never sees, so that nobody with only
 //! database access can edit, delete, insert or reorder rows without breaking the chain.
 
-use std::net::IpAddr;
-
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use sha2::Sha256;
+
+use super::AuditRecord;
 
 /// A row hash: HMAC-SHA256 output.
 pub type Hash = [u8; 32];
@@ -43,60 +44,32 @@ impl std::fmt::Debug for ChainKey {
     }
 }
 
-/// The hashed content of one audit row, exactly as stored (timestamps in whole
-/// microseconds, as Postgres keeps them).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One audit row as stored and hashed: its place in the chain and its record, with
+/// timestamps in whole microseconds, as Postgres keeps them.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ChainedRow {
     /// Position in the chain.
     pub id: i64,
     /// When the writer inserted it.
     pub recorded_at: DateTime<Utc>,
-    /// When the request arrived.
-    pub occurred_at: DateTime<Utc>,
-    /// The request id.
-    pub request_id: String,
-    /// issued, denied or error.
-    pub outcome: String,
-    /// Short reason.
-    pub reason: String,
-    /// HTTP status returned.
-    pub http_status: i16,
-    /// Issuer name.
-    pub issuer: Option<String>,
-    /// Verified subject.
-    pub subject: Option<String>,
-    /// Matched rule.
-    pub rule: Option<String>,
-    /// Assumed role.
-    pub role_arn: Option<String>,
-    /// STS session name.
-    pub session_name: Option<String>,
-    /// Regions asked of ECR.
-    pub regions: Vec<String>,
-    /// Registries asked of ECR.
-    pub registry_ids: Vec<String>,
-    /// pull or push.
-    pub access: Option<String>,
-    /// Granted repository patterns.
-    pub repositories: Option<Vec<String>>,
-    /// Session tags, sorted by key.
-    pub session_tags: Option<Vec<(String, String)>>,
-    /// Registry endpoints returned.
-    pub proxy_endpoints: Vec<String>,
-    /// Earliest token expiry.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Keyed token fingerprints.
-    pub token_fingerprints: Vec<String>,
-    /// Fingerprint key id.
-    pub fingerprint_key_id: Option<String>,
-    /// Whether the tokens came from a cache.
-    pub from_cache: bool,
-    /// Peer address.
-    pub client_addr: Option<IpAddr>,
-    /// User agent.
-    pub user_agent: Option<String>,
-    /// Latency in milliseconds.
-    pub latency_ms: i32,
+    /// What was decided.
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub record: AuditRecord,
+}
+
+impl ChainedRow {
+    /// The row `record` becomes at chain position `id`: its times cut to the microseconds
+    /// the database keeps, so that the row read back hashes as written.
+    pub fn new(id: i64, recorded_at: DateTime<Utc>, mut record: AuditRecord) -> Self {
+        record.occurred_at = to_micros(record.occurred_at);
+        record.expires_at = record.expires_at.map(to_micros);
+        Self {
+            id,
+            recorded_at: to_micros(recorded_at),
+            record,
+        }
+    }
 }
 
 /// Truncates to whole microseconds, the precision of `timestamptz`.
@@ -149,46 +122,49 @@ impl Canonical {
 
 impl ChainedRow {
     /// The canonical byte encoding that the row hash covers.
+    ///
+    /// Fields added after the first version are encoded only when present, so that rows
+    /// written before them keep their hashes.
     pub fn canonical(&self) -> Vec<u8> {
+        let r = &self.record;
         let mut c = Canonical(b"ecr-token-broker audit v1".to_vec());
         c.int(self.id);
         c.time(self.recorded_at);
-        c.time(self.occurred_at);
-        c.text(&self.request_id);
-        c.text(&self.outcome);
-        c.text(&self.reason);
-        c.int(self.http_status.into());
-        for field in [
-            &self.issuer,
-            &self.subject,
-            &self.rule,
-            &self.role_arn,
-            &self.session_name,
-        ] {
+        c.time(r.occurred_at);
+        c.text(&r.request_id);
+        c.text(r.outcome.as_str());
+        c.text(&r.reason);
+        c.int(r.http_status.into());
+        for field in [&r.issuer, &r.subject, &r.rule, &r.role_arn, &r.session_name] {
             c.option(field.as_deref(), Canonical::text);
         }
-        c.list(&self.regions);
-        c.list(&self.registry_ids);
-        c.option(self.access.as_deref(), Canonical::text);
-        c.option(self.repositories.as_deref(), Canonical::list);
-        c.option(self.session_tags.as_deref(), |c, tags| {
+        c.list(&r.regions);
+        c.list(&r.registry_ids);
+        c.option(r.access.as_deref(), Canonical::text);
+        c.option(r.repositories.as_deref(), Canonical::list);
+        let tags = (!r.session_tags.is_empty()).then(|| r.session_tags.as_slice());
+        c.option(tags, |c, tags| {
             let flat: Vec<String> = tags
                 .iter()
                 .flat_map(|(k, v)| [k.clone(), v.clone()])
                 .collect();
             c.list(&flat);
         });
-        c.list(&self.proxy_endpoints);
-        c.option(self.expires_at.as_ref(), |c, t| c.time(*t));
-        c.list(&self.token_fingerprints);
-        c.option(self.fingerprint_key_id.as_deref(), Canonical::text);
-        c.int(self.from_cache.into());
+        c.list(&r.proxy_endpoints);
+        c.option(r.expires_at.as_ref(), |c, t| c.time(*t));
+        c.list(&r.token_fingerprints);
+        c.option(r.fingerprint_key_id.as_deref(), Canonical::text);
+        c.int(r.from_cache.into());
         c.option(
-            self.client_addr.map(|a| a.to_string()).as_deref(),
+            r.client_addr.map(|a| a.to_string()).as_deref(),
             Canonical::text,
         );
-        c.option(self.user_agent.as_deref(), Canonical::text);
-        c.int(self.latency_ms.into());
+        c.option(r.user_agent.as_deref(), Canonical::text);
+        c.int(r.latency_ms.into());
+        if let Some(error) = &r.upstream_error {
+            c.0.push(b'u');
+            c.text(error);
+        }
         c.0
     }
 }
@@ -196,38 +172,33 @@ impl ChainedRow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::{Outcome, SessionTags};
 
     fn row() -> ChainedRow {
         let at = DateTime::from_timestamp_micros(1_795_431_244_123_456).unwrap();
-        ChainedRow {
-            id: 7,
-            recorded_at: at,
-            occurred_at: at,
-            request_id: "r-1".to_owned(),
-            outcome: "issued".to_owned(),
-            reason: "issued".to_owned(),
-            http_status: 200,
-            issuer: Some("ci".to_owned()),
-            subject: Some("repo:acme/api".to_owned()),
-            rule: Some("acme".to_owned()),
-            role_arn: Some("arn:aws:iam::111122223333:role/ecr".to_owned()),
-            session_name: Some("repo-acme-api.0123".to_owned()),
-            regions: vec!["us-east-1".to_owned()],
-            registry_ids: vec!["111122223333".to_owned()],
-            access: Some("pull".to_owned()),
-            repositories: Some(vec!["acme/*".to_owned()]),
-            session_tags: Some(vec![("repo".to_owned(), "acme/api".to_owned())]),
-            proxy_endpoints: vec![
-                "https://111122223333.dkr.ecr.us-east-1.amazonaws.com".to_owned(),
-            ],
-            expires_at: Some(at),
-            token_fingerprints: vec!["ab".repeat(32)],
-            fingerprint_key_id: Some("k1".to_owned()),
-            from_cache: false,
-            client_addr: Some("127.0.0.1".parse().unwrap()),
-            user_agent: Some("curl/8".to_owned()),
-            latency_ms: 12,
-        }
+        let mut record =
+            AuditRecord::start("r-1", Some("127.0.0.1".parse().unwrap()), Some("curl/8"));
+        record.occurred_at = at;
+        record.decide(Outcome::Issued, "issued", 200);
+        record.latency_ms = 12;
+        record.issuer = Some("ci".to_owned());
+        record.subject = Some("repo:acme/api".to_owned());
+        record.rule = Some("acme".to_owned());
+        record.role_arn = Some("arn:aws:iam::111122223333:role/ecr".to_owned());
+        record.session_name = Some("repo-acme-api.0123".to_owned());
+        record.regions = vec!["us-east-1".to_owned()];
+        record.registry_ids = vec!["111122223333".to_owned()];
+        record.access = Some("pull".to_owned());
+        record.repositories = Some(vec!["acme/*".to_owned()]);
+        record.session_tags = [("repo".to_owned(), "acme/api".to_owned())]
+            .into_iter()
+            .collect();
+        record.proxy_endpoints =
+            vec!["https://111122223333.dkr.ecr.us-east-1.amazonaws.com".to_owned()];
+        record.expires_at = Some(at);
+        record.token_fingerprints = vec!["ab".repeat(32)];
+        record.fingerprint_key_id = Some("k1".to_owned());
+        ChainedRow::new(7, at, record)
     }
 
     fn key() -> ChainKey {
@@ -241,17 +212,19 @@ mod tests {
         let edits: Vec<Edit> = vec![
             Box::new(|r| r.id += 1),
             Box::new(|r| r.recorded_at += chrono::Duration::microseconds(1)),
-            Box::new(|r| r.subject = Some("repo:acme/web".to_owned())),
-            Box::new(|r| r.subject = None),
-            Box::new(|r| r.regions.push("eu-west-1".to_owned())),
-            Box::new(|r| r.repositories = Some(Vec::new())),
-            Box::new(|r| r.repositories = None),
-            Box::new(|r| r.session_tags = None),
-            Box::new(|r| r.token_fingerprints.clear()),
-            Box::new(|r| r.from_cache = true),
-            Box::new(|r| r.client_addr = None),
-            Box::new(|r| r.latency_ms += 1),
-            Box::new(|r| r.http_status = 503),
+            Box::new(|r| r.record.subject = Some("repo:acme/web".to_owned())),
+            Box::new(|r| r.record.subject = None),
+            Box::new(|r| r.record.regions.push("eu-west-1".to_owned())),
+            Box::new(|r| r.record.repositories = Some(Vec::new())),
+            Box::new(|r| r.record.repositories = None),
+            Box::new(|r| r.record.session_tags = SessionTags::default()),
+            Box::new(|r| r.record.token_fingerprints.clear()),
+            Box::new(|r| r.record.from_cache = true),
+            Box::new(|r| r.record.client_addr = None),
+            Box::new(|r| r.record.latency_ms += 1),
+            Box::new(|r| r.record.http_status = 503),
+            Box::new(|r| r.record.outcome = Outcome::Denied),
+            Box::new(|r| r.record.upstream_error = Some("throttled".to_owned())),
         ];
         for edit in edits {
             let mut changed = row();
@@ -261,13 +234,23 @@ mod tests {
     }
 
     #[test]
+    fn the_encoding_of_stored_rows_never_changes() {
+        // Computed apart from this code, from the encoding as documented: a change here
+        // would make every stored row fail verification.
+        assert_eq!(
+            hex::encode(key().row_hash(&GENESIS, &row())),
+            "0440e672597db7f44b23e9c6fbdc068a4941dcb0be07d5d32644cea73749e7dc"
+        );
+    }
+
+    #[test]
     fn fields_cannot_bleed_into_each_other() {
         let mut a = row();
-        a.issuer = Some("ab".to_owned());
-        a.subject = Some("c".to_owned());
+        a.record.issuer = Some("ab".to_owned());
+        a.record.subject = Some("c".to_owned());
         let mut b = row();
-        b.issuer = Some("a".to_owned());
-        b.subject = Some("bc".to_owned());
+        b.record.issuer = Some("a".to_owned());
+        b.record.subject = Some("bc".to_owned());
         assert_ne!(a.canonical(), b.canonical());
     }
 

@@ -2,18 +2,11 @@
 //! records of an issued token, found by its fingerprints.
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::chain::ChainedRow;
 use super::{KeyedFingerprint, Outcome};
 use crate::domain::RoleArn;
-
-/// Every column the chain covers, in `ChainedRow` order.
-const COLUMNS: &str = "id, recorded_at, occurred_at, request_id, outcome, reason, http_status, \
-     issuer, subject, rule, role_arn, session_name, regions, registry_ids, access, repositories, \
-     session_tags, proxy_endpoints, expires_at, token_fingerprints, fingerprint_key_id, \
-     from_cache, client_addr, user_agent, latency_ms";
 
 /// At most this many records are returned for one token (a cached token could be handed out
 /// many times).
@@ -72,8 +65,7 @@ pub(super) async fn issuances(
     filter: &IssuanceFilter,
     page: Page,
 ) -> Result<Vec<ChainedRow>, sqlx::Error> {
-    let mut query =
-        QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM audit_events WHERE true"));
+    let mut query = QueryBuilder::<Postgres>::new("SELECT * FROM audit_events WHERE true");
     if let Scope::Caller { issuer, subject } = scope {
         query.push(" AND issuer = ").push_bind(issuer.clone());
         query.push(" AND subject = ").push_bind(subject.clone());
@@ -109,8 +101,7 @@ pub(super) async fn issuances(
         query.push(" AND id < ").push_bind(before);
     }
     query.push(" ORDER BY id DESC LIMIT ").push_bind(page.limit);
-    let rows = query.build().fetch_all(pool).await?;
-    rows.iter().map(chained_row).collect()
+    query.build_query_as().fetch_all(pool).await
 }
 
 /// The records of issued tokens with any of these fingerprints, newest first.
@@ -126,10 +117,10 @@ pub(super) async fn issued_with(
     if fingerprints.is_empty() {
         return Ok(Vec::new());
     }
-    let mut query = QueryBuilder::<Postgres>::new(format!(
-        "WITH matches AS MATERIALIZED (SELECT {COLUMNS} FROM audit_events \
-         WHERE outcome = 'issued' AND ("
-    ));
+    let mut query = QueryBuilder::<Postgres>::new(
+        "WITH matches AS MATERIALIZED (SELECT * FROM audit_events \
+         WHERE outcome = 'issued' AND (",
+    );
     for (i, keyed) in fingerprints.iter().enumerate() {
         if i > 0 {
             query.push(" OR ");
@@ -144,59 +135,5 @@ pub(super) async fn issued_with(
     query
         .push(")) SELECT * FROM matches ORDER BY id DESC LIMIT ")
         .push_bind(MAX_TOKEN_RECORDS);
-    let rows = query.build().fetch_all(pool).await?;
-    rows.iter().map(chained_row).collect()
-}
-
-/// A row as stored, in the form its hash covers.
-fn chained_row(row: &PgRow) -> Result<ChainedRow, sqlx::Error> {
-    let tags: Option<serde_json::Value> = row.try_get("session_tags")?;
-    let session_tags = match tags {
-        None => None,
-        Some(serde_json::Value::Object(map)) => {
-            let mut tags = map
-                .into_iter()
-                .map(|(key, value)| match value {
-                    serde_json::Value::String(value) => Ok((key, value)),
-                    _ => Err(sqlx::Error::Decode(
-                        "a stored session tag value is not a string".into(),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            tags.sort();
-            Some(tags)
-        }
-        Some(_) => {
-            return Err(sqlx::Error::Decode(
-                "stored session tags are not a JSON object".into(),
-            ));
-        }
-    };
-    Ok(ChainedRow {
-        id: row.try_get("id")?,
-        recorded_at: row.try_get("recorded_at")?,
-        occurred_at: row.try_get("occurred_at")?,
-        request_id: row.try_get("request_id")?,
-        outcome: row.try_get("outcome")?,
-        reason: row.try_get("reason")?,
-        http_status: row.try_get("http_status")?,
-        issuer: row.try_get("issuer")?,
-        subject: row.try_get("subject")?,
-        rule: row.try_get("rule")?,
-        role_arn: row.try_get("role_arn")?,
-        session_name: row.try_get("session_name")?,
-        regions: row.try_get("regions")?,
-        registry_ids: row.try_get("registry_ids")?,
-        access: row.try_get("access")?,
-        repositories: row.try_get("repositories")?,
-        session_tags,
-        proxy_endpoints: row.try_get("proxy_endpoints")?,
-        expires_at: row.try_get("expires_at")?,
-        token_fingerprints: row.try_get("token_fingerprints")?,
-        fingerprint_key_id: row.try_get("fingerprint_key_id")?,
-        from_cache: row.try_get("from_cache")?,
-        client_addr: row.try_get("client_addr")?,
-        user_agent: row.try_get("user_agent")?,
-        latency_ms: row.try_get("latency_ms")?,
-    })
+    query.build_query_as().fetch_all(pool).await
 }

@@ -1,6 +1,15 @@
+//! The audit record: one decision, filled in as the request moves along its path. Its field
+//! names are the `audit_events` column names; the same type is written to the database
+//! (`Serialize`), read back from it (`FromRow`) and hashed ([`super::chain`]).
+
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use serde::{Serialize, Serializer};
+use sqlx::postgres::{PgTypeInfo, PgValueRef};
+use sqlx::types::Json;
+use sqlx::{Decode, Postgres};
 
 use super::Fingerprinter;
 use crate::credentials::AuthorizationData;
@@ -13,7 +22,8 @@ fn push_distinct(items: &mut Vec<String>, item: String) {
 }
 
 /// The kind of decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// A token was handed out.
     Issued,
@@ -22,6 +32,11 @@ pub enum Outcome {
     /// Something failed on the way: AWS, the audit log itself.
     Error,
 }
+
+/// A stored or asked-for outcome that is none of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be issued, denied or error")]
+pub struct UnknownOutcome;
 
 impl Outcome {
     /// The stored value.
@@ -35,28 +50,98 @@ impl Outcome {
 }
 
 impl std::str::FromStr for Outcome {
-    type Err = String;
+    type Err = UnknownOutcome;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
         [Self::Issued, Self::Denied, Self::Error]
             .into_iter()
             .find(|o| o.as_str() == value)
-            .ok_or_else(|| "must be issued, denied or error".to_owned())
+            .ok_or(UnknownOutcome)
+    }
+}
+
+impl TryFrom<String> for Outcome {
+    type Error = UnknownOutcome;
+
+    fn try_from(value: String) -> Result<Self, UnknownOutcome> {
+        value.parse()
+    }
+}
+
+/// Session tags sent to STS, kept sorted by key: the order they are hashed in, whatever
+/// order they were rendered or stored in. Stored as a JSON object, or NULL when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionTags(Vec<(String, String)>);
+
+impl SessionTags {
+    /// The tags, sorted by key.
+    pub fn as_slice(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, String)> for SessionTags {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(tags: I) -> Self {
+        let mut tags: Vec<_> = tags.into_iter().collect();
+        tags.sort();
+        Self(tags)
+    }
+}
+
+impl Serialize for SessionTags {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_empty() {
+            return serializer.serialize_none();
+        }
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl sqlx::Type<Postgres> for SessionTags {
+    fn type_info() -> PgTypeInfo {
+        <Json<BTreeMap<String, String>> as sqlx::Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <Json<BTreeMap<String, String>> as sqlx::Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for SessionTags {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        // A JSON object's keys are unique and a BTreeMap yields them sorted; a value that is
+        // not a string fails here, as an unreadable row.
+        let tags = <Option<Json<BTreeMap<String, String>>> as Decode<'r, Postgres>>::decode(value)?;
+        Ok(Self(
+            tags.map(|Json(tags)| tags.into_iter().collect())
+                .unwrap_or_default(),
+        ))
     }
 }
 
 /// One audit row, filled in as the request moves along its path.
-#[derive(Debug, Clone)]
+///
+/// A new field is added here (with its column in a migration, so the names match), to the
+/// canonical encoding in [`super::chain`], and to the API's record type; nothing else
+/// spells the columns out.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AuditRecord {
     /// When the request arrived.
     pub occurred_at: DateTime<Utc>,
     /// The request's `x-request-id`.
     pub request_id: String,
     /// The decision.
+    #[sqlx(try_from = "String")]
     pub outcome: Outcome,
     /// Short machine-readable cause, such as `issued` or `no_matching_rule`.
     pub reason: String,
     /// The HTTP status returned.
+    #[sqlx(try_from = "i16")]
     pub http_status: u16,
     /// The issuer's configured name, once the token is verified.
     pub issuer: Option<String>,
@@ -77,7 +162,7 @@ pub struct AuditRecord {
     /// Repository patterns a session policy granted.
     pub repositories: Option<Vec<String>>,
     /// Session tags sent to STS.
-    pub session_tags: Vec<(String, String)>,
+    pub session_tags: SessionTags,
     /// The registry endpoints returned.
     pub proxy_endpoints: Vec<String>,
     /// The earliest expiry among the returned tokens.
@@ -94,6 +179,8 @@ pub struct AuditRecord {
     pub user_agent: Option<String>,
     /// Time from arrival to decision.
     pub latency_ms: i32,
+    /// The upstream error a cached answer stood in for, such as `throttled`.
+    pub upstream_error: Option<String>,
 }
 
 impl AuditRecord {
@@ -114,7 +201,7 @@ impl AuditRecord {
             registry_ids: Vec::new(),
             access: None,
             repositories: None,
-            session_tags: Vec::new(),
+            session_tags: SessionTags::default(),
             proxy_endpoints: Vec::new(),
             expires_at: None,
             token_fingerprints: Vec::new(),
@@ -123,6 +210,7 @@ impl AuditRecord {
             client_addr,
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             latency_ms: 0,
+            upstream_error: None,
         }
     }
 

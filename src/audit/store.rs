@@ -1,11 +1,10 @@
-use std::collections::BTreeMap;
-
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{PgPool, Row};
+use sqlx::{FromRow, PgPool, Row};
 
 use super::AuditRecord;
 use super::chain::{ChainKey, ChainedRow, GENESIS, Hash, to_micros};
@@ -59,60 +58,44 @@ pub async fn append(
     let mut rows = Vec::with_capacity(records.len());
     for record in records {
         id += 1;
-        let row = ChainedRow::from_record(record, id, recorded_at);
+        let row = ChainedRow::new(id, recorded_at, record.clone());
         let hash = key.row_hash(&prev, &row);
-        rows.push((row, prev, hash));
+        rows.push(InsertRow {
+            row,
+            prev_hash: ByteaHex(prev),
+            row_hash: ByteaHex(hash),
+        });
         prev = hash;
     }
     // One parameter and one statement text whatever the batch size, so Postgres plans it
     // once: a multi-row VALUES list would be a new statement, parsed and planned, per size.
-    let batch: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|(row, prev, hash)| row_json(row, prev, hash))
-        .collect();
     sqlx::query(
         "INSERT INTO audit_events SELECT * FROM jsonb_populate_recordset(NULL::audit_events, $1)",
     )
-    .bind(serde_json::Value::Array(batch))
+    .bind(Json(&rows))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(rows.iter().map(|(row, _, _)| row.id).collect())
+    Ok(rows.iter().map(|r| r.row.id).collect())
 }
 
-/// A row as `jsonb_populate_recordset` reads it: column names as keys, timestamps with
-/// microseconds, hashes as bytea hex.
-fn row_json(row: &ChainedRow, prev: &Hash, hash: &Hash) -> serde_json::Value {
-    let time = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    serde_json::json!({
-        "id": row.id,
-        "recorded_at": time(row.recorded_at),
-        "occurred_at": time(row.occurred_at),
-        "request_id": row.request_id,
-        "outcome": row.outcome,
-        "reason": row.reason,
-        "http_status": row.http_status,
-        "issuer": row.issuer,
-        "subject": row.subject,
-        "rule": row.rule,
-        "role_arn": row.role_arn,
-        "session_name": row.session_name,
-        "regions": row.regions,
-        "registry_ids": row.registry_ids,
-        "access": row.access,
-        "repositories": row.repositories,
-        "session_tags": row.session_tags.as_deref().map(tags_json),
-        "proxy_endpoints": row.proxy_endpoints,
-        "expires_at": row.expires_at.map(time),
-        "token_fingerprints": row.token_fingerprints,
-        "fingerprint_key_id": row.fingerprint_key_id,
-        "from_cache": row.from_cache,
-        "client_addr": row.client_addr.map(|a| a.to_string()),
-        "user_agent": row.user_agent,
-        "latency_ms": row.latency_ms,
-        "prev_hash": format!("\\x{}", hex::encode(prev)),
-        "row_hash": format!("\\x{}", hex::encode(hash)),
-    })
+/// A row as `jsonb_populate_recordset` reads it: the record's fields under their column
+/// names, and the two hashes.
+#[derive(Serialize)]
+struct InsertRow {
+    #[serde(flatten)]
+    row: ChainedRow,
+    prev_hash: ByteaHex,
+    row_hash: ByteaHex,
+}
+
+/// A hash in the text form of `bytea`.
+struct ByteaHex(Hash);
+
+impl Serialize for ByteaHex {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("\\x{}", hex::encode(self.0)))
+    }
 }
 
 /// The last row's id, hash and time; or the newest checkpoint's; or the genesis.
@@ -130,14 +113,23 @@ async fn chain_head(
             Some(row.try_get("recorded_at")?),
         ));
     }
+    Ok(match latest_checkpoint(tx).await? {
+        Some((id, hash)) => (id, hash, None),
+        None => (0, GENESIS, None),
+    })
+}
+
+/// The newest checkpoint's id and hash: where the chain continues after `audit prune`.
+pub(super) async fn latest_checkpoint(
+    conn: &mut sqlx::PgConnection,
+) -> Result<Option<(i64, Hash)>, sqlx::Error> {
     let checkpoint =
         sqlx::query("SELECT id, row_hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(conn)
             .await?;
-    match checkpoint {
-        Some(row) => Ok((row.try_get("id")?, hash(row.try_get("row_hash")?)?, None)),
-        None => Ok((0, GENESIS, None)),
-    }
+    checkpoint
+        .map(|row| Ok((row.try_get("id")?, hash(row.try_get("row_hash")?)?)))
+        .transpose()
 }
 
 /// A stored hash, checked for length.
@@ -147,21 +139,10 @@ pub(super) fn hash(bytes: Vec<u8>) -> Result<Hash, sqlx::Error> {
         .map_err(|_| sqlx::Error::Decode("a stored hash is not 32 bytes".into()))
 }
 
-/// Session tags as stored: a JSON object.
-pub(super) fn tags_json(tags: &[(String, String)]) -> serde_json::Value {
-    tags.iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-        .collect()
-}
-
 /// The rows after id `$1`, and recorded before `$2` unless it is null, in chain order; read
-/// them with [`StoredRow::decode`].
-pub(super) const SELECT_CHAIN: &str = "SELECT id, recorded_at, occurred_at, request_id, outcome, \
-     reason, http_status, issuer, subject, rule, role_arn, session_name, regions, registry_ids, \
-     access, repositories, session_tags, proxy_endpoints, expires_at, token_fingerprints, \
-     fingerprint_key_id, from_cache, client_addr, user_agent, latency_ms, prev_hash, row_hash \
-     FROM audit_events WHERE id > $1 AND ($2::timestamptz IS NULL OR recorded_at < $2) \
-     ORDER BY id";
+/// them as [`StoredRow`]s.
+pub(super) const SELECT_CHAIN: &str = "SELECT * FROM audit_events \
+     WHERE id > $1 AND ($2::timestamptz IS NULL OR recorded_at < $2) ORDER BY id";
 
 /// One stored row: its content as it was hashed, and the two hashes stored beside it.
 #[derive(Debug)]
@@ -171,80 +152,12 @@ pub(super) struct StoredRow {
     pub(super) row_hash: Hash,
 }
 
-impl StoredRow {
-    /// Reads a row of [`SELECT_CHAIN`] back into exactly the form [`append`] hashed.
-    /// Columns are taken by position, in the query's order: by name costs a lookup per
-    /// column and row, a good part of `audit verify`'s time.
-    pub(super) fn decode(r: &PgRow) -> Result<Self, sqlx::Error> {
-        // A JSON object has unique keys and a BTreeMap iterates them in byte order: the
-        // same list as `from_record`'s sorted tags. `append` never stores an empty object.
-        let tags: Option<Json<BTreeMap<String, String>>> = r.try_get(16)?;
-        let row = ChainedRow {
-            id: r.try_get(0)?,
-            recorded_at: r.try_get(1)?,
-            occurred_at: r.try_get(2)?,
-            request_id: r.try_get(3)?,
-            outcome: r.try_get(4)?,
-            reason: r.try_get(5)?,
-            http_status: r.try_get(6)?,
-            issuer: r.try_get(7)?,
-            subject: r.try_get(8)?,
-            rule: r.try_get(9)?,
-            role_arn: r.try_get(10)?,
-            session_name: r.try_get(11)?,
-            regions: r.try_get(12)?,
-            registry_ids: r.try_get(13)?,
-            access: r.try_get(14)?,
-            repositories: r.try_get(15)?,
-            session_tags: tags.map(|Json(tags)| tags.into_iter().collect()),
-            proxy_endpoints: r.try_get(17)?,
-            expires_at: r.try_get(18)?,
-            token_fingerprints: r.try_get(19)?,
-            fingerprint_key_id: r.try_get(20)?,
-            from_cache: r.try_get(21)?,
-            client_addr: r.try_get(22)?,
-            user_agent: r.try_get(23)?,
-            latency_ms: r.try_get(24)?,
-        };
+impl<'r> FromRow<'r, PgRow> for StoredRow {
+    fn from_row(r: &'r PgRow) -> Result<Self, sqlx::Error> {
         Ok(Self {
-            row,
-            prev_hash: hash(r.try_get(25)?)?,
-            row_hash: hash(r.try_get(26)?)?,
+            row: ChainedRow::from_row(r)?,
+            prev_hash: hash(r.try_get("prev_hash")?)?,
+            row_hash: hash(r.try_get("row_hash")?)?,
         })
-    }
-}
-
-impl ChainedRow {
-    /// The row a record becomes at chain position `id`.
-    pub fn from_record(r: &AuditRecord, id: i64, recorded_at: DateTime<Utc>) -> Self {
-        let mut tags = r.session_tags.clone();
-        tags.sort();
-        Self {
-            id,
-            recorded_at,
-            occurred_at: to_micros(r.occurred_at),
-            request_id: r.request_id.clone(),
-            outcome: r.outcome.as_str().to_owned(),
-            reason: r.reason.clone(),
-            http_status: i16::try_from(r.http_status).unwrap_or(i16::MAX),
-            issuer: r.issuer.clone(),
-            subject: r.subject.clone(),
-            rule: r.rule.clone(),
-            role_arn: r.role_arn.clone(),
-            session_name: r.session_name.clone(),
-            regions: r.regions.clone(),
-            registry_ids: r.registry_ids.clone(),
-            access: r.access.clone(),
-            repositories: r.repositories.clone(),
-            session_tags: (!tags.is_empty()).then_some(tags),
-            proxy_endpoints: r.proxy_endpoints.clone(),
-            expires_at: r.expires_at.map(to_micros),
-            token_fingerprints: r.token_fingerprints.clone(),
-            fingerprint_key_id: r.fingerprint_key_id.clone(),
-            from_cache: r.from_cache,
-            client_addr: r.client_addr,
-            user_agent: r.user_agent.clone(),
-            latency_ms: r.latency_ms,
-        }
     }
 }

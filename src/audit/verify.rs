@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
-use sqlx::{PgConnection, PgPool, Row};
+use futures::{Stream, TryStreamExt};
+use sqlx::{FromRow, PgConnection, PgPool, Row};
 
 use super::chain::{ChainKey, GENESIS, Hash};
-use super::store::{SELECT_CHAIN, StoredRow, hash};
+use super::store::{SELECT_CHAIN, StoredRow, hash, latest_checkpoint};
 
 /// What a row's `prev_hash` has to equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,14 +157,28 @@ impl Walk {
         // One row at a time off the wire: memory stays flat however long the chain is.
         // Hashing chunks on several cores was measured no faster where the database shares
         // the machine; decoding, not hashing, takes most of the time.
-        let mut rows = sqlx::query(SELECT_CHAIN)
+        let rows = sqlx::query(SELECT_CHAIN)
             .bind(self.next.id())
             .bind(before)
-            .fetch(&mut *conn);
-        while let Some(row) = rows.try_next().await? {
-            let id: i64 = row.try_get(0)?;
+            .fetch(&mut *conn)
+            .map_ok(|row| {
+                let id = row.try_get("id");
+                (id, StoredRow::from_row(&row))
+            });
+        self.follow(rows).await
+    }
+
+    /// Checks rows as they come, each as its id and its decoded form, up to the first break.
+    async fn follow(
+        &mut self,
+        rows: impl Stream<
+            Item = Result<(Result<i64, sqlx::Error>, Result<StoredRow, sqlx::Error>), sqlx::Error>,
+        >,
+    ) -> Result<(), sqlx::Error> {
+        let mut rows = std::pin::pin!(rows);
+        while let Some((id, stored)) = rows.try_next().await? {
             self.checked += 1;
-            if let Some(broken) = self.check(id, StoredRow::decode(&row)) {
+            if let Some(broken) = self.check(id?, stored) {
                 self.broken = Some(broken);
                 break;
             }
@@ -206,17 +220,10 @@ impl Walk {
 pub(super) async fn chain_start(
     conn: &mut PgConnection,
 ) -> Result<(Predecessor, Hash), sqlx::Error> {
-    let checkpoint =
-        sqlx::query("SELECT id, row_hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
-    match checkpoint {
-        Some(row) => Ok((
-            Predecessor::Checkpoint(row.try_get("id")?),
-            hash(row.try_get("row_hash")?)?,
-        )),
-        None => Ok((Predecessor::Genesis, GENESIS)),
-    }
+    Ok(match latest_checkpoint(conn).await? {
+        Some((id, hash)) => (Predecessor::Checkpoint(id), hash),
+        None => (Predecessor::Genesis, GENESIS),
+    })
 }
 
 /// The outcome of `audit verify`.
@@ -308,6 +315,7 @@ mod tests {
 
     use super::*;
     use crate::audit::chain::ChainedRow;
+    use crate::audit::{AuditRecord, Outcome};
 
     fn key() -> ChainKey {
         ChainKey::new(&SecretString::from("chain-key-for-tests-0123456789abcdef"))
@@ -319,33 +327,11 @@ mod tests {
         (1..=n)
             .map(|id| {
                 let at = DateTime::from_timestamp_micros(1_795_431_244_000_000 + id).unwrap();
-                let row = ChainedRow {
-                    id,
-                    recorded_at: at,
-                    occurred_at: at,
-                    request_id: format!("r-{id}"),
-                    outcome: "denied".to_owned(),
-                    reason: "missing_token".to_owned(),
-                    http_status: 401,
-                    issuer: None,
-                    subject: None,
-                    rule: None,
-                    role_arn: None,
-                    session_name: None,
-                    regions: Vec::new(),
-                    registry_ids: Vec::new(),
-                    access: None,
-                    repositories: None,
-                    session_tags: Some(vec![("a".to_owned(), "b".to_owned())]),
-                    proxy_endpoints: Vec::new(),
-                    expires_at: None,
-                    token_fingerprints: Vec::new(),
-                    fingerprint_key_id: None,
-                    from_cache: false,
-                    client_addr: None,
-                    user_agent: None,
-                    latency_ms: 1,
-                };
+                let mut record = AuditRecord::start(&format!("r-{id}"), None, None);
+                record.occurred_at = at;
+                record.decide(Outcome::Denied, "missing_token", 401);
+                record.session_tags = [("a".to_owned(), "b".to_owned())].into_iter().collect();
+                let row = ChainedRow::new(id, at, record);
                 let row_hash = key().row_hash(&prev, &row);
                 let stored = StoredRow {
                     row,
@@ -358,34 +344,29 @@ mod tests {
             .collect()
     }
 
-    /// Walks `rows` from the genesis as `Walk::run` would.
-    fn walk(rows: Vec<StoredRow>) -> Walk {
+    /// Walks `rows` from the genesis, through the same loop that reads them from the database.
+    async fn walk(rows: Vec<StoredRow>) -> Walk {
         let mut walk = Walk::new(key(), Predecessor::Genesis, GENESIS);
-        for stored in rows {
-            walk.checked += 1;
-            if let Some(broken) = walk.check(stored.row.id, Ok(stored)) {
-                walk.broken = Some(broken);
-                break;
-            }
-        }
+        let rows = futures::stream::iter(rows.into_iter().map(|s| Ok((Ok(s.row.id), Ok(s)))));
+        walk.follow(rows).await.unwrap();
         walk
     }
 
-    #[test]
-    fn an_intact_chain_ends_at_its_last_row() {
+    #[tokio::test]
+    async fn an_intact_chain_ends_at_its_last_row() {
         let rows = chain(5);
         let last = rows[4].row_hash;
 
-        let walk = walk(rows);
+        let walk = walk(rows).await;
 
         assert_eq!(walk.broken, None);
         assert_eq!((walk.checked, walk.last), (5, Some((5, last))));
     }
 
-    #[test]
-    fn each_kind_of_tampering_is_reported_at_its_row() {
+    #[tokio::test]
+    async fn each_kind_of_tampering_is_reported_at_its_row() {
         let mut edited = chain(5);
-        edited[2].row.reason = "issued".to_owned();
+        edited[2].row.record.reason = "issued".to_owned();
         let mut missing = chain(5);
         missing.remove(2);
         let mut swapped = chain(5);
@@ -394,25 +375,51 @@ mod tests {
         let mut first = chain(2);
         first[0].prev_hash = [1; 32];
 
-        assert_eq!(walk(edited).broken, Some(Break::RowHash { id: 3 }));
+        assert_eq!(walk(edited).await.broken, Some(Break::RowHash { id: 3 }));
         assert_eq!(
-            walk(missing).broken,
+            walk(missing).await.broken,
             Some(Break::Gap { id: 4, expected: 3 })
         );
         assert_eq!(
-            walk(swapped).broken,
+            walk(swapped).await.broken,
             Some(Break::PrevHash {
                 id: 3,
                 predecessor: Predecessor::Row(2)
             })
         );
         assert_eq!(
-            walk(first).broken,
+            walk(first).await.broken,
             Some(Break::PrevHash {
                 id: 1,
                 predecessor: Predecessor::Genesis
             })
         );
+    }
+
+    #[tokio::test]
+    async fn a_row_that_cannot_be_read_back_stops_the_walk_there() {
+        let rows = chain(3);
+        let mut walk = Walk::new(key(), Predecessor::Genesis, GENESIS);
+        let stream = futures::stream::iter(rows.into_iter().map(|s| {
+            let id = s.row.id;
+            let stored = if id == 2 {
+                Err(sqlx::Error::Decode("a stored hash is not 32 bytes".into()))
+            } else {
+                Ok(s)
+            };
+            Ok((Ok(id), stored))
+        }));
+
+        walk.follow(stream).await.unwrap();
+
+        assert_eq!(
+            walk.broken,
+            Some(Break::Unreadable {
+                id: 2,
+                error: "error occurred while decoding: a stored hash is not 32 bytes".to_owned()
+            })
+        );
+        assert_eq!(walk.checked, 2);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Group commit: requests hand their record to one writer task, which appends everything
 //! waiting in one transaction and wakes each request only after the commit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -17,9 +18,9 @@ pub enum AuditError {
     /// Too many records are already waiting: the database is slow or down.
     #[error("the audit queue is full")]
     QueueFull,
-    /// The database refused or could not be reached.
-    #[error("writing the audit log failed: {0}")]
-    Database(String),
+    /// The database refused or could not be reached. Shared by every record of the batch.
+    #[error("writing the audit log failed")]
+    Database(#[source] Arc<sqlx::Error>),
     /// No commit came back in time.
     #[error("the audit log did not answer in time")]
     Timeout,
@@ -30,7 +31,7 @@ pub enum AuditError {
 
 struct Job {
     record: AuditRecord,
-    done: oneshot::Sender<Result<i64, String>>,
+    done: oneshot::Sender<Result<i64, Arc<sqlx::Error>>>,
 }
 
 /// Hands records to the writer task. Cheap to clone.
@@ -93,14 +94,14 @@ async fn run(pool: PgPool, key: ChainKey, mut queue: mpsc::Receiver<Job>, max_ba
             continue;
         }
         let records: Vec<AuditRecord> = batch.iter().map(|j| j.record.clone()).collect();
-        let result = store::append(&pool, &key, &records).await;
+        let result = store::append(&pool, &key, &records).await.map_err(Arc::new);
         if let Err(error) = &result {
-            tracing::warn!(%error, rows = records.len(), "audit batch failed");
+            tracing::warn!(error = %error, rows = records.len(), "audit batch failed");
         }
         for (i, job) in batch.drain(..).enumerate() {
             let outcome = match &result {
                 Ok(ids) => Ok(ids[i]),
-                Err(error) => Err(error.to_string()),
+                Err(error) => Err(Arc::clone(error)),
             };
             // The request may have timed out meanwhile; its row is committed all the same.
             let _ = job.done.send(outcome);

@@ -202,7 +202,7 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
     f.check(
         (1..=1000).contains(&config.audit.max_batch),
         "audit.max_batch",
-        "must be 1 to 1000 (each row binds 27 parameters; Postgres allows 65535)",
+        "must be 1 to 1000 (a batch is one transaction under the writers' lock: a longer one holds every replica's appends back longer)",
     );
     for (i, name) in config.audit.admin_rules.iter().enumerate() {
         f.check(

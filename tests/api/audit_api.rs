@@ -40,7 +40,7 @@ regions = ["us-east-1"]
 "#;
 
 /// Every field of an item of `GET /v1/audit/issuances`.
-const ITEM_FIELDS: [&str; 25] = [
+const ITEM_FIELDS: [&str; 26] = [
     "id",
     "occurredAt",
     "recordedAt",
@@ -66,6 +66,7 @@ const ITEM_FIELDS: [&str; 25] = [
     "clientAddr",
     "userAgent",
     "latencyMs",
+    "upstreamError",
 ];
 
 fn builder() -> crate::helpers::TestAppBuilder {
@@ -189,6 +190,7 @@ fn assert_item_is_row(item: &Value, row: &Value) {
         ("clientAddr", "client_addr"),
         ("userAgent", "user_agent"),
         ("latencyMs", "latency_ms"),
+        ("upstreamError", "upstream_error"),
     ] {
         assert_eq!(item[field], row[column], "{field} of {item}");
     }

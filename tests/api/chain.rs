@@ -575,10 +575,12 @@ async fn verify_throughput() {
                 r.rule = Some("acme-main".to_owned());
                 r.regions = vec!["us-east-1".to_owned()];
                 r.registry_ids = vec!["111122223333".to_owned()];
-                r.session_tags = vec![
+                r.session_tags = [
                     ("repo".to_owned(), "acme/api".to_owned()),
                     ("actor".to_owned(), "octocat".to_owned()),
-                ];
+                ]
+                .into_iter()
+                .collect();
                 r.token_fingerprints = vec!["ab".repeat(32)];
                 r.fingerprint_key_id = Some("test-key".to_owned());
                 r.decide(Outcome::Issued, "issued", 200);

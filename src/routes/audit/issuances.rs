@@ -17,10 +17,62 @@ use crate::error::ApiError;
 use crate::routes::RequestMeta;
 use crate::routes::no_store_json;
 
-/// Every query parameter `GET /v1/audit/issuances` takes.
-const PARAMETERS: [&str; 9] = [
-    "subject", "issuer", "rule", "role", "outcome", "since", "until", "limit", "cursor",
-];
+/// A query parameter `GET /v1/audit/issuances` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Parameter {
+    Subject,
+    Issuer,
+    Rule,
+    Role,
+    Outcome,
+    Since,
+    Until,
+    Limit,
+    Cursor,
+}
+
+impl Parameter {
+    const ALL: [Self; 9] = [
+        Self::Subject,
+        Self::Issuer,
+        Self::Rule,
+        Self::Role,
+        Self::Outcome,
+        Self::Since,
+        Self::Until,
+        Self::Limit,
+        Self::Cursor,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Subject => "subject",
+            Self::Issuer => "issuer",
+            Self::Rule => "rule",
+            Self::Role => "role",
+            Self::Outcome => "outcome",
+            Self::Since => "since",
+            Self::Until => "until",
+            Self::Limit => "limit",
+            Self::Cursor => "cursor",
+        }
+    }
+
+    /// The parameter called `name`, or a 400 naming it and listing the ones there are.
+    fn parse(name: &str) -> Result<Self, ApiError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                let shown: String = name.chars().take(64).collect();
+                let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+                ApiError::BadRequest(format!(
+                    "unknown query parameter `{shown}`; the parameters are {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 200;
@@ -66,37 +118,39 @@ impl IssuancesQuery {
         };
         let mut seen = HashSet::new();
         for (name, value) in pairs {
-            let Some(&name) = PARAMETERS.iter().find(|p| **p == name) else {
-                let shown: String = name.chars().take(64).collect();
-                return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter `{shown}`; the parameters are {}",
-                    PARAMETERS.join(", ")
-                )));
-            };
+            let parameter = Parameter::parse(&name)?;
             let invalid = |why: &str| {
                 ApiError::BadRequest(format!("invalid query parameter `{name}`: {why}"))
             };
-            if !seen.insert(name) {
+            if !seen.insert(parameter) {
                 return Err(invalid("given more than once"));
             }
             if value.is_empty() {
                 return Err(invalid("must not be empty"));
             }
             let filter = &mut query.filter;
-            match name {
-                "subject" => filter.subject = Some(value),
-                "issuer" => filter.issuer = Some(value),
-                "rule" => filter.rule = Some(value),
-                "role" => {
+            match parameter {
+                Parameter::Subject => filter.subject = Some(value),
+                Parameter::Issuer => filter.issuer = Some(value),
+                Parameter::Rule => filter.rule = Some(value),
+                Parameter::Role => {
                     filter.role_arn =
                         Some(RoleArn::try_from(value).map_err(|e| invalid(&e.to_string()))?);
                 }
-                "outcome" => {
-                    filter.outcome = Some(value.parse::<Outcome>().map_err(|e| invalid(&e))?)
+                Parameter::Outcome => {
+                    filter.outcome = Some(
+                        value
+                            .parse::<Outcome>()
+                            .map_err(|e| invalid(&e.to_string()))?,
+                    )
                 }
-                "since" => filter.since = Some(timestamp(&value).map_err(|e| invalid(&e))?),
-                "until" => filter.until = Some(timestamp(&value).map_err(|e| invalid(&e))?),
-                "limit" => {
+                Parameter::Since => {
+                    filter.since = Some(timestamp(&value).map_err(|e| invalid(&e))?)
+                }
+                Parameter::Until => {
+                    filter.until = Some(timestamp(&value).map_err(|e| invalid(&e))?)
+                }
+                Parameter::Limit => {
                     query.limit = value
                         .parse::<i64>()
                         .ok()
@@ -105,7 +159,7 @@ impl IssuancesQuery {
                             invalid(&format!("must be an integer from 1 to {MAX_LIMIT}"))
                         })?;
                 }
-                _ => {
+                Parameter::Cursor => {
                     query.cursor = Some(Cursor::parse(&value).ok_or_else(|| {
                         invalid(
                             "not a cursor from this endpoint; pass nextCursor as it was returned",
@@ -146,9 +200,9 @@ struct IssuanceRecord {
     occurred_at: String,
     recorded_at: String,
     request_id: String,
-    outcome: String,
+    outcome: Outcome,
     reason: String,
-    http_status: i16,
+    http_status: u16,
     issuer: Option<String>,
     subject: Option<String>,
     rule: Option<String>,
@@ -167,36 +221,39 @@ struct IssuanceRecord {
     client_addr: Option<String>,
     user_agent: Option<String>,
     latency_ms: i32,
+    upstream_error: Option<String>,
 }
 
 impl From<ChainedRow> for IssuanceRecord {
     fn from(row: ChainedRow) -> Self {
+        let r = row.record;
         Self {
             id: row.id,
-            occurred_at: instant(row.occurred_at),
+            occurred_at: instant(r.occurred_at),
             recorded_at: instant(row.recorded_at),
-            request_id: row.request_id,
-            outcome: row.outcome,
-            reason: row.reason,
-            http_status: row.http_status,
-            issuer: row.issuer,
-            subject: row.subject,
-            rule: row.rule,
-            role_arn: row.role_arn,
-            session_name: row.session_name,
-            regions: row.regions,
-            registry_ids: row.registry_ids,
-            access: row.access,
-            repositories: row.repositories,
-            session_tags: row.session_tags.unwrap_or_default().into_iter().collect(),
-            proxy_endpoints: row.proxy_endpoints,
-            expires_at: row.expires_at.map(expiry),
-            token_fingerprints: row.token_fingerprints,
-            fingerprint_key_id: row.fingerprint_key_id,
-            from_cache: row.from_cache,
-            client_addr: row.client_addr.map(|a| a.to_string()),
-            user_agent: row.user_agent,
-            latency_ms: row.latency_ms,
+            request_id: r.request_id,
+            outcome: r.outcome,
+            reason: r.reason,
+            http_status: r.http_status,
+            issuer: r.issuer,
+            subject: r.subject,
+            rule: r.rule,
+            role_arn: r.role_arn,
+            session_name: r.session_name,
+            regions: r.regions,
+            registry_ids: r.registry_ids,
+            access: r.access,
+            repositories: r.repositories,
+            session_tags: r.session_tags.as_slice().iter().cloned().collect(),
+            proxy_endpoints: r.proxy_endpoints,
+            expires_at: r.expires_at.map(expiry),
+            token_fingerprints: r.token_fingerprints,
+            fingerprint_key_id: r.fingerprint_key_id,
+            from_cache: r.from_cache,
+            client_addr: r.client_addr.map(|a| a.to_string()),
+            user_agent: r.user_agent,
+            latency_ms: r.latency_ms,
+            upstream_error: r.upstream_error,
         }
     }
 }

@@ -89,18 +89,18 @@ struct IssuedRecord {
 }
 
 impl From<ChainedRow> for IssuedRecord {
-    fn from(row: ChainedRow) -> Self {
+    fn from(ChainedRow { id, record: r, .. }: ChainedRow) -> Self {
         Self {
-            id: row.id,
-            occurred_at: instant(row.occurred_at),
-            request_id: row.request_id,
-            issuer: row.issuer,
-            subject: row.subject,
-            rule: row.rule,
-            role_arn: row.role_arn,
-            session_name: row.session_name,
-            expires_at: row.expires_at.map(expiry),
-            fingerprint_key_id: row.fingerprint_key_id,
+            id,
+            occurred_at: instant(r.occurred_at),
+            request_id: r.request_id,
+            issuer: r.issuer,
+            subject: r.subject,
+            rule: r.rule,
+            role_arn: r.role_arn,
+            session_name: r.session_name,
+            expires_at: r.expires_at.map(expiry),
+            fingerprint_key_id: r.fingerprint_key_id,
         }
     }
 }
