@@ -2,6 +2,7 @@
 
 mod audit;
 mod ecr;
+mod endpoint;
 mod health;
 mod meta;
 mod whoami;
@@ -9,12 +10,25 @@ mod whoami;
 use axum::Router;
 
 use crate::app::AppState;
+use endpoint::Routes;
 
+pub use endpoint::Endpoint;
 pub use meta::RequestMeta;
 
 /// Every route of the service.
 pub fn router() -> Router<AppState> {
-    Router::new()
+    all().into_router()
+}
+
+/// Every endpoint [`router`] serves, from the same registrations, so that a test can hold
+/// them against the documented ones.
+pub fn endpoints() -> Vec<Endpoint> {
+    all().into_endpoints()
+}
+
+/// The routes of every resource.
+fn all() -> Routes {
+    Routes::new()
         .merge(ecr::router())
         .merge(whoami::router())
         .merge(audit::router())

@@ -262,3 +262,6 @@ fn usable_key(raw: serde_json::Value) -> Option<Key> {
         key,
     })
 }
+
+#[cfg(test)]
+mod tests;

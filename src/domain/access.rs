@@ -57,8 +57,19 @@ mod tests {
 
     #[test]
     fn other_spellings_are_refused() {
-        for bad in [r#""Pull""#, r#""PUSH""#, r#""write""#, r#""""#, "1", "null"] {
-            assert!(serde_json::from_str::<Access>(bad).is_err(), "{bad}");
+        for bad in ["Pull", "PUSH", "write", ""] {
+            let error = serde_json::from_str::<Access>(&format!("{bad:?}")).unwrap_err();
+            assert!(
+                error.to_string().starts_with(&format!(
+                    "unknown variant `{bad}`, expected `pull` or `push`"
+                )),
+                "{error}"
+            );
+        }
+        // serde_json refuses a non-string where it expects a variant name at the value itself.
+        for not_a_string in ["1", "null"] {
+            let error = serde_json::from_str::<Access>(not_a_string).unwrap_err();
+            assert_eq!(error.to_string(), "expected value at line 1 column 1");
         }
     }
 }

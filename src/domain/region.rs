@@ -71,7 +71,7 @@ mod tests {
             "cn-north-1",
             "ap-southeast-4",
         ] {
-            assert!(Region::try_from(code.to_owned()).is_ok(), "{code}");
+            assert_eq!(Region::try_from(code.to_owned()).unwrap().as_str(), code);
         }
     }
 
@@ -87,7 +87,12 @@ mod tests {
             "e-west-1",
             "us-east-1/../x",
         ] {
-            assert!(Region::try_from(code.to_owned()).is_err(), "{code}");
+            assert_eq!(
+                Region::try_from(code.to_owned()),
+                Err(InvalidValue(format!(
+                    "{code:?} is not an AWS region code (like \"eu-west-1\")"
+                )))
+            );
         }
     }
 

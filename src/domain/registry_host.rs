@@ -226,56 +226,111 @@ mod tests {
         let json = serde_json::to_string(&host).unwrap();
         assert_eq!(json, r#""123456789012.dkr-ecr.eu-west-1.on.aws""#);
         assert_eq!(serde_json::from_str::<RegistryHost>(&json).unwrap(), host);
-        assert!(serde_json::from_str::<RegistryHost>(r#""evil.com""#).is_err());
+        let error = serde_json::from_str::<RegistryHost>(r#""evil.com""#).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(r#""evil.com" is not an ECR registry host"#),
+            "{error}"
+        );
     }
 
     #[test]
     fn refuses_hostile_and_malformed_hosts() {
-        for bad in [
-            "",
-            "evil.com",
-            "https://",
-            "123456789012",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com.evil.com",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com@evil",
-            "evil@123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-            "https://evil@123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com.",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com//",
-            "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com:443",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com?x=1",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com#x",
-            "http://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-            "HTTPS://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-            "https://https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-            "123456789012.DKR.ECR.EU-WEST-1.AMAZONAWS.COM",
-            "123456789012.dkr.ecr.eu-west-1.AmazonAWS.com",
-            " 123456789012.dkr.ecr.eu-west-1.amazonaws.com",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com ",
-            "12345678901.dkr.ecr.eu-west-1.amazonaws.com",
-            "1234567890123.dkr.ecr.eu-west-1.amazonaws.com",
-            "x23456789012.dkr.ecr.eu-west-1.amazonaws.com",
-            "123456789012.dkr.ecr.eu-west.amazonaws.com",
-            "123456789012.dkr.ecr.eu-west-1x.amazonaws.com",
-            "123456789012.dkr.ecr..amazonaws.com",
-            "123456789012.dkr.ecr.eu-west-1",
-            "123456789012.ecr.eu-west-1.amazonaws.com",
-            "123456789012.api.ecr.eu-west-1.amazonaws.com",
-            "123456789012.dkr.ecr-fips.cn-north-1.amazonaws.com.cn",
-            "123456789012.dkr-ecr-fips.cn-north-1.on.amazonwebservices.com.cn",
-            "123456789012.dkr.ecr.eu-west-1.amazonaws.com.cn",
-            "123456789012.dkr.ecr.cn-north-1.amazonaws.com",
-            "123456789012.dkr-ecr.cn-north-1.on.aws",
-            "123456789012.dkr-ecr.eu-west-1.on.amazonwebservices.com.cn",
-            "123456789012.dkr-ecr.eu-west-1.amazonaws.com",
-            "123456789012.dkr.ecr.eu-west-1.on.aws",
-            "123456789012.dkr.ecr-fips.us-east-1.on.aws",
-            "123456789012.dkr-ecr-fips.us-east-1.amazonaws.com",
-            "public.ecr.aws",
+        // Each for the reason given: a host refused by an earlier check than intended would
+        // leave the later one untested.
+        const ID: &str = "the registry ID must be twelve digits";
+        const NOT_ECR: &str = "not an ECR registry endpoint";
+        const REGION: &str = "unknown region code";
+        const STANDARD: &str = "a Standard host in eu-west-1 ends in .amazonaws.com";
+        for (bad, why) in [
+            ("", "no registry ID"),
+            ("evil.com", ID),
+            ("https://", "no registry ID"),
+            ("123456789012", "no registry ID"),
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com.evil.com",
+                STANDARD,
+            ),
+            (
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com@evil",
+                STANDARD,
+            ),
+            ("evil@123456789012.dkr.ecr.eu-west-1.amazonaws.com", ID),
+            (
+                "https://evil@123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+                ID,
+            ),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com.", STANDARD),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com/v2/", STANDARD),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com//", STANDARD),
+            (
+                "https://123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/api",
+                STANDARD,
+            ),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com:443", STANDARD),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com?x=1", STANDARD),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com#x", STANDARD),
+            ("http://123456789012.dkr.ecr.eu-west-1.amazonaws.com", ID),
+            ("HTTPS://123456789012.dkr.ecr.eu-west-1.amazonaws.com", ID),
+            (
+                "https://https://123456789012.dkr.ecr.eu-west-1.amazonaws.com",
+                ID,
+            ),
+            ("123456789012.DKR.ECR.EU-WEST-1.AMAZONAWS.COM", NOT_ECR),
+            ("123456789012.dkr.ecr.eu-west-1.AmazonAWS.com", STANDARD),
+            (" 123456789012.dkr.ecr.eu-west-1.amazonaws.com", ID),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com ", STANDARD),
+            ("12345678901.dkr.ecr.eu-west-1.amazonaws.com", ID),
+            ("1234567890123.dkr.ecr.eu-west-1.amazonaws.com", ID),
+            ("x23456789012.dkr.ecr.eu-west-1.amazonaws.com", ID),
+            ("123456789012.dkr.ecr.eu-west.amazonaws.com", REGION),
+            ("123456789012.dkr.ecr.eu-west-1x.amazonaws.com", REGION),
+            ("123456789012.dkr.ecr..amazonaws.com", REGION),
+            ("123456789012.dkr.ecr.eu-west-1", "no region"),
+            ("123456789012.ecr.eu-west-1.amazonaws.com", NOT_ECR),
+            ("123456789012.api.ecr.eu-west-1.amazonaws.com", NOT_ECR),
+            (
+                "123456789012.dkr.ecr-fips.cn-north-1.amazonaws.com.cn",
+                "aws-cn has no Fips endpoint",
+            ),
+            (
+                "123456789012.dkr-ecr-fips.cn-north-1.on.amazonwebservices.com.cn",
+                "aws-cn has no DualStackFips endpoint",
+            ),
+            ("123456789012.dkr.ecr.eu-west-1.amazonaws.com.cn", STANDARD),
+            (
+                "123456789012.dkr.ecr.cn-north-1.amazonaws.com",
+                "a Standard host in cn-north-1 ends in .amazonaws.com.cn",
+            ),
+            (
+                "123456789012.dkr-ecr.cn-north-1.on.aws",
+                "a DualStack host in cn-north-1 ends in .on.amazonwebservices.com.cn",
+            ),
+            (
+                "123456789012.dkr-ecr.eu-west-1.on.amazonwebservices.com.cn",
+                "a DualStack host in eu-west-1 ends in .on.aws",
+            ),
+            (
+                "123456789012.dkr-ecr.eu-west-1.amazonaws.com",
+                "a DualStack host in eu-west-1 ends in .on.aws",
+            ),
+            ("123456789012.dkr.ecr.eu-west-1.on.aws", STANDARD),
+            (
+                "123456789012.dkr.ecr-fips.us-east-1.on.aws",
+                "a Fips host in us-east-1 ends in .amazonaws.com",
+            ),
+            (
+                "123456789012.dkr-ecr-fips.us-east-1.amazonaws.com",
+                "a DualStackFips host in us-east-1 ends in .on.aws",
+            ),
+            ("public.ecr.aws", ID),
         ] {
-            assert!(parse(bad).is_err(), "{bad:?} parsed");
+            let message = parse(bad).expect_err(bad).to_string();
+            assert!(
+                message.starts_with(&format!("{bad:?} is not an ECR registry host ({why})")),
+                "{message}"
+            );
         }
     }
 
@@ -298,7 +353,12 @@ mod tests {
         let id = RegistryId::try_from("123456789012".to_owned()).unwrap();
         let region = Region::try_from("cn-northwest-1".to_owned()).unwrap();
         for kind in [EndpointKind::Fips, EndpointKind::DualStackFips] {
-            assert!(RegistryHost::new(id.clone(), region.clone(), kind).is_err());
+            assert_eq!(
+                RegistryHost::new(id.clone(), region.clone(), kind),
+                Err(InvalidValue(format!(
+                    "cn-northwest-1 (aws-cn) has no {kind:?} ECR endpoint"
+                )))
+            );
         }
         let host = RegistryHost::new(id.clone(), region.clone(), EndpointKind::Standard);
         assert_eq!(host, Ok(RegistryHost::standard(id, region)));

@@ -48,7 +48,12 @@ mod tests {
 
     #[test]
     fn twelve_digits_only() {
-        assert!(RegistryId::try_from("123456789012".to_owned()).is_ok());
+        assert_eq!(
+            RegistryId::try_from("123456789012".to_owned())
+                .unwrap()
+                .as_str(),
+            "123456789012"
+        );
         for bad in [
             "",
             "12345678901",
@@ -56,7 +61,12 @@ mod tests {
             "12345678901a",
             " 23456789012",
         ] {
-            assert!(RegistryId::try_from(bad.to_owned()).is_err(), "{bad}");
+            assert_eq!(
+                RegistryId::try_from(bad.to_owned()),
+                Err(InvalidValue(format!(
+                    "{bad:?} is not a registry ID (twelve digits)"
+                )))
+            );
         }
     }
 }

@@ -127,7 +127,7 @@ mod tests {
             assert_eq!(pattern(ok).as_str(), ok);
         }
         let longest = "a".repeat(256);
-        assert!(RepositoryPattern::try_from(longest).is_ok());
+        assert_eq!(pattern(&longest).as_str(), longest);
     }
 
     #[test]
@@ -170,9 +170,12 @@ mod tests {
             too_long.as_str(),
             too_long_pattern.as_str(),
         ] {
+            let message = RepositoryPattern::try_from(bad.to_owned())
+                .expect_err(bad)
+                .to_string();
             assert!(
-                RepositoryPattern::try_from(bad.to_owned()).is_err(),
-                "{bad:?} parsed"
+                message.starts_with(&format!("{bad:?} is not an ECR repository name or pattern")),
+                "{message}"
             );
         }
     }
@@ -295,6 +298,12 @@ mod tests {
     fn serde_round_trips_and_validates() {
         let p: RepositoryPattern = serde_json::from_str(r#""team-a/*""#).unwrap();
         assert_eq!(serde_json::to_string(&p).unwrap(), r#""team-a/*""#);
-        assert!(serde_json::from_str::<RepositoryPattern>(r#""team-a/""#).is_err());
+        let error = serde_json::from_str::<RepositoryPattern>(r#""team-a/""#).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(r#""team-a/" is not an ECR repository name or pattern"#),
+            "{error}"
+        );
     }
 }

@@ -97,17 +97,27 @@ mod tests {
 
     #[test]
     fn refuses_other_arns() {
-        for bad in [
-            "arn:aws:iam::123456789012:user/bob",
-            "arn:aws:s3:::bucket",
-            "arn:aws:iam:us-east-1:123456789012:role/x",
-            "arn:aws:iam::12345:role/x",
-            "arn:evil:iam::123456789012:role/x",
-            "arn:aws:iam::123456789012:role/",
-            "arn:aws:iam::123456789012:role/has space",
-            "role/x",
+        let name = "role name must be 1 to 64 of [A-Za-z0-9+=,.@_-]";
+        for (bad, why) in [
+            ("arn:aws:iam::123456789012:user/bob", "not a role"),
+            ("arn:aws:s3:::bucket", "not an IAM ARN"),
+            (
+                "arn:aws:iam:us-east-1:123456789012:role/x",
+                "not an IAM ARN",
+            ),
+            ("arn:aws:iam::12345:role/x", "account must be twelve digits"),
+            ("arn:evil:iam::123456789012:role/x", "unknown partition"),
+            ("arn:aws:iam::123456789012:role/", name),
+            ("arn:aws:iam::123456789012:role/has space", name),
+            ("role/x", "wrong number of fields"),
         ] {
-            assert!(RoleArn::try_from(bad.to_owned()).is_err(), "{bad}");
+            assert_eq!(
+                RoleArn::try_from(bad.to_owned()).unwrap_err().to_string(),
+                format!(
+                    "{bad:?} is not an IAM role ARN ({why}); expected \
+                     arn:aws:iam::123456789012:role/NAME"
+                )
+            );
         }
     }
 }

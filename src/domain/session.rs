@@ -183,8 +183,16 @@ mod tests {
 
     #[test]
     fn durations_follow_sts_limits() {
-        assert!(SessionDuration::try_from(899).is_err());
-        assert!(SessionDuration::try_from(43_201).is_err());
+        for secs in [0, 899, 43_201] {
+            assert_eq!(
+                SessionDuration::try_from(secs),
+                Err(InvalidValue(format!(
+                    "{secs} seconds is outside the session durations STS allows (900 to 43200)"
+                )))
+            );
+        }
+        assert_eq!(SessionDuration::try_from(900).unwrap().as_secs(), 900);
+        assert_eq!(SessionDuration::try_from(43_200).unwrap().as_secs(), 43_200);
         assert_eq!(SessionDuration::try_from(3600).unwrap().as_secs(), 3600);
     }
 }

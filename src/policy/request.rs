@@ -145,35 +145,77 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(regions.unwrap()[0].as_str(), "eu-west-1");
-        assert_eq!(registry_ids.unwrap().len(), 1);
+        assert_eq!(
+            regions.unwrap(),
+            [Region::try_from("eu-west-1".to_owned()).unwrap()]
+        );
+        assert_eq!(
+            registry_ids.unwrap(),
+            [RegistryId::try_from("123456789012".to_owned()).unwrap()]
+        );
     }
 
     #[test]
     fn registries_name_hosts() {
         let request = parse(json!({"registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"], "access": "push"})).unwrap();
-        assert!(matches!(request.selection, Selection::Hosts(ref h) if h.len() == 1));
+        let host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        assert_eq!(
+            request.selection,
+            Selection::Hosts(vec![RegistryHost::try_from(host.to_owned()).unwrap()])
+        );
         assert_eq!(request.access, Access::Push);
     }
 
     #[test]
     fn contradictions_and_malformed_values_do_not_parse() {
-        for body in [
-            json!({"region": "eu-west-1", "regions": ["us-east-1"]}),
-            json!({"registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"], "region": "eu-west-1"}),
-            json!({"registries": ["123456789012.dkr.ecr.eu-west-1.amazonaws.com"], "registryIds": ["123456789012"]}),
-            json!({"registries": ["evil.example.com"]}),
-            json!({"regions": []}),
-            json!({"regions": ["us-east-1", "us-east-1"]}),
-            json!({"registryIds": []}),
-            json!({"registryIds": ["12"]}),
-            json!({"access": "admin"}),
-            json!({"repositories": ["team/*", "team/*"]}),
-            json!({"repositories": ["../etc"]}),
-            json!({"durationSeconds": 60}),
-            json!({"surprise": true}),
+        let host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let alone = "registries names regions and registries itself: give it alone";
+        for (body, error) in [
+            (
+                json!({"region": "eu-west-1", "regions": ["us-east-1"]}),
+                "give region or regions, not both",
+            ),
+            (json!({"registries": [host], "region": "eu-west-1"}), alone),
+            (
+                json!({"registries": [host], "registryIds": ["123456789012"]}),
+                alone,
+            ),
+            (
+                json!({"registries": ["evil.example.com"]}),
+                "\"evil.example.com\" is not an ECR registry host",
+            ),
+            (json!({"regions": []}), "regions must list 1 to 20 items"),
+            (
+                json!({"regions": ["us-east-1", "us-east-1"]}),
+                "regions lists an item twice",
+            ),
+            (
+                json!({"registryIds": []}),
+                "registryIds must list 1 to 20 items",
+            ),
+            (
+                json!({"registryIds": ["12"]}),
+                "\"12\" is not a registry ID",
+            ),
+            (json!({"access": "admin"}), "unknown variant `admin`"),
+            (
+                json!({"repositories": ["team/*", "team/*"]}),
+                "repositories lists an item twice",
+            ),
+            (
+                json!({"repositories": ["../etc"]}),
+                "\"../etc\" is not an ECR repository name or pattern",
+            ),
+            (
+                json!({"durationSeconds": 60}),
+                "60 seconds is outside the session durations STS allows",
+            ),
+            (json!({"surprise": true}), "unknown field `surprise`"),
         ] {
-            assert!(parse(body.clone()).is_err(), "{body}");
+            let message = parse(body.clone())
+                .expect_err(&body.to_string())
+                .to_string();
+            assert!(message.starts_with(error), "{body}: {message}");
         }
     }
 
@@ -182,6 +224,9 @@ mod tests {
         let regions: Vec<String> = (1..=5).map(|i| format!("us-east-{i}")).collect();
         let ids: Vec<String> = (0..5).map(|i| format!("12345678901{i}")).collect();
         let error = parse(json!({"regions": regions, "registryIds": ids})).unwrap_err();
-        assert!(error.to_string().contains("at most 20"), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "at most 20 registry endpoints (regions × registryIds) per request"
+        );
     }
 }

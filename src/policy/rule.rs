@@ -235,11 +235,15 @@ session_duration_secs = 1800
         )]);
         assert!(matches!(
             Rule::compile(&config),
-            Err(InvalidRule::Pattern { .. })
+            Err(InvalidRule::Pattern { ref claim, .. }) if claim == "sub"
         ));
         let mut config = rule_config("a", "acme");
         config.session_tags =
             BTreeMap::from([("aws:evil".to_owned(), Template::parse("{sub}").unwrap())]);
-        assert!(matches!(Rule::compile(&config), Err(InvalidRule::Tags(_))));
+        assert!(matches!(
+            Rule::compile(&config),
+            Err(InvalidRule::Tags(ref problems))
+                if problems == &["session tag key \"aws:evil\": the `aws:` prefix is reserved for AWS"]
+        ));
     }
 }

@@ -145,7 +145,16 @@ mod tests {
         let found =
             SessionTagTemplates::new(&tags(&[("aws:a", "<"), ("", "ok")]), &keys(&["nope"]))
                 .unwrap_err();
-        assert_eq!(found.len(), 4, "{found:?}");
+        assert_eq!(
+            found,
+            [
+                "session tag key \"\": must be 1 to 128 characters",
+                "session tag key \"aws:a\": the `aws:` prefix is reserved for AWS",
+                "session tag \"aws:a\": value \"<\" may only hold letters, digits, spaces and \
+                 `_.:/=+-@` outside its placeholders",
+                "transitive tag key \"nope\" is not one of the session tag keys",
+            ]
+        );
     }
 
     #[test]

@@ -214,6 +214,10 @@ mod tests {
         assert_eq!(t, Template::parse("{repository}/*").unwrap());
         let e = serde_json::from_value::<Template>(json!("{repo")).unwrap_err();
         assert!(e.to_string().contains("unclosed `{`"), "{e}");
-        assert!(serde_json::from_value::<Template>(json!(5)).is_err());
+        let e = serde_json::from_value::<Template>(json!(5)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid type: integer `5`, expected a string"
+        );
     }
 }

@@ -4,20 +4,18 @@
 mod issuances;
 mod lookup;
 
-use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::app::AppState;
 use crate::audit::Scope;
 use crate::auth::{AuthError, Caller};
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audit/issuances", get(issuances::get_issuances))
-        .route("/v1/audit/lookup", post(lookup::post_lookup))
+pub(super) fn router() -> super::Routes {
+    super::Routes::new()
+        .get("/v1/audit/issuances", issuances::get_issuances)
+        .post("/v1/audit/lookup", lookup::post_lookup)
 }
 
 /// A verified caller reading the audit log, and whether it is an audit admin.

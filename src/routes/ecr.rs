@@ -1,10 +1,8 @@
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::post;
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -18,11 +16,8 @@ use crate::issuance;
 use crate::policy::IssueRequest;
 use crate::routes::no_store_json;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route(
-        "/v1/ecr/authorization-token",
-        post(post_authorization_token),
-    )
+pub(super) fn router() -> super::Routes {
+    super::Routes::new().post("/v1/ecr/authorization-token", post_authorization_token)
 }
 
 /// Issues ECR authorization data for the caller. The audit row is committed before the

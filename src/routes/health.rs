@@ -1,19 +1,18 @@
 use std::time::Duration;
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::json;
 
 use crate::app::AppState;
 use crate::error::Problem;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(get_healthz))
-        .route("/readyz", get(get_readyz))
+pub(super) fn router() -> super::Routes {
+    super::Routes::new()
+        .get("/healthz", get_healthz)
+        .get("/readyz", get_readyz)
 }
 
 /// Liveness: the process serves requests.

@@ -1,9 +1,7 @@
 use std::collections::BTreeMap;
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::get;
 use serde::Serialize;
 
 use super::RequestMeta;
@@ -12,8 +10,8 @@ use crate::auth::{AuthError, Caller};
 use crate::policy::{Denial, Rule};
 use crate::routes::no_store_json;
 
-pub(super) fn router() -> Router<AppState> {
-    Router::new().route("/v1/whoami", get(get_whoami))
+pub(super) fn router() -> super::Routes {
+    super::Routes::new().get("/v1/whoami", get_whoami)
 }
 
 #[derive(Serialize)]

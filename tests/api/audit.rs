@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{Fault, Operation, TestApp, assert_problem};
+use crate::helpers::{Fault, Operation, TestApp, assert_problem, wait_for};
 
 #[tokio::test]
 async fn no_token_leaves_when_the_audit_log_is_unreachable() {
@@ -74,13 +74,11 @@ async fn a_caller_that_hangs_up_mid_request_still_leaves_a_record() {
     assert!(gave_up.is_err_and(|e| e.is_timeout()));
 
     // The issuing path finishes without the caller and records what it did.
-    for _ in 0..50 {
+    let row = wait_for(Duration::from_secs(30), async || {
         let rows = app.audit_rows().await;
-        if let Some(row) = rows.iter().find(|r| r["request_id"] == "hung-up-1") {
-            assert_eq!(row["outcome"], "issued");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no audit row for a request whose caller hung up");
+        rows.into_iter().find(|r| r["request_id"] == "hung-up-1")
+    })
+    .await
+    .expect("no audit row for a request whose caller hung up");
+    assert_eq!(row["outcome"], "issued");
 }

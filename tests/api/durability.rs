@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
 
 use crate::helpers::postgres::TestPostgres;
-use crate::helpers::{TestApp, TestIssuer};
+use crate::helpers::{TestApp, TestIssuer, wait_for};
 
 /// How each request of a load run ended.
 #[derive(Default)]
@@ -149,12 +149,11 @@ async fn a_service_killed_mid_load_left_no_token_without_a_row() {
         let run = load_counting(&address, issuer, 16, 1000, stop, issued.clone());
         // Kill it once tokens are flowing, however slow the machine is.
         let kill = async {
-            for _ in 0..600 {
-                if issued.load(Ordering::SeqCst) >= 20 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            // Killed after the deadline all the same: the assertions below then say why.
+            wait_for(Duration::from_secs(30), async || {
+                (issued.load(Ordering::SeqCst) >= 20).then_some(())
+            })
+            .await;
             service.child.start_kill().expect("SIGKILL");
         };
         let (tally, ()) = tokio::join!(run, kill);
@@ -195,15 +194,13 @@ async fn postgres_stopped_and_started_mid_load_means_503s_then_full_recovery() {
     postgres.stop();
     let during = load(&app.address, &app.issuer, 8, 3, stop.clone()).await;
     postgres.restart();
-    // The pool reconnects on its own; give the first new connections a moment.
+    // The pool reconnects on its own; the first new connections may take a moment.
     let mut after = Tally::default();
-    for _ in 0..50 {
+    wait_for(Duration::from_secs(30), async || {
         after = load(&app.address, &app.issuer, 8, 5, stop.clone()).await;
-        if after.issued.len() == 40 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (after.issued.len() == 40).then_some(())
+    })
+    .await;
 
     assert_eq!(before.issued.len(), 40);
     assert!(

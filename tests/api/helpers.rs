@@ -306,17 +306,18 @@ jwks_min_refresh_interval_secs = 1
             dir,
         };
         let http = reqwest::Client::new();
-        for _ in 0..300 {
+        let ready = wait_for(Duration::from_secs(30), async || {
             let ready = http.get(format!("{}/readyz", service.address)).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return service;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            ready.is_ok_and(|r| r.status().is_success()).then_some(())
+        })
+        .await;
+        if ready.is_none() {
+            panic!(
+                "the service process never became ready:\n{}",
+                std::fs::read_to_string(service.dir.path().join("service.log")).unwrap_or_default()
+            );
         }
-        panic!(
-            "the service process never became ready:\n{}",
-            std::fs::read_to_string(service.dir.path().join("service.log")).unwrap_or_default()
-        );
+        service
     }
 
     pub async fn spawn(self) -> TestApp {
@@ -426,15 +427,12 @@ impl TestApp {
     }
 
     async fn wait_for_keys(&self) {
-        for _ in 0..100 {
-            let response = self.get("/readyz").await;
-            let body = response.text().await.unwrap_or_default();
-            if !body.contains("signing keys") {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the service never loaded the test issuer's keys");
+        wait_for(Duration::from_secs(30), async || {
+            let body = self.get("/readyz").await.text().await.unwrap_or_default();
+            (!body.contains("signing keys")).then_some(())
+        })
+        .await
+        .expect("the service never loaded the test issuer's keys");
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -523,6 +521,25 @@ impl TestApp {
             "expected exactly one audit row for {request_id}, got {rows:?}"
         );
         rows.into_iter().next().unwrap()
+    }
+}
+
+/// Asks `check` again every 50 ms until it gives a value, or gives `None` once `timeout` has
+/// passed: how a test waits for something to happen, however slow the machine. The timeout
+/// only bounds a failing test; a passing one waits just as long as it must.
+pub async fn wait_for<T>(
+    timeout: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -55,7 +55,15 @@ fn regions_and_registries_multiply() {
     let rule = rule(r#"access = "push""#);
     let body = json!({"regions": ["us-east-1", "eu-west-1"], "registryIds": ["111122223333", "444455556666"], "access": "push"});
     let grant = rule.grant(&request(body), &claims()).unwrap();
-    assert_eq!(grant.endpoints.len(), 4);
+    assert_eq!(
+        hosts(&grant),
+        [
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com",
+            "444455556666.dkr.ecr.us-east-1.amazonaws.com",
+            "111122223333.dkr.ecr.eu-west-1.amazonaws.com",
+            "444455556666.dkr.ecr.eu-west-1.amazonaws.com",
+        ]
+    );
     assert!(grant.policy.as_str().contains("ecr:PutImage"));
     assert!(
         grant
