@@ -113,13 +113,7 @@ pub(super) fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut F
 fn sample_claims(template: &Template) -> Map<String, Value> {
     let mut claims = Value::Object(Map::new());
     for placeholder in template.placeholders() {
-        let path: Vec<String> = match placeholder.strip_prefix('/') {
-            Some(pointer) => pointer
-                .split('/')
-                .map(|p| p.replace("~1", "/").replace("~0", "~"))
-                .collect(),
-            None => vec![placeholder.to_owned()],
-        };
+        let path: Vec<&str> = placeholder.keys().collect();
         let mut node = &mut claims;
         for (depth, key) in path.iter().enumerate() {
             if !node.is_object() {
@@ -131,7 +125,7 @@ fn sample_claims(template: &Template) -> Map<String, Value> {
             } else {
                 Value::Object(Map::new())
             };
-            node = object.entry(key.clone()).or_insert(default);
+            node = object.entry(*key).or_insert(default);
         }
     }
     match claims {
@@ -174,3 +168,4 @@ pub(super) fn shadowed_rules(config: &Config, f: &mut Findings) {
         }
     }
 }
+
