@@ -4,6 +4,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::request_id::REQUEST_ID_HEADER;
+
 /// Where problem types are documented; a slug is appended.
 pub const PROBLEM_BASE: &str = "https://ecr-token-broker.dev/problems/";
 const PROBLEM_JSON: &str = "application/problem+json";
@@ -106,7 +108,7 @@ impl IntoResponse for Problem {
 pub async fn render_problems(request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
-        .get(crate::app::REQUEST_ID_HEADER)
+        .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
