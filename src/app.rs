@@ -29,7 +29,7 @@ use crate::audit::{self, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
-use crate::error::{Problem, render_problems};
+use crate::error::{Problem, ProblemType, render_problems};
 use crate::policy::{AuditAdmins, Rules};
 use crate::request_id::{REQUEST_ID_HEADER, drop_unusable_request_id};
 use crate::routes;
@@ -118,8 +118,7 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
     if size > limit {
         return Problem::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers-too-large",
-            "Request headers too large",
+            ProblemType::HeadersTooLarge,
             format!("request headers exceed {limit} bytes"),
         )
         .into_response();

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::error::Problem;
+use crate::error::{Problem, ProblemType};
 
 pub(super) fn router() -> Router<AppState> {
     Router::new()
@@ -42,8 +42,7 @@ async fn get_readyz(State(state): State<AppState>) -> Response {
     }
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "not-ready",
-        "Not ready",
+        ProblemType::NotReady,
         failing.join("; "),
     )
     .into_response()
