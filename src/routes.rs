@@ -3,6 +3,7 @@
 mod audit;
 mod ecr;
 mod health;
+mod json_object;
 mod meta;
 mod whoami;
 
