@@ -29,12 +29,10 @@ use crate::audit::{self, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
-use crate::error::{Problem, render_problems};
+use crate::error::{Problem, ProblemType, render_problems};
 use crate::policy::{AuditAdmins, Rules};
+use crate::request_id::{REQUEST_ID_HEADER, drop_unusable_request_id};
 use crate::routes;
-
-/// The request id header, set on every request and response.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Cheap, cloneable handles shared by every request.
 #[derive(Clone, FromRef)]
@@ -110,26 +108,6 @@ fn cors(origins: &[String]) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// A caller's request id is kept only if it is short and plain, so it cannot forge log
-/// lines or carry a secret into them; otherwise a fresh one is generated.
-async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
-    let usable = |v: &HeaderValue| {
-        (1..=128).contains(&v.len())
-            && v.as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-    };
-    if request.headers().get_all(REQUEST_ID_HEADER).iter().count() > 1
-        || request
-            .headers()
-            .get(REQUEST_ID_HEADER)
-            .is_some_and(|v| !usable(v))
-    {
-        request.headers_mut().remove(REQUEST_ID_HEADER);
-    }
-    next.run(request).await
-}
-
 /// Refuses header sections larger than the limit with 431.
 async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: Next) -> Response {
     let size: usize = request
@@ -140,8 +118,7 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
     if size > limit {
         return Problem::new(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers-too-large",
-            "Request headers too large",
+            ProblemType::HeadersTooLarge,
             format!("request headers exceed {limit} bytes"),
         )
         .into_response();

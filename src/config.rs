@@ -293,7 +293,7 @@ fn default_identity_template() -> Template {
 
 /// One claim pattern as written in the config: a string (exact, or a glob when it contains
 /// `*`, `?` or `[`), or `{ regex = "..." }` (anchored at both ends).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum ClaimPattern {
     /// Exact value or glob.
@@ -303,7 +303,7 @@ pub enum ClaimPattern {
 }
 
 /// `{ regex = "..." }`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegexPattern {
     /// The expression; it must match the whole value.
@@ -311,13 +311,16 @@ pub struct RegexPattern {
 }
 
 /// One pattern or a list of patterns, any of which may match.
+///
+/// The list is tried first: serde reads a struct from a sequence too, so `["v*"]` tried as
+/// one pattern would become the regex `v*`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum ClaimPatterns {
-    /// A single pattern.
-    One(ClaimPattern),
     /// Any of these patterns.
     AnyOf(Vec<ClaimPattern>),
+    /// A single pattern.
+    One(ClaimPattern),
 }
 
 impl ClaimPatterns {
@@ -413,5 +416,36 @@ impl Config {
         }
         validate::validate(&config)?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(toml_value: &str) -> Vec<ClaimPattern> {
+        let table: BTreeMap<String, ClaimPatterns> =
+            toml::from_str(&format!("claim = {toml_value}")).unwrap_or_else(|e| panic!("{e}"));
+        table["claim"].as_slice().to_vec()
+    }
+
+    fn regex(text: &str) -> ClaimPattern {
+        ClaimPattern::Regex(RegexPattern {
+            regex: text.to_owned(),
+        })
+    }
+
+    #[test]
+    fn claim_patterns_read_as_written() {
+        let text = |t: &str| ClaimPattern::Text(t.to_owned());
+        assert_eq!(patterns(r#""v*""#), [text("v*")]);
+        assert_eq!(patterns(r#"["v*"]"#), [text("v*")]);
+        assert_eq!(patterns(r#"{ regex = "v.*" }"#), [regex("v.*")]);
+        assert_eq!(patterns(r#"[{ regex = "v.*" }]"#), [regex("v.*")]);
+        assert_eq!(
+            patterns(r#"["main", { regex = "v.*" }]"#),
+            [text("main"), regex("v.*")]
+        );
+        assert_eq!(patterns("[]"), []);
     }
 }

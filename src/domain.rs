@@ -14,7 +14,9 @@ pub use partition::Partition;
 pub use region::Region;
 pub use registry_host::{EndpointKind, RegistryHost};
 pub use registry_id::RegistryId;
-pub use repository::{RepositoryPattern, is_repository_name};
+pub use repository::{
+    MAX_REPOSITORY_NAME_LEN, RepositoryPattern, is_repository_name, is_repository_name_text,
+};
 pub use role_arn::RoleArn;
 pub use session::{RoleSessionName, SessionDuration, SourceIdentity};
 

@@ -7,7 +7,7 @@
 
 mod problem;
 
-pub use problem::{PROBLEM_BASE, Problem, render_problems};
+pub use problem::{PROBLEM_BASE, Problem, ProblemType, render_problems};
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -108,71 +108,54 @@ impl ApiError {
     }
 
     fn problem(&self) -> Problem {
-        let (slug, title, detail) = match self {
-            Self::BadRequest(detail) => ("bad-request", "Malformed request", detail.clone()),
-            Self::PayloadTooLarge => (
-                "payload-too-large",
-                "Request body too large",
-                self.to_string(),
-            ),
-            Self::Unauthorized(e) => (
-                "invalid-token",
-                "Invalid or missing bearer token",
-                e.to_string(),
-            ),
+        let (kind, detail) = match self {
+            Self::BadRequest(detail) => (ProblemType::BadRequest, detail.clone()),
+            Self::PayloadTooLarge => (ProblemType::PayloadTooLarge, self.to_string()),
+            Self::Unauthorized(e) => (ProblemType::InvalidToken, e.to_string()),
             Self::NoMatchingRule => (
-                "forbidden",
-                "Not allowed",
+                ProblemType::Forbidden,
                 "the token is valid, but no rule maps its claims to a role".to_owned(),
             ),
-            Self::NotAllowed(refusal) => ("forbidden", "Not allowed", refusal.to_string()),
-            Self::RuleUnusable(detail) => ("forbidden", "Not allowed", detail.clone()),
+            Self::NotAllowed(refusal) => (ProblemType::Forbidden, refusal.to_string()),
+            Self::RuleUnusable(detail) => (ProblemType::Forbidden, detail.clone()),
             Self::NotAuditAdmin => (
-                "forbidden",
-                "Not allowed",
+                ProblemType::Forbidden,
                 "only audit admins may use this endpoint: the token's first matching rule is not one of the audit admin rules"
                     .to_owned(),
             ),
             Self::Aws(e) => match &e.kind {
                 AwsErrorKind::Throttled => (
-                    "aws-throttled",
-                    "AWS is throttling",
+                    ProblemType::AwsThrottled,
                     format!("AWS throttled {}; retry later", e.operation),
                 ),
                 AwsErrorKind::Timeout => (
-                    "aws-timeout",
-                    "AWS timed out",
+                    ProblemType::AwsTimeout,
                     format!("AWS did not answer {} in time", e.operation),
                 ),
                 AwsErrorKind::Refused { code } => (
-                    "aws-error",
-                    "AWS refused",
+                    ProblemType::AwsRefused,
                     format!("AWS refused {} ({code})", e.operation),
                 ),
                 AwsErrorKind::Unavailable => (
-                    "aws-error",
-                    "AWS failed",
+                    ProblemType::AwsFailed,
                     format!("AWS {} failed", e.operation),
                 ),
             },
             Self::AuditUnavailable(_) => (
-                "audit-unavailable",
-                "Audit log unavailable",
+                ProblemType::AuditUnavailable,
                 "the audit record could not be written, so no token was issued; retry later"
                     .to_owned(),
             ),
             Self::AuditUnreadable(_) => (
-                "audit-unavailable",
-                "Audit log unavailable",
+                ProblemType::AuditUnavailable,
                 "the audit log could not be read; retry later".to_owned(),
             ),
             Self::Internal(_) => (
-                "internal",
-                "Internal error",
+                ProblemType::Internal,
                 "an unexpected error occurred".to_owned(),
             ),
         };
-        Problem::new(self.status(), slug, title, detail)
+        Problem::new(self.status(), kind, detail)
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! A request to `POST /v1/ecr/authorization-token` travels through the modules in this order:
 //!
-//! 1. [`app`] — middleware: request id, tracing, CORS, size limits, timeouts; problem+json
-//!    rendering of every error ([`error`]).
+//! 1. [`app`] — middleware: request id ([`request_id`]), tracing, CORS, size limits,
+//!    timeouts; problem+json rendering of every error ([`error`]).
 //! 2. [`auth`] — the bearer JWT is verified against the keys of the issuer its `iss` names.
 //! 3. [`policy`] — the first rule whose claim matchers all match picks the role; the request
 //!    body may only narrow what that rule allows.
@@ -26,5 +26,6 @@ pub mod domain;
 pub mod error;
 pub mod issuance;
 pub mod policy;
+pub mod request_id;
 pub mod routes;
 pub mod telemetry;

@@ -4,6 +4,7 @@
 //! matcher of the rule matches. The request may then only narrow what the rule allows.
 
 mod audit_admins;
+mod claim_path;
 mod grant;
 mod matcher;
 mod request;
@@ -13,9 +14,9 @@ mod session_tags;
 mod template;
 
 pub use audit_admins::AuditAdmins;
+pub use claim_path::{ClaimPath, InvalidPointer, JsonPointer};
 pub use grant::{Denial, Grant, Refusal, SessionIdentity};
-pub use matcher::{ClaimMatcher, InvalidPattern};
-pub use matcher::{Mismatch, claim_value};
+pub use matcher::{ClaimMatcher, InvalidPattern, Mismatch};
 pub use request::{IssueRequest, MAX_ENDPOINTS, MAX_REPOSITORIES, Selection};
 pub use rule::{InvalidRule, Rule, Rules};
 pub use session_tags::{SessionTag, SessionTagTemplates};

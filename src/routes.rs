@@ -4,6 +4,7 @@ mod audit;
 mod ecr;
 mod endpoint;
 mod health;
+mod json_object;
 mod meta;
 mod whoami;
 

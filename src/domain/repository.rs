@@ -9,29 +9,37 @@ use super::InvalidValue;
 
 mod glob;
 
-/// ECR's grammar for repository names: `/`-separated components of lowercase letters and
-/// digits, joined inside a component by single `.`, `_` or `-`.
-static NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-        .expect("a valid regex")
-});
+/// ECR's grammar for repository names, whole text: `/`-separated components of `word`
+/// characters, joined inside a component by single `.`, `_` or `-`.
+fn grammar(word: &str) -> Regex {
+    let component = format!("{word}+(?:[._-]{word}+)*");
+    Regex::new(&format!(r"\A(?:{component}/)*{component}\z")).expect("a valid regex")
+}
+
+/// Names: lowercase letters and digits.
+static NAME: LazyLock<Regex> = LazyLock::new(|| grammar("[a-z0-9]"));
 
 /// The same grammar with `*` allowed wherever a letter or digit is. Separators stay literal,
 /// so a pattern cannot start or end with one or hold two in a row (`//`, `..`, `/.`), yet
 /// `*`, `team-a/*`, `team-*/api` and `*/api` are all fine.
-static PATTERN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:[a-z0-9*]+(?:[._-][a-z0-9*]+)*/)*[a-z0-9*]+(?:[._-][a-z0-9*]+)*$")
-        .expect("a valid regex")
-});
+static PATTERN: LazyLock<Regex> = LazyLock::new(|| grammar("[a-z0-9*]"));
 
-const MAX_LEN: usize = 256;
+/// The longest ECR repository name.
+pub const MAX_REPOSITORY_NAME_LEN: usize = 256;
+
+/// Whether `s` follows ECR's repository-name grammar, at any length and without wildcards.
+///
+/// Claim values are held to it before they are filled into a repository template, so a
+/// claim cannot widen the template with `*` or climb out of it with `..` or `/`. Such a part
+/// of a name, as in `team-{n}/*`, may be a single character; [`is_repository_name`] holds a
+/// whole name to ECR's length limits too.
+pub fn is_repository_name_text(s: &str) -> bool {
+    NAME.is_match(s)
+}
 
 /// Whether `s` is an ECR repository name: 2 to 256 characters of ECR's grammar, no wildcard.
-///
-/// Use it on claim values before substituting them into a repository template, so a claim
-/// cannot widen the template with `*` or climb out of it with `..` or `/`.
 pub fn is_repository_name(s: &str) -> bool {
-    (2..=MAX_LEN).contains(&s.len()) && NAME.is_match(s)
+    (2..=MAX_REPOSITORY_NAME_LEN).contains(&s.len()) && is_repository_name_text(s)
 }
 
 /// An ECR repository name, or a pattern of names in which `*` matches any sequence of
@@ -72,7 +80,7 @@ impl TryFrom<String> for RepositoryPattern {
 
     fn try_from(value: String) -> Result<Self, Self::Error> {
         let well_formed = if value.contains('*') {
-            value.len() <= MAX_LEN && PATTERN.is_match(&value)
+            value.len() <= MAX_REPOSITORY_NAME_LEN && PATTERN.is_match(&value)
         } else {
             is_repository_name(&value)
         };
@@ -195,6 +203,12 @@ mod tests {
         assert!(!is_repository_name("acme/*"));
         assert!(!is_repository_name("a"));
         assert!(!is_repository_name("acme/../api"));
+        // A part of a name only has to follow the grammar, at any length.
+        assert!(is_repository_name_text("a"));
+        assert!(is_repository_name_text(&"a".repeat(300)));
+        for bad in ["", "*", "a/", "a..b", "A", "a\n"] {
+            assert!(!is_repository_name_text(bad), "{bad:?}");
+        }
         assert!(!pattern("acme/api").has_wildcard());
         assert!(pattern("acme/*").has_wildcard());
     }

@@ -4,62 +4,111 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::request_id::REQUEST_ID_HEADER;
+
 /// Where problem types are documented; a slug is appended.
 pub const PROBLEM_BASE: &str = "https://ecr-token-broker.dev/problems/";
 const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The kinds of problem the service reports, each with the slug that ends its `type` and its
+/// title: the one table of them, which openapi.yaml documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemType {
+    /// 400, or any 4xx raised outside the handlers.
+    BadRequest,
+    /// 401.
+    InvalidToken,
+    /// 403.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 405.
+    MethodNotAllowed,
+    /// 413.
+    PayloadTooLarge,
+    /// 431.
+    HeadersTooLarge,
+    /// 500, or any 5xx raised outside the handlers.
+    Internal,
+    /// 502: AWS refused the call.
+    AwsRefused,
+    /// 502: AWS failed or answered with something unusable.
+    AwsFailed,
+    /// 503.
+    AuditUnavailable,
+    /// 503.
+    AwsThrottled,
+    /// 503, from the readiness check.
+    NotReady,
+    /// 504: an AWS call timed out.
+    AwsTimeout,
+    /// 504: the whole request timed out.
+    Timeout,
+}
+
+impl ProblemType {
+    /// The slug and the title.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::BadRequest => ("bad-request", "Malformed request"),
+            Self::InvalidToken => ("invalid-token", "Invalid or missing bearer token"),
+            Self::Forbidden => ("forbidden", "Not allowed"),
+            Self::NotFound => ("not-found", "Not found"),
+            Self::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
+            Self::PayloadTooLarge => ("payload-too-large", "Request body too large"),
+            Self::HeadersTooLarge => ("headers-too-large", "Request headers too large"),
+            Self::Internal => ("internal", "Internal error"),
+            Self::AwsRefused => ("aws-error", "AWS refused"),
+            Self::AwsFailed => ("aws-error", "AWS failed"),
+            Self::AuditUnavailable => ("audit-unavailable", "Audit log unavailable"),
+            Self::AwsThrottled => ("aws-throttled", "AWS is throttling"),
+            Self::NotReady => ("not-ready", "Not ready"),
+            Self::AwsTimeout => ("aws-timeout", "AWS timed out"),
+            Self::Timeout => ("timeout", "Request timed out"),
+        }
+    }
+}
 
 /// An RFC 9457 problem, before the request id is filled in.
 #[derive(Debug, Clone)]
 pub struct Problem {
     status: StatusCode,
-    slug: &'static str,
-    title: &'static str,
+    kind: ProblemType,
     detail: String,
 }
 
 impl Problem {
-    /// A problem of type `slug`.
-    pub fn new(
-        status: StatusCode,
-        slug: &'static str,
-        title: &'static str,
-        detail: impl Into<String>,
-    ) -> Self {
+    /// A problem of type `kind`.
+    pub fn new(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
         Self {
             status,
-            slug,
-            title,
+            kind,
             detail: detail.into(),
         }
     }
 
     /// The problem for an error response produced outside our handlers.
     fn for_status(status: StatusCode) -> Self {
-        let (slug, title, detail) = match status {
-            StatusCode::NOT_FOUND => ("not-found", "Not found", "no such endpoint"),
+        let (kind, detail) = match status {
+            StatusCode::NOT_FOUND => (ProblemType::NotFound, "no such endpoint"),
             StatusCode::METHOD_NOT_ALLOWED => (
-                "method-not-allowed",
-                "Method not allowed",
+                ProblemType::MethodNotAllowed,
                 "this endpoint does not take that method",
             ),
-            StatusCode::PAYLOAD_TOO_LARGE => (
-                "payload-too-large",
-                "Request body too large",
-                "request body is too large",
-            ),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                (ProblemType::PayloadTooLarge, "request body is too large")
+            }
             StatusCode::GATEWAY_TIMEOUT => (
-                "timeout",
-                "Request timed out",
+                ProblemType::Timeout,
                 "the request took too long and was abandoned",
             ),
             s if s.is_client_error() => (
-                "bad-request",
-                "Malformed request",
+                ProblemType::BadRequest,
                 "the request could not be understood",
             ),
-            _ => ("internal", "Internal error", "an unexpected error occurred"),
+            _ => (ProblemType::Internal, "an unexpected error occurred"),
         };
-        Self::new(status, slug, title, detail)
+        Self::new(status, kind, detail)
     }
 
     fn render(self, request_id: String, mut response: Response) -> Response {
@@ -72,9 +121,10 @@ impl Problem {
             detail: String,
             request_id: String,
         }
+        let (slug, title) = self.kind.names();
         let body = Body {
-            r#type: format!("{PROBLEM_BASE}{}", self.slug),
-            title: self.title,
+            r#type: format!("{PROBLEM_BASE}{slug}"),
+            title,
             status: self.status.as_u16(),
             detail: self.detail,
             request_id,
@@ -106,7 +156,7 @@ impl IntoResponse for Problem {
 pub async fn render_problems(request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
-        .get(crate::app::REQUEST_ID_HEADER)
+        .get(REQUEST_ID_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
@@ -123,4 +173,42 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
         return Problem::for_status(status).render(request_id, response);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_type_is_documented_with_its_slug_and_title() {
+        let contract = include_str!("../../openapi.yaml");
+        for kind in [
+            ProblemType::BadRequest,
+            ProblemType::InvalidToken,
+            ProblemType::Forbidden,
+            ProblemType::NotFound,
+            ProblemType::MethodNotAllowed,
+            ProblemType::PayloadTooLarge,
+            ProblemType::HeadersTooLarge,
+            ProblemType::Internal,
+            ProblemType::AwsRefused,
+            ProblemType::AwsFailed,
+            ProblemType::AuditUnavailable,
+            ProblemType::AwsThrottled,
+            ProblemType::NotReady,
+            ProblemType::AwsTimeout,
+            ProblemType::Timeout,
+        ] {
+            let (slug, title) = kind.names();
+            let row = contract
+                .lines()
+                .find(|line| line.trim_start().starts_with(&format!("| `{slug}` |")))
+                .unwrap_or_else(|| panic!("no row for {slug} in openapi.yaml"));
+            assert!(row.contains(&format!("`{title}`")), "{kind:?}: {row}");
+            assert!(
+                contract.contains(&format!("- {PROBLEM_BASE}{slug}\n")),
+                "{slug} is not in the type's enum"
+            );
+        }
+    }
 }

@@ -2,14 +2,23 @@ use globset::{Glob, GlobMatcher};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use super::{ClaimPath, InvalidPointer};
 use crate::config::ClaimPattern;
 
-/// A claim pattern that does not compile.
+/// A claim matcher that does not compile.
 #[derive(Debug, thiserror::Error)]
-#[error("pattern {pattern:?}: {reason}")]
-pub struct InvalidPattern {
-    pattern: String,
-    reason: String,
+pub enum InvalidPattern {
+    /// A pattern that does not compile.
+    #[error("pattern {pattern:?}: {reason}")]
+    Pattern {
+        /// The pattern as written.
+        pattern: String,
+        /// Why it does not compile.
+        reason: String,
+    },
+    /// The claim is a JSON pointer that does not parse.
+    #[error(transparent)]
+    Claim(#[from] InvalidPointer),
 }
 
 /// One compiled pattern.
@@ -22,7 +31,7 @@ enum Pattern {
 
 impl Pattern {
     fn new(pattern: &ClaimPattern) -> Result<Self, InvalidPattern> {
-        let invalid = |pattern: &str, reason: String| InvalidPattern {
+        let invalid = |pattern: &str, reason: String| InvalidPattern::Pattern {
             pattern: pattern.to_owned(),
             reason,
         };
@@ -71,7 +80,7 @@ pub struct Mismatch {
 /// Matches one claim of a token against any of its patterns.
 #[derive(Debug, Clone)]
 pub struct ClaimMatcher {
-    claim: String,
+    claim: ClaimPath,
     patterns: Vec<Pattern>,
 }
 
@@ -79,14 +88,8 @@ impl ClaimMatcher {
     /// Compiles the patterns for `claim` (a claim name, or a JSON pointer such as
     /// `/realm_access/roles`); any of them may match.
     pub fn new(claim: &str, patterns: &[ClaimPattern]) -> Result<Self, InvalidPattern> {
-        if claim.starts_with('/') && claim.split('/').skip(1).any(str::is_empty) {
-            return Err(InvalidPattern {
-                pattern: claim.to_owned(),
-                reason: "a JSON pointer needs a name between every pair of slashes".to_owned(),
-            });
-        }
         Ok(Self {
-            claim: claim.to_owned(),
+            claim: ClaimPath::parse(claim)?,
             patterns: patterns
                 .iter()
                 .map(Pattern::new)
@@ -96,7 +99,7 @@ impl ClaimMatcher {
 
     /// The claim this matcher reads.
     pub fn claim(&self) -> &str {
-        &self.claim
+        self.claim.as_str()
     }
 
     /// Whether the claims satisfy this matcher. A missing claim never matches; strings,
@@ -108,10 +111,12 @@ impl ClaimMatcher {
     /// Like [`ClaimMatcher::matches`], saying why not.
     pub fn explain(&self, claims: &Map<String, Value>) -> Result<(), Mismatch> {
         let mismatch = |reason: String| Mismatch {
-            claim: self.claim.clone(),
+            claim: self.claim.to_string(),
             reason,
         };
-        let value = claim_value(claims, &self.claim)
+        let value = self
+            .claim
+            .resolve(claims)
             .ok_or_else(|| mismatch("the token has no such claim".to_owned()))?;
         if self.matches_value(value) {
             return Ok(());
@@ -134,23 +139,6 @@ impl ClaimMatcher {
             Value::Null | Value::Object(_) => return false,
         };
         self.patterns.iter().any(|p| p.matches(&text))
-    }
-}
-
-/// A claim by name, or by RFC 6901 JSON pointer when it starts with `/`.
-pub fn claim_value<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    let Some(pointer) = name.strip_prefix('/') else {
-        return claims.get(name);
-    };
-    let (first, rest) = pointer
-        .split_once('/')
-        .map_or((pointer, ""), |(f, r)| (f, r));
-    let first = first.replace("~1", "/").replace("~0", "~");
-    let top = claims.get(&first)?;
-    if rest.is_empty() {
-        Some(top)
-    } else {
-        top.pointer(&format!("/{rest}"))
     }
 }
 
@@ -247,7 +235,14 @@ mod tests {
         assert!(!m.matches(&claims(json!({"realm_access": "ecr-push"}))));
         let escaped = matcher("/https:~1~1example.com~1team", &["platform"]);
         assert!(escaped.matches(&claims(json!({"https://example.com/team": "platform"}))));
-        assert!(ClaimMatcher::new("/a//b", &[text("x")]).is_err());
+        assert!(matches!(
+            ClaimMatcher::new("/a//b", &[text("x")]),
+            Err(InvalidPattern::Claim(_))
+        ));
+        assert!(matches!(
+            ClaimMatcher::new("/a~2", &[text("x")]),
+            Err(InvalidPattern::Claim(_))
+        ));
     }
 
     #[test]
@@ -268,7 +263,11 @@ mod tests {
 
     #[test]
     fn broken_patterns_are_refused() {
-        assert!(ClaimMatcher::new("sub", &[text("repo:[acme")]).is_err());
-        assert!(ClaimMatcher::new("sub", &[regex("(unclosed")]).is_err());
+        for broken in [text("repo:[acme"), regex("(unclosed")] {
+            assert!(matches!(
+                ClaimMatcher::new("sub", &[broken]),
+                Err(InvalidPattern::Pattern { .. })
+            ));
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::fmt;
 
 use serde::Deserialize;
 
-use placeholder::Placeholder;
+use super::ClaimPath;
 
 pub use render::RenderError;
 pub use value_rule::ValueRule;
@@ -31,8 +31,8 @@ pub struct Template {
 enum Part {
     /// Config-written text, with `{{` and `}}` already unescaped.
     Literal(String),
-    /// A placeholder, as written between the braces.
-    Claim(Placeholder),
+    /// A placeholder: the claim named between the braces.
+    Claim(ClaimPath),
 }
 
 /// A template that does not parse, with the 1-based column (in characters) of the problem.
@@ -82,7 +82,7 @@ impl Template {
                             }
                         }
                     }
-                    let placeholder = Placeholder::parse(&inner).map_err(|p| error(at, p))?;
+                    let placeholder = placeholder::parse(&inner).map_err(|p| error(at, p))?;
                     if !literal.is_empty() {
                         parts.push(Part::Literal(std::mem::take(&mut literal)));
                     }
@@ -105,10 +105,10 @@ impl Template {
         &self.text
     }
 
-    /// The placeholders in order, as written between the braces (names or pointers).
-    pub fn placeholders(&self) -> impl Iterator<Item = &str> {
+    /// The claims its placeholders name, in order.
+    pub fn placeholders(&self) -> impl Iterator<Item = &ClaimPath> {
         self.parts.iter().filter_map(|part| match part {
-            Part::Claim(p) => Some(p.as_str()),
+            Part::Claim(p) => Some(p),
             Part::Literal(_) => None,
         })
     }
@@ -157,7 +157,7 @@ mod tests {
         assert_eq!(t.as_str(), "ci-{actor}/{/realm_access/team}-x");
         assert_eq!(t.to_string(), t.as_str());
         assert_eq!(
-            t.placeholders().collect::<Vec<_>>(),
+            t.placeholders().map(ClaimPath::as_str).collect::<Vec<_>>(),
             ["actor", "/realm_access/team"]
         );
         assert_eq!(t.literal_text().collect::<Vec<_>>(), ["ci-", "/", "-x"]);
@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn doubled_braces_are_literal() {
         let t = Template::parse("{{x}}-{{{sub}}}").unwrap();
-        assert_eq!(t.placeholders().collect::<Vec<_>>(), ["sub"]);
+        assert_eq!(
+            t.placeholders().map(ClaimPath::as_str).collect::<Vec<_>>(),
+            ["sub"]
+        );
         assert_eq!(t.literal_text().collect::<Vec<_>>(), ["{x}-{", "}"]);
         assert_eq!(
             t.render(&claims(json!({"sub": "a"})), ValueRule::Any)
@@ -200,6 +203,7 @@ mod tests {
             ("é{é}", 2, "unknown placeholder \"é\""),
             ("{a{b}}", 3, "`{` inside a placeholder"),
             ("{/a~2}", 1, "`~` must be followed by `0` or `1`"),
+            ("x{/a//b}", 2, "every `/` must be followed by a name"),
         ] {
             let e = parse_error(text);
             assert_eq!(e.column, column, "{text}: {e}");

@@ -1,12 +1,11 @@
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 use tracing::Instrument;
 
 use super::RequestMeta;
+use super::json_object::{BodyRejection, JsonObject};
 use crate::app::AppState;
 use crate::audit::{AuditRecord, Outcome};
 use crate::auth::{AuthError, Caller};
@@ -26,11 +25,11 @@ async fn post_authorization_token(
     State(state): State<AppState>,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     // Runs to completion in its own task even when the client goes away or the request
     // times out, so that every decision that reached AWS is recorded.
-    let work = issue_and_record(state, meta, caller, parse_body(body));
+    let work = issue_and_record(state, meta, caller, issue_request(body));
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -68,23 +67,12 @@ async fn issue_and_record(
     }
 }
 
-/// An empty body means "everything the rule gives by default".
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<IssueRequest, ApiError> {
-    let bytes = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::BadRequest(rejection.body_text()),
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(IssueRequest::default());
-    }
-    // serde would also read the struct from a JSON array; the contract is an object.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::BadRequest(
-            "invalid request body: expected a JSON object".to_owned(),
-        ));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))
+/// An empty body means "everything the rule gives by default". A refused body is passed on
+/// rather than rejected here, so that the refusal is audited like any other.
+fn issue_request(
+    body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
+) -> Result<IssueRequest, ApiError> {
+    Ok(body?.map(|JsonObject(request)| request).unwrap_or_default())
 }
 
 #[derive(Serialize)]

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::AppState;
-use crate::error::Problem;
+use crate::error::{Problem, ProblemType};
 
 pub(super) fn router() -> super::Routes {
     super::Routes::new()
@@ -41,8 +41,7 @@ async fn get_readyz(State(state): State<AppState>) -> Response {
     }
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "not-ready",
-        "Not ready",
+        ProblemType::NotReady,
         failing.join("; "),
     )
     .into_response()

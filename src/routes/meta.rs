@@ -5,7 +5,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 
-use crate::app::REQUEST_ID_HEADER;
+use crate::request_id::REQUEST_ID_HEADER;
 
 /// Facts about the request that the audit log and response bodies need.
 #[derive(Debug, Clone)]

@@ -113,13 +113,7 @@ pub(super) fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut F
 fn sample_claims(template: &Template) -> Map<String, Value> {
     let mut claims = Value::Object(Map::new());
     for placeholder in template.placeholders() {
-        let path: Vec<String> = match placeholder.strip_prefix('/') {
-            Some(pointer) => pointer
-                .split('/')
-                .map(|p| p.replace("~1", "/").replace("~0", "~"))
-                .collect(),
-            None => vec![placeholder.to_owned()],
-        };
+        let path: Vec<&str> = placeholder.keys().collect();
         let mut node = &mut claims;
         for (depth, key) in path.iter().enumerate() {
             if !node.is_object() {
@@ -131,7 +125,7 @@ fn sample_claims(template: &Template) -> Map<String, Value> {
             } else {
                 Value::Object(Map::new())
             };
-            node = object.entry(key.clone()).or_insert(default);
+            node = object.entry(*key).or_insert(default);
         }
     }
     match claims {
@@ -154,9 +148,7 @@ pub(super) fn shadowed_rules(config: &Config, f: &mut Findings) {
                     let any_value =
                         matches!(patterns.as_slice(), [ClaimPattern::Text(t)] if t == "*");
                     match later.claims.get(claim) {
-                        Some(theirs) => {
-                            any_value || format!("{patterns:?}") == format!("{theirs:?}")
-                        }
+                        Some(theirs) => any_value || patterns.as_slice() == theirs.as_slice(),
                         // Every verified token has a string `sub`.
                         None => any_value && claim == "sub",
                     }
@@ -171,6 +163,72 @@ pub(super) fn shadowed_rules(config: &Config, f: &mut Findings) {
                     later.name, earlier.name
                 ),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shadowing findings for rules `a` and then `b` with these `claims` tables.
+    fn shadowing(a: &str, b: &str) -> Vec<(String, String)> {
+        let rule = |name: &str, claims: &str| {
+            format!(
+                "[[rules]]\nname = \"{name}\"\nissuer = \"ci\"\nclaims = {claims}\n\
+                 role_arn = \"arn:aws:iam::123456789012:role/ecr\"\nregions = [\"us-east-1\"]\n"
+            )
+        };
+        let text = format!(
+            "[database]\nurl = \"postgres://localhost/x\"\n[audit]\nfingerprint_key_id = \"k\"\n{}{}",
+            rule("a", a),
+            rule("b", b)
+        );
+        let config: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        let mut f = Findings::default();
+        shadowed_rules(&config, &mut f);
+        f.0
+    }
+
+    #[test]
+    fn a_rule_is_shadowed_by_an_earlier_one_with_the_same_patterns() {
+        for (a, b) in [
+            (r#"{ ref = "main" }"#, r#"{ ref = "main" }"#),
+            // One pattern, written alone or as a list of one, is the same pattern.
+            (r#"{ ref = "main" }"#, r#"{ ref = ["main"] }"#),
+            (
+                r#"{ ref = { regex = "m.*" } }"#,
+                r#"{ ref = [{ regex = "m.*" }] }"#,
+            ),
+            (r#"{ sub = "*" }"#, r#"{ ref = "main" }"#),
+            (r#"{ ref = "*" }"#, r#"{ ref = "main", sub = "x" }"#),
+        ] {
+            let findings = shadowing(a, b);
+            assert_eq!(findings.len(), 1, "{a} then {b}");
+            assert_eq!(findings[0].0, "rules[1]");
+            assert!(
+                findings[0]
+                    .1
+                    .contains("rule \"b\" can never match: rule \"a\""),
+                "{findings:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn different_patterns_do_not_shadow() {
+        for (a, b) in [
+            (r#"{ ref = "main" }"#, r#"{ ref = "dev" }"#),
+            // The same text as a glob and as a regex matches different values.
+            (r#"{ ref = "m*" }"#, r#"{ ref = { regex = "m*" } }"#),
+            (
+                r#"{ ref = ["main", "dev"] }"#,
+                r#"{ ref = ["dev", "main", "x"] }"#,
+            ),
+            (r#"{ ref = "main" }"#, r#"{ sub = "x" }"#),
+            (r#"{ ref = "*" }"#, r#"{ sub = "x" }"#),
+        ] {
+            assert_eq!(shadowing(a, b), [], "{a} then {b}");
         }
     }
 }

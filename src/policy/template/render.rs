@@ -2,9 +2,9 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::placeholder::Placeholder;
 use super::value_rule::aws_len;
 use super::{Part, Template, ValueRule};
+use crate::policy::ClaimPath;
 
 /// Why a template could not be filled in from a token's claims.
 ///
@@ -79,7 +79,7 @@ impl Template {
 
 /// The checked text a placeholder stands for.
 fn substitution<'a>(
-    placeholder: &Placeholder,
+    placeholder: &ClaimPath,
     claims: &'a Map<String, Value>,
     allowed: ValueRule,
 ) -> Result<Cow<'a, str>, RenderError> {

@@ -2,16 +2,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-/// The longest ECR repository name.
-const MAX_REPOSITORY_NAME_LEN: usize = 256;
+use crate::domain::{MAX_REPOSITORY_NAME_LEN, is_repository_name_text};
+
 /// The longest STS session tag value.
 pub(in crate::policy) const MAX_TAG_VALUE_LEN: usize = 256;
-
-/// ECR's own pattern for repository names, anchored to the whole text.
-static REPOSITORY_NAME: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\A(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*\z")
-        .expect("repository name pattern compiles")
-});
 
 /// STS's pattern for session tag keys and values, anchored to the whole text.
 static TAG_TEXT: LazyLock<Regex> = LazyLock::new(|| {
@@ -34,7 +28,9 @@ pub(in crate::policy) fn aws_len(text: &str) -> usize {
 /// What a claim value must look like before it is substituted into a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ValueRule {
-    /// Substituted values must be ECR repository names: `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*`, no `*`, `?`, `..`, uppercase, etc. A claim can never widen a repository pattern.
+    /// Substituted values must follow ECR's repository-name grammar
+    /// ([`is_repository_name_text`]): no `*`, `?`, `..`, uppercase, etc. A claim can never
+    /// widen a repository pattern.
     RepositoryName,
     /// Substituted values must fit STS session tag values: at most 256 chars of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`.
     TagValue,
@@ -56,7 +52,7 @@ impl ValueRule {
                 } else if value.contains(['*', '?', '[', ']']) {
                     // Named apart from the general case: a wildcard is the attack to spot.
                     Err("a wildcard is not a repository name")
-                } else if !REPOSITORY_NAME.is_match(value) {
+                } else if !is_repository_name_text(value) {
                     Err("not an ECR repository name (lowercase letters and digits, \
                          joined by single `.`, `_`, `-` or `/`)")
                 } else {

@@ -1,7 +1,4 @@
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -13,11 +10,12 @@ use crate::app::AppState;
 use crate::audit::chain::ChainedRow;
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
+use crate::routes::json_object::{BodyRejection, JsonObject, refused};
 use crate::routes::no_store_json;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct LookupRequest {
+pub(super) struct LookupRequest {
     authorization_token: SecretString,
 }
 
@@ -30,11 +28,11 @@ impl EcrToken {
         // Base64 has no whitespace, so trimming cannot turn one token into another.
         let text = token.expose_secret().trim_ascii();
         if text.is_empty() {
-            return Err(bad_body("authorizationToken must not be empty"));
+            return Err(refused("authorizationToken must not be empty"));
         }
         let decoded = STANDARD.decode(text).unwrap_or_default();
         if !decoded.starts_with(b"AWS:") || decoded.len() == 4 {
-            return Err(bad_body(
+            return Err(refused(
                 "authorizationToken is not an ECR authorization token (base64 of AWS:<password>, as authorizationData returns it)",
             ));
         }
@@ -42,32 +40,13 @@ impl EcrToken {
     }
 }
 
-fn bad_body(why: &str) -> ApiError {
-    ApiError::BadRequest(format!("invalid request body: {why}"))
-}
-
 /// Reads `{"authorizationToken": "..."}`. The messages never quote the body: it holds a
-/// credential, and serde's messages quote string values.
-fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<EcrToken, ApiError> {
-    let bytes = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::BadRequest(rejection.body_text()),
-    })?;
-    let expected =
-        "expected a JSON object with exactly one field, authorizationToken, holding a string";
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(bad_body(expected));
-    }
-    let request: LookupRequest = serde_json::from_slice(&bytes).map_err(|e| {
-        if e.is_data() {
-            bad_body(expected)
-        } else {
-            bad_body(&format!(
-                "not valid JSON (at line {} column {})",
-                e.line(),
-                e.column()
-            ))
-        }
+/// credential.
+fn token(body: Result<JsonObject<LookupRequest>, BodyRejection>) -> Result<EcrToken, ApiError> {
+    let JsonObject(request) = body.map_err(|rejection| {
+        rejection.quoting_nothing(
+            "expected a JSON object with exactly one field, authorizationToken, holding a string",
+        )
     })?;
     EcrToken::parse(&request.authorization_token)
 }
@@ -125,12 +104,12 @@ pub(super) async fn post_lookup(
     State(state): State<AppState>,
     meta: RequestMeta,
     reader: AuditReader,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<JsonObject<LookupRequest>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     if !reader.admin {
         return Err(ApiError::NotAuditAdmin);
     }
-    let token = parse_body(body)?;
+    let token = token(body)?;
     let fingerprints = state.fingerprinters.all(token.0.expose_secret());
     drop(token);
     let rows = state
@@ -156,30 +135,34 @@ pub(super) async fn post_lookup(
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+    use axum::extract::{FromRequest, Request};
+
     use super::*;
 
     const TOKEN: &str = "QVdTOnNlY3JldC1wYXNzd29yZA=="; // AWS:secret-password
 
-    fn parse(body: &str) -> Result<String, String> {
-        parse_body(Ok(Bytes::from(body.to_owned())))
+    async fn parse(body: &str) -> Result<String, String> {
+        let body = JsonObject::from_request(Request::new(Body::from(body.to_owned())), &()).await;
+        token(body)
             .map(|t| t.0.expose_secret().to_owned())
             .map_err(|e| e.to_string())
     }
 
-    #[test]
-    fn reads_the_token_as_ecr_returned_it() {
+    #[tokio::test]
+    async fn reads_the_token_as_ecr_returned_it() {
         assert_eq!(
-            parse(&format!(r#"{{"authorizationToken": "{TOKEN}"}}"#)),
+            parse(&format!(r#"{{"authorizationToken": "{TOKEN}"}}"#)).await,
             Ok(TOKEN.to_owned())
         );
         assert_eq!(
-            parse(&format!(r#" {{"authorizationToken": " {TOKEN}\n"}}"#)),
+            parse(&format!(r#" {{"authorizationToken": " {TOKEN}\n"}}"#)).await,
             Ok(TOKEN.to_owned())
         );
     }
 
-    #[test]
-    fn refusals_never_quote_the_body() {
+    #[tokio::test]
+    async fn refusals_never_quote_the_body() {
         let bodies = [
             format!(r#""{TOKEN}""#),
             format!(r#"["{TOKEN}"]"#),
@@ -195,7 +178,7 @@ mod tests {
             String::new(),
         ];
         for body in bodies {
-            let error = parse(&body).unwrap_err();
+            let error = parse(&body).await.unwrap_err();
             assert!(
                 error.starts_with("invalid request body: "),
                 "{body}: {error}"
