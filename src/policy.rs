@@ -17,6 +17,9 @@ pub use grant::{Denial, Grant, Refusal, SessionIdentity};
 pub use matcher::{ClaimMatcher, InvalidPattern};
 pub use matcher::{Mismatch, claim_value};
 pub use request::{IssueRequest, MAX_ENDPOINTS, MAX_REPOSITORIES, Selection};
+/// A minimal rule config, for other modules' unit tests.
+#[cfg(test)]
+pub(crate) use rule::tests::rule_config;
 pub use rule::{InvalidRule, Rule, Rules};
 pub use session_tags::{SessionTag, SessionTagTemplates};
 pub use template::{RenderError, Template, TemplateError, ValueRule};

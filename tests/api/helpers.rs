@@ -110,6 +110,7 @@ pub struct TestAppBuilder {
     admin_rules: Vec<String>,
     fingerprint_key: (String, String),
     previous_fingerprint_keys: Vec<(String, String)>,
+    extra_config: String,
 }
 
 impl TestAppBuilder {
@@ -182,6 +183,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// TOML appended to the config file, such as `[rate_limit]` or `[aws.ecr_ceiling]`
+    /// tables.
+    pub fn extra_config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self
+    }
+
     /// An environment variable as `Config::parse` sees it (the process environment is left
     /// alone, since tests run in parallel).
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -248,6 +256,7 @@ algorithms = ["RS256", "ES256", "EdDSA"]
 jwks_min_refresh_interval_secs = 1
 {extra_issuers}
 {rules}
+{extra_config}
 "#,
             timeout = self.operation_timeout_secs,
             fingerprint_key_id = self.fingerprint_key.0,
@@ -257,6 +266,7 @@ jwks_min_refresh_interval_secs = 1
             issuer_url = issuer.url,
             issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
             rules = self.rules,
+            extra_config = self.extra_config,
         );
         Prepared {
             text,
@@ -361,7 +371,7 @@ jwks_min_refresh_interval_secs = 1
                 .unwrap(),
             database_url,
             moto,
-            _proxy: proxy,
+            proxy,
             issuer,
             _shutdown: shutdown,
         };
@@ -397,7 +407,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub database_url: String,
     pub moto: Moto,
-    _proxy: Option<FaultProxy>,
+    proxy: Option<FaultProxy>,
     pub issuer: TestIssuer,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -418,11 +428,17 @@ impl TestApp {
             admin_rules: Vec::new(),
             fingerprint_key: ("test-key".to_owned(), FINGERPRINT_KEY.to_owned()),
             previous_fingerprint_keys: Vec::new(),
+            extra_config: String::new(),
         }
     }
 
     pub async fn spawn() -> Self {
         Self::builder().spawn().await
+    }
+
+    /// The fault proxy in front of moto, when the builder asked for one.
+    pub fn proxy(&self) -> &FaultProxy {
+        self.proxy.as_ref().expect("built with .fault(...)")
     }
 
     async fn wait_for_keys(&self) {
