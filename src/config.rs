@@ -235,12 +235,14 @@ pub struct RateLimitConfig {
 }
 
 impl Default for RateLimitConfig {
-    /// A CI fleet often shares one subject (GitHub's `sub` names the repository and ref),
-    /// so the default allows a wide burst and a steady rate well above any honest caller's.
+    /// A CI fleet often shares one subject (GitHub's `sub` names the repository and ref, so
+    /// a 256-job matrix is one caller), so the default burst takes a whole matrix at once
+    /// and the steady rate stays well above any honest caller's, while a runaway loop is
+    /// held to it.
     fn default() -> Self {
         Self {
-            per_second: 10.0,
-            burst: 100,
+            per_second: 20.0,
+            burst: 300,
         }
     }
 }

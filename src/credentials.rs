@@ -1,6 +1,6 @@
 //! AWS behind a small, typed surface: STS `AssumeRole`, then ECR `GetAuthorizationToken`
 //! with exactly the credentials that `AssumeRole` returned. Every call passes the upstream
-//! [`ceiling`] first.
+//! ceiling (`ceiling.rs`) first.
 //!
 //! The SDK config comes from the standard chain (environment, profiles, web identity,
 //! container and instance roles), including `AWS_ENDPOINT_URL`, so the same code runs

@@ -6,9 +6,9 @@
 //! 1. [`app`] — middleware: request id, tracing, CORS, size limits, timeouts; problem+json
 //!    rendering of every error ([`error`]).
 //! 2. [`auth`] — the bearer JWT is verified against the keys of the issuer its `iss` names.
-//! 3. [`policy`] — the first rule whose claim matchers all match picks the role; the request
-//!    body may only narrow what that rule allows.
-//!    [`rate_limit`] then takes one request from the caller's token bucket (429 when empty).
+//! 3. [`policy`] — the first rule whose claim matchers all match picks the role;
+//!    [`rate_limit`] takes one request from the caller's token bucket (429 when empty); the
+//!    request body may only narrow what that rule allows.
 //! 4. [`credentials`] — STS `AssumeRole` with the caller's identity on the session, then ECR
 //!    `GetAuthorizationToken` with exactly those temporary credentials, each call held to
 //!    the upstream ceiling (503 when AWS would be called too much).

@@ -110,8 +110,27 @@ pub struct TestAppBuilder {
     admin_rules: Vec<String>,
     fingerprint_key: (String, String),
     previous_fingerprint_keys: Vec<(String, String)>,
-    extra_config: String,
+    limits: String,
 }
+
+/// Limits far above what any test sends, so that only the tests about limits meet them
+/// (moto in a debug build answers far slower than AWS, so production ceilings would refuse
+/// calls that AWS would serve).
+const GENEROUS_LIMITS: &str = r#"
+[aws.ecr_ceiling]
+max_concurrent = 10000
+per_second = 100000
+max_wait_ms = 10000
+
+[aws.sts_ceiling]
+max_concurrent = 10000
+per_second = 100000
+max_wait_ms = 10000
+
+[rate_limit]
+per_second = 100000
+burst = 100000
+"#;
 
 impl TestAppBuilder {
     pub fn rules(mut self, toml: &str) -> Self {
@@ -183,10 +202,11 @@ impl TestAppBuilder {
         self
     }
 
-    /// TOML appended to the config file, such as `[rate_limit]` or `[aws.ecr_ceiling]`
-    /// tables.
-    pub fn extra_config(mut self, toml: &str) -> Self {
-        self.extra_config.push_str(toml);
+    /// The `[rate_limit]`, `[aws.ecr_ceiling]` and `[aws.sts_ceiling]` tables, instead of
+    /// generous ones that no other test reaches; a table left out takes the service's
+    /// defaults.
+    pub fn limits(mut self, toml: &str) -> Self {
+        self.limits = toml.to_owned();
         self
     }
 
@@ -256,7 +276,7 @@ algorithms = ["RS256", "ES256", "EdDSA"]
 jwks_min_refresh_interval_secs = 1
 {extra_issuers}
 {rules}
-{extra_config}
+{limits}
 "#,
             timeout = self.operation_timeout_secs,
             fingerprint_key_id = self.fingerprint_key.0,
@@ -266,7 +286,7 @@ jwks_min_refresh_interval_secs = 1
             issuer_url = issuer.url,
             issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
             rules = self.rules,
-            extra_config = self.extra_config,
+            limits = self.limits,
         );
         Prepared {
             text,
@@ -428,7 +448,7 @@ impl TestApp {
             admin_rules: Vec::new(),
             fingerprint_key: ("test-key".to_owned(), FINGERPRINT_KEY.to_owned()),
             previous_fingerprint_keys: Vec::new(),
-            extra_config: String::new(),
+            limits: GENEROUS_LIMITS.to_owned(),
         }
     }
 

@@ -25,7 +25,7 @@ fn header(response: &reqwest::Response, name: &str) -> String {
 #[tokio::test]
 async fn a_caller_over_its_limit_gets_429_with_rate_limit_fields_and_others_are_unaffected() {
     let app = TestApp::builder()
-        .extra_config("[rate_limit]\nper_second = 0.01\nburst = 2\n")
+        .limits("[rate_limit]\nper_second = 0.01\nburst = 2\n")
         .spawn()
         .await;
     let alice = token_of(&app, "repo:acme/api:alice");
@@ -74,7 +74,7 @@ rate_limit = {{ per_second = 0.01, burst = 1 }}
     );
     let app = TestApp::builder()
         .rules(&rules)
-        .extra_config("[rate_limit]\nper_second = 0.01\nburst = 3\n")
+        .limits("[rate_limit]\nper_second = 0.01\nburst = 3\n")
         .spawn()
         .await;
     let nightly = app.issuer.token().claim("ref", "refs/heads/nightly").sign();
@@ -151,7 +151,7 @@ async fn assert_a_burst_is_held_at(ceiling: &str, operation: Operation, name: &s
             operation,
             delay: Duration::from_millis(800),
         })
-        .extra_config(&format!(
+        .limits(&format!(
             "[aws.{ceiling}]\nmax_concurrent = 1\nper_second = 1000\nmax_wait_ms = 100\n"
         ))
         .spawn()
@@ -183,9 +183,7 @@ async fn a_calls_per_second_ceiling_spreads_a_burst_out_within_the_wait() {
     // Two calls a second, and a wait long enough for the second cell but not the rest.
     let app = TestApp::builder()
         .fault(Fault::RealisticExpiry)
-        .extra_config(
-            "[aws.sts_ceiling]\nmax_concurrent = 100\nper_second = 2\nmax_wait_ms = 700\n",
-        )
+        .limits("[aws.sts_ceiling]\nmax_concurrent = 100\nper_second = 2\nmax_wait_ms = 700\n")
         .spawn()
         .await;
 
