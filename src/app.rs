@@ -31,6 +31,7 @@ use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::policy::{AuditAdmins, Rules};
+use crate::rate_limit::RateLimits;
 use crate::request_id::{REQUEST_ID_HEADER, drop_unusable_request_id};
 use crate::routes;
 
@@ -45,6 +46,8 @@ pub struct AppState {
     pub rules: Arc<Rules>,
     /// Which rules' callers administer the audit log.
     pub audit_admins: Arc<AuditAdmins>,
+    /// Each caller's token bucket on the issuing endpoint.
+    pub rate_limits: Arc<RateLimits>,
     /// STS and ECR.
     pub aws: Aws,
     /// The audit table.
@@ -104,6 +107,8 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static(REQUEST_ID_HEADER),
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
+            HeaderName::from_static("ratelimit"),
+            HeaderName::from_static("ratelimit-policy"),
         ])
         .max_age(Duration::from_secs(600))
 }
@@ -149,7 +154,7 @@ impl Application {
         let verifier = Arc::new(Verifier::new(&config.issuers, &http)?);
         let background = verifier.spawn_key_refresh();
         let rules = Rules::compile(&config.rules).context("compiling rules")?;
-        let aws = Aws::new(sdk, Duration::from_secs(config.aws.operation_timeout_secs))?;
+        let aws = Aws::new(sdk, &config.aws)?;
         let (writer, writer_task) = AuditWriter::spawn(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
@@ -161,8 +166,10 @@ impl Application {
                 wait: Duration::from_secs(config.database.acquire_timeout_secs + 5),
             },
         );
+        let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, &config.rules));
         let mut background = background;
         background.push(writer_task);
+        background.push(rate_limits.spawn_sweeper());
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
@@ -175,6 +182,7 @@ impl Application {
             server: Arc::new(config.server),
             verifier,
             rules: Arc::new(rules),
+            rate_limits,
             audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             aws,
             audit: AuditLog::new(writer, pool),

@@ -52,6 +52,9 @@ pub struct Config {
     /// Ordered mapping rules from claims to roles; the first match wins.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+    /// Each caller's token bucket on the issuing endpoint; a rule may set its own.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
 }
 
 /// `[server]`
@@ -181,12 +184,65 @@ impl fmt::Debug for AuditConfig {
 pub struct AwsConfig {
     /// Per AWS operation, retries included; beyond it the caller gets 504.
     pub operation_timeout_secs: u64,
+    /// `[aws.ecr_ceiling]`: GetAuthorizationToken calls per AWS account and region.
+    pub ecr_ceiling: CeilingConfig,
+    /// `[aws.sts_ceiling]`: AssumeRole calls, all made with the broker's own account.
+    pub sts_ceiling: CeilingConfig,
 }
 
 impl Default for AwsConfig {
     fn default() -> Self {
         Self {
             operation_timeout_secs: 10,
+            // Per replica, well below AWS's default quotas (ECR GetAuthorizationToken and
+            // STS both allow hundreds per second per account and region), so a few replicas
+            // together still stay under them.
+            ecr_ceiling: CeilingConfig {
+                max_concurrent: 16,
+                per_second: 50,
+                max_wait_ms: 1000,
+            },
+            sts_ceiling: CeilingConfig {
+                max_concurrent: 32,
+                per_second: 100,
+                max_wait_ms: 1000,
+            },
+        }
+    }
+}
+
+/// The most calls the broker makes to one AWS API at once and per second; a call beyond
+/// it waits up to `max_wait_ms`, then fails with 503 and `Retry-After`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeilingConfig {
+    /// Calls in flight at once.
+    pub max_concurrent: u32,
+    /// Calls started per second (also the burst allowed after a quiet second).
+    pub per_second: u32,
+    /// How long a call may wait for room before it is refused.
+    pub max_wait_ms: u64,
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second, sustained; fractions allowed (0.1 is one every ten seconds).
+    pub per_second: f64,
+    /// Requests allowed at once after a quiet period.
+    pub burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    /// A CI fleet often shares one subject (GitHub's `sub` names the repository and ref, so
+    /// a 256-job matrix is one caller), so the default burst takes a whole matrix at once
+    /// and the steady rate stays well above any honest caller's, while a runaway loop is
+    /// held to it.
+    fn default() -> Self {
+        Self {
+            per_second: 20.0,
+            burst: 300,
         }
     }
 }
@@ -285,6 +341,8 @@ pub struct RuleConfig {
     pub transitive_tag_keys: Vec<String>,
     /// `ExternalId` passed to AssumeRole when the role's trust policy requires one.
     pub external_id: Option<String>,
+    /// This rule's callers' token bucket instead of `[rate_limit]`'s.
+    pub rate_limit: Option<RateLimitConfig>,
 }
 
 fn default_identity_template() -> Template {

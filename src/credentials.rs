@@ -1,18 +1,25 @@
 //! AWS behind a small, typed surface: STS `AssumeRole`, then ECR `GetAuthorizationToken`
-//! with exactly the credentials that `AssumeRole` returned.
+//! with exactly the credentials that `AssumeRole` returned. Every call passes the upstream
+//! ceiling (`ceiling.rs`) first.
 //!
 //! The SDK config comes from the standard chain (environment, profiles, web identity,
 //! container and instance roles), including `AWS_ENDPOINT_URL`, so the same code runs
 //! against AWS and against a local emulator.
 
+mod ceiling;
 mod ecr;
 mod error;
 mod sts;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
+
+use crate::config::AwsConfig;
+use crate::domain::Region;
+use ceiling::Ceiling;
 
 pub use ecr::{AuthorizationData, EcrToken};
 pub use error::{AwsError, AwsErrorKind};
@@ -24,11 +31,18 @@ pub struct Aws {
     sdk: SdkConfig,
     sts: aws_sdk_sts::Client,
     timeouts: TimeoutConfig,
+    /// AssumeRole: one lane, since every call is made with the broker's own account.
+    sts_ceiling: Arc<Ceiling<()>>,
+    /// GetAuthorizationToken: one lane per assumed role's account and region, the unit AWS
+    /// throttles by.
+    ecr_ceiling: Arc<Ceiling<(Option<String>, Region)>>,
 }
 
 impl Aws {
-    /// Builds the clients; every call, retries included, is bounded by `operation_timeout`.
-    pub fn new(sdk: SdkConfig, operation_timeout: Duration) -> anyhow::Result<Self> {
+    /// Builds the clients; every call, retries included, is bounded by the operation
+    /// timeout, and held to the configured ceilings.
+    pub fn new(sdk: SdkConfig, config: &AwsConfig) -> anyhow::Result<Self> {
+        let operation_timeout = Duration::from_secs(config.operation_timeout_secs);
         anyhow::ensure!(
             sdk.region().is_some(),
             "no AWS region is configured: set AWS_REGION (STS is called in that region)"
@@ -44,6 +58,8 @@ impl Aws {
             sts: aws_sdk_sts::Client::from_conf(sts_config),
             sdk,
             timeouts,
+            sts_ceiling: Arc::new(Ceiling::new(config.sts_ceiling)),
+            ecr_ceiling: Arc::new(Ceiling::new(config.ecr_ceiling)),
         })
     }
 

@@ -9,6 +9,8 @@ mod problem;
 
 pub use problem::{PROBLEM_BASE, Problem, ProblemType, render_problems};
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -16,6 +18,7 @@ use crate::audit::{AuditError, Outcome};
 use crate::auth::AuthError;
 use crate::credentials::{AwsError, AwsErrorKind};
 use crate::policy::{Denial, Refusal};
+use crate::rate_limit::RateLimited;
 
 /// Seconds a caller should wait after a 503 before retrying.
 const RETRY_AFTER_SECS: &str = "5";
@@ -44,7 +47,11 @@ pub enum ApiError {
     /// 403: the endpoint is for audit admins, and the caller's rule is not an admin rule.
     #[error("only audit admins may use this endpoint")]
     NotAuditAdmin,
-    /// 502, 503 (throttled, with Retry-After) or 504 (timeout): AWS failed.
+    /// 429 with Retry-After and the RateLimit fields: the caller is over its rate limit.
+    #[error("{0}")]
+    RateLimited(#[from] RateLimited),
+    /// 502, 503 (throttled or the upstream ceiling reached, with Retry-After) or 504
+    /// (timeout): AWS failed, or the call was held back.
     #[error("{0}")]
     Aws(#[from] AwsError),
     /// 503 with Retry-After: the audit record could not be committed, so nothing was issued.
@@ -69,8 +76,11 @@ impl ApiError {
             | Self::NotAllowed(_)
             | Self::RuleUnusable(_)
             | Self::NotAuditAdmin => StatusCode::FORBIDDEN,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Aws(e) => match e.kind {
-                AwsErrorKind::Throttled => StatusCode::SERVICE_UNAVAILABLE,
+                AwsErrorKind::Throttled | AwsErrorKind::Ceiling { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 AwsErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 AwsErrorKind::Refused { .. } | AwsErrorKind::Unavailable => StatusCode::BAD_GATEWAY,
             },
@@ -98,8 +108,10 @@ impl ApiError {
             Self::NotAllowed(_) => "not_allowed".to_owned(),
             Self::RuleUnusable(_) => "rule_unusable".to_owned(),
             Self::NotAuditAdmin => "not_audit_admin".to_owned(),
+            Self::RateLimited(_) => "rate_limited".to_owned(),
             Self::Aws(e) => match &e.kind {
                 AwsErrorKind::Refused { code } => format!("aws_refused:{}:{code}", e.operation),
+                AwsErrorKind::Ceiling { .. } => format!("upstream_ceiling:{}", e.operation),
                 kind => format!("aws_{}:{}", kind_slug(kind), e.operation),
             },
             Self::AuditUnavailable(_) | Self::AuditUnreadable(_) => "audit_unavailable".to_owned(),
@@ -123,6 +135,7 @@ impl ApiError {
                 "only audit admins may use this endpoint: the token's first matching rule is not one of the audit admin rules"
                     .to_owned(),
             ),
+            Self::RateLimited(limited) => (ProblemType::RateLimited, limited.to_string()),
             Self::Aws(e) => match &e.kind {
                 AwsErrorKind::Throttled => (
                     ProblemType::AwsThrottled,
@@ -139,6 +152,14 @@ impl ApiError {
                 AwsErrorKind::Unavailable => (
                     ProblemType::AwsFailed,
                     format!("AWS {} failed", e.operation),
+                ),
+                AwsErrorKind::Ceiling { retry_after } => (
+                    ProblemType::UpstreamCeiling,
+                    format!(
+                        "the broker's limit on {} calls to AWS is reached, so this one was not sent; retry in {} s",
+                        e.operation,
+                        whole_seconds(*retry_after)
+                    ),
                 ),
             },
             Self::AuditUnavailable(_) => (
@@ -175,6 +196,7 @@ fn kind_slug(kind: &AwsErrorKind) -> &'static str {
         AwsErrorKind::Throttled => "throttled",
         AwsErrorKind::Refused { .. } => "refused",
         AwsErrorKind::Unavailable => "unavailable",
+        AwsErrorKind::Ceiling { .. } => "ceiling",
     }
 }
 
@@ -213,10 +235,27 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(RETRY_AFTER_SECS),
                 );
             }
+            Self::Aws(AwsError {
+                kind: AwsErrorKind::Ceiling { retry_after },
+                ..
+            }) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(whole_seconds(*retry_after)),
+                );
+            }
+            Self::RateLimited(limited) => headers.extend(limited.headers()),
             _ => {}
         }
         response
     }
+}
+
+/// A wait in whole seconds, as `Retry-After` and the `RateLimit` fields carry it: rounded
+/// up, and never 0, which would invite a retry straight into the same refusal.
+pub fn whole_seconds(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 /// The error and its causes, `: `-separated, for the one log line a failure gets.
@@ -234,5 +273,18 @@ fn chain(error: &dyn std::error::Error) -> String {
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         ApiError::from(self).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_round_up_to_whole_seconds_and_never_to_zero() {
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_secs(2)), 2);
+        assert_eq!(whole_seconds(Duration::from_millis(2001)), 3);
     }
 }

@@ -28,6 +28,7 @@ pub async fn issue(
         .ok_or(ApiError::NoMatchingRule)?;
     record.rule = Some(rule.name.clone());
     record.role_arn = Some(rule.role_arn.to_string());
+    state.rate_limits.check(&caller, rule)?;
     let grant = rule.grant(&request, &caller.claims)?;
     record.grant(&grant);
 

@@ -6,10 +6,12 @@
 //! 1. [`app`] — middleware: request id ([`request_id`]), tracing, CORS, size limits,
 //!    timeouts; problem+json rendering of every error ([`error`]).
 //! 2. [`auth`] — the bearer JWT is verified against the keys of the issuer its `iss` names.
-//! 3. [`policy`] — the first rule whose claim matchers all match picks the role; the request
-//!    body may only narrow what that rule allows.
+//! 3. [`policy`] — the first rule whose claim matchers all match picks the role;
+//!    [`rate_limit`] takes one request from the caller's token bucket (429 when empty); the
+//!    request body may only narrow what that rule allows.
 //! 4. [`credentials`] — STS `AssumeRole` with the caller's identity on the session, then ECR
-//!    `GetAuthorizationToken` with exactly those temporary credentials.
+//!    `GetAuthorizationToken` with exactly those temporary credentials, each call held to
+//!    the upstream ceiling (503 when AWS would be called too much).
 //! 5. [`audit`] — the decision is committed to Postgres before any token is returned; if it
 //!    cannot be, the caller gets 503 and no token.
 //!
@@ -26,6 +28,7 @@ pub mod domain;
 pub mod error;
 pub mod issuance;
 pub mod policy;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 pub mod telemetry;

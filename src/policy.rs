@@ -18,6 +18,9 @@ pub use claim_path::{ClaimPath, InvalidPointer, JsonPointer};
 pub use grant::{Denial, Grant, Refusal, SessionIdentity};
 pub use matcher::{ClaimMatcher, InvalidPattern, Mismatch};
 pub use request::{IssueRequest, MAX_ENDPOINTS, MAX_REPOSITORIES, Selection};
+/// A minimal rule config, for other modules' unit tests.
+#[cfg(test)]
+pub(crate) use rule::tests::rule_config;
 pub use rule::{InvalidRule, Rule, Rules};
 pub use session_tags::{SessionTag, SessionTagTemplates};
 pub use template::{RenderError, Template, TemplateError, ValueRule};

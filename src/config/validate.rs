@@ -1,5 +1,6 @@
 //! Checks that serde's types cannot express: cross-references, sizes, exclusive options.
 
+mod limits;
 mod rules;
 
 use std::collections::HashSet;
@@ -105,6 +106,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
         rules::rule_entry(rule, &at, config, &mut f);
     }
     rules::shadowed_rules(config, &mut f);
+    limits::limits(config, &mut f);
     if f.0.is_empty() {
         Ok(())
     } else {

@@ -96,6 +96,14 @@ impl Aws {
         registry_ids: &[RegistryId],
     ) -> Result<Vec<AuthorizationData>, AwsError> {
         const OPERATION: &str = "GetAuthorizationToken";
+        let account = session
+            .credentials
+            .account_id()
+            .map(|a| a.as_str().to_owned());
+        let _admitted = self
+            .ecr_ceiling
+            .admit(&(account, region.clone()), OPERATION)
+            .await?;
         let config = aws_sdk_ecr::config::Builder::from(&self.sdk)
             .region(aws_sdk_ecr::config::Region::new(region.to_string()))
             .credentials_provider(session.credentials.clone())

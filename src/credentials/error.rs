@@ -1,4 +1,5 @@
 use std::fmt;
+use std::time::Duration;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -18,6 +19,12 @@ pub enum AwsErrorKind {
     },
     /// AWS could not be reached, or answered with something unusable.
     Unavailable,
+    /// Not sent: the broker's own ceiling on calls to this API was reached and did not
+    /// free up in time.
+    Ceiling {
+        /// When there should be room again.
+        retry_after: Duration,
+    },
 }
 
 impl fmt::Display for AwsErrorKind {
@@ -27,6 +34,7 @@ impl fmt::Display for AwsErrorKind {
             Self::Throttled => f.write_str("throttled"),
             Self::Refused { code } => write!(f, "refused ({code})"),
             Self::Unavailable => f.write_str("unavailable"),
+            Self::Ceiling { .. } => f.write_str("held back by the upstream ceiling"),
         }
     }
 }
@@ -101,6 +109,11 @@ impl AwsError {
     /// Whether AWS throttled the call.
     pub fn is_throttled(&self) -> bool {
         self.kind == AwsErrorKind::Throttled
+    }
+
+    /// Whether the call was never sent because the broker's upstream ceiling was reached.
+    pub fn is_ceiling(&self) -> bool {
+        matches!(self.kind, AwsErrorKind::Ceiling { .. })
     }
 
     /// Whether the call ran out of time.

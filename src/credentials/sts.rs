@@ -46,6 +46,7 @@ impl Aws {
     /// Assumes a role for one caller.
     pub async fn assume_role(&self, input: AssumeRole<'_>) -> Result<SessionCredentials, AwsError> {
         const OPERATION: &str = "AssumeRole";
+        let _admitted = self.sts_ceiling.admit(&(), OPERATION).await?;
         let output = self
             .sts
             .assume_role()
@@ -65,15 +66,16 @@ impl Aws {
         let credentials = output
             .credentials
             .ok_or_else(|| AwsError::new(OPERATION, AwsErrorKind::Unavailable))?;
-        let expiry = SystemTime::try_from(credentials.expiration).ok();
+        // The account is the role's: ECR's ceiling and AWS's throttling count per account.
+        let mut session = Credentials::builder()
+            .access_key_id(credentials.access_key_id)
+            .secret_access_key(credentials.secret_access_key)
+            .session_token(credentials.session_token)
+            .account_id(input.role_arn.account().as_str())
+            .provider_name("ecr-token-broker-assumed-role");
+        session.set_expiry(SystemTime::try_from(credentials.expiration).ok());
         Ok(SessionCredentials {
-            credentials: Credentials::new(
-                credentials.access_key_id,
-                credentials.secret_access_key,
-                Some(credentials.session_token),
-                expiry,
-                "ecr-token-broker-assumed-role",
-            ),
+            credentials: session.build(),
         })
     }
 }

@@ -40,6 +40,10 @@ pub enum ProblemType {
     AwsThrottled,
     /// 503, from the readiness check.
     NotReady,
+    /// 429: the caller's token bucket is empty.
+    RateLimited,
+    /// 503: the broker's own ceiling on AWS calls is reached.
+    UpstreamCeiling,
     /// 504: an AWS call timed out.
     AwsTimeout,
     /// 504: the whole request timed out.
@@ -63,6 +67,8 @@ impl ProblemType {
             Self::AuditUnavailable => ("audit-unavailable", "Audit log unavailable"),
             Self::AwsThrottled => ("aws-throttled", "AWS is throttling"),
             Self::NotReady => ("not-ready", "Not ready"),
+            Self::RateLimited => ("rate-limited", "Too many requests"),
+            Self::UpstreamCeiling => ("upstream-ceiling", "Too many AWS calls at once"),
             Self::AwsTimeout => ("aws-timeout", "AWS timed out"),
             Self::Timeout => ("timeout", "Request timed out"),
         }
@@ -196,6 +202,8 @@ mod tests {
             ProblemType::AuditUnavailable,
             ProblemType::AwsThrottled,
             ProblemType::NotReady,
+            ProblemType::RateLimited,
+            ProblemType::UpstreamCeiling,
             ProblemType::AwsTimeout,
             ProblemType::Timeout,
         ] {

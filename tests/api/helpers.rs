@@ -110,7 +110,27 @@ pub struct TestAppBuilder {
     admin_rules: Vec<String>,
     fingerprint_key: (String, String),
     previous_fingerprint_keys: Vec<(String, String)>,
+    limits: String,
 }
+
+/// Limits far above what any test sends, so that only the tests about limits meet them
+/// (moto in a debug build answers far slower than AWS, so production ceilings would refuse
+/// calls that AWS would serve).
+const GENEROUS_LIMITS: &str = r#"
+[aws.ecr_ceiling]
+max_concurrent = 10000
+per_second = 100000
+max_wait_ms = 10000
+
+[aws.sts_ceiling]
+max_concurrent = 10000
+per_second = 100000
+max_wait_ms = 10000
+
+[rate_limit]
+per_second = 100000
+burst = 100000
+"#;
 
 impl TestAppBuilder {
     pub fn rules(mut self, toml: &str) -> Self {
@@ -182,6 +202,14 @@ impl TestAppBuilder {
         self
     }
 
+    /// The `[rate_limit]`, `[aws.ecr_ceiling]` and `[aws.sts_ceiling]` tables, instead of
+    /// generous ones that no other test reaches; a table left out takes the service's
+    /// defaults.
+    pub fn limits(mut self, toml: &str) -> Self {
+        self.limits = toml.to_owned();
+        self
+    }
+
     /// An environment variable as `Config::parse` sees it (the process environment is left
     /// alone, since tests run in parallel).
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -248,6 +276,7 @@ algorithms = ["RS256", "ES256", "EdDSA"]
 jwks_min_refresh_interval_secs = 1
 {extra_issuers}
 {rules}
+{limits}
 "#,
             timeout = self.operation_timeout_secs,
             fingerprint_key_id = self.fingerprint_key.0,
@@ -257,6 +286,7 @@ jwks_min_refresh_interval_secs = 1
             issuer_url = issuer.url,
             issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
             rules = self.rules,
+            limits = self.limits,
         );
         Prepared {
             text,
@@ -362,7 +392,7 @@ jwks_min_refresh_interval_secs = 1
                 .unwrap(),
             database_url,
             moto,
-            _proxy: proxy,
+            proxy,
             issuer,
             _shutdown: shutdown,
         };
@@ -398,7 +428,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub database_url: String,
     pub moto: Moto,
-    _proxy: Option<FaultProxy>,
+    proxy: Option<FaultProxy>,
     pub issuer: TestIssuer,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
@@ -419,11 +449,17 @@ impl TestApp {
             admin_rules: Vec::new(),
             fingerprint_key: ("test-key".to_owned(), FINGERPRINT_KEY.to_owned()),
             previous_fingerprint_keys: Vec::new(),
+            limits: GENEROUS_LIMITS.to_owned(),
         }
     }
 
     pub async fn spawn() -> Self {
         Self::builder().spawn().await
+    }
+
+    /// The fault proxy in front of moto, when the builder asked for one.
+    pub fn proxy(&self) -> &FaultProxy {
+        self.proxy.as_ref().expect("built with .fault(...)")
     }
 
     async fn wait_for_keys(&self) {

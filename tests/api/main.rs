@@ -17,6 +17,7 @@ mod cli;
 mod durability;
 mod health;
 mod issue;
+mod limits;
 mod openapi;
 mod scoping;
 mod whoami;

@@ -2,6 +2,7 @@
 //! AWS errors, throttling and delays. The Host header passes through unchanged, so SigV4
 //! signatures stay valid.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
 /// Which AWS operation a fault applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
     AssumeRole,
     GetAuthorizationToken,
@@ -42,11 +43,47 @@ struct ProxyState {
     upstream: String,
     fault: Arc<Mutex<Fault>>,
     http: reqwest::Client,
+    in_flight: Arc<Mutex<HashMap<Operation, InFlight>>>,
+}
+
+/// Calls of one operation being answered now, and the most there ever were at once.
+#[derive(Debug, Default, Clone, Copy)]
+struct InFlight {
+    now: usize,
+    max: usize,
+}
+
+/// Counts a call as in flight until dropped, however the handler ends.
+struct InFlightGuard {
+    operation: Operation,
+    table: Arc<Mutex<HashMap<Operation, InFlight>>>,
+}
+
+impl InFlightGuard {
+    fn enter(operation: Operation, table: &Arc<Mutex<HashMap<Operation, InFlight>>>) -> Self {
+        let mut counts = table.lock().unwrap();
+        let entry = counts.entry(operation).or_default();
+        entry.now += 1;
+        entry.max = entry.max.max(entry.now);
+        Self {
+            operation,
+            table: table.clone(),
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if let Some(entry) = self.table.lock().unwrap().get_mut(&self.operation) {
+            entry.now -= 1;
+        }
+    }
 }
 
 pub struct FaultProxy {
     pub url: String,
     server: tokio::task::JoinHandle<()>,
+    in_flight: Arc<Mutex<HashMap<Operation, InFlight>>>,
 }
 
 impl Drop for FaultProxy {
@@ -61,16 +98,31 @@ impl FaultProxy {
             .await
             .expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let in_flight = Arc::new(Mutex::new(HashMap::new()));
         let state = ProxyState {
             upstream: upstream.to_owned(),
             fault: Arc::new(Mutex::new(fault)),
             http: reqwest::Client::new(),
+            in_flight: in_flight.clone(),
         };
         let router = Router::new().fallback(forward).with_state(state);
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("proxy serves");
         });
-        Self { url, server }
+        Self {
+            url,
+            server,
+            in_flight,
+        }
+    }
+
+    /// The most `operation` calls the proxy was answering at the same time.
+    pub fn max_in_flight(&self, operation: Operation) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap()
+            .get(&operation)
+            .map_or(0, |c| c.max)
     }
 }
 
@@ -94,6 +146,7 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         .await
         .expect("request body");
     let op = operation(&parts.headers, &body);
+    let _in_flight = op.map(|op| InFlightGuard::enter(op, &state.in_flight));
     let fault = state.fault.lock().unwrap().clone();
     match fault {
         Fault::Error {

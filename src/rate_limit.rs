@@ -1,0 +1,207 @@
+//! The per-caller rate limit on the issuing endpoint: a token bucket per caller (issuer and
+//! subject), from `[rate_limit]` or the caller's rule's own `rate_limit`. It is checked after
+//! the token is verified and the rule matched, so only a known caller spends its own bucket
+//! and nobody can spend another's. A caller over its limit gets 429 with `Retry-After` and
+//! the IETF `RateLimit-Policy` and `RateLimit` fields ([`headers`]).
+//!
+//! Buckets live in memory, per replica. A bucket that has refilled completely is
+//! indistinguishable from a new one, so a sweep drops those periodically and the memory
+//! held is bounded by the callers active within a refill time, not by all callers ever seen.
+
+mod headers;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use tokio::task::JoinHandle;
+
+use crate::auth::Caller;
+use crate::config::{RateLimitConfig, RuleConfig};
+use crate::error::ApiError;
+use crate::policy::Rule;
+
+pub use headers::RateLimited;
+
+/// How often buckets that have refilled are dropped.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Every bucket: the global one and each overriding rule's.
+pub struct RateLimits {
+    global: Buckets,
+    by_rule: HashMap<String, Buckets>,
+}
+
+/// One limit and the buckets of the callers under it.
+struct Buckets {
+    limit: RateLimitConfig,
+    limiter: RateLimiter<CallerKey, DefaultKeyedStateStore<CallerKey>, DefaultClock>,
+}
+
+/// Whose bucket: subjects are only unique within their issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CallerKey {
+    issuer: Arc<str>,
+    subject: String,
+}
+
+impl CallerKey {
+    fn of(caller: &Caller) -> Self {
+        Self {
+            issuer: caller.issuer.clone(),
+            subject: caller.subject.clone(),
+        }
+    }
+}
+
+impl RateLimits {
+    /// Buckets for `[rate_limit]` and for every rule that sets its own (validated config).
+    pub fn new(global: &RateLimitConfig, rules: &[RuleConfig]) -> Self {
+        Self {
+            global: Buckets::new(*global),
+            by_rule: rules
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), Buckets::new(r.rate_limit?))))
+                .collect(),
+        }
+    }
+
+    /// Takes one request from the caller's bucket under its rule's limit, or refuses with
+    /// 429 when the bucket is empty.
+    pub fn check(&self, caller: &Caller, rule: &Rule) -> Result<(), ApiError> {
+        let buckets = self.by_rule.get(&rule.name).unwrap_or(&self.global);
+        let limiter = &buckets.limiter;
+        limiter
+            .check_key(&CallerKey::of(caller))
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(limiter.clock().now());
+                ApiError::RateLimited(RateLimited::new(buckets.limit, wait))
+            })
+    }
+
+    /// Drops refilled buckets every minute, until the returned task is aborted.
+    pub fn spawn_sweeper(self: &Arc<Self>) -> JoinHandle<()> {
+        let limits = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                ticks.tick().await;
+                limits.sweep();
+            }
+        })
+    }
+
+    fn sweep(&self) {
+        for buckets in std::iter::once(&self.global).chain(self.by_rule.values()) {
+            buckets.limiter.retain_recent();
+            buckets.limiter.shrink_to_fit();
+        }
+    }
+
+    /// Callers currently holding a bucket (refilled ones may linger until the next sweep).
+    pub fn tracked_callers(&self) -> usize {
+        std::iter::once(&self.global)
+            .chain(self.by_rule.values())
+            .map(|b| b.limiter.len())
+            .sum()
+    }
+}
+
+impl Buckets {
+    fn new(limit: RateLimitConfig) -> Self {
+        let refill_one = Duration::from_secs_f64(1.0 / limit.per_second);
+        let quota = Quota::with_period(refill_one)
+            .expect("per_second is validated to be at most 1000000")
+            .allow_burst(NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN));
+        Self {
+            limit,
+            limiter: RateLimiter::keyed(quota),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::*;
+    use crate::policy::rule_config;
+
+    fn caller(issuer: &str, subject: &str) -> Caller {
+        Caller {
+            issuer: issuer.into(),
+            subject: subject.to_owned(),
+            claims: Map::new(),
+        }
+    }
+
+    fn limit(per_second: f64, burst: u32) -> RateLimitConfig {
+        RateLimitConfig { per_second, burst }
+    }
+
+    #[test]
+    fn a_caller_is_its_issuer_and_subject() {
+        assert_eq!(
+            CallerKey::of(&caller("ci", "repo:a")),
+            CallerKey::of(&caller("ci", "repo:a"))
+        );
+        assert_ne!(
+            CallerKey::of(&caller("ci", "repo:a")),
+            CallerKey::of(&caller("sso", "repo:a"))
+        );
+        assert_ne!(
+            CallerKey::of(&caller("ci", "repo:a")),
+            CallerKey::of(&caller("ci", "repo:b"))
+        );
+    }
+
+    #[test]
+    fn each_caller_has_its_own_bucket_and_a_rule_may_set_its_own_limit() {
+        let mut strict = rule_config("strict", "acme");
+        strict.rate_limit = Some(limit(0.001, 1));
+        let configs = [rule_config("open", "*"), strict];
+        let open = Rule::compile(&configs[0]).unwrap();
+        let strict = Rule::compile(&configs[1]).unwrap();
+        let (open, strict) = (&open, &strict);
+        let limits = RateLimits::new(&limit(0.001, 2), &configs);
+        let (alice, bob) = (caller("ci", "alice"), caller("ci", "bob"));
+
+        assert!(limits.check(&alice, open).is_ok());
+        assert!(limits.check(&alice, open).is_ok());
+        let Err(ApiError::RateLimited(refused)) = limits.check(&alice, open) else {
+            panic!("the third request within the burst of 2 is refused");
+        };
+        assert!(refused.retry_after_secs() >= 999, "{refused:?}");
+        assert!(limits.check(&bob, open).is_ok(), "bob has his own bucket");
+
+        assert!(
+            limits.check(&alice, strict).is_ok(),
+            "the rule's own bucket"
+        );
+        assert!(
+            limits.check(&alice, strict).is_err(),
+            "the rule's burst is 1"
+        );
+        assert_eq!(limits.tracked_callers(), 3);
+    }
+
+    #[test]
+    fn the_sweep_drops_refilled_buckets_only() {
+        let limits = RateLimits::new(&limit(1_000_000.0, 1), &[]);
+        let slow = RateLimits::new(&limit(0.001, 1), &[]);
+        let rule = &Rule::compile(&rule_config("open", "*")).unwrap();
+        limits.check(&caller("ci", "a"), rule).unwrap();
+        slow.check(&caller("ci", "a"), rule).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+
+        limits.sweep();
+        slow.sweep();
+
+        assert_eq!(limits.tracked_callers(), 0, "refilled after a microsecond");
+        assert_eq!(slow.tracked_callers(), 1, "still empty for 1000 s");
+    }
+}

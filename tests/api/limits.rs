@@ -1,0 +1,195 @@
+//! Limits on calls: each caller's token bucket on the issuing endpoint (429) and the
+//! ceiling on calls to AWS (503), both with `Retry-After` and an audit row.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+
+use crate::helpers::{DEFAULT_RULES, Fault, Operation, TestApp, assert_problem, request_id};
+
+/// A token of the default rule's caller with its own subject.
+fn token_of(app: &TestApp, subject: &str) -> String {
+    app.issuer.token().claim("sub", subject).sign()
+}
+
+fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_caller_over_its_limit_gets_429_with_rate_limit_fields_and_others_are_unaffected() {
+    let app = TestApp::builder()
+        .limits("[rate_limit]\nper_second = 0.01\nburst = 2\n")
+        .spawn()
+        .await;
+    let alice = token_of(&app, "repo:acme/api:alice");
+
+    for _ in 0..2 {
+        assert_eq!(app.issue(Some(&alice), None).await.status(), 200);
+    }
+    let refused = app.issue(Some(&alice), None).await;
+
+    let id = request_id(&refused);
+    let retry_after: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((90..=100).contains(&retry_after), "{retry_after}");
+    assert_eq!(
+        header(&refused, "ratelimit-policy"),
+        "\"per-caller\";q=2;w=200"
+    );
+    assert_eq!(
+        header(&refused, "ratelimit"),
+        format!("\"per-caller\";r=0;t={retry_after}")
+    );
+    assert_problem(refused, 429, "rate-limited").await;
+    let row = app.audit_row(&id).await;
+    assert_eq!(row["outcome"], "denied");
+    assert_eq!(row["reason"], "rate_limited");
+    assert_eq!(row["http_status"], 429);
+    assert_eq!(row["subject"], "repo:acme/api:alice");
+    assert_eq!(row["rule"], "acme-main");
+    assert!(row["token_fingerprints"].as_array().unwrap().is_empty());
+
+    let bob = token_of(&app, "repo:acme/api:bob");
+    assert_eq!(app.issue(Some(&bob), None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_rules_own_limit_replaces_the_global_one_for_its_callers() {
+    let rules = format!(
+        r#"
+[[rules]]
+name = "nightly"
+issuer = "test"
+claims = {{ repository_owner = "acme", ref = "refs/heads/nightly" }}
+role_arn = "arn:aws:iam::111122223333:role/ecr-pull"
+regions = ["us-east-1"]
+rate_limit = {{ per_second = 0.01, burst = 1 }}
+{DEFAULT_RULES}"#
+    );
+    let app = TestApp::builder()
+        .rules(&rules)
+        .limits("[rate_limit]\nper_second = 0.01\nburst = 3\n")
+        .spawn()
+        .await;
+    let nightly = app.issuer.token().claim("ref", "refs/heads/nightly").sign();
+
+    assert_eq!(app.issue(Some(&nightly), None).await.status(), 200);
+    let refused = app.issue(Some(&nightly), None).await;
+    assert_eq!(
+        header(&refused, "ratelimit-policy"),
+        "\"per-caller\";q=1;w=100"
+    );
+    assert_problem(refused, 429, "rate-limited").await;
+
+    // The same subject under the main rule spends the global bucket, not the rule's.
+    let main = app.token();
+    for _ in 0..3 {
+        assert_eq!(app.issue(Some(&main), None).await.status(), 200);
+    }
+    assert_eq!(app.issue(Some(&main), None).await.status(), 429);
+}
+
+/// Fires `count` issuing requests at once, each from its own caller, and returns the
+/// responses' statuses and request ids, with the `Retry-After` of every 503.
+async fn burst(app: &TestApp, count: usize) -> Vec<(u16, String, Option<String>)> {
+    let tokens: Vec<String> = (0..count)
+        .map(|i| token_of(app, &format!("repo:acme/api:job-{i}")))
+        .collect();
+    let responses = join_all(tokens.iter().map(|t| app.issue(Some(t), None))).await;
+    let mut answers = Vec::new();
+    for response in responses {
+        let status = response.status().as_u16();
+        let id = request_id(&response);
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        if status == 503 {
+            let body = assert_problem(response, 503, "upstream-ceiling").await;
+            assert!(
+                body["detail"].as_str().unwrap().contains("retry in"),
+                "{body}"
+            );
+        }
+        answers.push((status, id, retry_after));
+    }
+    answers
+}
+
+/// Checks that a burst was partly refused at the ceiling, each refusal with `Retry-After`
+/// and its audit row naming `operation`.
+async fn assert_held_at_the_ceiling(
+    app: &TestApp,
+    answers: &[(u16, String, Option<String>)],
+    operation: &str,
+) {
+    let issued = answers.iter().filter(|(s, ..)| *s == 200).count();
+    let refused: Vec<_> = answers.iter().filter(|(s, ..)| *s == 503).collect();
+    assert!(issued >= 1, "{answers:?}");
+    assert!(!refused.is_empty(), "{answers:?}");
+    assert_eq!(issued + refused.len(), answers.len(), "{answers:?}");
+    for (_, id, retry_after) in refused {
+        assert_eq!(retry_after.as_deref(), Some("1"), "{answers:?}");
+        let row = app.audit_row(id).await;
+        assert_eq!(row["outcome"], "error");
+        assert_eq!(row["reason"], format!("upstream_ceiling:{operation}"));
+        assert_eq!(row["http_status"], 503);
+    }
+}
+
+/// With room for one call at a time, a burst held at `operation`'s ceiling while AWS takes
+/// its time answering: some callers get 503 at once, and AWS never sees two calls at once.
+async fn assert_a_burst_is_held_at(ceiling: &str, operation: Operation, name: &str) {
+    let app = TestApp::builder()
+        .fault(Fault::Delay {
+            operation,
+            delay: Duration::from_millis(800),
+        })
+        .limits(&format!(
+            "[aws.{ceiling}]\nmax_concurrent = 1\nper_second = 1000\nmax_wait_ms = 100\n"
+        ))
+        .spawn()
+        .await;
+
+    let answers = burst(&app, 8).await;
+
+    assert_eq!(app.proxy().max_in_flight(operation), 1);
+    assert_held_at_the_ceiling(&app, &answers, name).await;
+}
+
+#[tokio::test]
+async fn a_burst_beyond_the_ecr_ceiling_gets_503s_instead_of_piling_onto_aws() {
+    assert_a_burst_is_held_at(
+        "ecr_ceiling",
+        Operation::GetAuthorizationToken,
+        "GetAuthorizationToken",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_burst_beyond_the_sts_ceiling_gets_503s_instead_of_piling_onto_aws() {
+    assert_a_burst_is_held_at("sts_ceiling", Operation::AssumeRole, "AssumeRole").await;
+}
+
+#[tokio::test]
+async fn a_calls_per_second_ceiling_spreads_a_burst_out_within_the_wait() {
+    // Two calls a second, and a wait long enough for the second cell but not the rest.
+    let app = TestApp::builder()
+        .fault(Fault::RealisticExpiry)
+        .limits("[aws.sts_ceiling]\nmax_concurrent = 100\nper_second = 2\nmax_wait_ms = 700\n")
+        .spawn()
+        .await;
+
+    let answers = burst(&app, 6).await;
+
+    let issued = answers.iter().filter(|(s, ..)| *s == 200).count();
+    assert!((2..=4).contains(&issued), "{answers:?}");
+    assert_held_at_the_ceiling(&app, &answers, "AssumeRole").await;
+}
