@@ -88,6 +88,9 @@ pub struct AuditRecord {
     pub fingerprint_key_id: Option<String>,
     /// Whether the tokens came from a cache rather than from AWS.
     pub from_cache: bool,
+    /// The AWS failure a cached answer hid (such as `aws_throttled:AssumeRole`): the latest
+    /// refresh of the served entry failed.
+    pub upstream_error: Option<String>,
     /// The peer's address.
     pub client_addr: Option<IpAddr>,
     /// The `User-Agent` header, truncated.
@@ -120,6 +123,7 @@ impl AuditRecord {
             token_fingerprints: Vec::new(),
             fingerprint_key_id: None,
             from_cache: false,
+            upstream_error: None,
             client_addr,
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             latency_ms: 0,

@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use secrecy::ExposeSecret;
 
 use super::{Config, IssuerConfig, KeySource};
+use crate::credentials::cache::CacheMode;
 
 /// Every problem found in a config file, each with the path of the field it concerns.
 #[derive(Debug)]
@@ -63,6 +64,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
         "aws.operation_timeout_secs",
         "must be at least 1",
     );
+    cache(config, &mut f);
     f.check(
         !config.issuers.is_empty(),
         "issuers",
@@ -134,6 +136,37 @@ fn server(config: &Config, f: &mut Findings) {
             is_origin(origin),
             format!("server.cors_allowed_origins[{i}]"),
             format!("{origin:?} is not an origin like \"https://portal.example.com\" (no path, no wildcard)"),
+        );
+    }
+}
+
+fn cache(config: &Config, f: &mut Findings) {
+    let cache = &config.cache;
+    f.check(
+        (1..=1_000_000).contains(&cache.max_entries),
+        "cache.max_entries",
+        "must be 1 to 1000000",
+    );
+    f.check(
+        cache.min_remaining_secs <= 3600,
+        "cache.min_remaining_secs",
+        "must be at most 3600",
+    );
+    f.check(
+        (0.1..=0.9).contains(&cache.refresh_fraction),
+        "cache.refresh_fraction",
+        "must be 0.1 to 0.9: a refresh needs time before the entry stops being served",
+    );
+    for (i, rule) in config.rules.iter().enumerate() {
+        f.check(
+            rule.cache == CacheMode::Off
+                || u64::from(rule.session_duration_secs.as_secs()) > cache.min_remaining_secs,
+            format!("rules[{i}].cache"),
+            format!(
+                "sessions of {} seconds never outlive [cache] min_remaining_secs = {}, so nothing would be served from the cache; set cache = \"off\" or shorten min_remaining_secs",
+                rule.session_duration_secs.as_secs(),
+                cache.min_remaining_secs
+            ),
         );
     }
 }

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -31,8 +32,9 @@ impl fmt::Display for AwsErrorKind {
     }
 }
 
-/// A failed AWS call.
-#[derive(Debug, thiserror::Error)]
+/// A failed AWS call. Cloneable, because every request waiting on one shared call gets its
+/// failure.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{operation} {kind}")]
 pub struct AwsError {
     /// The operation, such as `AssumeRole`.
@@ -40,7 +42,7 @@ pub struct AwsError {
     /// What went wrong.
     pub kind: AwsErrorKind,
     #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Error codes AWS uses for rate limiting across its APIs.
@@ -55,7 +57,8 @@ const THROTTLING_CODES: [&str; 7] = [
 ];
 
 impl AwsError {
-    pub(super) fn new(operation: &'static str, kind: AwsErrorKind) -> Self {
+    /// A failure without an SDK error behind it.
+    pub(crate) fn new(operation: &'static str, kind: AwsErrorKind) -> Self {
         Self {
             operation,
             kind,
@@ -94,17 +97,22 @@ impl AwsError {
         Self {
             operation,
             kind,
-            source: Some(Box::new(error)),
+            source: Some(Arc::new(error)),
         }
     }
 
-    /// Whether AWS throttled the call.
-    pub fn is_throttled(&self) -> bool {
-        self.kind == AwsErrorKind::Throttled
-    }
-
-    /// Whether the call ran out of time.
-    pub fn is_timeout(&self) -> bool {
-        self.kind == AwsErrorKind::Timeout
+    /// The audit log's short reason, such as `aws_throttled:AssumeRole` or
+    /// `aws_refused:AssumeRole:AccessDenied`: for a failed request, and for the upstream
+    /// failure a cached answer hid.
+    pub fn reason(&self) -> String {
+        let kind = match &self.kind {
+            AwsErrorKind::Refused { code } => {
+                return format!("aws_refused:{}:{code}", self.operation);
+            }
+            AwsErrorKind::Timeout => "timeout",
+            AwsErrorKind::Throttled => "throttled",
+            AwsErrorKind::Unavailable => "unavailable",
+        };
+        format!("aws_{kind}:{}", self.operation)
     }
 }
