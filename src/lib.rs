@@ -8,8 +8,10 @@
 //! 2. [`auth`] — the bearer JWT is verified against the keys of the issuer its `iss` names.
 //! 3. [`policy`] — the first rule whose claim matchers all match picks the role; the request
 //!    body may only narrow what that rule allows.
-//! 4. [`credentials`] — STS `AssumeRole` with the caller's identity on the session, then ECR
-//!    `GetAuthorizationToken` with exactly those temporary credentials.
+//! 4. [`credentials`] — a cached credential while it has enough life left; otherwise STS
+//!    `AssumeRole` with the caller's identity on the session, then ECR
+//!    `GetAuthorizationToken` with exactly those temporary credentials, once for all the
+//!    requests that want the same credential at the same time.
 //! 5. [`audit`] — the decision is committed to Postgres before any token is returned; if it
 //!    cannot be, the caller gets 503 and no token.
 //!

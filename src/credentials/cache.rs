@@ -108,11 +108,10 @@ impl CredentialCache {
         let now = Instant::now();
         let (flight, joined) = {
             let mut slots = self.lock();
-            if !slots.contains_key(&key) && slots.len() >= self.settings.max_entries {
-                self.make_room(&mut slots, now);
-            }
-            let slot = slots.entry(key).or_default();
-            if let Some((issued, lifetime)) = slot.usable(now).map(|(i, l)| (Arc::clone(i), *l)) {
+            // The hit path: one lookup, a reference count, no allocation.
+            if let Some(slot) = slots.get_mut(&key)
+                && let Some((issued, lifetime)) = slot.usable(now).map(|(i, l)| (Arc::clone(i), *l))
+            {
                 let served = Served {
                     issued,
                     from_cache: true,
@@ -124,6 +123,10 @@ impl CredentialCache {
                 }
                 return Ok(served);
             }
+            if !slots.contains_key(&key) && slots.len() >= self.settings.max_entries {
+                self.make_room(&mut slots, now);
+            }
+            let slot = slots.entry(key).or_default();
             match &slot.flight {
                 Some(flight) => (flight.clone(), true),
                 None => {
