@@ -199,7 +199,10 @@ impl CredentialCache {
             }
             Err(error) => {
                 if let Some((_, lifetime)) = slot.usable(now) {
-                    tracing::warn!(%error, "refreshing a cached credential failed; serving the cached one");
+                    tracing::warn!(
+                        %error,
+                        "renewing a cached credential failed; the cached one is served meanwhile"
+                    );
                     slot.retry_at = Some(now + lifetime.retry_every);
                     slot.failed = Some(error.clone());
                 }
