@@ -56,7 +56,7 @@ impl CacheKey {
         }
         key.field(access.as_str());
         key.field(assume.role_arn.as_str());
-        key.field(&assume.duration.as_secs().to_string());
+        key.number(u64::from(assume.duration.as_secs()));
         key.field(assume.policy.as_str());
         key.optional(assume.source_identity.as_ref().map(|s| s.as_str()));
         key.optional(assume.external_id.as_deref());
@@ -71,19 +71,26 @@ impl CacheKey {
         }
         key.count(request.endpoints.len());
         for endpoint in &request.endpoints {
-            key.field(&endpoint.to_string());
+            key.field(endpoint.registry_id().as_str());
+            key.field(endpoint.region().as_str());
+            key.number(endpoint.kind() as u64);
         }
         Self(key.0.finalize().into())
     }
 }
 
 /// Writes each field length-first, so that no two different field lists hash the same
-/// bytes (`"ab", "c"` versus `"a", "bc"`).
+/// bytes (`"ab", "c"` versus `"a", "bc"`), and without allocating: the key is computed on
+/// every request, hits included.
 struct KeyWriter(Sha256);
 
 impl KeyWriter {
+    fn number(&mut self, n: u64) {
+        self.0.update(n.to_be_bytes());
+    }
+
     fn count(&mut self, n: usize) {
-        self.0.update((n as u64).to_be_bytes());
+        self.number(n as u64);
     }
 
     fn field(&mut self, value: &str) {
@@ -176,7 +183,7 @@ mod tests {
             CacheKey::new("r", None, Access::Pull, &request("s")),
             CacheKey::new("r", Some(ALICE), Access::Push, &request("s")),
         ];
-        let changes: [fn(&mut CredentialRequest); 7] = [
+        let changes: [fn(&mut CredentialRequest); 8] = [
             |r| {
                 r.assume.role_arn =
                     RoleArn::try_from("arn:aws:iam::111122223333:role/other".to_owned()).unwrap()
@@ -192,6 +199,12 @@ mod tests {
                         "111122223333.dkr.ecr.us-east-1.amazonaws.com".to_owned(),
                     )
                     .unwrap(),
+                ];
+            },
+            |r| {
+                r.endpoints = vec![
+                    RegistryHost::try_from("111122223333.dkr-ecr.eu-west-1.on.aws".to_owned())
+                        .unwrap(),
                 ];
             },
         ];
