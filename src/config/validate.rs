@@ -9,7 +9,6 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use secrecy::ExposeSecret;
 
 use super::{Config, IssuerConfig, KeySource};
-use crate::credentials::cache::CacheMode;
 
 /// Every problem found in a config file, each with the path of the field it concerns.
 #[derive(Debug)]
@@ -157,18 +156,6 @@ fn cache(config: &Config, f: &mut Findings) {
         "cache.refresh_fraction",
         "must be 0.1 to 0.9: a refresh needs time before the entry stops being served",
     );
-    for (i, rule) in config.rules.iter().enumerate() {
-        f.check(
-            rule.cache == CacheMode::Off
-                || u64::from(rule.session_duration_secs.as_secs()) > cache.min_remaining_secs,
-            format!("rules[{i}].cache"),
-            format!(
-                "sessions of {} seconds never outlive [cache] min_remaining_secs = {}, so nothing would be served from the cache; set cache = \"off\" or shorten min_remaining_secs",
-                rule.session_duration_secs.as_secs(),
-                cache.min_remaining_secs
-            ),
-        );
-    }
 }
 
 fn is_origin(origin: &str) -> bool {

@@ -254,6 +254,15 @@ role_arn = "arn:aws:iam::123456789012:role/ecr"
 regions = ["us-east-1"]
 session_duration_secs = 900
 cache = "off"
+
+[[rules]]
+name = "shared-by-nobody"
+issuer = "ci"
+claims = { sub = "c" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1"]
+session_duration_secs = 3600
+cache = "shared"
 "#
         ),
     )
@@ -269,6 +278,7 @@ cache = "off"
             "cache.max_entries: must be 1 to 1000000",
             "cache.refresh_fraction: must be 0.1 to 0.9",
             "rules[0].cache: sessions of 900 seconds never outlive [cache] min_remaining_secs = 900",
+            "rules[2].cache: \"shared\" shares a credential between callers whose source identity",
         ],
     );
     assert!(!message.contains("rules[1]"), "{message}");
