@@ -179,7 +179,8 @@ pub struct AuditRecord {
     pub user_agent: Option<String>,
     /// Time from arrival to decision.
     pub latency_ms: i32,
-    /// The upstream error a cached answer stood in for, such as `throttled`.
+    /// The AWS failure a cached answer hid (such as `aws_throttled:AssumeRole`): the latest
+    /// refresh of the served entry failed.
     pub upstream_error: Option<String>,
 }
 
@@ -207,10 +208,10 @@ impl AuditRecord {
             token_fingerprints: Vec::new(),
             fingerprint_key_id: None,
             from_cache: false,
+            upstream_error: None,
             client_addr,
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             latency_ms: 0,
-            upstream_error: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod audit_api;
 mod authentication;
 mod authorization;
 mod aws_failures;
+mod cache;
 mod chain;
 mod cli;
 mod durability;
