@@ -199,10 +199,25 @@ async fn throttling_is_hidden_while_an_entry_lives_and_an_entry_past_its_life_is
         issue_ok(&app, &token, None).await;
         deadline.next_attempt("a throttled refresh").await;
     }
-    let hidden = issue_ok(&app, &token, None).await;
+    // Once the refresh has failed, answers say which failure the cached entry hid.
+    let (hidden, hidden_row) = loop {
+        let answer = issue_ok(&app, &token, None).await;
+        let row = app.audit_row(&answer.request_id).await;
+        if row["upstream_error"] != Value::Null {
+            break (answer, row);
+        }
+        deadline
+            .next_attempt("an answer that hid the throttling")
+            .await;
+    };
     assert_eq!(hidden.token, first.token);
     assert_eq!(hidden.expires_at, first.expires_at);
-    assert_eq!(app.audit_row(&hidden.request_id).await["from_cache"], true);
+    assert_eq!(hidden_row["from_cache"], true);
+    assert_eq!(hidden_row["upstream_error"], "aws_throttled:AssumeRole");
+    assert_eq!(
+        app.audit_row(&first.request_id).await["upstream_error"],
+        Value::Null
+    );
 
     // Every answer until the entry's minimum life is reached is the cached one; after it,
     // the caller gets the throttling, never the old token.
