@@ -230,6 +230,32 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# start_detached DIR LOGFILE CMD...: run CMD in DIR in the background, in a session
+# of its own (so stop_detached can end its whole process group, and it survives the
+# terminal); sets DETACHED_PID to its pid.
+start_detached() {
+  local dir="$1" logfile="$2"
+  shift 2
+  # In a non-interactive shell the child is no process-group leader, so setsid
+  # does not fork: $! is the pid of CMD itself.
+  (cd "$dir" && exec setsid "$@") >"$logfile" 2>&1 </dev/null &
+  DETACHED_PID=$!
+}
+
+# stop_detached PID MATCH: stop the process group start_detached began as PID, if PID
+# still runs a command line containing MATCH (a recycled pid is left alone): TERM,
+# then KILL after five seconds. Returns 1 when there was nothing to stop.
+stop_detached() {
+  local pid="$1" match="$2" _
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$match" || return 1
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+
 # wait_for_http URL SECONDS [PID]: poll URL until it answers 2xx. Fails after
 # SECONDS, or as soon as PID (the server being waited for) has exited.
 wait_for_http() {
