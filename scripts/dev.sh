@@ -98,7 +98,7 @@ cmd_start() {
 
   # --- database ---
   local db_url
-  db_url="$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$DATABASE_URL" "$DEV_DB")"
+  db_url="$(database_url "$DEV_DB")"
   if [ -z "$(psql -w -X -Atq -v ON_ERROR_STOP=1 -d "$DATABASE_URL" </dev/null \
     -c "select 1 from pg_database where datname = '$DEV_DB'")" ]; then
     psql -w -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" </dev/null -c "create database $DEV_DB"

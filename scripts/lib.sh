@@ -49,25 +49,30 @@ ensure_apt_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# ensure_venv: $REPO/.venv with scripts/requirements.txt installed. Reinstalls
-# only when the requirements file changed (its hash is kept in a stamp file).
+# ensure_venv: $REPO/.venv with scripts/requirements.txt installed.
 ensure_venv() {
-  local req="$REPO/scripts/requirements.txt"
-  local stamp="$VENV/.requirements.sha256"
+  ensure_venv_at "$VENV" "$REPO/scripts/requirements.txt"
+}
+
+# ensure_venv_at DIR REQUIREMENTS: a virtualenv in DIR with REQUIREMENTS installed.
+# Reinstalls only when the requirements file changed (its hash is kept in a stamp file).
+ensure_venv_at() {
+  local venv="$1" req="$2"
+  local stamp="$venv/.requirements.sha256"
   local want out
 
   # A venv whose interpreter no longer runs (moved repo, removed Python) is rebuilt.
-  if [ -e "$VENV" ] && ! "$VENV/bin/python" -c '' 2>/dev/null; then
-    log "recreating broken virtualenv $VENV"
-    rm -rf "$VENV"
+  if [ -e "$venv" ] && ! "$venv/bin/python" -c '' 2>/dev/null; then
+    log "recreating broken virtualenv $venv"
+    rm -rf "$venv"
   fi
-  if [ ! -e "$VENV/bin/python" ]; then
+  if [ ! -e "$venv/bin/python" ]; then
     # Debian's python3 lacks ensurepip until python3-venv is installed; the
     # failed attempt leaves a half-made directory behind.
-    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-      rm -rf "$VENV"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
       ensure_apt_packages python3-venv
-      python3 -m venv "$VENV"
+      python3 -m venv "$venv"
     fi
   fi
 
@@ -75,10 +80,10 @@ ensure_venv() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
-  log "installing Python tools from scripts/requirements.txt into .venv (about a minute)"
-  if ! out="$("$VENV/bin/pip" install --disable-pip-version-check --no-input -q -r "$req" 2>&1)"; then
+  log "installing Python tools from ${req#"$REPO"/} into ${venv#"$REPO"/} (about a minute)"
+  if ! out="$("$venv/bin/pip" install --disable-pip-version-check --no-input -q -r "$req" 2>&1)"; then
     printf '%s\n' "$out" >&2
-    die "pip install -r scripts/requirements.txt failed"
+    die "pip install -r ${req#"$REPO"/} failed"
   fi
   printf '%s\n' "$want" >"$stamp"
 }
@@ -190,6 +195,11 @@ ensure_postgres() {
   DATABASE_URL="$url"
   export DATABASE_URL
   log "PostgreSQL: using the throwaway cluster in $dir, $url"
+}
+
+# database_url NAME: $DATABASE_URL with its database replaced by NAME.
+database_url() {
+  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$DATABASE_URL" "$1"
 }
 
 # stop_throwaway_postgres [DIR]: stop the throwaway cluster (default
