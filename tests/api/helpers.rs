@@ -14,8 +14,8 @@ use ecr_token_broker::app::Application;
 use ecr_token_broker::audit::MIGRATOR;
 use ecr_token_broker::config::Config;
 use serde_json::Value;
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgPool};
 
 pub use issuer::{SigningKey, TestIssuer};
 pub use moto::Moto;
@@ -72,7 +72,7 @@ pub async fn empty_database_on(admin_url: &str) -> String {
         });
     let name = format!("ecrtb_test_{}", uuid::Uuid::new_v4().simple());
     // The name is ours (a UUID), not input.
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+    sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&admin)
         .await
         .expect("create database");
