@@ -178,6 +178,22 @@ registry_ids = ["$ACCOUNT"]
 access = "pull"
 repositories = ["{repository}", "{repository}/*"]
 session_duration_secs = 3600
+
+# The benchmark measures the service, not its limits: its callers ask far more often than
+# a caller should, and moto stands in for AWS's quotas.
+[rate_limit]
+per_second = 1000000
+burst = 1000000
+
+[aws.ecr_ceiling]
+max_concurrent = 256
+per_second = 100000
+max_wait_ms = 5000
+
+[aws.sts_ceiling]
+max_concurrent = 256
+per_second = 100000
+max_wait_ms = 5000
 EOF
 # As deployed (deploy/k8s/deployment.yaml): JSON logs at info. The database URL in the
 # environment would win over the file's: make it the benchmark's database, not the admin one.
