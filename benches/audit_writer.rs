@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ecr_token_broker::audit::chain::ChainKey;
-use ecr_token_broker::audit::{AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append};
+use ecr_token_broker::audit::{
+    AppendBounds, AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append,
+};
 use secrecy::SecretString;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool};
@@ -113,7 +115,9 @@ async fn main() {
         run(move |r| {
             let (pool, key) = (pool.clone(), key.clone());
             async move {
-                append(&pool, &key, &[r]).await.expect("insert");
+                append(&pool, &key, &AppendBounds::default(), &[r])
+                    .await
+                    .expect("insert");
             }
         })
         .await
@@ -126,6 +130,7 @@ async fn main() {
         queue_capacity: 4096,
         max_batch: 256,
         wait: Duration::from_secs(30),
+        bounds: AppendBounds::default(),
     };
     let (writer, task) = AuditWriter::spawn(pool.clone(), key, limits);
     let (group, group_time) = {

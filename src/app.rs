@@ -25,13 +25,13 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::audit::chain::ChainKey;
-use crate::audit::{self, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
+use crate::audit::{self, AppendBounds, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::Aws;
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::policy::{AuditAdmins, Rules};
-use crate::request_id::{REQUEST_ID_HEADER, drop_unusable_request_id};
+use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
 
 /// Cheap, cloneable handles shared by every request.
@@ -55,21 +55,22 @@ pub struct AppState {
 
 /// Builds the router with all middleware.
 ///
-/// Outermost first: request id (kept when the caller sent a sane one), tracing, CORS, error
+/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing, CORS, error
 /// rendering, then the limits that produce those errors.
 pub fn build_router(state: AppState) -> Router {
     let server = state.server.clone();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let middleware = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-        .layer(middleware::from_fn(drop_unusable_request_id))
+        .layer(middleware::from_fn(take_caller_request_id))
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
                     let path = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
                     let id = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path)
+                    let caller_id = request.extensions().get::<CallerRequestId>().map_or("", |c| c.0.as_str());
+                    tracing::info_span!("request", request_id = %id, caller_request_id = %caller_id, method = %request.method(), path = %path)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
@@ -159,6 +160,11 @@ impl Application {
                 // A request waits for its commit as long as for a pooled connection, plus
                 // time for the batch ahead of it.
                 wait: Duration::from_secs(config.database.acquire_timeout_secs + 5),
+                bounds: AppendBounds::new(
+                    Duration::from_millis(config.audit_chain.lock_timeout_ms.get()),
+                    Duration::from_millis(config.audit_chain.statement_timeout_ms.get()),
+                    Duration::from_millis(config.audit_chain.idle_in_transaction_timeout_ms.get()),
+                ),
             },
         );
         let mut background = background;

@@ -21,6 +21,6 @@ pub use log::AuditLog;
 pub use prune::{MonthStart, Pruned, prune};
 pub use query::{IssuanceFilter, MAX_TOKEN_RECORDS, Page, Scope};
 pub use record::{AuditRecord, Outcome, SessionTags};
-pub use store::{MIGRATOR, append, migrate};
+pub use store::{AppendBounds, MIGRATOR, append, migrate};
 pub use verify::{Break, Predecessor, Verification, Walk, verify};
 pub use writer::{AuditError, AuditWriter, WriterLimits};

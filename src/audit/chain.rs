@@ -60,8 +60,10 @@ pub struct ChainedRow {
 
 impl ChainedRow {
     /// The row `record` becomes at chain position `id`: its times cut to the microseconds
-    /// the database keeps, so that the row read back hashes as written.
+    /// the database keeps and NUL characters in its text replaced, so that the row read
+    /// back hashes as written.
     pub fn new(id: i64, recorded_at: DateTime<Utc>, mut record: AuditRecord) -> Self {
+        record.escape_nul();
         record.occurred_at = to_micros(record.occurred_at);
         record.expires_at = record.expires_at.map(to_micros);
         Self {
@@ -165,6 +167,10 @@ impl ChainedRow {
             c.0.push(b'u');
             c.text(error);
         }
+        if let Some(id) = &r.caller_request_id {
+            c.0.push(b'c');
+            c.text(id);
+        }
         c.0
     }
 }
@@ -225,6 +231,7 @@ mod tests {
             Box::new(|r| r.record.http_status = 503),
             Box::new(|r| r.record.outcome = Outcome::Denied),
             Box::new(|r| r.record.upstream_error = Some("throttled".to_owned())),
+            Box::new(|r| r.record.caller_request_id = Some("ci-42".to_owned())),
         ];
         for edit in edits {
             let mut changed = row();
@@ -241,6 +248,26 @@ mod tests {
             hex::encode(key().row_hash(&GENESIS, &row())),
             "0440e672597db7f44b23e9c6fbdc068a4941dcb0be07d5d32644cea73749e7dc"
         );
+    }
+
+    #[test]
+    fn nul_characters_become_a_stand_in_so_the_row_can_be_stored_as_hashed() {
+        let mut record = row().record;
+        record.subject = Some("repo:\0acme".to_owned());
+        record.session_tags = [("a\0".to_owned(), "\0b".to_owned())].into_iter().collect();
+        record.repositories = Some(vec!["x\0".to_owned()]);
+
+        let stored = ChainedRow::new(7, record.occurred_at, record);
+        let read_back = ChainedRow::new(7, stored.recorded_at, stored.record.clone());
+
+        let r = &stored.record;
+        assert_eq!(r.subject.as_deref(), Some("repo:\u{2400}acme"));
+        assert_eq!(
+            r.session_tags.as_slice(),
+            [("a\u{2400}".to_owned(), "\u{2400}b".to_owned())]
+        );
+        assert_eq!(r.repositories, Some(vec!["x\u{2400}".to_owned()]));
+        assert_eq!(read_back.canonical(), stored.canonical());
     }
 
     #[test]

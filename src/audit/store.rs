@@ -1,10 +1,12 @@
+use std::time::Duration;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgPool, Row};
+use sqlx::{AssertSqlSafe, FromRow, PgPool, Row};
 
 use super::AuditRecord;
 use super::chain::{ChainKey, ChainedRow, GENESIS, Hash, to_micros};
@@ -31,21 +33,66 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long an append may wait on the database, whatever the server's defaults: for the
+/// chain lock, for any statement, and idle in its transaction (its writer cut off, holding
+/// the lock that every replica needs).
+#[derive(Debug, Clone)]
+pub struct AppendBounds {
+    /// The transaction's settings and its lock, sent as one round trip.
+    setup: String,
+}
+
+impl AppendBounds {
+    /// Bounds of `lock`, `statement` and `idle` (each at least a millisecond: Postgres reads
+    /// 0 as no limit).
+    pub fn new(lock: Duration, statement: Duration, idle: Duration) -> Self {
+        let ms = |d: Duration| d.as_millis().max(1);
+        Self {
+            setup: format!(
+                "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {}; \
+                 SELECT pg_advisory_xact_lock({CHAIN_LOCK})",
+                ms(lock),
+                ms(statement),
+                ms(idle)
+            ),
+        }
+    }
+}
+
+impl Default for AppendBounds {
+    /// The defaults of `[audit_chain]`.
+    fn default() -> Self {
+        Self::new(
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )
+    }
+}
+
 /// Statements are plain `sqlx::query` rather than the compile-time checked macros so the
 /// crate builds without a database or committed query metadata; the integration tests run
 /// every statement against real Postgres.
 ///
 /// Appends `records` to the chain in one transaction and returns their ids once it has
 /// committed. Several replicas may call this at once: the advisory lock makes each batch
-/// continue exactly where the previous one ended.
+/// continue exactly where the previous one ended, and the database refuses a batch that
+/// does not (see the `audit_events_one_chain` trigger).
 pub async fn append(
     pool: &PgPool,
     key: &ChainKey,
+    bounds: &AppendBounds,
     records: &[AuditRecord],
 ) -> Result<Vec<i64>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(CHAIN_LOCK)
+    // READ COMMITTED whatever the server's default: each statement sees what committed
+    // before it, so the head is read after the lock is granted. Under REPEATABLE READ the
+    // snapshot would be taken before the lock, and two writers would continue the same head.
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
+        .await?;
+    // The bounds are numbers and the lock key a constant: no input reaches this text.
+    sqlx::raw_sql(AssertSqlSafe(bounds.setup.clone()))
         .execute(&mut *tx)
         .await?;
     let (mut id, mut prev, last_recorded_at) = chain_head(&mut tx).await?;

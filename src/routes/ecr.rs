@@ -46,6 +46,7 @@ async fn issue_and_record(
         meta.client_addr,
         meta.user_agent.as_deref(),
     );
+    record.caller_request_id = meta.caller_request_id.clone();
     match issuance::issue(&state, &mut record, caller, request).await {
         Ok(data) => {
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());

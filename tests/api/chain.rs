@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::Instant;
 
 use ecr_token_broker::audit::chain::ChainKey;
-use ecr_token_broker::audit::{AuditRecord, Outcome, append};
+use ecr_token_broker::audit::{AppendBounds, AuditRecord, Outcome, append};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
@@ -58,7 +58,7 @@ async fn app_with_history() -> TestApp {
 
 /// Runs `ecr-token-broker [--config FILE] ARGS` against the database at `database_url`,
 /// with a config file of its own and none of the harness's environment.
-async fn run(database_url: &str, args: &[&str]) -> Output {
+pub async fn run(database_url: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
@@ -97,16 +97,16 @@ algorithms = ["RS256"]
         .expect("run the binary")
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `audit verify ARGS`, which must succeed; returns its output.
-async fn verifies(database_url: &str, args: &[&str]) -> String {
+pub async fn verifies(database_url: &str, args: &[&str]) -> String {
     let output = run(database_url, &[&["audit", "verify"], args].concat()).await;
     assert!(
         output.status.success(),
@@ -476,7 +476,9 @@ async fn the_service_role_may_only_add_and_read_rows() {
     let mut record = AuditRecord::start("as-the-service-role", None, None);
     record.decide(Outcome::Denied, "missing_token", 401);
     let key = ChainKey::new(&SecretString::from(CHAIN_KEY));
-    let ids = append(&service_db, &key, &[record]).await.expect("INSERT");
+    let ids = append(&service_db, &key, &AppendBounds::default(), &[record])
+        .await
+        .expect("INSERT");
     let count: i64 = scalar(&service_db, "SELECT count(*) FROM audit_events").await;
     let mut refused = Vec::new();
     for statement in [
@@ -587,7 +589,9 @@ async fn verify_throughput() {
                 r
             })
             .collect();
-        append(&db, &key, &records).await.unwrap();
+        append(&db, &key, &AppendBounds::default(), &records)
+            .await
+            .unwrap();
     }
     println!("appended {rows} rows in {:.1?}", started.elapsed());
 

@@ -110,9 +110,23 @@ pub struct TestAppBuilder {
     admin_rules: Vec<String>,
     fingerprint_key: (String, String),
     previous_fingerprint_keys: Vec<(String, String)>,
+    extra_config: String,
+    unloaded_keys: Vec<String>,
 }
 
 impl TestAppBuilder {
+    /// More config sections, as TOML (such as `[audit_chain]`).
+    pub fn extra_config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self
+    }
+
+    /// An issuer whose keys the test expects never to load: `spawn` does not wait for them.
+    pub fn keys_stay_unloaded(mut self, issuer: &str) -> Self {
+        self.unloaded_keys.push(issuer.to_owned());
+        self
+    }
+
     pub fn rules(mut self, toml: &str) -> Self {
         self.rules = toml.to_owned();
         self
@@ -239,6 +253,8 @@ admin_rules = [{admin_rules}]
 [aws]
 operation_timeout_secs = {timeout}
 
+{extra_config}
+
 [[issuers]]
 name = "test"
 issuer = "{issuer_url}"
@@ -257,6 +273,7 @@ jwks_min_refresh_interval_secs = 1
             issuer_url = issuer.url,
             issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
             rules = self.rules,
+            extra_config = self.extra_config,
         );
         Prepared {
             text,
@@ -308,7 +325,9 @@ jwks_min_refresh_interval_secs = 1
         let http = reqwest::Client::new();
         let ready = wait_for(Duration::from_secs(30), async || {
             let ready = http.get(format!("{}/readyz", service.address)).send().await;
-            ready.is_ok_and(|r| r.status().is_success()).then_some(())
+            let ready = ready.ok().filter(|r| r.status().is_success())?;
+            let body = ready.text().await.unwrap_or_default();
+            (!body.contains("keys not loaded")).then_some(())
         })
         .await;
         if ready.is_none() {
@@ -321,6 +340,7 @@ jwks_min_refresh_interval_secs = 1
     }
 
     pub async fn spawn(self) -> TestApp {
+        let unloaded_keys = self.unloaded_keys.clone();
         let p = self.prepare("127.0.0.1:0").await;
         let env = &p.env;
         let config = Config::parse(&p.text, |name| {
@@ -366,7 +386,7 @@ jwks_min_refresh_interval_secs = 1
             issuer,
             _shutdown: shutdown,
         };
-        test_app.wait_for_keys().await;
+        test_app.wait_for_keys(&unloaded_keys).await;
         test_app
     }
 }
@@ -419,6 +439,8 @@ impl TestApp {
             admin_rules: Vec::new(),
             fingerprint_key: ("test-key".to_owned(), FINGERPRINT_KEY.to_owned()),
             previous_fingerprint_keys: Vec::new(),
+            extra_config: String::new(),
+            unloaded_keys: Vec::new(),
         }
     }
 
@@ -426,10 +448,20 @@ impl TestApp {
         Self::builder().spawn().await
     }
 
-    async fn wait_for_keys(&self) {
+    /// Waits until every issuer's keys are loaded, but those of `unloaded`.
+    async fn wait_for_keys(&self, unloaded: &[String]) {
         wait_for(Duration::from_secs(30), async || {
-            let body = self.get("/readyz").await.text().await.unwrap_or_default();
-            (!body.contains("signing keys")).then_some(())
+            let body: Value = self.get("/readyz").await.json().await.ok()?;
+            let loaded = match body["checks"]["issuers"].as_object() {
+                Some(issuers) => issuers
+                    .iter()
+                    .all(|(name, state)| state == "ok" || unloaded.contains(name)),
+                // Not ready (no database): the detail names issuers without keys.
+                None => !body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("keys not loaded")),
+            };
+            loaded.then_some(())
         })
         .await
         .expect("the service never loaded the test issuer's keys");

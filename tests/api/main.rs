@@ -13,6 +13,7 @@ mod authentication;
 mod authorization;
 mod aws_failures;
 mod chain;
+mod chain_faults;
 mod cli;
 mod durability;
 mod health;
