@@ -169,6 +169,11 @@ impl Application {
         );
         let mut background = background;
         background.push(writer_task);
+        background.push(audit::spawn_head_log(
+            pool.clone(),
+            ChainKey::new(&config.audit.chain_key),
+            config.audit_chain.head_log_interval(),
+        ));
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;

@@ -9,7 +9,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, FromRow, PgPool, Row};
 
 use super::AuditRecord;
-use super::chain::{ChainKey, ChainedRow, GENESIS, Hash, to_micros};
+use super::chain::{ChainKey, ChainedRow, Checkpoint, GENESIS, Hash, to_micros};
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -95,7 +95,7 @@ pub async fn append(
     sqlx::raw_sql(AssertSqlSafe(bounds.setup.clone()))
         .execute(&mut *tx)
         .await?;
-    let (mut id, mut prev, last_recorded_at) = chain_head(&mut tx).await?;
+    let (mut id, mut prev, last_recorded_at) = chain_head(&mut tx, key).await?;
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&mut *tx)
         .await?;
@@ -146,12 +146,13 @@ impl Serialize for ByteaHex {
 }
 
 /// The last row's id, hash and time; or the newest checkpoint's; or the genesis.
-async fn chain_head(
-    tx: &mut sqlx::PgConnection,
+pub(super) async fn chain_head(
+    conn: &mut sqlx::PgConnection,
+    key: &ChainKey,
 ) -> Result<(i64, Hash, Option<DateTime<Utc>>), sqlx::Error> {
     let last =
         sqlx::query("SELECT id, row_hash, recorded_at FROM audit_events ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
     if let Some(row) = last {
         return Ok((
@@ -160,23 +161,46 @@ async fn chain_head(
             Some(row.try_get("recorded_at")?),
         ));
     }
-    Ok(match latest_checkpoint(tx).await? {
-        Some((id, hash)) => (id, hash, None),
+    Ok(match latest_checkpoint(conn, key).await? {
+        Some(checkpoint) => (checkpoint.id, checkpoint.row_hash, None),
         None => (0, GENESIS, None),
     })
 }
 
-/// The newest checkpoint's id and hash: where the chain continues after `audit prune`.
+/// The newest checkpoint: where the chain continues after `audit prune`. One whose MAC is
+/// not the chain key's (forged, or written before checkpoints were keyed) is an error, so
+/// that nobody continues or verifies the chain from it.
 pub(super) async fn latest_checkpoint(
     conn: &mut sqlx::PgConnection,
-) -> Result<Option<(i64, Hash)>, sqlx::Error> {
-    let checkpoint =
-        sqlx::query("SELECT id, row_hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
-            .fetch_optional(conn)
-            .await?;
-    checkpoint
-        .map(|row| Ok((row.try_get("id")?, hash(row.try_get("row_hash")?)?)))
-        .transpose()
+    key: &ChainKey,
+) -> Result<Option<Checkpoint>, sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "SELECT id, row_hash, pruned_before, pruned_rows, hmac \
+         FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let checkpoint = Checkpoint {
+        id: row.try_get("id")?,
+        row_hash: hash(row.try_get("row_hash")?)?,
+        pruned_before: row.try_get("pruned_before")?,
+        pruned_rows: row.try_get("pruned_rows")?,
+    };
+    let stored: Option<Vec<u8>> = row.try_get("hmac")?;
+    if stored.is_none_or(|mac| !key.checkpoint_mac_is(&checkpoint, &mac)) {
+        return Err(sqlx::Error::Decode(
+            format!(
+                "checkpoint {} does not carry the chain key's MAC (forged, or written before \
+                 checkpoints were keyed)",
+                checkpoint.id
+            )
+            .into(),
+        ));
+    }
+    Ok(Some(checkpoint))
 }
 
 /// A stored hash, checked for length.

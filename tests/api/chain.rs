@@ -29,7 +29,7 @@ session_tags = { repo = "{repository}", actor = "{actor}", workflow = "{/job/wor
 "#;
 
 /// A token the rule grants, with a workflow claim for its session tag.
-fn token(app: &TestApp, workflow: &str) -> String {
+pub fn token(app: &TestApp, workflow: &str) -> String {
     app.issuer
         .token()
         .claim("job", json!({ "workflow": workflow }))
@@ -37,7 +37,7 @@ fn token(app: &TestApp, workflow: &str) -> String {
 }
 
 /// A service that has written six rows: 1, 2, 4 and 5 issued tokens, 3 and 6 are denials.
-async fn app_with_history() -> TestApp {
+pub async fn app_with_history() -> TestApp {
     let app = TestApp::builder().rules(RULES).spawn().await;
     for n in 1..=6 {
         let token = token(&app, &format!("build-{n}.yml"));
@@ -128,7 +128,7 @@ async fn breaks(database_url: &str) -> String {
 
 /// Runs `sql` as the superuser with the append-only triggers off (replica mode skips
 /// ordinary triggers): what someone with full access to the database could do.
-async fn tamper(app: &TestApp, sql: &'static str) {
+pub async fn tamper(app: &TestApp, sql: &'static str) {
     let mut db = PgConnection::connect(&app.database_url).await.unwrap();
     sqlx::raw_sql("SET session_replication_role = replica")
         .execute(&mut db)

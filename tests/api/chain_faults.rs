@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use crate::chain::verifies;
+use crate::chain::{app_with_history, run, stderr, stdout, tamper, token, verifies};
 use crate::helpers::{TestApp, assert_problem, wait_for};
 
 /// The writers' advisory lock key (`CHAIN_LOCK` in src/audit/store.rs).
@@ -168,4 +168,139 @@ async fn a_session_stuck_holding_the_writers_lock_costs_bounded_503s_until_it_is
 
     assert!(recovered.is_some(), "the service never recovered");
     verifies(&app.database_url, &[]).await;
+}
+
+/// The last intact row `audit verify` printed, as `ID:HASH`.
+fn printed_head(report: &str) -> String {
+    let line = report
+        .lines()
+        .find_map(|l| l.strip_prefix("last intact row: id "))
+        .expect("a last intact row");
+    line.replacen(", hash ", ":", 1)
+}
+
+#[tokio::test]
+async fn rows_deleted_from_the_end_are_caught_by_a_witnessed_head() {
+    let app = app_with_history().await;
+    let url = &app.database_url;
+    let six = printed_head(&verifies(url, &[]).await);
+    assert!(six.starts_with("6:"), "{six}");
+    let db = app.db().await;
+    let hash: Vec<u8> = sqlx::query_scalar("SELECT row_hash FROM audit_events WHERE id = 4")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let four_witnessed = format!("4:{}", hex::encode(hash));
+
+    tamper(&app, "DELETE FROM audit_events WHERE id >= 5").await;
+
+    let unwitnessed = verifies(url, &[]).await;
+    assert!(unwitnessed.contains("checked 4 rows"), "{unwitnessed}");
+    let caught = run(url, &["audit", "verify", "--expect-head", &six]).await;
+    assert_eq!(caught.status.code(), Some(1), "{}", stdout(&caught));
+    assert!(
+        stderr(&caught).contains(
+            "the chain ends at id 4, before the witnessed head id 6 (rows deleted from the \
+             end, or lost in a failover?)"
+        ),
+        "{}",
+        stderr(&caught)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("heads");
+    std::fs::write(
+        &file,
+        format!("# from the service's log\n{four_witnessed}\n\n{six}\n"),
+    )
+    .unwrap();
+    let from_file = run(
+        url,
+        &["audit", "verify", "--expect-heads", file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(from_file.status.code(), Some(1));
+    assert!(stderr(&from_file).contains("before the witnessed head id 6"));
+    verifies(url, &["--expect-head", &four_witnessed]).await;
+    let wrong = format!("4:{}", "00".repeat(32));
+    let rewritten = run(url, &["audit", "verify", "--expect-head", &wrong]).await;
+    assert!(
+        stderr(&rewritten).contains("id 4: its hash is not the one witnessed for id 4"),
+        "{}",
+        stderr(&rewritten)
+    );
+}
+
+#[tokio::test]
+async fn the_service_logs_its_chain_head_for_the_log_pipeline_to_witness() {
+    let service = TestApp::builder()
+        .extra_config("[audit_chain]\nhead_log_interval_secs = 1\n")
+        .env("RUST_LOG", "info")
+        .spawn_process()
+        .await;
+    let http = reqwest::Client::new();
+    let issued = http
+        .post(format!("{}/v1/ecr/authorization-token", service.address))
+        .bearer_auth(service.issuer.token().sign())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.status(), 200);
+
+    let logged = wait_for(Duration::from_secs(10), async || {
+        let log = service.log();
+        let at = log.rfind("head=1:")?;
+        let head: String = log[at + "head=".len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == ':')
+            .collect();
+        Some(head)
+    })
+    .await
+    .expect("the service never logged its chain head");
+
+    assert_eq!(logged.len(), "1:".len() + 64, "{logged}");
+    verifies(&service.database_url, &["--expect-head", &logged]).await;
+}
+
+#[tokio::test]
+async fn a_forged_checkpoint_is_caught_by_verify_and_refused_by_the_writer() {
+    let app = app_with_history().await;
+    let url = &app.database_url;
+    let db = app.db().await;
+    let next_month: String = sqlx::query_scalar(
+        "SELECT (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month')::date::text",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let pruned = run(url, &["audit", "prune", "--before", &next_month]).await;
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    let keyed = verifies(url, &[]).await;
+    assert!(
+        keyed.contains("checked 0 rows from checkpoint 6"),
+        "{keyed}"
+    );
+
+    // Someone with the database but not the chain key moves the chain's start on, as if
+    // rows 7 to 9 had been pruned too, reusing the real checkpoint's MAC.
+    tamper(
+        &app,
+        "INSERT INTO audit_checkpoints (id, row_hash, pruned_before, pruned_rows, hmac) \
+         SELECT id + 3, row_hash, pruned_before, pruned_rows + 3, hmac FROM audit_checkpoints",
+    )
+    .await;
+
+    let caught = run(url, &["audit", "verify"]).await;
+    assert_eq!(caught.status.code(), Some(1));
+    assert!(
+        stderr(&caught).contains("checkpoint 9 does not carry the chain key's MAC"),
+        "{}",
+        stderr(&caught)
+    );
+    let response = app.issue(Some(&token(&app, "after.yml")), None).await;
+    assert_problem(response, 503, "audit-unavailable").await;
+    assert!(
+        app.audit_rows().await.is_empty(),
+        "nothing continued the forged chain"
+    );
 }

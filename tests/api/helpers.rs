@@ -402,6 +402,13 @@ pub struct ServiceProcess {
     dir: tempfile::TempDir,
 }
 
+impl ServiceProcess {
+    /// What the service has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+}
+
 struct Prepared {
     text: String,
     env: Vec<(String, String)>,
