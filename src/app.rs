@@ -160,11 +160,7 @@ impl Application {
                 // A request waits for its commit as long as for a pooled connection, plus
                 // time for the batch ahead of it.
                 wait: Duration::from_secs(config.database.acquire_timeout_secs + 5),
-                bounds: AppendBounds::new(
-                    Duration::from_millis(config.audit_chain.lock_timeout_ms.get()),
-                    Duration::from_millis(config.audit_chain.statement_timeout_ms.get()),
-                    Duration::from_millis(config.audit_chain.idle_in_transaction_timeout_ms.get()),
-                ),
+                bounds: AppendBounds::from(&config.audit_chain),
             },
         );
         let mut background = background;

@@ -10,6 +10,7 @@ use sqlx::{AssertSqlSafe, FromRow, PgPool, Row};
 
 use super::AuditRecord;
 use super::chain::{ChainKey, ChainedRow, Checkpoint, GENESIS, Hash, to_micros};
+use crate::config::AuditChainConfig;
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -60,14 +61,21 @@ impl AppendBounds {
     }
 }
 
+impl From<&AuditChainConfig> for AppendBounds {
+    fn from(config: &AuditChainConfig) -> Self {
+        let ms = |v: std::num::NonZeroU64| Duration::from_millis(v.get());
+        Self::new(
+            ms(config.lock_timeout_ms),
+            ms(config.statement_timeout_ms),
+            ms(config.idle_in_transaction_timeout_ms),
+        )
+    }
+}
+
 impl Default for AppendBounds {
     /// The defaults of `[audit_chain]`.
     fn default() -> Self {
-        Self::new(
-            Duration::from_secs(2),
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-        )
+        Self::from(&AuditChainConfig::default())
     }
 }
 
