@@ -2,9 +2,13 @@
 //! defaults, a duplicate or out-of-place chain id is refused by the database itself, and a
 //! session stuck holding the writers' lock costs bounded 503s, not an outage.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::chain::{app_with_history, run, stderr, stdout, tamper, token, verifies};
 use crate::helpers::{TestApp, assert_problem, wait_for};
@@ -308,4 +312,145 @@ async fn a_forged_checkpoint_is_caught_by_verify_and_refused_by_the_writer() {
         app.audit_rows().await.is_empty(),
         "nothing continued the forged chain"
     );
+}
+
+/// A TCP relay to Postgres that can stop passing bytes, in both directions, at once: a
+/// replica whose network is cut off.
+struct CutOffRelay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    /// The relay's own ports towards Postgres: how the server sees the relayed sessions.
+    server_side_ports: Arc<Mutex<Vec<i32>>>,
+}
+
+impl CutOffRelay {
+    async fn start(target: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let server_side_ports = Arc::new(Mutex::new(Vec::new()));
+        let (target, relay_cut, ports) =
+            (target.to_owned(), cut.clone(), server_side_ports.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&target).await else {
+                    continue;
+                };
+                ports
+                    .lock()
+                    .unwrap()
+                    .push(i32::from(server.local_addr().unwrap().port()));
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(pass(client_read, server_write, relay_cut.clone()));
+                tokio::spawn(pass(server_read, client_write, relay_cut.clone()));
+            }
+        });
+        Self {
+            port,
+            cut,
+            server_side_ports,
+        }
+    }
+}
+
+/// Copies bytes from `from` to `to` while the relay is not cut.
+async fn pass(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Once cut, nothing read is ever passed on: the session hangs as a cut-off one does.
+        while cut.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cut_off_mid_append_is_ended_by_the_database_and_the_others_recover() {
+    let healthy = TestApp::builder()
+        .extra_config("[audit_chain]\nlock_timeout_ms = 300\n")
+        .spawn()
+        .await;
+    let mut url = reqwest::Url::parse(&healthy.database_url).unwrap();
+    let target = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+    let relay = CutOffRelay::start(&target).await;
+    url.set_port(Some(relay.port)).unwrap();
+    let doomed = TestApp::builder()
+        .database_url(url.as_str())
+        .extra_config("[audit_chain]\nidle_in_transaction_timeout_ms = 1000\n")
+        .spawn()
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (http, url, token, stop) = (
+            doomed.http.clone(),
+            doomed.url("/v1/ecr/authorization-token"),
+            doomed.token(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut inflight = tokio::task::JoinSet::new();
+            while !stop.load(Ordering::SeqCst) {
+                if inflight.len() < 16 {
+                    let request = http.post(&url).bearer_auth(&token).send();
+                    inflight.spawn(async move { drop(request.await) });
+                } else {
+                    inflight.join_next().await;
+                }
+            }
+        })
+    };
+    let mut admin = PgConnection::connect(&healthy.database_url).await.unwrap();
+
+    // Cut the replica off at a moment when it holds the writers' lock.
+    let mut holder = None;
+    for _ in 0..500 {
+        relay.cut.store(true, Ordering::SeqCst);
+        let ports = relay.server_side_ports.lock().unwrap().clone();
+        holder = sqlx::query_scalar::<_, i32>(
+            "SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE l.locktype = 'advisory' AND l.granted AND a.client_port = ANY($1)",
+        )
+        .bind(&ports)
+        .fetch_optional(&mut admin)
+        .await
+        .unwrap();
+        if holder.is_some() {
+            break;
+        }
+        relay.cut.store(false, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    load.abort();
+    let holder = holder.expect("never caught the replica holding the lock");
+
+    let ended = wait_for(Duration::from_secs(15), async || {
+        let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+            .bind(holder)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        (alive == 0).then_some(())
+    })
+    .await;
+    assert!(ended.is_some(), "the cut-off session still holds the lock");
+    let recovered = wait_for(Duration::from_secs(10), async || {
+        let status = healthy.issue(Some(&healthy.token()), None).await.status();
+        (status == 200).then_some(())
+    })
+    .await;
+    assert!(recovered.is_some(), "the healthy replica never recovered");
+    verifies(&healthy.database_url, &[]).await;
 }
