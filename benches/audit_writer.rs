@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ecr_token_broker::audit::chain::ChainKey;
-use ecr_token_broker::audit::{AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append};
+use ecr_token_broker::audit::{
+    AppendBounds, AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append,
+};
 use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
@@ -141,7 +143,9 @@ async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
         run(move |r| {
             let (pool, key) = (pool.clone(), key.clone());
             async move {
-                append(&pool, &key, &[r]).await.expect("insert");
+                append(&pool, &key, &AppendBounds::default(), &[r])
+                    .await
+                    .expect("insert");
             }
         })
         .await
@@ -154,6 +158,7 @@ async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
         queue_capacity: 4096,
         max_batch: 256,
         wait: Duration::from_secs(30),
+        bounds: AppendBounds::default(),
     };
     let (writer, task) = AuditWriter::spawn(pool.clone(), key.clone(), limits);
     let group = {

@@ -25,7 +25,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::audit::chain::ChainKey;
-use crate::audit::{self, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
+use crate::audit::{self, AppendBounds, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::cache::CacheSettings;
@@ -34,7 +34,7 @@ use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
 use crate::policy::{AuditAdmins, Rules};
 use crate::rate_limit::RateLimits;
-use crate::request_id::{REQUEST_ID_HEADER, drop_unusable_request_id};
+use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
 
 /// Cheap, cloneable handles shared by every request.
@@ -72,21 +72,22 @@ impl AppState {
 
 /// Builds the router with all middleware.
 ///
-/// Outermost first: request id (kept when the caller sent a sane one), tracing, CORS, error
+/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing, CORS, error
 /// rendering, then the limits that produce those errors.
 pub fn build_router(state: AppState) -> Router {
     let server = state.server.clone();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let middleware = ServiceBuilder::new()
         .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-        .layer(middleware::from_fn(drop_unusable_request_id))
+        .layer(middleware::from_fn(take_caller_request_id))
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request| {
                     let path = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
                     let id = request.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path)
+                    let caller_id = request.extensions().get::<CallerRequestId>().map_or("", |c| c.0.as_str());
+                    tracing::info_span!("request", request_id = %id, caller_request_id = %caller_id, method = %request.method(), path = %path)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
@@ -188,6 +189,7 @@ impl Application {
                 // A request waits for its commit as long as for a pooled connection, plus
                 // time for the batch ahead of it.
                 wait: Duration::from_secs(config.database.acquire_timeout_secs + 5),
+                bounds: AppendBounds::from(&config.audit_chain),
             },
         );
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, &config.rules));
@@ -195,6 +197,11 @@ impl Application {
         background.push(writer_task);
         background.push(rate_limits.spawn_sweeper());
         background.push(credentials.spawn_sweeper());
+        background.push(audit::spawn_head_log(
+            pool.clone(),
+            ChainKey::new(&config.audit.chain_key),
+            config.audit_chain.head_log_interval(),
+        ));
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;

@@ -14,6 +14,7 @@ mod query;
 mod record;
 mod store;
 mod verify;
+mod witness;
 mod writer;
 
 pub use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
@@ -21,6 +22,7 @@ pub use log::AuditLog;
 pub use prune::{MonthStart, Pruned, prune};
 pub use query::{IssuanceFilter, MAX_TOKEN_RECORDS, Page, Scope};
 pub use record::{AuditRecord, Outcome, SessionTags};
-pub use store::{MIGRATOR, append, migrate};
-pub use verify::{Break, Predecessor, Verification, Walk, verify};
+pub use store::{AppendBounds, MIGRATOR, append, migrate};
+pub use verify::{Break, ExpectedHead, Predecessor, Verification, Walk, verify};
+pub use witness::spawn_head_log;
 pub use writer::{AuditError, AuditWriter, WriterLimits};

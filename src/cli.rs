@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sqlx::ConnectOptions;
 
 use crate::app::{Application, connect_pool};
-use crate::audit::{self, MonthStart, chain::ChainKey};
+use crate::audit::{self, ExpectedHead, MonthStart, chain::ChainKey};
 use crate::config::{CONFIG_PATH_ENV, Config};
 use crate::credentials::Aws;
 
@@ -67,12 +67,20 @@ pub enum AuditCommand {
     /// checks, row by row in id order, that ids are consecutive, that each row points at the
     /// previous row's hash, and that its hash matches its content. Exits 0 if the chain is
     /// intact, 1 at the first break, naming the row and what is wrong with it. Rows deleted
-    /// from the very end leave no break: keep the printed last hash somewhere else to catch
-    /// that. The service's read-only role is enough.
+    /// from the very end leave no break by themselves: pass the heads seen earlier (printed
+    /// here as the last intact row, or logged by the service as "audit chain head") with
+    /// --expect-head or --expect-heads, and the chain must still reach each of them with its
+    /// hash. The service's read-only role is enough.
     Verify {
         /// Start at this row, trusting its prev_hash, to spot-check the chain from there.
         #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
         from_id: Option<i64>,
+        /// A head seen earlier, as ID:HASH: the chain must reach row ID with this hash.
+        #[arg(long, value_name = "ID:HASH")]
+        expect_head: Vec<ExpectedHead>,
+        /// A file of heads seen earlier, one ID:HASH a line (# starts a comment line).
+        #[arg(long, value_name = "FILE")]
+        expect_heads: Option<PathBuf>,
     },
     /// Drop whole months of the audit log, keeping the rest verifiable.
     ///
@@ -148,8 +156,16 @@ async fn run_audit(
     key: &ChainKey,
 ) -> anyhow::Result<()> {
     match command {
-        AuditCommand::Verify { from_id } => {
-            let verification = audit::verify(pool, key, *from_id).await?;
+        AuditCommand::Verify {
+            from_id,
+            expect_head,
+            expect_heads,
+        } => {
+            let mut expected = expect_head.clone();
+            if let Some(file) = expect_heads {
+                expected.extend(ExpectedHead::read_file(file)?);
+            }
+            let verification = audit::verify(pool, key, *from_id, &expected).await?;
             println!("{verification}");
             match &verification.walk.broken {
                 None => {

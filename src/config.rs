@@ -3,6 +3,7 @@
 //! Secrets (the database URL, the fingerprint key, shared issuer secrets) may come from the
 //! environment instead of the file, so the file can live in a ConfigMap.
 
+mod audit_chain;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use crate::credentials::cache::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 use crate::policy::Template;
 
+pub use audit_chain::AuditChainConfig;
 pub use validate::ConfigErrors;
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -44,6 +46,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Audit record settings.
     pub audit: AuditConfig,
+    /// Bounds on appending to the audit chain, and publishing its head.
+    #[serde(default)]
+    pub audit_chain: AuditChainConfig,
     /// AWS call settings; credentials and endpoints come from the standard SDK chain.
     #[serde(default)]
     pub aws: AwsConfig,

@@ -38,6 +38,46 @@ impl ChainKey {
     }
 }
 
+/// Where a pruned stretch of the chain ended, as `audit_checkpoints` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last pruned row's id.
+    pub id: i64,
+    /// The last pruned row's hash, which the next row continues.
+    pub row_hash: Hash,
+    /// The cut-off date of the prune.
+    pub pruned_before: DateTime<Utc>,
+    /// How many rows that prune dropped.
+    pub pruned_rows: i64,
+}
+
+impl ChainKey {
+    /// The MAC of a checkpoint under the chain key: nobody without the key can make one up
+    /// and drop the oldest rows behind it. Domain-separated from row hashes, whose input
+    /// starts with a hash rather than this text.
+    pub fn checkpoint_mac(&self, checkpoint: &Checkpoint) -> Hash {
+        self.checkpoint_hmac(checkpoint)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// Whether `mac` is the checkpoint's MAC, compared in constant time.
+    pub fn checkpoint_mac_is(&self, checkpoint: &Checkpoint, mac: &[u8]) -> bool {
+        self.checkpoint_hmac(checkpoint).verify_slice(mac).is_ok()
+    }
+
+    fn checkpoint_hmac(&self, checkpoint: &Checkpoint) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(b"ecr-token-broker checkpoint v1");
+        mac.update(&checkpoint.id.to_be_bytes());
+        mac.update(&checkpoint.row_hash);
+        mac.update(&checkpoint.pruned_before.timestamp_micros().to_be_bytes());
+        mac.update(&checkpoint.pruned_rows.to_be_bytes());
+        mac
+    }
+}
+
 impl std::fmt::Debug for ChainKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ChainKey([redacted])")
@@ -60,8 +100,10 @@ pub struct ChainedRow {
 
 impl ChainedRow {
     /// The row `record` becomes at chain position `id`: its times cut to the microseconds
-    /// the database keeps, so that the row read back hashes as written.
+    /// the database keeps and NUL characters in its text replaced, so that the row read
+    /// back hashes as written.
     pub fn new(id: i64, recorded_at: DateTime<Utc>, mut record: AuditRecord) -> Self {
+        record.escape_nul();
         record.occurred_at = to_micros(record.occurred_at);
         record.expires_at = record.expires_at.map(to_micros);
         Self {
@@ -165,6 +207,10 @@ impl ChainedRow {
             c.0.push(b'u');
             c.text(error);
         }
+        if let Some(id) = &r.caller_request_id {
+            c.0.push(b'c');
+            c.text(id);
+        }
         c.0
     }
 }
@@ -225,6 +271,7 @@ mod tests {
             Box::new(|r| r.record.http_status = 503),
             Box::new(|r| r.record.outcome = Outcome::Denied),
             Box::new(|r| r.record.upstream_error = Some("throttled".to_owned())),
+            Box::new(|r| r.record.caller_request_id = Some("ci-42".to_owned())),
         ];
         for edit in edits {
             let mut changed = row();
@@ -241,6 +288,52 @@ mod tests {
             hex::encode(key().row_hash(&GENESIS, &row())),
             "0440e672597db7f44b23e9c6fbdc068a4941dcb0be07d5d32644cea73749e7dc"
         );
+    }
+
+    #[test]
+    fn nul_characters_become_a_stand_in_so_the_row_can_be_stored_as_hashed() {
+        let mut record = row().record;
+        record.subject = Some("repo:\0acme".to_owned());
+        record.session_tags = [("a\0".to_owned(), "\0b".to_owned())].into_iter().collect();
+        record.repositories = Some(vec!["x\0".to_owned()]);
+
+        let stored = ChainedRow::new(7, record.occurred_at, record);
+        let read_back = ChainedRow::new(7, stored.recorded_at, stored.record.clone());
+
+        let r = &stored.record;
+        assert_eq!(r.subject.as_deref(), Some("repo:\u{2400}acme"));
+        assert_eq!(
+            r.session_tags.as_slice(),
+            [("a\u{2400}".to_owned(), "\u{2400}b".to_owned())]
+        );
+        assert_eq!(r.repositories, Some(vec!["x\u{2400}".to_owned()]));
+        assert_eq!(read_back.canonical(), stored.canonical());
+    }
+
+    #[test]
+    fn a_checkpoint_mac_covers_every_field_and_the_key() {
+        let checkpoint = Checkpoint {
+            id: 6,
+            row_hash: [7; 32],
+            pruned_before: DateTime::from_timestamp(1_796_083_200, 0).unwrap(),
+            pruned_rows: 6,
+        };
+        let base = key().checkpoint_mac(&checkpoint);
+        let edits: [fn(&mut Checkpoint); 4] = [
+            |c| c.id += 1,
+            |c| c.row_hash[0] ^= 1,
+            |c| c.pruned_before += chrono::Duration::days(1),
+            |c| c.pruned_rows -= 1,
+        ];
+        for edit in edits {
+            let mut changed = checkpoint;
+            edit(&mut changed);
+            assert_ne!(key().checkpoint_mac(&changed), base);
+        }
+        let other = ChainKey::new(&SecretString::from("another-chain-key-0123456789abcdef"));
+        assert_ne!(other.checkpoint_mac(&checkpoint), base);
+        assert!(key().checkpoint_mac_is(&checkpoint, &base));
+        assert!(!other.checkpoint_mac_is(&checkpoint, &base));
     }
 
     #[test]

@@ -23,6 +23,11 @@ impl AuditLog {
         self.writer.record(record).await
     }
 
+    /// Whether the writer task is alive to commit records.
+    pub fn writer_running(&self) -> bool {
+        self.writer.is_running()
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)

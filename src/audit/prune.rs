@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use sqlx::{PgPool, Row};
 
-use super::chain::{ChainKey, Hash};
+use super::chain::{ChainKey, Checkpoint, Hash};
 use super::store::{CHAIN_LOCK, hash};
 use super::verify::{Break, Predecessor, Walk, chain_start};
 
@@ -148,7 +148,7 @@ pub async fn prune(
 
     // Verify first without the chain lock, which would stop every append meanwhile: rows
     // recorded before the cut-off are old and no longer written, unless it is next month.
-    let (start, start_hash) = chain_start(&mut tx).await?;
+    let (start, start_hash) = chain_start(&mut tx, key).await?;
     let mut verified = Walk::new(key.clone(), start, start_hash);
     verified
         .run(&mut tx, Some(cutoff))
@@ -161,7 +161,7 @@ pub async fn prune(
         .execute(&mut *tx)
         .await
         .context("waiting for the audit writers' lock")?;
-    if chain_start(&mut tx).await? != (start, start_hash) {
+    if chain_start(&mut tx, key).await? != (start, start_hash) {
         bail!("another prune ran meanwhile; run this one again");
     }
     // Rows appended before the lock was taken (when pruning the current month).
@@ -238,14 +238,21 @@ pub async fn prune(
     }
 
     if let Some((id, row_hash)) = last {
+        let mac = key.checkpoint_mac(&Checkpoint {
+            id,
+            row_hash,
+            pruned_before: cutoff,
+            pruned_rows: rows,
+        });
         sqlx::query(
-            "INSERT INTO audit_checkpoints (id, row_hash, pruned_before, pruned_rows) \
-             VALUES ($1, $2, $3, $4)",
+            "INSERT INTO audit_checkpoints (id, row_hash, pruned_before, pruned_rows, hmac) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id)
         .bind(row_hash.as_slice())
         .bind(cutoff)
         .bind(rows)
+        .bind(mac.as_slice())
         .execute(&mut *tx)
         .await
         .context("recording the checkpoint (prune needs the role that owns the audit tables)")?;

@@ -1,13 +1,16 @@
+use std::time::Duration;
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{FromRow, PgPool, Row};
+use sqlx::{Executor, FromRow, PgPool, Row};
 
 use super::AuditRecord;
-use super::chain::{ChainKey, ChainedRow, GENESIS, Hash, to_micros};
+use super::chain::{ChainKey, ChainedRow, Checkpoint, GENESIS, Hash, to_micros};
+use crate::config::AuditChainConfig;
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -31,24 +34,74 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long an append may wait on the database, whatever the server's defaults: for the
+/// chain lock, for any statement, and idle in its transaction (its writer cut off, holding
+/// the lock that every replica needs).
+#[derive(Debug, Clone)]
+pub struct AppendBounds {
+    /// The transaction's settings and its lock, sent as one round trip.
+    setup: String,
+}
+
+impl AppendBounds {
+    /// Bounds of `lock`, `statement` and `idle` (each at least a millisecond: Postgres reads
+    /// 0 as no limit).
+    pub fn new(lock: Duration, statement: Duration, idle: Duration) -> Self {
+        let ms = |d: Duration| d.as_millis().max(1);
+        Self {
+            setup: format!(
+                "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
+                 SET LOCAL idle_in_transaction_session_timeout = {}; \
+                 SELECT pg_advisory_xact_lock({CHAIN_LOCK})",
+                ms(lock),
+                ms(statement),
+                ms(idle)
+            ),
+        }
+    }
+}
+
+impl From<&AuditChainConfig> for AppendBounds {
+    fn from(config: &AuditChainConfig) -> Self {
+        let ms = |v: std::num::NonZeroU64| Duration::from_millis(v.get());
+        Self::new(
+            ms(config.lock_timeout_ms),
+            ms(config.statement_timeout_ms),
+            ms(config.idle_in_transaction_timeout_ms),
+        )
+    }
+}
+
+impl Default for AppendBounds {
+    /// The defaults of `[audit_chain]`.
+    fn default() -> Self {
+        Self::from(&AuditChainConfig::default())
+    }
+}
+
 /// Statements are plain `sqlx::query` rather than the compile-time checked macros so the
 /// crate builds without a database or committed query metadata; the integration tests run
 /// every statement against real Postgres.
 ///
 /// Appends `records` to the chain in one transaction and returns their ids once it has
 /// committed. Several replicas may call this at once: the advisory lock makes each batch
-/// continue exactly where the previous one ended.
+/// continue exactly where the previous one ended, and the database refuses a batch that
+/// does not (see the `audit_events_one_chain` trigger).
 pub async fn append(
     pool: &PgPool,
     key: &ChainKey,
+    bounds: &AppendBounds,
     records: &[AuditRecord],
 ) -> Result<Vec<i64>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(CHAIN_LOCK)
-        .execute(&mut *tx)
+    // READ COMMITTED whatever the server's default: each statement sees what committed
+    // before it, so the head is read after the lock is granted. Under REPEATABLE READ the
+    // snapshot would be taken before the lock, and two writers would continue the same head.
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await?;
-    let (mut id, mut prev, last_recorded_at) = chain_head(&mut tx).await?;
+    // The bounds are numbers and the lock key a constant: no input reaches this text.
+    tx.execute(bounds.setup.as_str()).await?;
+    let (mut id, mut prev, last_recorded_at) = chain_head(&mut tx, key).await?;
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&mut *tx)
         .await?;
@@ -99,12 +152,13 @@ impl Serialize for ByteaHex {
 }
 
 /// The last row's id, hash and time; or the newest checkpoint's; or the genesis.
-async fn chain_head(
-    tx: &mut sqlx::PgConnection,
+pub(super) async fn chain_head(
+    conn: &mut sqlx::PgConnection,
+    key: &ChainKey,
 ) -> Result<(i64, Hash, Option<DateTime<Utc>>), sqlx::Error> {
     let last =
         sqlx::query("SELECT id, row_hash, recorded_at FROM audit_events ORDER BY id DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
     if let Some(row) = last {
         return Ok((
@@ -113,23 +167,46 @@ async fn chain_head(
             Some(row.try_get("recorded_at")?),
         ));
     }
-    Ok(match latest_checkpoint(tx).await? {
-        Some((id, hash)) => (id, hash, None),
+    Ok(match latest_checkpoint(conn, key).await? {
+        Some(checkpoint) => (checkpoint.id, checkpoint.row_hash, None),
         None => (0, GENESIS, None),
     })
 }
 
-/// The newest checkpoint's id and hash: where the chain continues after `audit prune`.
+/// The newest checkpoint: where the chain continues after `audit prune`. One whose MAC is
+/// not the chain key's (forged, or written before checkpoints were keyed) is an error, so
+/// that nobody continues or verifies the chain from it.
 pub(super) async fn latest_checkpoint(
     conn: &mut sqlx::PgConnection,
-) -> Result<Option<(i64, Hash)>, sqlx::Error> {
-    let checkpoint =
-        sqlx::query("SELECT id, row_hash FROM audit_checkpoints ORDER BY id DESC LIMIT 1")
-            .fetch_optional(conn)
-            .await?;
-    checkpoint
-        .map(|row| Ok((row.try_get("id")?, hash(row.try_get("row_hash")?)?)))
-        .transpose()
+    key: &ChainKey,
+) -> Result<Option<Checkpoint>, sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "SELECT id, row_hash, pruned_before, pruned_rows, hmac \
+         FROM audit_checkpoints ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let checkpoint = Checkpoint {
+        id: row.try_get("id")?,
+        row_hash: hash(row.try_get("row_hash")?)?,
+        pruned_before: row.try_get("pruned_before")?,
+        pruned_rows: row.try_get("pruned_rows")?,
+    };
+    let stored: Option<Vec<u8>> = row.try_get("hmac")?;
+    if stored.is_none_or(|mac| !key.checkpoint_mac_is(&checkpoint, &mac)) {
+        return Err(sqlx::Error::Decode(
+            format!(
+                "checkpoint {} does not carry the chain key's MAC (forged, or written before \
+                 checkpoints were keyed)",
+                checkpoint.id
+            )
+            .into(),
+        ));
+    }
+    Ok(Some(checkpoint))
 }
 
 /// A stored hash, checked for length.

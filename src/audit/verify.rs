@@ -1,7 +1,10 @@
 //! `audit verify`: walks the hash chain in id order and finds the first row that does not
 //! continue it, streaming the rows so that memory stays flat however long the log is.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -76,6 +79,18 @@ pub enum Break {
         /// The row.
         id: i64,
     },
+    /// The row is intact in the chain, but its hash is not the one witnessed for its id.
+    WitnessedHash {
+        /// The row.
+        id: i64,
+    },
+    /// The chain ends before a witnessed head.
+    Truncated {
+        /// The witnessed head's id.
+        id: i64,
+        /// The id of the chain's last row (or of where it starts, if it has none).
+        end: i64,
+    },
 }
 
 impl Break {
@@ -85,7 +100,9 @@ impl Break {
             Self::Unreadable { id, .. }
             | Self::Gap { id, .. }
             | Self::PrevHash { id, .. }
-            | Self::RowHash { id } => *id,
+            | Self::RowHash { id }
+            | Self::WitnessedHash { id } => *id,
+            Self::Truncated { end, .. } => end + 1,
         }
     }
 }
@@ -110,6 +127,16 @@ impl fmt::Display for Break {
             Self::RowHash { id } => {
                 write!(f, "id {id}: row hash does not match its content (edited?)")
             }
+            Self::WitnessedHash { id } => write!(
+                f,
+                "id {id}: its hash is not the one witnessed for id {id} (the chain was \
+                 rewritten from there?)"
+            ),
+            Self::Truncated { id, end } => write!(
+                f,
+                "the chain ends at id {end}, before the witnessed head id {id} (rows deleted \
+                 from the end, or lost in a failover?)"
+            ),
         }
     }
 }
@@ -128,6 +155,8 @@ pub struct Walk {
     pub last: Option<(i64, Hash)>,
     /// The first break; the walk stops there.
     pub broken: Option<Break>,
+    /// Hashes witnessed for some ids, which the rows there must have.
+    witnessed: BTreeMap<i64, Hash>,
 }
 
 impl Walk {
@@ -141,6 +170,7 @@ impl Walk {
             checked: 0,
             last: None,
             broken: None,
+            witnessed: BTreeMap::new(),
         }
     }
 
@@ -209,6 +239,13 @@ impl Walk {
         if self.key.row_hash(&stored.prev_hash, &stored.row) != stored.row_hash {
             return Some(Break::RowHash { id });
         }
+        if self
+            .witnessed
+            .get(&id)
+            .is_some_and(|hash| *hash != stored.row_hash)
+        {
+            return Some(Break::WitnessedHash { id });
+        }
         self.next = Predecessor::Row(id);
         self.next_hash = stored.row_hash;
         self.last = Some((id, stored.row_hash));
@@ -216,12 +253,62 @@ impl Walk {
     }
 }
 
+/// A chain head someone saw (in the service's log, or printed by `audit verify`): the chain
+/// must still reach row `id`, with this hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedHead {
+    /// The row's id.
+    pub id: i64,
+    /// Its hash.
+    pub hash: Hash,
+}
+
+impl FromStr for ExpectedHead {
+    type Err = String;
+
+    /// `ID:HASH`, the hash as 64 hex digits.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let shape = || format!("{s:?} is not ID:HASH (a row id, a colon, 64 hex digits)");
+        let (id, hash) = s.trim().split_once(':').ok_or_else(shape)?;
+        let id = id.parse().ok().filter(|id| *id > 0).ok_or_else(shape)?;
+        let hash = hex::decode(hash)
+            .ok()
+            .and_then(|h| Hash::try_from(h).ok())
+            .ok_or_else(shape)?;
+        Ok(Self { id, hash })
+    }
+}
+
+impl fmt::Display for ExpectedHead {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.id, hex::encode(self.hash))
+    }
+}
+
+impl ExpectedHead {
+    /// The heads in a file: one `ID:HASH` a line; blank lines and lines starting with `#`
+    /// are skipped.
+    pub fn read_file(path: &Path) -> anyhow::Result<Vec<Self>> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+            .map(|(n, line)| {
+                line.parse()
+                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))
+            })
+            .collect()
+    }
+}
+
 /// Where the chain starts now: the newest checkpoint, or the genesis.
 pub(super) async fn chain_start(
     conn: &mut PgConnection,
+    key: &ChainKey,
 ) -> Result<(Predecessor, Hash), sqlx::Error> {
-    Ok(match latest_checkpoint(conn).await? {
-        Some((id, hash)) => (Predecessor::Checkpoint(id), hash),
+    Ok(match latest_checkpoint(conn, key).await? {
+        Some(checkpoint) => (Predecessor::Checkpoint(checkpoint.id), checkpoint.row_hash),
         None => (Predecessor::Genesis, GENESIS),
     })
 }
@@ -266,17 +353,20 @@ impl fmt::Display for Verification {
 }
 
 /// Walks the chain from the newest checkpoint (or the genesis), or from row `from_id`
-/// trusting its `prev_hash`, to the end, in one snapshot of the database.
+/// trusting its `prev_hash`, to the end, in one snapshot of the database. The chain must
+/// reach every `expected` head with its hash, unless it was pruned (then only a checkpoint
+/// at that very id can be compared).
 pub async fn verify(
     pool: &PgPool,
     key: &ChainKey,
     from_id: Option<i64>,
+    expected: &[ExpectedHead],
 ) -> anyhow::Result<Verification> {
     let mut tx = pool
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
         .context("connecting to the database")?;
-    let (start, start_hash) = chain_start(&mut tx)
+    let (start, start_hash) = chain_start(&mut tx, key)
         .await
         .context("reading audit_checkpoints")?;
     let (start, start_hash) = match from_id {
@@ -298,13 +388,36 @@ pub async fn verify(
         }
     };
     let mut walk = Walk::new(key.clone(), start, start_hash);
+    walk.witnessed = expected.iter().map(|e| (e.id, e.hash)).collect();
     let started = Instant::now();
     walk.run(&mut tx, None)
         .await
         .context("reading the audit log")?;
+    if walk.broken.is_none() {
+        walk.broken = unreached(&walk, start_hash, expected);
+    }
     Ok(Verification {
         walk,
         elapsed: started.elapsed(),
+    })
+}
+
+/// The first expected head that an intact walk did not reach with its hash: beyond the
+/// chain's end, or, at the checkpoint it started from, with another hash.
+fn unreached(walk: &Walk, start_hash: Hash, expected: &[ExpectedHead]) -> Option<Break> {
+    let end = walk.last.map_or(walk.start.id(), |(id, _)| id);
+    let mut heads: Vec<&ExpectedHead> = expected.iter().collect();
+    heads.sort_by_key(|e| e.id);
+    heads.into_iter().find_map(|head| {
+        if head.id > end {
+            Some(Break::Truncated { id: head.id, end })
+        } else if matches!(walk.start, Predecessor::Checkpoint(id) if id == head.id)
+            && head.hash != start_hash
+        {
+            Some(Break::WitnessedHash { id: head.id })
+        } else {
+            None
+        }
     })
 }
 
@@ -420,6 +533,58 @@ mod tests {
             })
         );
         assert_eq!(walk.checked, 2);
+    }
+
+    #[tokio::test]
+    async fn a_row_with_another_hash_than_witnessed_breaks_there() {
+        let rows = chain(5);
+        let mut walk_ = Walk::new(key(), Predecessor::Genesis, GENESIS);
+        walk_.witnessed = [(3, [9; 32])].into_iter().collect();
+        let stream = futures::stream::iter(rows.into_iter().map(|s| Ok((Ok(s.row.id), Ok(s)))));
+
+        walk_.follow(stream).await.unwrap();
+
+        assert_eq!(walk_.broken, Some(Break::WitnessedHash { id: 3 }));
+    }
+
+    #[tokio::test]
+    async fn a_witnessed_head_beyond_the_end_is_a_truncation() {
+        let rows = chain(5);
+        let (four, five) = (rows[3].row_hash, rows[4].row_hash);
+        let walk = walk(rows).await;
+        let head = |id, hash| ExpectedHead { id, hash };
+
+        assert_eq!(
+            unreached(&walk, GENESIS, &[head(4, four), head(5, five)]),
+            None
+        );
+        assert_eq!(
+            unreached(&walk, GENESIS, &[head(7, five), head(6, five)]),
+            Some(Break::Truncated { id: 6, end: 5 })
+        );
+        let checkpoint = Walk::new(key(), Predecessor::Checkpoint(5), five);
+        assert_eq!(unreached(&checkpoint, five, &[head(5, five)]), None);
+        assert_eq!(
+            unreached(&checkpoint, five, &[head(5, four)]),
+            Some(Break::WitnessedHash { id: 5 })
+        );
+    }
+
+    #[test]
+    fn expected_heads_read_as_id_colon_hash() {
+        let hash = "ab".repeat(32);
+        let head: ExpectedHead = format!(" 42:{hash}\n").parse().unwrap();
+        assert_eq!((head.id, head.hash), (42, [0xab; 32]));
+        assert_eq!(head.to_string(), format!("42:{hash}"));
+        for bad in [
+            format!("0:{hash}"),
+            format!("x:{hash}"),
+            format!("42:{}", "ab".repeat(31)),
+            format!("42-{hash}"),
+            "42:zz".to_owned(),
+        ] {
+            assert!(bad.parse::<ExpectedHead>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::AuditRecord;
 use super::chain::ChainKey;
-use super::store;
+use super::store::{self, AppendBounds};
 
 /// Why a record was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub struct AuditWriter {
 }
 
 /// Writer settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WriterLimits {
     /// Records that may wait at once; more are refused at once.
     pub queue_capacity: usize,
@@ -50,20 +50,23 @@ pub struct WriterLimits {
     pub max_batch: usize,
     /// How long a request waits for its commit.
     pub wait: Duration,
+    /// How long an append waits on the database.
+    pub bounds: AppendBounds,
 }
 
 impl AuditWriter {
     /// Starts the writer task.
     pub fn spawn(pool: PgPool, key: ChainKey, limits: WriterLimits) -> (Self, JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(limits.queue_capacity);
-        let task = tokio::spawn(run(pool, key, queue, limits.max_batch));
-        (
-            Self {
-                jobs,
-                wait: limits.wait,
-            },
-            task,
-        )
+        let wait = limits.wait;
+        let task = tokio::spawn(run(pool, key, queue, limits));
+        (Self { jobs, wait }, task)
+    }
+
+    /// Whether the writer task still takes records: it is gone once it has ended or
+    /// panicked, and then no request can be recorded.
+    pub fn is_running(&self) -> bool {
+        !self.jobs.is_closed()
     }
 
     /// Queues the record and waits until it is committed; returns its chain id.
@@ -83,7 +86,8 @@ impl AuditWriter {
     }
 }
 
-async fn run(pool: PgPool, key: ChainKey, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
+async fn run(pool: PgPool, key: ChainKey, mut queue: mpsc::Receiver<Job>, limits: WriterLimits) {
+    let max_batch = limits.max_batch;
     let mut batch = Vec::with_capacity(max_batch);
     // Whatever arrived while the previous batch committed forms the next one.
     while queue.recv_many(&mut batch, max_batch).await > 0 {
@@ -94,7 +98,9 @@ async fn run(pool: PgPool, key: ChainKey, mut queue: mpsc::Receiver<Job>, max_ba
             continue;
         }
         let records: Vec<AuditRecord> = batch.iter().map(|j| j.record.clone()).collect();
-        let result = store::append(&pool, &key, &records).await.map_err(Arc::new);
+        let result = store::append(&pool, &key, &limits.bounds, &records)
+            .await
+            .map_err(Arc::new);
         if let Err(error) = &result {
             tracing::warn!(error = %error, rows = records.len(), "audit batch failed");
         }
@@ -106,5 +112,39 @@ async fn run(pool: PgPool, key: ChainKey, mut queue: mpsc::Receiver<Job>, max_ba
             // The request may have timed out meanwhile; its row is committed all the same.
             let _ = job.done.send(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+    use sqlx::postgres::PgPoolOptions;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_writer_whose_task_is_gone_says_so_and_refuses_records() {
+        let pool = PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        let key = ChainKey::new(&SecretString::from("chain-key-for-tests-0123456789abcdef"));
+        let limits = WriterLimits {
+            queue_capacity: 4,
+            max_batch: 4,
+            wait: Duration::from_secs(1),
+            bounds: AppendBounds::default(),
+        };
+        let (writer, task) = AuditWriter::spawn(pool, key, limits);
+        assert!(writer.is_running());
+
+        task.abort();
+        assert!(task.await.unwrap_err().is_cancelled());
+
+        assert!(!writer.is_running());
+        let record = AuditRecord::start("r-1", None, None);
+        assert!(matches!(
+            writer.record(record).await,
+            Err(AuditError::Stopped)
+        ));
     }
 }

@@ -221,11 +221,15 @@ impl Verifier {
         self.by_iss.values()
     }
 
-    /// Whether every issuer with published keys has loaded them.
-    pub fn keys_loaded(&self) -> bool {
-        self.issuers()
-            .filter_map(|i| i.key_set())
-            .all(|set| set.is_loaded())
+    /// Each issuer's name and whether its keys are loaded (a shared secret always is),
+    /// sorted by name.
+    pub fn key_states(&self) -> Vec<(&str, bool)> {
+        let mut states: Vec<_> = self
+            .issuers()
+            .map(|i| (i.name(), i.key_set().is_none_or(|set| set.is_loaded())))
+            .collect();
+        states.sort_unstable();
+        states
     }
 
     /// Starts one background task per published key set that keeps its keys fresh.

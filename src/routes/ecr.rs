@@ -46,6 +46,7 @@ async fn issue_and_record(
         meta.client_addr,
         meta.user_agent.as_deref(),
     );
+    record.caller_request_id = meta.caller_request_id.clone();
     let outcome = async {
         let caller = caller?;
         issuance::record_caller(&mut record, &caller);

@@ -1,3 +1,4 @@
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
@@ -20,24 +21,51 @@ async fn get_healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the audit database answers and every issuer's keys are loaded, so an issuing
-/// request could succeed.
+/// An issuer whose keys are loaded.
+const KEYS_OK: &str = "ok";
+/// An issuer whose keys are not loaded (yet, or its key URL has failed since start).
+const KEYS_NOT_LOADED: &str = "keys not loaded";
+
+/// Readiness: the audit database answers and the audit writer runs, so that a request
+/// could be recorded. Each issuer's key state is reported but does not decide readiness:
+/// one identity provider's outage must not take every new pod out for all the others, and
+/// a token of that issuer is refused with 401 all the same.
 async fn get_readyz(State(state): State<AppState>) -> Response {
     let database = matches!(
         tokio::time::timeout(Duration::from_secs(2), state.audit.ping()).await,
         Ok(Ok(()))
     );
-    let keys = state.verifier.keys_loaded();
-    if database && keys {
-        return Json(json!({"status": "ready", "checks": {"database": "ok", "keys": "ok"}}))
-            .into_response();
+    let writer = state.audit.writer_running();
+    let issuers: BTreeMap<&str, &str> = state
+        .verifier
+        .key_states()
+        .into_iter()
+        .map(|(name, loaded)| (name, if loaded { KEYS_OK } else { KEYS_NOT_LOADED }))
+        .collect();
+    if database && writer {
+        return Json(json!({
+            "status": "ready",
+            "checks": {"database": "ok", "auditWriter": "ok", "issuers": issuers}
+        }))
+        .into_response();
     }
     let mut failing = Vec::new();
     if !database {
-        failing.push("the audit database is unreachable");
+        failing.push("the audit database is unreachable".to_owned());
     }
-    if !keys {
-        failing.push("signing keys of some issuer are not loaded");
+    if !writer {
+        failing.push("the audit writer has stopped".to_owned());
+    }
+    let unloaded: Vec<&str> = issuers
+        .iter()
+        .filter(|(_, state)| **state == KEYS_NOT_LOADED)
+        .map(|(name, _)| *name)
+        .collect();
+    if !unloaded.is_empty() {
+        failing.push(format!(
+            "(also: {KEYS_NOT_LOADED} for issuer {})",
+            unloaded.join(", ")
+        ));
     }
     Problem::new(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -76,9 +76,48 @@ async fn a_caller_that_hangs_up_mid_request_still_leaves_a_record() {
     // The issuing path finishes without the caller and records what it did.
     let row = wait_for(Duration::from_secs(30), async || {
         let rows = app.audit_rows().await;
-        rows.into_iter().find(|r| r["request_id"] == "hung-up-1")
+        rows.into_iter()
+            .find(|r| r["caller_request_id"] == "hung-up-1")
     })
     .await
     .expect("no audit row for a request whose caller hung up");
     assert_eq!(row["outcome"], "issued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nul_in_a_claim_is_stored_escaped_and_never_sinks_its_neighbours() {
+    let app = TestApp::spawn().await;
+    let odd = app
+        .issuer
+        .token()
+        .claim("sub", "repo:acme/api\u{0}:ref:refs/heads/main")
+        .sign();
+    let send = |token: String, id: String| {
+        app.http
+            .post(app.url("/v1/ecr/authorization-token"))
+            .bearer_auth(token)
+            .header("x-request-id", id)
+            .send()
+    };
+
+    // Sent together, so that the odd one shares a group commit with its neighbours.
+    let neighbours = (0..20).map(|n| send(app.token(), format!("neighbour-{n}")));
+    let (odd_response, neighbours) = tokio::join!(
+        send(odd, "odd".to_owned()),
+        futures::future::join_all(neighbours)
+    );
+
+    for response in neighbours {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    let odd_status = odd_response.unwrap().status().as_u16();
+    let rows = app.audit_rows().await;
+    assert_eq!(rows.len(), 21);
+    let row = rows
+        .iter()
+        .find(|r| r["caller_request_id"] == "odd")
+        .expect("the odd request's row");
+    assert_eq!(row["subject"], "repo:acme/api\u{2400}:ref:refs/heads/main");
+    assert_eq!(row["http_status"], odd_status);
+    crate::chain::verifies(&app.database_url, &[]).await;
 }

@@ -40,7 +40,7 @@ regions = ["us-east-1"]
 "#;
 
 /// Every field of an item of `GET /v1/audit/issuances`.
-const ITEM_FIELDS: [&str; 26] = [
+const ITEM_FIELDS: [&str; 27] = [
     "id",
     "occurredAt",
     "recordedAt",
@@ -67,6 +67,7 @@ const ITEM_FIELDS: [&str; 26] = [
     "userAgent",
     "latencyMs",
     "upstreamError",
+    "callerRequestId",
 ];
 
 fn builder() -> crate::helpers::TestAppBuilder {
@@ -191,6 +192,7 @@ fn assert_item_is_row(item: &Value, row: &Value) {
         ("userAgent", "user_agent"),
         ("latencyMs", "latency_ms"),
         ("upstreamError", "upstream_error"),
+        ("callerRequestId", "caller_request_id"),
     ] {
         assert_eq!(item[field], row[column], "{field} of {item}");
     }

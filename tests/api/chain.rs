@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::Instant;
 
 use ecr_token_broker::audit::chain::ChainKey;
-use ecr_token_broker::audit::{AuditRecord, Outcome, append};
+use ecr_token_broker::audit::{AppendBounds, AuditRecord, Outcome, append};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
@@ -29,7 +29,7 @@ session_tags = { repo = "{repository}", actor = "{actor}", workflow = "{/job/wor
 "#;
 
 /// A token the rule grants, with a workflow claim for its session tag.
-fn token(app: &TestApp, workflow: &str) -> String {
+pub fn token(app: &TestApp, workflow: &str) -> String {
     app.issuer
         .token()
         .claim("job", json!({ "workflow": workflow }))
@@ -37,7 +37,7 @@ fn token(app: &TestApp, workflow: &str) -> String {
 }
 
 /// A service that has written six rows: 1, 2, 4 and 5 issued tokens, 3 and 6 are denials.
-async fn app_with_history() -> TestApp {
+pub async fn app_with_history() -> TestApp {
     let app = TestApp::builder().rules(RULES).spawn().await;
     for n in 1..=6 {
         let token = token(&app, &format!("build-{n}.yml"));
@@ -58,7 +58,7 @@ async fn app_with_history() -> TestApp {
 
 /// Runs `ecr-token-broker [--config FILE] ARGS` against the database at `database_url`,
 /// with a config file of its own and none of the harness's environment.
-async fn run(database_url: &str, args: &[&str]) -> Output {
+pub async fn run(database_url: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(
@@ -97,16 +97,16 @@ algorithms = ["RS256"]
         .expect("run the binary")
 }
 
-fn stdout(output: &Output) -> String {
+pub fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn stderr(output: &Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `audit verify ARGS`, which must succeed; returns its output.
-async fn verifies(database_url: &str, args: &[&str]) -> String {
+pub async fn verifies(database_url: &str, args: &[&str]) -> String {
     let output = run(database_url, &[&["audit", "verify"], args].concat()).await;
     assert!(
         output.status.success(),
@@ -128,7 +128,7 @@ async fn breaks(database_url: &str) -> String {
 
 /// Runs `sql` as the superuser with the append-only triggers off (replica mode skips
 /// ordinary triggers): what someone with full access to the database could do.
-async fn tamper(app: &TestApp, sql: &'static str) {
+pub async fn tamper(app: &TestApp, sql: &'static str) {
     let mut db = PgConnection::connect(&app.database_url).await.unwrap();
     sqlx::raw_sql("SET session_replication_role = replica")
         .execute(&mut db)
@@ -476,7 +476,9 @@ async fn the_service_role_may_only_add_and_read_rows() {
     let mut record = AuditRecord::start("as-the-service-role", None, None);
     record.decide(Outcome::Denied, "missing_token", 401);
     let key = ChainKey::new(&SecretString::from(CHAIN_KEY));
-    let ids = append(&service_db, &key, &[record]).await.expect("INSERT");
+    let ids = append(&service_db, &key, &AppendBounds::default(), &[record])
+        .await
+        .expect("INSERT");
     let count: i64 = scalar(&service_db, "SELECT count(*) FROM audit_events").await;
     let mut refused = Vec::new();
     for statement in [
@@ -587,7 +589,9 @@ async fn verify_throughput() {
                 r
             })
             .collect();
-        append(&db, &key, &records).await.unwrap();
+        append(&db, &key, &AppendBounds::default(), &records)
+            .await
+            .unwrap();
     }
     println!("appended {rows} rows in {:.1?}", started.elapsed());
 

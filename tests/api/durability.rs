@@ -94,7 +94,7 @@ async fn load_counting(
     total
 }
 
-/// Request ids of the committed `issued` rows, and whether the chain ids are 1..=n.
+/// The callers' request ids of the committed `issued` rows, and whether the chain ids are 1..=n.
 async fn issued_rows(database_url: &str) -> (HashSet<String>, bool) {
     let db = PgPoolOptions::new()
         .max_connections(1)
@@ -102,7 +102,7 @@ async fn issued_rows(database_url: &str) -> (HashSet<String>, bool) {
         .await
         .unwrap();
     let rows: Vec<(i64, String, String)> =
-        sqlx::query_as("SELECT id, request_id, outcome FROM audit_events ORDER BY id")
+        sqlx::query_as("SELECT id, caller_request_id, outcome FROM audit_events ORDER BY id")
             .fetch_all(&db)
             .await
             .unwrap();

@@ -18,8 +18,38 @@ async fn healthz_and_readyz_answer_when_all_is_well() {
     assert_eq!(ready.status(), 200);
     assert_eq!(
         ready.json::<Value>().await.unwrap(),
-        json!({"status": "ready", "checks": {"database": "ok", "keys": "ok"}})
+        json!({
+            "status": "ready",
+            "checks": {"database": "ok", "auditWriter": "ok", "issuers": {"test": "ok"}}
+        })
     );
+}
+
+#[tokio::test]
+async fn one_issuers_key_outage_is_reported_but_leaves_the_service_ready() {
+    let app = TestApp::builder()
+        .extra_issuers(
+            r#"
+[[issuers]]
+name = "down"
+issuer = "https://down.example.com"
+jwks_uri = "http://127.0.0.1:1/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+"#,
+        )
+        .keys_stay_unloaded("down")
+        .spawn()
+        .await;
+
+    let ready = app.get("/readyz").await;
+
+    assert_eq!(ready.status(), 200);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap()["checks"]["issuers"],
+        json!({"down": "keys not loaded", "test": "ok"})
+    );
+    assert_eq!(app.issue(Some(&app.token()), None).await.status(), 200);
 }
 
 #[tokio::test]

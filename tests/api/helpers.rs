@@ -112,6 +112,8 @@ pub struct TestAppBuilder {
     fingerprint_key: (String, String),
     previous_fingerprint_keys: Vec<(String, String)>,
     limits: String,
+    extra_config: String,
+    unloaded_keys: Vec<String>,
 }
 
 /// Limits far above what any test sends, so that only the tests about limits meet them
@@ -134,6 +136,18 @@ burst = 100000
 "#;
 
 impl TestAppBuilder {
+    /// More config sections, as TOML (such as `[audit_chain]`).
+    pub fn extra_config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self
+    }
+
+    /// An issuer whose keys the test expects never to load: `spawn` does not wait for them.
+    pub fn keys_stay_unloaded(mut self, issuer: &str) -> Self {
+        self.unloaded_keys.push(issuer.to_owned());
+        self
+    }
+
     pub fn rules(mut self, toml: &str) -> Self {
         self.rules = toml.to_owned();
         self
@@ -277,6 +291,7 @@ operation_timeout_secs = {timeout}
 
 [cache]
 {cache}
+{extra_config}
 
 [[issuers]]
 name = "test"
@@ -299,6 +314,7 @@ jwks_min_refresh_interval_secs = 1
             issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
             rules = self.rules,
             limits = self.limits,
+            extra_config = self.extra_config,
         );
         Prepared {
             text,
@@ -350,7 +366,9 @@ jwks_min_refresh_interval_secs = 1
         let http = reqwest::Client::new();
         let ready = wait_for(Duration::from_secs(30), async || {
             let ready = http.get(format!("{}/readyz", service.address)).send().await;
-            ready.is_ok_and(|r| r.status().is_success()).then_some(())
+            let ready = ready.ok().filter(|r| r.status().is_success())?;
+            let body = ready.text().await.unwrap_or_default();
+            (!body.contains("keys not loaded")).then_some(())
         })
         .await;
         if ready.is_none() {
@@ -363,6 +381,7 @@ jwks_min_refresh_interval_secs = 1
     }
 
     pub async fn spawn(self) -> TestApp {
+        let unloaded_keys = self.unloaded_keys.clone();
         let p = self.prepare("127.0.0.1:0").await;
         let env = &p.env;
         let config = Config::parse(&p.text, |name| {
@@ -408,7 +427,7 @@ jwks_min_refresh_interval_secs = 1
             issuer,
             _shutdown: shutdown,
         };
-        test_app.wait_for_keys().await;
+        test_app.wait_for_keys(&unloaded_keys).await;
         test_app
     }
 }
@@ -422,6 +441,13 @@ pub struct ServiceProcess {
     _moto: Moto,
     _proxy: Option<FaultProxy>,
     dir: tempfile::TempDir,
+}
+
+impl ServiceProcess {
+    /// What the service has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
 }
 
 struct Prepared {
@@ -463,6 +489,8 @@ impl TestApp {
             fingerprint_key: ("test-key".to_owned(), FINGERPRINT_KEY.to_owned()),
             previous_fingerprint_keys: Vec::new(),
             limits: GENEROUS_LIMITS.to_owned(),
+            extra_config: String::new(),
+            unloaded_keys: Vec::new(),
         }
     }
 
@@ -470,10 +498,20 @@ impl TestApp {
         Self::builder().spawn().await
     }
 
-    async fn wait_for_keys(&self) {
+    /// Waits until every issuer's keys are loaded, but those of `unloaded`.
+    async fn wait_for_keys(&self, unloaded: &[String]) {
         wait_for(Duration::from_secs(30), async || {
-            let body = self.get("/readyz").await.text().await.unwrap_or_default();
-            (!body.contains("signing keys")).then_some(())
+            let body: Value = self.get("/readyz").await.json().await.ok()?;
+            let loaded = match body["checks"]["issuers"].as_object() {
+                Some(issuers) => issuers
+                    .iter()
+                    .all(|(name, state)| state == "ok" || unloaded.contains(name)),
+                // Not ready (no database): the detail names issuers without keys.
+                None => !body["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("keys not loaded")),
+            };
+            loaded.then_some(())
         })
         .await
         .expect("the service never loaded the test issuer's keys");

@@ -1,3 +1,5 @@
+use std::collections::HashSet;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
@@ -181,29 +183,49 @@ async fn every_session_gets_its_own_name() {
 }
 
 #[tokio::test]
-async fn a_sane_caller_request_id_is_kept_and_a_hostile_one_replaced() {
+async fn a_caller_request_id_is_recorded_beside_ours_and_never_becomes_the_rows_id() {
     let app = TestApp::spawn().await;
+    let send = |id: String| {
+        app.http
+            .post(app.url("/v1/ecr/authorization-token"))
+            .bearer_auth(app.token())
+            .header("x-request-id", id)
+            .send()
+    };
+    let victim = send("ci-run-42.attempt-1".to_owned()).await.unwrap();
+    let victim_id = request_id(&victim);
 
-    let kept = app
-        .http
-        .post(app.url("/v1/ecr/authorization-token"))
-        .bearer_auth(app.token())
-        .header("x-request-id", "ci-run-42.attempt-1")
-        .send()
-        .await
-        .unwrap();
-    let replaced = app
-        .http
-        .post(app.url("/v1/ecr/authorization-token"))
-        .bearer_auth(app.token())
-        .header("x-request-id", "fake\" injected=1 ".repeat(20))
-        .send()
-        .await
-        .unwrap();
+    // Another caller plants the victim's id, as its own and as the service's.
+    let planted = send("ci-run-42.attempt-1".to_owned()).await.unwrap();
+    let planted_ours = send(victim_id.clone()).await.unwrap();
+    let hostile = send("fake\" injected=1 ".repeat(20)).await.unwrap();
 
-    assert_eq!(request_id(&kept), "ci-run-42.attempt-1");
-    let new_id = request_id(&replaced);
-    assert!(uuid::Uuid::parse_str(&new_id).is_ok(), "{new_id}");
-    app.audit_row("ci-run-42.attempt-1").await;
-    app.audit_row(&new_id).await;
+    for response in [&victim, &planted, &planted_ours, &hostile] {
+        assert_eq!(response.status(), 200);
+        assert!(uuid::Uuid::parse_str(&request_id(response)).is_ok());
+    }
+    let ids: HashSet<String> = [&victim, &planted, &planted_ours, &hostile]
+        .into_iter()
+        .map(request_id)
+        .collect();
+    assert_eq!(ids.len(), 4, "every request has its own id");
+    let body: Value = planted.json().await.unwrap();
+    assert_ne!(body["requestId"], "ci-run-42.attempt-1");
+    let victims_row = app.audit_row(&victim_id).await;
+    assert_eq!(victims_row["caller_request_id"], "ci-run-42.attempt-1");
+    assert_eq!(
+        victims_row["id"], 1,
+        "the victim's id names only its own row"
+    );
+    let rows = app.audit_rows().await;
+    let callers: Vec<&Value> = rows.iter().map(|r| &r["caller_request_id"]).collect();
+    assert_eq!(
+        callers,
+        [
+            &json!("ci-run-42.attempt-1"),
+            &json!("ci-run-42.attempt-1"),
+            &json!(victim_id),
+            &Value::Null
+        ]
+    );
 }

@@ -14,6 +14,7 @@ mod authorization;
 mod aws_failures;
 mod cache;
 mod chain;
+mod chain_faults;
 mod cli;
 mod durability;
 mod health;

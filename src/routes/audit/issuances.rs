@@ -222,6 +222,7 @@ struct IssuanceRecord {
     user_agent: Option<String>,
     latency_ms: i32,
     upstream_error: Option<String>,
+    caller_request_id: Option<String>,
 }
 
 impl From<ChainedRow> for IssuanceRecord {
@@ -254,6 +255,7 @@ impl From<ChainedRow> for IssuanceRecord {
             user_agent: r.user_agent,
             latency_ms: r.latency_ms,
             upstream_error: r.upstream_error,
+            caller_request_id: r.caller_request_id,
         }
     }
 }
