@@ -35,6 +35,8 @@ use crate::rate_limit::RateLimits;
 use crate::request_id::{REQUEST_ID_HEADER, drop_unusable_request_id};
 use crate::routes;
 
+mod connections;
+
 /// Cheap, cloneable handles shared by every request.
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -135,6 +137,7 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    server: Arc<ServerConfig>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -173,13 +176,14 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
+        let server = Arc::new(config.server);
         let state = AppState {
             fingerprinters: Arc::new(Fingerprinters::new(
                 &config.audit.fingerprint_key_id,
                 &config.audit.fingerprint_key,
                 &config.audit.previous_fingerprint_keys,
             )),
-            server: Arc::new(config.server),
+            server: Arc::clone(&server),
             verifier,
             rules: Arc::new(rules),
             rate_limits,
@@ -190,6 +194,7 @@ impl Application {
         Ok(Self {
             listener,
             router: build_router(state),
+            server,
             background,
         })
     }
@@ -199,22 +204,17 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests; connections are
+    /// bounded as `[server]` says ([`connections`]).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let result = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        connections::serve(self.listener, self.router, &self.server, shutdown).await;
         for task in self.background {
             task.abort();
         }
-        result
+        Ok(())
     }
 }
 

@@ -71,6 +71,12 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Larger header sections are refused with 431.
     pub max_header_bytes: usize,
+    /// More header fields than this are refused by hyper with 431.
+    pub max_headers: usize,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time allowed for a request's header section, and for an idle keep-alive connection.
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +87,11 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             max_body_bytes: 16 * 1024,
             max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            // Each open connection holds at most a header buffer (max_header_bytes plus a
+            // little) and a task: about 40 KiB, so 1024 of them stay within tens of MiB.
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
         }
     }
 }

@@ -131,6 +131,21 @@ fn server(config: &Config, f: &mut Findings) {
         "server.max_header_bytes",
         "must be at least 8192 (a JWT must fit)",
     );
+    f.check(
+        (16..=1000).contains(&server.max_headers),
+        "server.max_headers",
+        "must be 16 to 1000",
+    );
+    f.check(
+        server.max_connections > 0,
+        "server.max_connections",
+        "must be at least 1",
+    );
+    f.check(
+        (1..=300).contains(&server.header_read_timeout_secs),
+        "server.header_read_timeout_secs",
+        "must be 1 to 300",
+    );
     for (i, origin) in server.cors_allowed_origins.iter().enumerate() {
         f.check(
             is_origin(origin),

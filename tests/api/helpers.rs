@@ -111,6 +111,7 @@ pub struct TestAppBuilder {
     fingerprint_key: (String, String),
     previous_fingerprint_keys: Vec<(String, String)>,
     limits: String,
+    server: String,
 }
 
 /// Limits far above what any test sends, so that only the tests about limits meet them
@@ -210,6 +211,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// More `[server]` settings (TOML lines).
+    pub fn server(mut self, toml: &str) -> Self {
+        self.server = toml.to_owned();
+        self
+    }
+
     /// An environment variable as `Config::parse` sees it (the process environment is left
     /// alone, since tests run in parallel).
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -252,6 +259,7 @@ listen = "{listen}"
 cors_allowed_origins = ["{PORTAL_ORIGIN}"]
 max_body_bytes = 4096
 max_header_bytes = 12288
+{server}
 
 [database]
 url = "{database_url}"
@@ -287,6 +295,7 @@ jwks_min_refresh_interval_secs = 1
             issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
             rules = self.rules,
             limits = self.limits,
+            server = self.server,
         );
         Prepared {
             text,
@@ -450,6 +459,7 @@ impl TestApp {
             fingerprint_key: ("test-key".to_owned(), FINGERPRINT_KEY.to_owned()),
             previous_fingerprint_keys: Vec::new(),
             limits: GENEROUS_LIMITS.to_owned(),
+            server: String::new(),
         }
     }
 
