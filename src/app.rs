@@ -145,6 +145,7 @@ impl Application {
     /// Connects everything the service needs and binds its listener.
     pub async fn build(config: Config, sdk: SdkConfig) -> anyhow::Result<Self> {
         let pool = connect_pool(&config)?;
+        let read_pool = connect_read_pool(&config)?;
         if config.database.migrate_on_start {
             audit::migrate(&pool).await?;
         }
@@ -189,7 +190,7 @@ impl Application {
             rate_limits,
             audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             aws,
-            audit: AuditLog::new(writer, pool),
+            audit: AuditLog::new(writer, pool, read_pool),
         };
         Ok(Self {
             listener,
@@ -221,6 +222,33 @@ impl Application {
 /// A lazy pool: the service starts (and reports not ready) while the database is down, and
 /// every request reconnects as needed.
 pub fn connect_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(config.database.max_connections)
+        .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
+        .connect_lazy_with(connect_options(config)?))
+}
+
+/// The pool audit reads use, apart from the writer's so that however many and however heavy
+/// the reads, the writer never waits for a connection because of them. Its sessions are
+/// read-only and the database cancels a statement that runs too long.
+fn connect_read_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    let timeout_ms = (config.database.read_statement_timeout_secs * 1000).to_string();
+    let options = connect_options(config)?
+        .application_name(READER_APPLICATION_NAME)
+        .options([
+            ("statement_timeout", timeout_ms.as_str()),
+            ("default_transaction_read_only", "on"),
+        ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(config.database.read_max_connections)
+        .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
+        .connect_lazy_with(options))
+}
+
+/// How the read pool's sessions name themselves in `pg_stat_activity`.
+pub const READER_APPLICATION_NAME: &str = "ecr-token-broker-reads";
+
+fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     use secrecy::ExposeSecret;
     let options: PgConnectOptions = config
         .database
@@ -228,8 +256,5 @@ pub fn connect_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
         .expose_secret()
         .parse()
         .context("parsing the database URL")?;
-    Ok(PgPoolOptions::new()
-        .max_connections(config.database.max_connections)
-        .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
-        .connect_lazy_with(options.application_name("ecr-token-broker")))
+    Ok(options.application_name("ecr-token-broker"))
 }

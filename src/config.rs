@@ -112,6 +112,13 @@ pub struct DatabaseConfig {
     /// Run pending migrations when `serve` starts.
     #[serde(default)]
     pub migrate_on_start: bool,
+    /// Connections of the separate pool that audit reads use, so they never take the
+    /// writer's.
+    #[serde(default = "default_read_max_connections")]
+    pub read_max_connections: u32,
+    /// Longest an audit read's statement may run before the database cancels it.
+    #[serde(default = "default_read_statement_timeout")]
+    pub read_statement_timeout_secs: u64,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -121,6 +128,11 @@ impl fmt::Debug for DatabaseConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_secs", &self.acquire_timeout_secs)
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("read_max_connections", &self.read_max_connections)
+            .field(
+                "read_statement_timeout_secs",
+                &self.read_statement_timeout_secs,
+            )
             .finish()
     }
 }
@@ -135,6 +147,14 @@ fn default_max_connections() -> u32 {
 
 fn default_acquire_timeout() -> u64 {
     3
+}
+
+fn default_read_max_connections() -> u32 {
+    4
+}
+
+fn default_read_statement_timeout() -> u64 {
+    5
 }
 
 /// `[audit]`

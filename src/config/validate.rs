@@ -186,6 +186,16 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
         "database.acquire_timeout_secs",
         "must be at least 1",
     );
+    f.check(
+        config.database.read_max_connections > 0,
+        "database.read_max_connections",
+        "must be at least 1",
+    );
+    f.check(
+        (1..=300).contains(&config.database.read_statement_timeout_secs),
+        "database.read_statement_timeout_secs",
+        "must be 1 to 300",
+    );
     let key_id = &config.audit.fingerprint_key_id;
     f.check(
         !key_id.is_empty()

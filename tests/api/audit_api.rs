@@ -69,7 +69,7 @@ const ITEM_FIELDS: [&str; 26] = [
     "upstreamError",
 ];
 
-fn builder() -> crate::helpers::TestAppBuilder {
+pub(crate) fn builder() -> crate::helpers::TestAppBuilder {
     TestApp::builder().rules(RULES).admin_rules(&["auditors"])
 }
 
@@ -86,7 +86,7 @@ fn bob(app: &TestApp) -> String {
         .sign()
 }
 
-fn auditor(app: &TestApp) -> String {
+pub(crate) fn auditor(app: &TestApp) -> String {
     app.issuer
         .token()
         .claim("sub", AUDITOR)

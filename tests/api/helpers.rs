@@ -112,6 +112,7 @@ pub struct TestAppBuilder {
     previous_fingerprint_keys: Vec<(String, String)>,
     limits: String,
     server: String,
+    database: String,
 }
 
 /// Limits far above what any test sends, so that only the tests about limits meet them
@@ -217,6 +218,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// More `[database]` settings (TOML lines).
+    pub fn database(mut self, toml: &str) -> Self {
+        self.database = toml.to_owned();
+        self
+    }
+
     /// An environment variable as `Config::parse` sees it (the process environment is left
     /// alone, since tests run in parallel).
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -264,6 +271,7 @@ max_header_bytes = 12288
 [database]
 url = "{database_url}"
 acquire_timeout_secs = 2
+{database}
 
 [audit]
 fingerprint_key_id = "{fingerprint_key_id}"
@@ -296,6 +304,7 @@ jwks_min_refresh_interval_secs = 1
             rules = self.rules,
             limits = self.limits,
             server = self.server,
+            database = self.database,
         );
         Prepared {
             text,
@@ -460,6 +469,7 @@ impl TestApp {
             previous_fingerprint_keys: Vec::new(),
             limits: GENEROUS_LIMITS.to_owned(),
             server: String::new(),
+            database: String::new(),
         }
     }
 

@@ -9,6 +9,7 @@ mod helpers;
 
 mod audit;
 mod audit_api;
+mod audit_reads;
 mod authentication;
 mod authorization;
 mod aws_failures;
