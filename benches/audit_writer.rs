@@ -124,6 +124,8 @@ async fn main() {
     let pool = fresh_database(&admin, "ecrtb_bench_group").await;
     let limits = WriterLimits {
         queue_capacity: 4096,
+        refusal_queue_capacity: 4096,
+        shed_report_interval: Duration::from_secs(60),
         max_batch: 256,
         wait: Duration::from_secs(30),
     };

@@ -164,6 +164,8 @@ impl Application {
             ChainKey::new(&config.audit.chain_key),
             WriterLimits {
                 queue_capacity: config.audit.queue_capacity,
+                refusal_queue_capacity: config.audit.refusal_queue_capacity,
+                shed_report_interval: Duration::from_secs(config.audit.shed_report_interval_secs),
                 max_batch: config.audit.max_batch,
                 // A request waits for its commit as long as for a pooled connection, plus
                 // time for the batch ahead of it.

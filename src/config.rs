@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -52,9 +53,10 @@ pub struct Config {
     /// Ordered mapping rules from claims to roles; the first match wins.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
-    /// Each caller's token bucket on the issuing endpoint; a rule may set its own.
+    /// Each caller's token bucket on the issuing endpoint (a rule may set its own), and each
+    /// client address's for requests whose token fails.
     #[serde(default)]
-    pub rate_limit: RateLimitConfig,
+    pub rate_limit: RateLimitsConfig,
 }
 
 /// `[server]`
@@ -77,6 +79,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Time allowed for a request's header section, and for an idle keep-alive connection.
     pub header_read_timeout_secs: u64,
+    /// Proxies whose `X-Forwarded-For` names the client; from anyone else it is ignored.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +96,7 @@ impl Default for ServerConfig {
             // little) and a task: about 40 KiB, so 1024 of them stay within tens of MiB.
             max_connections: 1024,
             header_read_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -182,6 +187,12 @@ pub struct AuditConfig {
     /// Records the writer commits in one transaction at most.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Refusals that may wait for the writer; beyond it they are shed and counted.
+    #[serde(default = "default_refusal_queue_capacity")]
+    pub refusal_queue_capacity: usize,
+    /// How often refusals shed meanwhile are written as one aggregate row.
+    #[serde(default = "default_shed_report_interval")]
+    pub shed_report_interval_secs: u64,
 }
 
 fn default_queue_capacity() -> usize {
@@ -190,6 +201,14 @@ fn default_queue_capacity() -> usize {
 
 fn default_max_batch() -> usize {
     256
+}
+
+fn default_refusal_queue_capacity() -> usize {
+    256
+}
+
+fn default_shed_report_interval() -> u64 {
+    60
 }
 
 impl fmt::Debug for AuditConfig {
@@ -205,6 +224,8 @@ impl fmt::Debug for AuditConfig {
             .field("admin_rules", &self.admin_rules)
             .field("queue_capacity", &self.queue_capacity)
             .field("max_batch", &self.max_batch)
+            .field("refusal_queue_capacity", &self.refusal_queue_capacity)
+            .field("shed_report_interval_secs", &self.shed_report_interval_secs)
             .finish()
     }
 }
@@ -274,6 +295,44 @@ impl Default for RateLimitConfig {
         Self {
             per_second: 20.0,
             burst: 300,
+        }
+    }
+}
+
+/// `[rate_limit]`: the per-caller bucket, with `[rate_limit.unauthenticated]` inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Each caller's requests per second, sustained.
+    pub per_second: f64,
+    /// Each caller's requests at once after a quiet period.
+    pub burst: u32,
+    /// Each client address's bucket of requests that fail authentication.
+    pub unauthenticated: RateLimitConfig,
+}
+
+impl RateLimitsConfig {
+    /// The bucket of each verified caller whose rule sets none of its own.
+    pub fn per_caller(&self) -> RateLimitConfig {
+        RateLimitConfig {
+            per_second: self.per_second,
+            burst: self.burst,
+        }
+    }
+}
+
+impl Default for RateLimitsConfig {
+    /// An honest client rarely fails authentication (an expired token now and then), so
+    /// a client address gets a few dozen failures at once and one a second after that.
+    fn default() -> Self {
+        let per_caller = RateLimitConfig::default();
+        Self {
+            per_second: per_caller.per_second,
+            burst: per_caller.burst,
+            unauthenticated: RateLimitConfig {
+                per_second: 1.0,
+                burst: 30,
+            },
         }
     }
 }

@@ -108,7 +108,7 @@ impl ApiError {
             Self::NotAllowed(_) => "not_allowed".to_owned(),
             Self::RuleUnusable(_) => "rule_unusable".to_owned(),
             Self::NotAuditAdmin => "not_audit_admin".to_owned(),
-            Self::RateLimited(_) => "rate_limited".to_owned(),
+            Self::RateLimited(limited) => limited.reason().to_owned(),
             Self::Aws(e) => match &e.kind {
                 AwsErrorKind::Refused { code } => format!("aws_refused:{}:{code}", e.operation),
                 AwsErrorKind::Ceiling { .. } => format!("upstream_ceiling:{}", e.operation),

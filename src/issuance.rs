@@ -17,7 +17,16 @@ pub async fn issue(
     caller: Result<Caller, AuthError>,
     request: Result<IssueRequest, ApiError>,
 ) -> Result<Vec<AuthorizationData>, ApiError> {
-    let caller = caller?;
+    let caller = match caller {
+        Ok(caller) => caller,
+        // Without a verified caller there is nobody to charge but the client address.
+        Err(error) => {
+            state
+                .rate_limits
+                .check_unauthenticated(record.client_addr)?;
+            return Err(error.into());
+        }
+    };
     record.issuer = Some(caller.issuer.to_string());
     record.subject = Some(caller.subject.clone());
     let request = request?;

@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{Decode, Postgres};
 
 use super::Fingerprinter;
+use super::shed::{SHED_REASON, ShedSummary};
 use crate::credentials::AuthorizationData;
 use crate::policy::Grant;
 
@@ -181,6 +182,10 @@ pub struct AuditRecord {
     pub latency_ms: i32,
     /// The upstream error a cached answer stood in for, such as `throttled`.
     pub upstream_error: Option<String>,
+    /// On an aggregate row only: the refusals shed under pressure instead of being written
+    /// one by one.
+    #[sqlx(json(nullable))]
+    pub shed: Option<ShedSummary>,
 }
 
 impl AuditRecord {
@@ -211,7 +216,19 @@ impl AuditRecord {
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             latency_ms: 0,
             upstream_error: None,
+            shed: None,
         }
+    }
+
+    /// The aggregate row of refusals shed under pressure; status 0, as they were answered
+    /// with several.
+    pub fn shed(summary: ShedSummary) -> Self {
+        let mut record = Self::start(&uuid::Uuid::new_v4().to_string(), None, None);
+        record.occurred_at = summary.until;
+        record.decide(Outcome::Denied, SHED_REASON, 0);
+        record.latency_ms = 0;
+        record.shed = Some(summary);
+        record
     }
 
     /// Records what a grant allows.

@@ -227,6 +227,16 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
         "must be at least 1",
     );
     f.check(
+        config.audit.refusal_queue_capacity > 0,
+        "audit.refusal_queue_capacity",
+        "must be at least 1",
+    );
+    f.check(
+        (1..=3600).contains(&config.audit.shed_report_interval_secs),
+        "audit.shed_report_interval_secs",
+        "must be 1 to 3600",
+    );
+    f.check(
         (1..=1000).contains(&config.audit.max_batch),
         "audit.max_batch",
         "must be 1 to 1000 (a batch is one transaction under the writers' lock: a longer one holds every replica's appends back longer)",

@@ -7,7 +7,7 @@ use tracing::Instrument;
 use super::RequestMeta;
 use super::json_object::{BodyRejection, JsonObject};
 use crate::app::AppState;
-use crate::audit::{AuditRecord, Outcome};
+use crate::audit::{AuditError, AuditRecord, Outcome};
 use crate::auth::{AuthError, Caller};
 use crate::credentials::AuthorizationData;
 use crate::error::ApiError;
@@ -59,8 +59,12 @@ async fn issue_and_record(
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());
             let reason = record.reason.clone();
-            if let Err(db) = state.audit.record(record).await {
-                tracing::warn!(error = %db, %reason, "could not record a refused request");
+            match state.audit.record(record).await {
+                // Counted in the next aggregate row; a flood must not flood the logs either.
+                Ok(_) | Err(AuditError::Shed) => {}
+                Err(db) => {
+                    tracing::warn!(error = %db, %reason, "could not record a refused request")
+                }
             }
             Err(error)
         }

@@ -40,7 +40,7 @@ regions = ["us-east-1"]
 "#;
 
 /// Every field of an item of `GET /v1/audit/issuances`.
-const ITEM_FIELDS: [&str; 26] = [
+const ITEM_FIELDS: [&str; 27] = [
     "id",
     "occurredAt",
     "recordedAt",
@@ -67,6 +67,7 @@ const ITEM_FIELDS: [&str; 26] = [
     "userAgent",
     "latencyMs",
     "upstreamError",
+    "shed",
 ];
 
 pub(crate) fn builder() -> crate::helpers::TestAppBuilder {

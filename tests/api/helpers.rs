@@ -113,6 +113,7 @@ pub struct TestAppBuilder {
     limits: String,
     server: String,
     database: String,
+    audit: String,
 }
 
 /// Limits far above what any test sends, so that only the tests about limits meet them
@@ -132,6 +133,7 @@ max_wait_ms = 10000
 [rate_limit]
 per_second = 100000
 burst = 100000
+unauthenticated = { per_second = 100000, burst = 100000 }
 "#;
 
 impl TestAppBuilder {
@@ -224,6 +226,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// More `[audit]` settings (TOML lines).
+    pub fn audit(mut self, toml: &str) -> Self {
+        self.audit = toml.to_owned();
+        self
+    }
+
     /// An environment variable as `Config::parse` sees it (the process environment is left
     /// alone, since tests run in parallel).
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -279,6 +287,7 @@ fingerprint_key = "{fingerprint_key}"
 previous_fingerprint_keys = {{ {previous_keys} }}
 chain_key = "{CHAIN_KEY}"
 admin_rules = [{admin_rules}]
+{audit}
 
 [aws]
 operation_timeout_secs = {timeout}
@@ -305,6 +314,7 @@ jwks_min_refresh_interval_secs = 1
             limits = self.limits,
             server = self.server,
             database = self.database,
+            audit = self.audit,
         );
         Prepared {
             text,
@@ -470,6 +480,7 @@ impl TestApp {
             limits: GENEROUS_LIMITS.to_owned(),
             server: String::new(),
             database: String::new(),
+            audit: String::new(),
         }
     }
 

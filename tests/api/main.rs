@@ -17,6 +17,7 @@ mod chain;
 mod cli;
 mod connections;
 mod durability;
+mod flood;
 mod health;
 mod issue;
 mod limits;

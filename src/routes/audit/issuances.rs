@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{AuditReader, expiry, instant};
 use crate::app::AppState;
 use crate::audit::chain::ChainedRow;
-use crate::audit::{IssuanceFilter, Outcome, Page};
+use crate::audit::{IssuanceFilter, Outcome, Page, ShedSummary};
 use crate::domain::RoleArn;
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
@@ -222,6 +222,7 @@ struct IssuanceRecord {
     user_agent: Option<String>,
     latency_ms: i32,
     upstream_error: Option<String>,
+    shed: Option<ShedSummary>,
 }
 
 impl From<ChainedRow> for IssuanceRecord {
@@ -254,6 +255,7 @@ impl From<ChainedRow> for IssuanceRecord {
             user_agent: r.user_agent,
             latency_ms: r.latency_ms,
             upstream_error: r.upstream_error,
+            shed: r.shed,
         }
     }
 }
