@@ -106,7 +106,7 @@ fn stderr(output: &Output) -> String {
 }
 
 /// `audit verify ARGS`, which must succeed; returns its output.
-async fn verifies(database_url: &str, args: &[&str]) -> String {
+pub(crate) async fn verifies(database_url: &str, args: &[&str]) -> String {
     let output = run(database_url, &[&["audit", "verify"], args].concat()).await;
     assert!(
         output.status.success(),
