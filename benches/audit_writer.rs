@@ -1,8 +1,8 @@
 //! Audited inserts per second: the group-commit writer against one INSERT per transaction,
 //! on the same database in the same run.
 //!
-//! `scripts/bench.sh` runs it (it needs `DATABASE_URL`, an admin URL); every round uses a
-//! fresh database. Not a test: the numbers are reported, not asserted.
+//! `scripts/bench.sh` runs it (it needs `DATABASE_URL`, an admin URL) over both TCP and the
+//! server's Unix socket in one run; every round uses a fresh database. Not a test: the numbers are reported, not asserted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use ecr_token_broker::audit::chain::ChainKey;
 use ecr_token_broker::audit::{AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append};
 use secrecy::SecretString;
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 const CONCURRENCY: usize = 64;
 const RECORDS: usize = 20_000;
@@ -39,27 +39,63 @@ fn record(n: usize) -> AuditRecord {
     r
 }
 
-async fn fresh_database(admin: &str, name: &str) -> PgPool {
+/// The two ways to reach the same server: its TCP address and its Unix socket. sqlx sets
+/// `TCP_NODELAY` (or, in 0.9.0, did not), which only the TCP path shows.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Tcp,
+    UnixSocket,
+}
+
+impl Path {
+    fn label(self) -> &'static str {
+        match self {
+            Path::Tcp => "TCP",
+            Path::UnixSocket => "Unix socket",
+        }
+    }
+}
+
+/// Connect options for `path` to the server behind the admin URL, a TCP URL: the server
+/// names its own socket directory. `None` when the server does not listen that way.
+async fn options_for(admin: &PgConnectOptions, path: Path) -> Option<PgConnectOptions> {
+    match path {
+        // sqlx cannot turn socket options back into TCP ones, so a socket URL measures
+        // the socket alone.
+        Path::Tcp => admin.get_socket().is_none().then(|| admin.clone()),
+        Path::UnixSocket => {
+            let mut db = admin.connect().await.expect("DATABASE_URL reachable");
+            let (sockets, port): (String, String) = sqlx::query_as(
+                "SELECT current_setting('unix_socket_directories'), current_setting('port')",
+            )
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+            db.close().await.unwrap();
+            let dir = sockets.split(',').map(str::trim).find(|d| !d.is_empty())?;
+            Some(admin.clone().socket(dir).port(port.parse().unwrap()))
+        }
+    }
+}
+
+async fn fresh_database(admin: &PgConnectOptions, name: &str) -> PgPool {
     let admin_pool = PgPoolOptions::new()
         .max_connections(1)
-        .connect(admin)
+        .connect_with(admin.clone())
         .await
         .expect("DATABASE_URL reachable");
-    sqlx::query(AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&admin_pool)
-    .await
-    .unwrap();
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&admin_pool)
         .await
         .unwrap();
-    let mut url = reqwest::Url::parse(admin).unwrap();
-    url.set_path(name);
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin_pool)
+        .await
+        .unwrap();
+    admin_pool.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(16)
-        .connect(url.as_str())
+        .connect_with(admin.clone().database(name))
         .await
         .unwrap();
     MIGRATOR.run(&pool).await.unwrap();
@@ -67,7 +103,7 @@ async fn fresh_database(admin: &str, name: &str) -> PgPool {
 }
 
 /// Runs `RECORDS` records through `CONCURRENCY` concurrent producers; returns rows/s.
-async fn run<F, Fut>(produce: F) -> (f64, Duration)
+async fn run<F, Fut>(produce: F) -> f64
 where
     F: Fn(AuditRecord) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
@@ -87,8 +123,7 @@ where
     for task in tasks {
         task.await.unwrap();
     }
-    let elapsed = started.elapsed();
-    (RECORDS as f64 / elapsed.as_secs_f64(), elapsed)
+    RECORDS as f64 / started.elapsed().as_secs_f64()
 }
 
 async fn count(pool: &PgPool) -> i64 {
@@ -98,17 +133,10 @@ async fn count(pool: &PgPool) -> i64 {
         .unwrap()
 }
 
-#[tokio::main]
-async fn main() {
-    let admin = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let key = ChainKey::new(&SecretString::from("benchmark-chain-key-0123456789abcdef"));
-    println!(
-        "{RECORDS} audited inserts, {CONCURRENCY} concurrent producers, chained rows as the service writes them"
-    );
-
-    let pool = fresh_database(&admin, "ecrtb_bench_single").await;
-    let (single, single_time) = {
+/// Both ways of writing `RECORDS` rows over one path; returns (single, group) rows/s.
+async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
+    let pool = fresh_database(options, "ecrtb_bench_single").await;
+    let single = {
         let (pool, key) = (pool.clone(), key.clone());
         run(move |r| {
             let (pool, key) = (pool.clone(), key.clone());
@@ -121,7 +149,7 @@ async fn main() {
     assert_eq!(count(&pool).await, RECORDS as i64);
     pool.close().await;
 
-    let pool = fresh_database(&admin, "ecrtb_bench_group").await;
+    let pool = fresh_database(options, "ecrtb_bench_group").await;
     let limits = WriterLimits {
         queue_capacity: 4096,
         refusal_queue_capacity: 4096,
@@ -129,8 +157,8 @@ async fn main() {
         max_batch: 256,
         wait: Duration::from_secs(30),
     };
-    let (writer, task) = AuditWriter::spawn(pool.clone(), key, limits);
-    let (group, group_time) = {
+    let (writer, task) = AuditWriter::spawn(pool.clone(), key.clone(), limits);
+    let group = {
         let writer = writer.clone();
         run(move |r| {
             let writer = writer.clone();
@@ -144,14 +172,35 @@ async fn main() {
     drop(writer);
     task.await.unwrap();
     pool.close().await;
+    (single, group)
+}
 
+#[tokio::main]
+async fn main() {
+    let admin: PgConnectOptions = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+        .parse()
+        .expect("DATABASE_URL is a Postgres URL");
+    let key = ChainKey::new(&SecretString::from("benchmark-chain-key-0123456789abcdef"));
     println!(
-        "one INSERT per transaction: {single:>8.0} rows/s ({:.2} s)",
-        single_time.as_secs_f64()
+        "{RECORDS} audited inserts, {CONCURRENCY} concurrent producers, chained rows as the service writes them"
     );
     println!(
-        "group-commit writer:        {group:>8.0} rows/s ({:.2} s)",
-        group_time.as_secs_f64()
+        "{:<12} {:>28} {:>22} {:>9}",
+        "path", "one INSERT per transaction", "group-commit writer", "speed-up"
     );
-    println!("speed-up:                   {:>8.1}x", group / single);
+    for path in [Path::Tcp, Path::UnixSocket] {
+        let Some(options) = options_for(&admin, path).await else {
+            println!("{:<12} (the server does not listen this way)", path.label());
+            continue;
+        };
+        let (single, group) = measure(&options, &key).await;
+        println!(
+            "{:<12} {:>22.0} rows/s {:>16.0} rows/s {:>8.1}x",
+            path.label(),
+            single,
+            group,
+            group / single
+        );
+    }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ecr-token-broker locally with everything it needs around it:
-# PostgreSQL, the moto AWS emulator (with example IAM roles), a development
-# token issuer, and the service itself, all on 127.0.0.1.
+# PostgreSQL, the moto AWS emulator (with example IAM roles) behind a small proxy
+# that gives ECR tokens real expiries, a development token issuer, and the
+# service itself, all on 127.0.0.1.
 #
 #   scripts/dev.sh [start]   start, or restart cleanly what a previous run started
 #   scripts/dev.sh stop      stop everything this script started
@@ -15,41 +16,35 @@ cd "$REPO"
 DEV="$REPO/.dev"
 MOTO_PORT=5055
 ISSUER_PORT=5056
+# The service reaches moto through scripts/moto_proxy.py: moto's ECR says every token
+# expired in 2015, the proxy says twelve hours from now, as real ECR does.
+AWS_PROXY_PORT=5057
 BROKER_LISTEN=127.0.0.1:8080
 DEV_DB=ecr_token_broker_dev
 ACCOUNT=123456789012 # moto's default account: everything is created there
-BROKER_BIN="$REPO/target/debug/ecr-token-broker"
+BROKER_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/ecr-token-broker"
 # AWS settings for everything that talks to moto: dummy keys, and nothing
 # inherited from the caller's AWS set-up (a profile or session token would win
 # over the keys).
 AWS_DEV_ENV=(env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN
   AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_EC2_METADATA_DISABLED=true)
 
-# start_bg NAME DIR LOGFILE CMD...: run CMD in DIR in the background, in a
-# session of its own (so stop_bg can end its whole process group and it
-# survives the terminal), and record its pid in .dev/NAME.pid.
+# start_bg NAME DIR LOGFILE CMD...: start_detached DIR LOGFILE CMD..., with its pid
+# recorded in .dev/NAME.pid.
 start_bg() {
-  local name="$1" dir="$2" logfile="$3"
-  shift 3
-  # In a non-interactive shell the child is no process-group leader, so setsid
-  # does not fork: $! is the pid of CMD itself.
-  (cd "$dir" && exec setsid "$@") >"$logfile" 2>&1 </dev/null &
-  echo $! >"$DEV/$name.pid"
+  local name="$1"
+  shift
+  start_detached "$@"
+  echo "$DETACHED_PID" >"$DEV/$name.pid"
 }
 
 # stop_bg NAME MATCH: stop what .dev/NAME.pid names, if that pid still runs a
 # command line containing MATCH (a recycled pid is left alone).
 stop_bg() {
-  local name="$1" match="$2" pidfile="$DEV/$1.pid" pid _
+  local name="$1" match="$2" pidfile="$DEV/$1.pid" pid
   [ -f "$pidfile" ] || return 0
   pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$match"; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+  if stop_detached "$pid" "$match"; then
     log "stopped $name (pid $pid)"
   fi
   rm -f "$pidfile"
@@ -58,6 +53,7 @@ stop_bg() {
 stop_services() {
   stop_bg broker ecr-token-broker
   stop_bg issuer dev_issuer.py
+  stop_bg moto-proxy moto_proxy.py
   stop_bg moto moto_server
 }
 
@@ -102,7 +98,7 @@ cmd_start() {
 
   # --- database ---
   local db_url
-  db_url="$(python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$DATABASE_URL" "$DEV_DB")"
+  db_url="$(database_url "$DEV_DB")"
   if [ -z "$(psql -w -X -Atq -v ON_ERROR_STOP=1 -d "$DATABASE_URL" </dev/null \
     -c "select 1 from pg_database where datname = '$DEV_DB'")" ]; then
     psql -w -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" </dev/null -c "create database $DEV_DB"
@@ -151,6 +147,12 @@ for name, actions in (("ecr-pull", pull), ("ecr-push", push)):
     iam.put_role_policy(RoleName=name, PolicyName=f"{name}-access", PolicyDocument=json.dumps(policy))
 EOF
   log "moto on http://127.0.0.1:$MOTO_PORT with roles arn:aws:iam::$ACCOUNT:role/ecr-pull and .../ecr-push"
+
+  require_free_port "$AWS_PROXY_PORT" "the proxy in front of moto"
+  start_bg moto-proxy "$REPO" "$DEV/moto-proxy.log" \
+    python3 "$REPO/scripts/moto_proxy.py" --upstream "http://127.0.0.1:$MOTO_PORT" --port "$AWS_PROXY_PORT"
+  wait_for_http "http://127.0.0.1:$AWS_PROXY_PORT/_proxy/calls" 30 "$(cat "$DEV/moto-proxy.pid")" ||
+    fail_with_log "the proxy in front of moto did not start" "$DEV/moto-proxy.log"
 
   # --- development token issuer ---
   require_free_port "$ISSUER_PORT" "the dev issuer"
@@ -208,7 +210,7 @@ EOF
   # The service may take its database URL from the environment too: point it at
   # the development database, not at the admin URL exported above.
   local broker_env=("${AWS_DEV_ENV[@]}" DATABASE_URL="$db_url"
-    AWS_ENDPOINT_URL="http://127.0.0.1:$MOTO_PORT" AWS_REGION=us-east-1
+    AWS_ENDPOINT_URL="http://127.0.0.1:$AWS_PROXY_PORT" AWS_REGION=us-east-1
     RUST_LOG="${RUST_LOG:-info}")
   "${broker_env[@]}" "$BROKER_BIN" check-config "$DEV/config.toml"
   "${broker_env[@]}" "$BROKER_BIN" --config "$DEV/config.toml" migrate
@@ -221,7 +223,8 @@ EOF
   jwt="$("$VENV/bin/python" scripts/dev_issuer.py mint --port "$ISSUER_PORT" --state-dir "$DEV")"
   cat <<EOF
 
-ecr-token-broker is running on http://$BROKER_LISTEN (moto on :$MOTO_PORT, dev issuer on :$ISSUER_PORT, database $DEV_DB).
+ecr-token-broker is running on http://$BROKER_LISTEN (moto on :$MOTO_PORT behind a realistic-expiry
+proxy on :$AWS_PROXY_PORT, dev issuer on :$ISSUER_PORT, database $DEV_DB).
 
 Get an ECR token (this JWT is valid for an hour):
   curl -sS -X POST http://$BROKER_LISTEN/v1/ecr/authorization-token -H "Authorization: Bearer $jwt"
@@ -233,7 +236,7 @@ Push to one repository in two regions, or see what this JWT may ask for:
 
 Another JWT:  .venv/bin/python scripts/dev_issuer.py mint --port $ISSUER_PORT --state-dir .dev [--claim key=value ...]
 Config:       .dev/config.toml
-Logs:         .dev/broker.log  .dev/moto.log  .dev/issuer.log
+Logs:         .dev/broker.log  .dev/moto.log  .dev/moto-proxy.log  .dev/issuer.log
 Stop:         scripts/dev.sh stop
 EOF
 }

@@ -5,7 +5,10 @@
       Serves /.well-known/openid-configuration and /jwks.json on 127.0.0.1:P.
   dev_issuer.py mint --port P --state-dir D [--sub S] [--aud A] [--ttl SECONDS]
                      [--claim key=value | --claim key:=JSON ...] [--no-defaults]
+                     [--count N]
       Prints an RS256 JWT that the served JWKS verifies; iss is http://127.0.0.1:P.
+      With --count N, prints N of them, one a line, for N callers: each `{n}` in the
+      subject and in string claims becomes the caller's number, 0 to N-1.
 
 The signing key (RSA 2048) is created in D/dev-issuer-key.pem on first use and
 reused afterwards, so tokens stay valid across restarts. Needs PyJWT and
@@ -129,22 +132,18 @@ def parse_claim(text: str):
 
 def mint(args) -> None:
     key = load_or_create_key(Path(args.state_dir))
+    kid = public_jwk(key)["kid"]
     now = int(time.time())
-    claims = {} if args.no_defaults else dict(DEFAULT_CLAIMS)
-    claims.update(
-        {
-            "iss": args.iss or issuer_url(args.port),
-            "aud": args.aud,
-            "sub": args.sub,
-            "iat": now,
-            "nbf": now,
-            "exp": now + args.ttl,
-            "jti": str(uuid.uuid4()),
-        }
-    )
-    claims.update(dict(args.claim))
-    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": public_jwk(key)["kid"]})
-    print(token)
+    template = {} if args.no_defaults else dict(DEFAULT_CLAIMS)
+    template.update({"iss": args.iss or issuer_url(args.port), "aud": args.aud, "sub": args.sub})
+    template.update(dict(args.claim))
+    for n in range(args.count):
+        claims = template
+        if args.count > 1:
+            # str.replace, not str.format: other braces in a claim stay as they are.
+            claims = {k: v.replace("{n}", str(n)) if isinstance(v, str) else v for k, v in template.items()}
+        claims = {**claims, "iat": now, "nbf": now, "exp": now + args.ttl, "jti": str(uuid.uuid4())}
+        print(jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid}))
 
 
 def main() -> None:
@@ -161,6 +160,7 @@ def main() -> None:
     m.add_argument("--iss", help="override iss (default http://127.0.0.1:PORT)")
     m.add_argument("--claim", action="append", type=parse_claim, default=[], metavar="KEY=VALUE")
     m.add_argument("--no-defaults", action="store_true", help="omit repository, repository_owner, ref, actor")
+    m.add_argument("--count", type=int, default=1, help="mint N tokens, {n} in string claims numbering them")
     args = parser.parse_args()
     serve(args) if args.command == "serve" else mint(args)
 

@@ -49,25 +49,30 @@ ensure_apt_packages() {
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# ensure_venv: $REPO/.venv with scripts/requirements.txt installed. Reinstalls
-# only when the requirements file changed (its hash is kept in a stamp file).
+# ensure_venv: $REPO/.venv with scripts/requirements.txt installed.
 ensure_venv() {
-  local req="$REPO/scripts/requirements.txt"
-  local stamp="$VENV/.requirements.sha256"
+  ensure_venv_at "$VENV" "$REPO/scripts/requirements.txt"
+}
+
+# ensure_venv_at DIR REQUIREMENTS: a virtualenv in DIR with REQUIREMENTS installed.
+# Reinstalls only when the requirements file changed (its hash is kept in a stamp file).
+ensure_venv_at() {
+  local venv="$1" req="$2"
+  local stamp="$venv/.requirements.sha256"
   local want out
 
   # A venv whose interpreter no longer runs (moved repo, removed Python) is rebuilt.
-  if [ -e "$VENV" ] && ! "$VENV/bin/python" -c '' 2>/dev/null; then
-    log "recreating broken virtualenv $VENV"
-    rm -rf "$VENV"
+  if [ -e "$venv" ] && ! "$venv/bin/python" -c '' 2>/dev/null; then
+    log "recreating broken virtualenv $venv"
+    rm -rf "$venv"
   fi
-  if [ ! -e "$VENV/bin/python" ]; then
+  if [ ! -e "$venv/bin/python" ]; then
     # Debian's python3 lacks ensurepip until python3-venv is installed; the
     # failed attempt leaves a half-made directory behind.
-    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-      rm -rf "$VENV"
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
       ensure_apt_packages python3-venv
-      python3 -m venv "$VENV"
+      python3 -m venv "$venv"
     fi
   fi
 
@@ -75,10 +80,10 @@ ensure_venv() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     return 0
   fi
-  log "installing Python tools from scripts/requirements.txt into .venv (about a minute)"
-  if ! out="$("$VENV/bin/pip" install --disable-pip-version-check --no-input -q -r "$req" 2>&1)"; then
+  log "installing Python tools from ${req#"$REPO"/} into ${venv#"$REPO"/} (about a minute)"
+  if ! out="$("$venv/bin/pip" install --disable-pip-version-check --no-input -q -r "$req" 2>&1)"; then
     printf '%s\n' "$out" >&2
-    die "pip install -r scripts/requirements.txt failed"
+    die "pip install -r ${req#"$REPO"/} failed"
   fi
   printf '%s\n' "$want" >"$stamp"
 }
@@ -192,6 +197,11 @@ ensure_postgres() {
   log "PostgreSQL: using the throwaway cluster in $dir, $url"
 }
 
+# database_url NAME: $DATABASE_URL with its database replaced by NAME.
+database_url() {
+  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/" + sys.argv[2])))' "$DATABASE_URL" "$1"
+}
+
 # stop_throwaway_postgres [DIR]: stop the throwaway cluster (default
 # $PG_THROWAWAY_DIR) if it runs.
 stop_throwaway_postgres() {
@@ -228,6 +238,32 @@ _redact_url() {
 # free_port: print a TCP port on 127.0.0.1 that is free right now.
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_detached DIR LOGFILE CMD...: run CMD in DIR in the background, in a session
+# of its own (so stop_detached can end its whole process group, and it survives the
+# terminal); sets DETACHED_PID to its pid.
+start_detached() {
+  local dir="$1" logfile="$2"
+  shift 2
+  # In a non-interactive shell the child is no process-group leader, so setsid
+  # does not fork: $! is the pid of CMD itself.
+  (cd "$dir" && exec setsid "$@") >"$logfile" 2>&1 </dev/null &
+  DETACHED_PID=$!
+}
+
+# stop_detached PID MATCH: stop the process group start_detached began as PID, if PID
+# still runs a command line containing MATCH (a recycled pid is left alone): TERM,
+# then KILL after five seconds. Returns 1 when there was nothing to stop.
+stop_detached() {
+  local pid="$1" match="$2" _
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$match" || return 1
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || true
 }
 
 # wait_for_http URL SECONDS [PID]: poll URL until it answers 2xx. Fails after

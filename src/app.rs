@@ -28,8 +28,10 @@ use crate::audit::chain::ChainKey;
 use crate::audit::{self, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
 use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
-use crate::credentials::Aws;
+use crate::credentials::cache::CacheSettings;
+use crate::credentials::{Aws, CredentialSource};
 use crate::error::{Problem, ProblemType, render_problems};
+use crate::issuance::Issuer;
 use crate::policy::{AuditAdmins, Rules};
 use crate::rate_limit::RateLimits;
 use crate::request_id::{REQUEST_ID_HEADER, drop_unusable_request_id};
@@ -50,12 +52,24 @@ pub struct AppState {
     pub audit_admins: Arc<AuditAdmins>,
     /// Each caller's token bucket on the issuing endpoint.
     pub rate_limits: Arc<RateLimits>,
-    /// STS and ECR.
-    pub aws: Aws,
+    /// The credential cache, and STS and ECR behind it.
+    pub credentials: CredentialSource,
     /// The audit table.
     pub audit: AuditLog,
     /// Keyed token fingerprints: the current key and the previous ones.
     pub fingerprinters: Arc<Fingerprinters>,
+}
+
+impl AppState {
+    /// The parts of the state that the issuing path uses.
+    pub fn issuer(&self) -> Issuer<'_> {
+        Issuer {
+            rules: &self.rules,
+            credentials: &self.credentials,
+            fingerprinter: self.fingerprinters.current(),
+            rate_limits: &self.rate_limits,
+        }
+    }
 }
 
 /// Builds the router with all middleware.
@@ -159,6 +173,16 @@ impl Application {
         let background = verifier.spawn_key_refresh();
         let rules = Rules::compile(&config.rules).context("compiling rules")?;
         let aws = Aws::new(sdk, &config.aws)?;
+        let credentials = CredentialSource::new(
+            aws,
+            CacheSettings {
+                max_entries: config.cache.max_entries,
+                min_remaining: Duration::from_secs(config.cache.min_remaining_secs),
+                refresh_fraction: config.cache.refresh_fraction,
+                // Waiting for another request's fetch is bounded like the request itself.
+                wait: Duration::from_secs(config.server.request_timeout_secs),
+            },
+        );
         let (writer, writer_task) = AuditWriter::spawn(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
@@ -176,6 +200,7 @@ impl Application {
         let mut background = background;
         background.push(writer_task);
         background.push(rate_limits.spawn_sweeper());
+        background.push(credentials.spawn_sweeper());
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
@@ -191,7 +216,7 @@ impl Application {
             rules: Arc::new(rules),
             rate_limits,
             audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
-            aws,
+            credentials,
             audit: AuditLog::new(writer, pool, read_pool),
         };
         Ok(Self {

@@ -17,6 +17,7 @@ use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use crate::credentials::cache::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 use crate::policy::Template;
 
@@ -47,6 +48,9 @@ pub struct Config {
     /// AWS call settings; credentials and endpoints come from the standard SDK chain.
     #[serde(default)]
     pub aws: AwsConfig,
+    /// How issued credentials are cached.
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Identity providers whose JWTs are trusted.
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
@@ -337,6 +341,30 @@ impl Default for RateLimitsConfig {
     }
 }
 
+/// `[cache]`: issued credentials kept for repeated requests (each rule's `cache` picks
+/// per-caller, shared or off).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Most cached keys at once.
+    pub max_entries: usize,
+    /// A cached credential with no more than this many seconds left is never served.
+    pub min_remaining_secs: u64,
+    /// Share of the time a credential may be served after which it is renewed in the
+    /// background.
+    pub refresh_fraction: f64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 10_000,
+            min_remaining_secs: 300,
+            refresh_fraction: 0.5,
+        }
+    }
+}
+
 /// `[[issuers]]`: one trusted identity provider.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -433,6 +461,10 @@ pub struct RuleConfig {
     pub external_id: Option<String>,
     /// This rule's callers' token bucket instead of `[rate_limit]`'s.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Who may be handed a cached credential: each caller its own (default), callers with
+    /// an identical grant one shared, or nobody.
+    #[serde(default)]
+    pub cache: CacheMode,
 }
 
 fn default_identity_template() -> Template {

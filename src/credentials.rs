@@ -1,14 +1,16 @@
 //! AWS behind a small, typed surface: STS `AssumeRole`, then ECR `GetAuthorizationToken`
-//! with exactly the credentials that `AssumeRole` returned. Every call passes the upstream
-//! ceiling (`ceiling.rs`) first.
+//! with exactly the credentials that `AssumeRole` returned, and the [`cache`] of what they
+//! issued in front of both. Every call passes the upstream ceiling (`ceiling.rs`) first.
 //!
 //! The SDK config comes from the standard chain (environment, profiles, web identity,
 //! container and instance roles), including `AWS_ENDPOINT_URL`, so the same code runs
 //! against AWS and against a local emulator.
 
+pub mod cache;
 mod ceiling;
 mod ecr;
 mod error;
+mod issued;
 mod sts;
 
 use std::sync::Arc;
@@ -16,6 +18,10 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
+use tokio::task::JoinHandle;
+
+use crate::domain::Access;
+use cache::{CacheKey, CacheMode, CacheSettings, CallerScope, CredentialCache, Served};
 
 use crate::config::AwsConfig;
 use crate::domain::Region;
@@ -23,6 +29,7 @@ use ceiling::Ceiling;
 
 pub use ecr::{AuthorizationData, EcrToken};
 pub use error::{AwsError, AwsErrorKind};
+pub use issued::{CredentialRequest, Issued};
 pub use sts::{AssumeRole, SessionCredentials};
 
 /// Clients for the two AWS APIs the broker calls.
@@ -67,6 +74,63 @@ impl Aws {
     pub async fn load_sdk_config() -> SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
+            .await
+    }
+}
+
+/// Where the issuing path gets credentials: the cache, and AWS behind it.
+#[derive(Clone)]
+pub struct CredentialSource {
+    aws: Aws,
+    cache: Arc<CredentialCache>,
+}
+
+/// Expired entries are swept this often even when no new key arrives.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+impl CredentialSource {
+    /// AWS with an empty cache in front.
+    pub fn new(aws: Aws, settings: CacheSettings) -> Self {
+        Self {
+            aws,
+            cache: Arc::new(CredentialCache::new(settings)),
+        }
+    }
+
+    /// Starts the task that evicts expired entries.
+    pub fn spawn_sweeper(&self) -> JoinHandle<()> {
+        self.cache.spawn_sweeper(SWEEP_EVERY)
+    }
+
+    /// The credential for `request` under `rule` for `caller`: cached as the rule's `mode`
+    /// says, fetched from AWS when nothing cached may be served.
+    pub async fn get(
+        &self,
+        mode: CacheMode,
+        rule: &str,
+        caller: CallerScope<'_>,
+        access: Access,
+        request: CredentialRequest,
+    ) -> Result<Served, AwsError> {
+        let scope = match mode {
+            CacheMode::Off => {
+                let issued = self.aws.issue(&request).await?;
+                return Ok(Served {
+                    issued: Arc::new(issued),
+                    from_cache: false,
+                    hidden_error: None,
+                });
+            }
+            CacheMode::PerCaller => Some(caller),
+            CacheMode::Shared => None,
+        };
+        let key = CacheKey::new(rule, scope, access, &request);
+        // The client is cloned only when this request has to fetch: a hit stays cheap.
+        self.cache
+            .get(key, || {
+                let aws = self.aws.clone();
+                async move { aws.issue(&request).await }
+            })
             .await
     }
 }

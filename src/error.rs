@@ -109,11 +109,7 @@ impl ApiError {
             Self::RuleUnusable(_) => "rule_unusable".to_owned(),
             Self::NotAuditAdmin => "not_audit_admin".to_owned(),
             Self::RateLimited(limited) => limited.reason().to_owned(),
-            Self::Aws(e) => match &e.kind {
-                AwsErrorKind::Refused { code } => format!("aws_refused:{}:{code}", e.operation),
-                AwsErrorKind::Ceiling { .. } => format!("upstream_ceiling:{}", e.operation),
-                kind => format!("aws_{}:{}", kind_slug(kind), e.operation),
-            },
+            Self::Aws(e) => e.reason(),
             Self::AuditUnavailable(_) | Self::AuditUnreadable(_) => "audit_unavailable".to_owned(),
             Self::Internal(_) => "internal".to_owned(),
         }
@@ -187,16 +183,6 @@ impl From<Denial> for ApiError {
             unusable @ Denial::Unusable { .. } => Self::RuleUnusable(unusable.to_string()),
             Denial::TooBroad(too_large) => Self::BadRequest(too_large.to_string()),
         }
-    }
-}
-
-fn kind_slug(kind: &AwsErrorKind) -> &'static str {
-    match kind {
-        AwsErrorKind::Timeout => "timeout",
-        AwsErrorKind::Throttled => "throttled",
-        AwsErrorKind::Refused { .. } => "refused",
-        AwsErrorKind::Unavailable => "unavailable",
-        AwsErrorKind::Ceiling { .. } => "ceiling",
     }
 }
 

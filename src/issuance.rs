@@ -1,71 +1,92 @@
-//! The issuing path: verified caller → matching rule → narrowed grant → AssumeRole →
-//! GetAuthorizationToken, filling in the audit record at every step so that whatever
-//! happens, the record says how far the request got.
+//! The issuing path: verified caller → matching rule → narrowed grant → a credential from
+//! the cache or from AWS (AssumeRole, then GetAuthorizationToken), filling in the audit
+//! record at every step so that whatever happens, the record says how far the request got.
 
-use crate::app::AppState;
-use crate::audit::AuditRecord;
-use crate::auth::{AuthError, Caller};
-use crate::credentials::{AssumeRole, AuthorizationData};
+use std::sync::Arc;
+
+use crate::audit::{AuditRecord, Fingerprinter};
+use crate::auth::Caller;
+use crate::credentials::cache::CallerScope;
+use crate::credentials::{AssumeRole, CredentialRequest, CredentialSource, Issued};
 use crate::error::ApiError;
-use crate::policy::IssueRequest;
+use crate::policy::{IssueRequest, Rules};
+use crate::rate_limit::RateLimits;
 
-/// Runs the issuing path for one request. The caller commits `record` before returning any
-/// token.
-pub async fn issue(
-    state: &AppState,
-    record: &mut AuditRecord,
-    caller: Result<Caller, AuthError>,
-    request: Result<IssueRequest, ApiError>,
-) -> Result<Vec<AuthorizationData>, ApiError> {
-    let caller = match caller {
-        Ok(caller) => caller,
-        // Without a verified caller there is nobody to charge but the client address.
-        Err(error) => {
-            state
-                .rate_limits
-                .check_unauthenticated(record.client_addr)?;
-            return Err(error.into());
-        }
-    };
+/// What the issuing path uses: the rules, the credentials, and the fingerprint key.
+#[derive(Clone, Copy)]
+pub struct Issuer<'a> {
+    /// The ordered rules.
+    pub rules: &'a Rules,
+    /// The credential cache and AWS behind it.
+    pub credentials: &'a CredentialSource,
+    /// Fingerprints the issued tokens for the record.
+    pub fingerprinter: &'a Fingerprinter,
+    /// Each caller's token bucket.
+    pub rate_limits: &'a RateLimits,
+}
+
+/// Names the verified caller in the record, before anything else can fail.
+pub fn record_caller(record: &mut AuditRecord, caller: &Caller) {
     record.issuer = Some(caller.issuer.to_string());
     record.subject = Some(caller.subject.clone());
-    let request = request?;
+}
 
-    let rule = state
-        .rules
-        .first_match(&caller.issuer, &caller.claims)
-        .ok_or(ApiError::NoMatchingRule)?;
-    record.rule = Some(rule.name.clone());
-    record.role_arn = Some(rule.role_arn.to_string());
-    state.rate_limits.check(&caller, rule)?;
-    let grant = rule.grant(&request, &caller.claims)?;
-    record.grant(&grant);
+impl Issuer<'_> {
+    /// Runs the issuing path for one verified caller and well-formed request. The caller
+    /// commits `record` before returning any token.
+    pub async fn issue(
+        &self,
+        record: &mut AuditRecord,
+        caller: &Caller,
+        request: &IssueRequest,
+    ) -> Result<Arc<Issued>, ApiError> {
+        let rule = self
+            .rules
+            .first_match(&caller.issuer, &caller.claims)
+            .ok_or(ApiError::NoMatchingRule)?;
+        record.rule = Some(rule.name.clone());
+        record.role_arn = Some(rule.role_arn.to_string());
+        self.rate_limits.check(caller, rule)?;
+        let grant = rule.grant(request, &caller.claims)?;
+        record.grant(&grant);
 
-    let unique = uuid::Uuid::new_v4().simple().to_string();
-    let identity = rule.session_identity(&caller.claims, &unique[..12])?;
-    record.session_name = Some(identity.session_name.to_string());
-    record.session_tags = identity
-        .tags
-        .iter()
-        .map(|t| (t.key.clone(), t.value.clone()))
-        .collect();
-    let session = state
-        .aws
-        .assume_role(AssumeRole {
-            role_arn: &rule.role_arn,
-            session_name: &identity.session_name,
-            source_identity: identity.source_identity.as_ref(),
-            duration: grant.duration,
-            external_id: rule.external_id.as_deref(),
-            policy: &grant.policy,
-            tags: &identity.tags,
-            transitive_tag_keys: &identity.transitive_tag_keys,
-        })
-        .await?;
-    let data = state
-        .aws
-        .authorization_data_for(&session, &grant.endpoints)
-        .await?;
-    record.issued(&data, state.fingerprinters.current());
-    Ok(data)
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let identity = rule.session_identity(&caller.claims, &unique[..12])?;
+        record.session_name = Some(identity.session_name.to_string());
+        record.session_tags = identity
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect();
+        let wanted = CredentialRequest {
+            assume: AssumeRole {
+                role_arn: rule.role_arn.clone(),
+                session_name: identity.session_name,
+                source_identity: identity.source_identity,
+                duration: grant.duration,
+                external_id: rule.external_id.clone(),
+                policy: grant.policy,
+                tags: identity.tags,
+                transitive_tag_keys: identity.transitive_tag_keys,
+            },
+            endpoints: grant.endpoints,
+        };
+        let caller_scope = CallerScope {
+            issuer: &caller.issuer,
+            subject: &caller.subject,
+        };
+        let served = self
+            .credentials
+            .get(rule.cache, &rule.name, caller_scope, grant.access, wanted)
+            .await?;
+        // A cached credential belongs to the session that fetched it: that is the name
+        // CloudTrail knows it by.
+        if served.from_cache {
+            record.session_name = Some(served.issued.session_name.to_string());
+        }
+        record.from_cache = served.from_cache;
+        record.upstream_error = served.hidden_error.as_ref().map(|e| e.reason());
+        record.issued(&served.issued.data, self.fingerprinter);
+        Ok(served.issued)
+    }
 }

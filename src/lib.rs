@@ -9,9 +9,11 @@
 //! 3. [`policy`] — the first rule whose claim matchers all match picks the role;
 //!    [`rate_limit`] takes one request from the caller's token bucket (429 when empty); the
 //!    request body may only narrow what that rule allows.
-//! 4. [`credentials`] — STS `AssumeRole` with the caller's identity on the session, then ECR
-//!    `GetAuthorizationToken` with exactly those temporary credentials, each call held to
-//!    the upstream ceiling (503 when AWS would be called too much).
+//! 4. [`credentials`] — a cached credential while it has enough life left; otherwise STS
+//!    `AssumeRole` with the caller's identity on the session, then ECR
+//!    `GetAuthorizationToken` with exactly those temporary credentials, once for all the
+//!    requests that want the same credential at the same time, each call held to the
+//!    upstream ceiling (503 when AWS would be called too much).
 //! 5. [`audit`] — the decision is committed to Postgres before any token is returned; if it
 //!    cannot be, the caller gets 503 and no token.
 //!

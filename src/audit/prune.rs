@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::{PgPool, Row};
 
 use super::chain::{ChainKey, Hash};
 use super::store::{CHAIN_LOCK, hash};
@@ -252,7 +252,7 @@ pub async fn prune(
     }
     for name in &dropped {
         // The name comes from `regclass` output, which quotes it where needed.
-        sqlx::query(AssertSqlSafe(format!("DROP TABLE {name}")))
+        sqlx::query(&format!("DROP TABLE {name}"))
             .execute(&mut *tx)
             .await
             .with_context(|| {

@@ -180,7 +180,8 @@ pub struct AuditRecord {
     pub user_agent: Option<String>,
     /// Time from arrival to decision.
     pub latency_ms: i32,
-    /// The upstream error a cached answer stood in for, such as `throttled`.
+    /// The AWS failure a cached answer hid (such as `aws_throttled:AssumeRole`): the latest
+    /// refresh of the served entry failed.
     pub upstream_error: Option<String>,
     /// On an aggregate row only: the refusals shed under pressure instead of being written
     /// one by one.
@@ -212,10 +213,10 @@ impl AuditRecord {
             token_fingerprints: Vec::new(),
             fingerprint_key_id: None,
             from_cache: false,
+            upstream_error: None,
             client_addr,
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             latency_ms: 0,
-            upstream_error: None,
             shed: None,
         }
     }

@@ -64,6 +64,7 @@ pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
         "aws.operation_timeout_secs",
         "must be at least 1",
     );
+    cache(config, &mut f);
     f.check(
         !config.issuers.is_empty(),
         "issuers",
@@ -153,6 +154,25 @@ fn server(config: &Config, f: &mut Findings) {
             format!("{origin:?} is not an origin like \"https://portal.example.com\" (no path, no wildcard)"),
         );
     }
+}
+
+fn cache(config: &Config, f: &mut Findings) {
+    let cache = &config.cache;
+    f.check(
+        (1..=1_000_000).contains(&cache.max_entries),
+        "cache.max_entries",
+        "must be 1 to 1000000",
+    );
+    f.check(
+        cache.min_remaining_secs <= 3600,
+        "cache.min_remaining_secs",
+        "must be at most 3600",
+    );
+    f.check(
+        (0.1..=0.9).contains(&cache.refresh_fraction),
+        "cache.refresh_fraction",
+        "must be 0.1 to 0.9: a refresh needs time before the entry stops being served",
+    );
 }
 
 fn is_origin(origin: &str) -> bool {

@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -39,8 +40,9 @@ impl fmt::Display for AwsErrorKind {
     }
 }
 
-/// A failed AWS call.
-#[derive(Debug, thiserror::Error)]
+/// A failed AWS call. Cloneable, because every request waiting on one shared call gets its
+/// failure.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{operation} {kind}")]
 pub struct AwsError {
     /// The operation, such as `AssumeRole`.
@@ -48,7 +50,7 @@ pub struct AwsError {
     /// What went wrong.
     pub kind: AwsErrorKind,
     #[source]
-    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Error codes AWS uses for rate limiting across its APIs.
@@ -63,7 +65,8 @@ const THROTTLING_CODES: [&str; 7] = [
 ];
 
 impl AwsError {
-    pub(super) fn new(operation: &'static str, kind: AwsErrorKind) -> Self {
+    /// A failure without an SDK error behind it.
+    pub(crate) fn new(operation: &'static str, kind: AwsErrorKind) -> Self {
         Self {
             operation,
             kind,
@@ -102,13 +105,8 @@ impl AwsError {
         Self {
             operation,
             kind,
-            source: Some(Box::new(error)),
+            source: Some(Arc::new(error)),
         }
-    }
-
-    /// Whether AWS throttled the call.
-    pub fn is_throttled(&self) -> bool {
-        self.kind == AwsErrorKind::Throttled
     }
 
     /// Whether the call was never sent because the broker's upstream ceiling was reached.
@@ -116,8 +114,21 @@ impl AwsError {
         matches!(self.kind, AwsErrorKind::Ceiling { .. })
     }
 
-    /// Whether the call ran out of time.
-    pub fn is_timeout(&self) -> bool {
-        self.kind == AwsErrorKind::Timeout
+    /// The audit log's short reason, such as `aws_throttled:AssumeRole` or
+    /// `aws_refused:AssumeRole:AccessDenied`: for a failed request, and for the upstream
+    /// failure a cached answer hid.
+    pub fn reason(&self) -> String {
+        let kind = match &self.kind {
+            AwsErrorKind::Refused { code } => {
+                return format!("aws_refused:{}:{code}", self.operation);
+            }
+            AwsErrorKind::Ceiling { .. } => {
+                return format!("upstream_ceiling:{}", self.operation);
+            }
+            AwsErrorKind::Timeout => "timeout",
+            AwsErrorKind::Throttled => "throttled",
+            AwsErrorKind::Unavailable => "unavailable",
+        };
+        format!("aws_{kind}:{}", self.operation)
     }
 }

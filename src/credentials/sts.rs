@@ -8,25 +8,26 @@ use crate::domain::{RoleArn, RoleSessionName, SessionDuration, SourceIdentity};
 use crate::policy::SessionTag;
 use crate::policy::session_policy::SessionPolicy;
 
-/// The inputs of one `AssumeRole` call.
-#[derive(Debug, Clone, Copy)]
-pub struct AssumeRole<'a> {
+/// The inputs of one `AssumeRole` call. Owned, so that a call can run on its own task and
+/// finish for everyone waiting on it.
+#[derive(Debug, Clone)]
+pub struct AssumeRole {
     /// The role.
-    pub role_arn: &'a RoleArn,
+    pub role_arn: RoleArn,
     /// Names the session after the caller.
-    pub session_name: &'a RoleSessionName,
+    pub session_name: RoleSessionName,
     /// The caller, sticky on the session.
-    pub source_identity: Option<&'a SourceIdentity>,
+    pub source_identity: Option<SourceIdentity>,
     /// The session's lifetime.
     pub duration: SessionDuration,
     /// Required by some trust policies.
-    pub external_id: Option<&'a str>,
+    pub external_id: Option<String>,
     /// The inline session policy: the credentials can do no more than it allows.
-    pub policy: &'a SessionPolicy,
+    pub policy: SessionPolicy,
     /// Session tags.
-    pub tags: &'a [SessionTag],
+    pub tags: Vec<SessionTag>,
     /// Keys of the tags that pass on to chained sessions.
-    pub transitive_tag_keys: &'a [String],
+    pub transitive_tag_keys: Vec<String>,
 }
 
 /// Temporary credentials of an assumed-role session. `Debug` redacts the secrets.
@@ -44,7 +45,7 @@ impl SessionCredentials {
 
 impl Aws {
     /// Assumes a role for one caller.
-    pub async fn assume_role(&self, input: AssumeRole<'_>) -> Result<SessionCredentials, AwsError> {
+    pub async fn assume_role(&self, input: &AssumeRole) -> Result<SessionCredentials, AwsError> {
         const OPERATION: &str = "AssumeRole";
         let _admitted = self.sts_ceiling.admit(&(), OPERATION).await?;
         let output = self
@@ -52,11 +53,16 @@ impl Aws {
             .assume_role()
             .role_arn(input.role_arn.as_str())
             .role_session_name(input.session_name.as_str())
-            .set_source_identity(input.source_identity.map(|s| s.as_str().to_owned()))
+            .set_source_identity(
+                input
+                    .source_identity
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+            )
             .duration_seconds(i32::try_from(input.duration.as_secs()).unwrap_or(i32::MAX))
-            .set_external_id(input.external_id.map(str::to_owned))
+            .set_external_id(input.external_id.clone())
             .policy(input.policy.as_str())
-            .set_tags(tags(input.tags))
+            .set_tags(tags(&input.tags))
             .set_transitive_tag_keys(
                 (!input.transitive_tag_keys.is_empty()).then(|| input.transitive_tag_keys.to_vec()),
             )

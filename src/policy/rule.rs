@@ -3,6 +3,7 @@ use serde_json::{Map, Value};
 use super::Mismatch;
 use super::{ClaimMatcher, InvalidPattern, SessionTagTemplates, Template};
 use crate::config::{ClaimPattern, RuleConfig};
+use crate::credentials::cache::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 
 /// A compiled `[[rules]]` entry.
@@ -33,6 +34,8 @@ pub struct Rule {
     pub session_tags: SessionTagTemplates,
     /// ExternalId for the role's trust policy, if it needs one.
     pub external_id: Option<String>,
+    /// Who may be handed a cached credential.
+    pub cache: CacheMode,
 }
 
 /// A rule config that cannot be compiled.
@@ -102,6 +105,7 @@ impl Rule {
             )
             .map_err(InvalidRule::Tags)?,
             external_id: config.external_id.clone(),
+            cache: config.cache,
         })
     }
 

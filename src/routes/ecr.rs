@@ -46,15 +46,31 @@ async fn issue_and_record(
         meta.client_addr,
         meta.user_agent.as_deref(),
     );
-    match issuance::issue(&state, &mut record, caller, request).await {
-        Ok(data) => {
+    let outcome = async {
+        let caller = match caller {
+            Ok(caller) => caller,
+            // Without a verified caller there is nobody to charge but the client address.
+            Err(error) => {
+                state
+                    .rate_limits
+                    .check_unauthenticated(record.client_addr)?;
+                return Err(error.into());
+            }
+        };
+        issuance::record_caller(&mut record, &caller);
+        let request = request?;
+        state.issuer().issue(&mut record, &caller, &request).await
+    }
+    .await;
+    match outcome {
+        Ok(issued) => {
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
             state
                 .audit
                 .record(record)
                 .await
                 .map_err(ApiError::AuditUnavailable)?;
-            Ok(credential_response(&data, meta.request_id))
+            Ok(credential_response(&issued.data, meta.request_id))
         }
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());

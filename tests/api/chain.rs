@@ -10,7 +10,7 @@ use ecr_token_broker::audit::{AuditRecord, Outcome, append};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::helpers::{CHAIN_KEY, FINGERPRINT_KEY, TestApp, admin_database_url};
 
@@ -407,7 +407,7 @@ async fn migrate_keeps_partitions_ready_for_the_coming_months() {
         "SELECT to_char(now() AT TIME ZONE 'UTC' + interval '3 months', '\"audit_events_\"YYYY_MM')",
     )
     .await;
-    sqlx::query(AssertSqlSafe(format!("DROP TABLE {furthest}")))
+    sqlx::query(&format!("DROP TABLE {furthest}"))
         .execute(&db)
         .await
         .unwrap();
@@ -433,9 +433,9 @@ async fn migrate_keeps_partitions_ready_for_the_coming_months() {
 async fn service_login_role(admin: &PgPool) -> String {
     let name = format!("ecrtb_app_{}", uuid::Uuid::new_v4().simple());
     // The name is ours (a UUID), not input.
-    sqlx::query(AssertSqlSafe(format!(
+    sqlx::query(&format!(
         "CREATE ROLE {name} LOGIN IN ROLE ecr_token_broker_app"
-    )))
+    ))
     .execute(admin)
     .await
     .unwrap();
@@ -493,7 +493,7 @@ async fn the_service_role_may_only_add_and_read_rows() {
         "DELETE FROM audit_checkpoints".to_owned(),
         "UPDATE audit_events_unchained SET reason = 'x'".to_owned(),
     ] {
-        let error = sqlx::query(AssertSqlSafe(statement.clone()))
+        let error = sqlx::query(&statement)
             .execute(&service_db)
             .await
             .expect_err(&statement);
@@ -522,7 +522,7 @@ async fn the_service_role_may_only_add_and_read_rows() {
         .await;
     let status = response.status();
     drop(as_role);
-    sqlx::query(AssertSqlSafe(format!("DROP ROLE {role}")))
+    sqlx::query(&format!("DROP ROLE {role}"))
         .execute(&admin)
         .await
         .unwrap();

@@ -26,8 +26,28 @@ fingerprint_key = "0123456789abcdef0123456789abcdef"
 chain_key = "fedcba9876543210fedcba9876543210"
 "#;
 
+/// One issuer, for configs whose rules are under test.
+const CI_ISSUER: &str = r#"
+[[issuers]]
+name = "ci"
+issuer = "https://ci.example.com"
+jwks_uri = "https://ci.example.com/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+"#;
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts that check-config's `message` names every one of `expected`.
+fn assert_mentions(message: &str, expected: &[&str]) {
+    for expected in expected {
+        assert!(
+            message.contains(expected),
+            "missing {expected:?} in:\n{message}"
+        );
+    }
 }
 
 #[test]
@@ -92,18 +112,16 @@ regions = ["us-east-1", "us-east-1"]
 
     assert!(!output.status.success());
     let message = stderr(&output);
-    for expected in [
-        "issuers[0].jwks_uri",
-        "issuers[0].algorithms",
-        "rules[0].issuer: unknown issuer \"nobody\"",
-        "rules[0].claims.sub",
-        "rules[0].regions: us-east-1 is listed twice",
-    ] {
-        assert!(
-            message.contains(expected),
-            "missing {expected:?} in:\n{message}"
-        );
-    }
+    assert_mentions(
+        &message,
+        &[
+            "issuers[0].jwks_uri",
+            "issuers[0].algorithms",
+            "rules[0].issuer: unknown issuer \"nobody\"",
+            "rules[0].claims.sub",
+            "rules[0].regions: us-east-1 is listed twice",
+        ],
+    );
 
     std::fs::write(&path, "[server]\nlisten = \"0.0.0.0:8080\"\nbogus = 1\n").unwrap();
     let output = run(&["check-config", path.to_str().unwrap()], &[]);
@@ -126,15 +144,8 @@ fn check_config_finds_rules_that_can_never_work() {
     std::fs::write(
         &path,
         format!(
-            "{BASE}{}",
+            "{BASE}{CI_ISSUER}{}",
             r#"
-[[issuers]]
-name = "ci"
-issuer = "https://ci.example.com"
-jwks_uri = "https://ci.example.com/jwks"
-audiences = ["ecr-token-broker"]
-algorithms = ["RS256"]
-
 [[rules]]
 name = "everyone"
 issuer = "ci"
@@ -162,22 +173,20 @@ regions = ["us-east-1"]
 
     assert!(!output.status.success());
     let message = stderr(&output);
-    for expected in [
-        "rules[0].regions: cn-north-1 is in partition aws-cn, but the role is in aws",
-        "rules[0].repositories[0]",
-        "rules[0].repositories[1]",
-        "rules[0].session_tags",
-        "aws:",
-        "missing",
-        "rules[0].external_id",
-        "rules[1].audiences",
-        "rule \"main-only\" can never match: rule \"everyone\" before it",
-    ] {
-        assert!(
-            message.contains(expected),
-            "missing {expected:?} in:\n{message}"
-        );
-    }
+    assert_mentions(
+        &message,
+        &[
+            "rules[0].regions: cn-north-1 is in partition aws-cn, but the role is in aws",
+            "rules[0].repositories[0]",
+            "rules[0].repositories[1]",
+            "rules[0].session_tags",
+            "aws:",
+            "missing",
+            "rules[0].external_id",
+            "rules[1].audiences",
+            "rule \"main-only\" can never match: rule \"everyone\" before it",
+        ],
+    );
 
     for (template, problem) in [
         ("{repository", "column"),
@@ -213,6 +222,73 @@ regions = ["us-east-1"]
             "{field}: {message}"
         );
     }
+}
+
+#[test]
+fn check_config_checks_the_cache_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cache.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{BASE}{CI_ISSUER}{}",
+            r#"
+[cache]
+max_entries = 0
+min_remaining_secs = 900
+refresh_fraction = 1.0
+
+[[rules]]
+name = "short"
+issuer = "ci"
+claims = { sub = "a" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1"]
+session_duration_secs = 900
+
+[[rules]]
+name = "short-uncached"
+issuer = "ci"
+claims = { sub = "b" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1"]
+session_duration_secs = 900
+cache = "off"
+
+[[rules]]
+name = "shared-by-nobody"
+issuer = "ci"
+claims = { sub = "c" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1"]
+session_duration_secs = 3600
+cache = "shared"
+"#
+        ),
+    )
+    .unwrap();
+
+    let output = run(&["check-config", path.to_str().unwrap()], &[]);
+
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert_mentions(
+        &message,
+        &[
+            "cache.max_entries: must be 1 to 1000000",
+            "cache.refresh_fraction: must be 0.1 to 0.9",
+            "rules[0].cache: sessions of 900 seconds never outlive [cache] min_remaining_secs = 900",
+            "rules[2].cache: \"shared\" shares a credential between callers whose source identity",
+        ],
+    );
+    assert!(!message.contains("rules[1]"), "{message}");
+
+    std::fs::write(&path, "[[rules]]\ncache = \"sometimes\"\n").unwrap();
+    let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
+    assert!(
+        message.contains("per-caller") && message.contains("line 2"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

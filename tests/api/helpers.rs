@@ -14,8 +14,8 @@ use ecr_token_broker::app::Application;
 use ecr_token_broker::audit::MIGRATOR;
 use ecr_token_broker::config::Config;
 use serde_json::Value;
+use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgPool};
 
 pub use issuer::{SigningKey, TestIssuer};
 pub use moto::Moto;
@@ -72,7 +72,7 @@ pub async fn empty_database_on(admin_url: &str) -> String {
         });
     let name = format!("ecrtb_test_{}", uuid::Uuid::new_v4().simple());
     // The name is ours (a UUID), not input.
-    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+    sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&admin)
         .await
         .expect("create database");
@@ -101,7 +101,8 @@ pub struct TestAppBuilder {
     issuer_keys: String,
     extra_issuers: String,
     moto: Option<Moto>,
-    fault: Option<Fault>,
+    faults: Vec<Fault>,
+    cache: String,
     database_url: Option<String>,
     database_server: Option<String>,
     aws_credentials: (String, String),
@@ -160,9 +161,15 @@ impl TestAppBuilder {
         self
     }
 
-    /// Route AWS calls through a fault-injecting proxy.
+    /// Route AWS calls through a fault-injecting proxy; faults add up.
     pub fn fault(mut self, fault: Fault) -> Self {
-        self.fault = Some(fault);
+        self.faults.push(fault);
+        self
+    }
+
+    /// The `[cache]` section's settings (TOML lines).
+    pub fn cache(mut self, toml: &str) -> Self {
+        self.cache = toml.to_owned();
         self
     }
 
@@ -246,9 +253,10 @@ impl TestAppBuilder {
             Some(moto) => moto,
             None => Moto::start().await,
         };
-        let proxy = match self.fault {
-            Some(fault) => Some(FaultProxy::start(&moto.url, fault).await),
-            None => None,
+        let proxy = if self.faults.is_empty() {
+            None
+        } else {
+            Some(FaultProxy::start(&moto.url, self.faults).await)
         };
         let aws_endpoint = proxy.as_ref().map_or(moto.url.clone(), |p| p.url.clone());
         let issuer = TestIssuer::start().await;
@@ -292,6 +300,9 @@ admin_rules = [{admin_rules}]
 [aws]
 operation_timeout_secs = {timeout}
 
+[cache]
+{cache}
+
 [[issuers]]
 name = "test"
 issuer = "{issuer_url}"
@@ -304,6 +315,7 @@ jwks_min_refresh_interval_secs = 1
 {limits}
 "#,
             timeout = self.operation_timeout_secs,
+            cache = self.cache,
             fingerprint_key_id = self.fingerprint_key.0,
             fingerprint_key = self.fingerprint_key.1,
             previous_keys = previous_keys.join(", "),
@@ -468,7 +480,8 @@ impl TestApp {
             issuer_keys: r#"jwks_uri = "{jwks_uri}""#.to_owned(),
             extra_issuers: String::new(),
             moto: None,
-            fault: None,
+            faults: Vec::new(),
+            cache: String::new(),
             database_url: None,
             database_server: None,
             aws_credentials: ("AKIDTESTBROKER".to_owned(), "test-secret".to_owned()),
@@ -488,11 +501,6 @@ impl TestApp {
         Self::builder().spawn().await
     }
 
-    /// The fault proxy in front of moto, when the builder asked for one.
-    pub fn proxy(&self) -> &FaultProxy {
-        self.proxy.as_ref().expect("built with .fault(...)")
-    }
-
     async fn wait_for_keys(&self) {
         wait_for(Duration::from_secs(30), async || {
             let body = self.get("/readyz").await.text().await.unwrap_or_default();
@@ -500,6 +508,13 @@ impl TestApp {
         })
         .await
         .expect("the service never loaded the test issuer's keys");
+    }
+
+    /// The fault-injecting proxy in front of moto (the app must have been built with a fault).
+    pub fn proxy(&self) -> &FaultProxy {
+        self.proxy
+            .as_ref()
+            .expect("the test app was built without a fault proxy")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::helpers::{
-    FINGERPRINT_KEY, Fault, ROLE_ACCOUNT, ROLE_ARN, SECOND_ACCOUNT, TestApp, proxy,
+    DEFAULT_RULES, FINGERPRINT_KEY, Fault, ROLE_ACCOUNT, ROLE_ARN, SECOND_ACCOUNT, TestApp,
     proxy_endpoints, request_id,
 };
 
@@ -128,8 +128,9 @@ async fn a_request_may_narrow_region_registries_and_duration() {
 }
 
 #[tokio::test]
-async fn expiry_is_passed_through_as_rfc3339_utc() {
-    // moto always answers a fixed 2015 expiry; the proxy answers as real ECR does.
+async fn expiry_is_the_earlier_of_the_token_and_the_session_as_rfc3339_utc() {
+    // moto always answers a fixed 2015 expiry; the proxy answers 12 hours, as real ECR
+    // does. The rule's 30-minute session ends first, and the token with it.
     let app = TestApp::builder()
         .fault(Fault::RealisticExpiry)
         .spawn()
@@ -142,8 +143,9 @@ async fn expiry_is_passed_through_as_rfc3339_utc() {
     let body: Value = response.json().await.unwrap();
     let expires_at = body["authorizationData"][0]["expiresAt"].as_str().unwrap();
     let parsed = chrono::DateTime::parse_from_rfc3339(expires_at).unwrap();
+    let session_end = chrono::Utc::now().timestamp() + 1800;
     assert!(
-        (parsed.timestamp() - proxy::twelve_hours_from_now()).abs() <= 5,
+        (parsed.timestamp() - session_end).abs() <= 5,
         "{expires_at}"
     );
     assert!(expires_at.ends_with('Z'));
@@ -153,8 +155,14 @@ async fn expiry_is_passed_through_as_rfc3339_utc() {
 }
 
 #[tokio::test]
-async fn every_issuance_gets_its_own_session_name() {
-    let app = TestApp::spawn().await;
+async fn every_session_gets_its_own_name() {
+    let app = TestApp::builder()
+        .rules(&DEFAULT_RULES.replace(
+            "session_duration_secs = 1800",
+            "session_duration_secs = 1800\ncache = \"off\"",
+        ))
+        .spawn()
+        .await;
     app.moto.start_recording().await;
 
     for _ in 0..2 {

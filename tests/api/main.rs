@@ -13,6 +13,7 @@ mod audit_reads;
 mod authentication;
 mod authorization;
 mod aws_failures;
+mod cache;
 mod chain;
 mod cli;
 mod connections;

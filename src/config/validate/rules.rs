@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::Findings;
 use crate::config::{ClaimPattern, Config, RuleConfig};
+use crate::credentials::cache::CacheMode;
 use crate::domain::RepositoryPattern;
 use crate::policy::{ClaimMatcher, SessionTagTemplates, Template, ValueRule};
 
@@ -106,6 +107,28 @@ pub(super) fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut F
             f.check(false, format!("{at}.session_tags"), problem);
         }
     }
+    cache_mode(rule, at, config, f);
+}
+
+/// A rule's `cache` must be able to serve something.
+fn cache_mode(rule: &RuleConfig, at: &str, config: &Config, f: &mut Findings) {
+    let min_remaining = config.cache.min_remaining_secs;
+    f.check(
+        rule.cache == CacheMode::Off
+            || u64::from(rule.session_duration_secs.as_secs()) > min_remaining,
+        format!("{at}.cache"),
+        format!(
+            "sessions of {} seconds never outlive [cache] min_remaining_secs = {min_remaining}, so nothing would be served from the cache; set cache = \"off\" or shorten min_remaining_secs",
+            rule.session_duration_secs.as_secs(),
+        ),
+    );
+    let from_sub = |t: &Template| t.placeholders().any(|p| p.keys().eq(["sub"]));
+    f.check(
+        rule.cache != CacheMode::Shared
+            || !(from_sub(&rule.source_identity) || rule.session_tags.values().any(from_sub)),
+        format!("{at}.cache"),
+        "\"shared\" shares a credential between callers whose source identity and session tags come out the same, but they are templated from {sub}, so no two callers would share; template them from claims the callers have in common",
+    );
 }
 
 /// Claims that give every placeholder of `template` a plain value, to check what the

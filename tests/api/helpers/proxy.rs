@@ -1,8 +1,9 @@
 //! A reverse proxy in front of moto that injects what moto cannot: realistic expiries,
-//! AWS errors, throttling and delays. The Host header passes through unchanged, so SigV4
-//! signatures stay valid.
+//! AWS errors, throttling and delays, and counts the calls of each operation. The Host
+//! header passes through unchanged, so SigV4 signatures stay valid.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ pub enum Operation {
 pub enum Fault {
     /// Replace ECR's `expiresAt` with twelve hours from now, as real ECR answers.
     RealisticExpiry,
+    /// Replace ECR's `expiresAt` with this long from now (whole seconds, as ECR answers).
+    ExpiresIn(Duration),
     /// Answer `operation` with this status and AWS-style JSON/XML error code, without
     /// forwarding.
     Error {
@@ -41,7 +44,8 @@ pub enum Fault {
 #[derive(Clone)]
 struct ProxyState {
     upstream: String,
-    fault: Arc<Mutex<Fault>>,
+    faults: Arc<Mutex<Vec<Fault>>>,
+    calls: Arc<[AtomicUsize; 2]>,
     http: reqwest::Client,
     in_flight: Arc<Mutex<HashMap<Operation, InFlight>>>,
 }
@@ -82,6 +86,8 @@ impl Drop for InFlightGuard {
 
 pub struct FaultProxy {
     pub url: String,
+    faults: Arc<Mutex<Vec<Fault>>>,
+    calls: Arc<[AtomicUsize; 2]>,
     server: tokio::task::JoinHandle<()>,
     in_flight: Arc<Mutex<HashMap<Operation, InFlight>>>,
 }
@@ -93,7 +99,7 @@ impl Drop for FaultProxy {
 }
 
 impl FaultProxy {
-    pub async fn start(upstream: &str, fault: Fault) -> Self {
+    pub async fn start(upstream: &str, faults: Vec<Fault>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind proxy");
@@ -101,16 +107,21 @@ impl FaultProxy {
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
         let state = ProxyState {
             upstream: upstream.to_owned(),
-            fault: Arc::new(Mutex::new(fault)),
+            faults: Arc::new(Mutex::new(faults)),
+            calls: Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]),
             http: reqwest::Client::new(),
             in_flight: in_flight.clone(),
         };
+        let faults = state.faults.clone();
+        let calls = state.calls.clone();
         let router = Router::new().fallback(forward).with_state(state);
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("proxy serves");
         });
         Self {
             url,
+            faults,
+            calls,
             server,
             in_flight,
         }
@@ -123,6 +134,16 @@ impl FaultProxy {
             .unwrap()
             .get(&operation)
             .map_or(0, |c| c.max)
+    }
+
+    /// Replaces what the proxy does from the next request on.
+    pub fn set_faults(&self, faults: Vec<Fault>) {
+        *self.faults.lock().unwrap() = faults;
+    }
+
+    /// How many calls of `operation` reached the proxy, faulted ones included.
+    pub fn calls(&self, operation: Operation) -> usize {
+        self.calls[operation as usize].load(Ordering::SeqCst)
     }
 }
 
@@ -147,17 +168,26 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
         .expect("request body");
     let op = operation(&parts.headers, &body);
     let _in_flight = op.map(|op| InFlightGuard::enter(op, &state.in_flight));
-    let fault = state.fault.lock().unwrap().clone();
-    match fault {
-        Fault::Error {
-            operation,
-            status,
-            code,
-        } if Some(operation) == op => return aws_error(operation, status, code),
-        Fault::Delay { operation, delay } if Some(operation) == op => {
-            tokio::time::sleep(delay).await
+    if let Some(op) = op {
+        state.calls[op as usize].fetch_add(1, Ordering::SeqCst);
+    }
+    let faults = state.faults.lock().unwrap().clone();
+    let mut expires_in = None;
+    for fault in faults {
+        match fault {
+            Fault::Error {
+                operation,
+                status,
+                code,
+            } if Some(operation) == op => return aws_error(operation, status, code),
+            Fault::Delay { operation, delay } if Some(operation) == op => {
+                tokio::time::sleep(delay).await
+            }
+            // Real ECR tokens live 12 hours; moto answers a fixed date in 2015.
+            Fault::RealisticExpiry => expires_in = Some(Duration::from_secs(12 * 3600)),
+            Fault::ExpiresIn(life) => expires_in = Some(life),
+            _ => {}
         }
-        _ => {}
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut upstream = state
@@ -172,11 +202,11 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     let status = answer.status();
     let headers = answer.headers().clone();
     let mut bytes = answer.bytes().await.expect("moto body");
-    if matches!(fault, Fault::RealisticExpiry)
+    if let Some(life) = expires_in
         && op == Some(Operation::GetAuthorizationToken)
         && status.is_success()
     {
-        bytes = realistic_expiry(&bytes).into();
+        bytes = expiring_in(&bytes, life).into();
     }
     let mut response = Response::builder().status(status);
     for (name, value) in &headers {
@@ -187,18 +217,14 @@ async fn forward(State(state): State<ProxyState>, request: Request) -> Response 
     response.body(Body::from(bytes)).unwrap()
 }
 
-/// Twelve hours from now, as real ECR sets it (moto answers a fixed date in 2015).
-pub fn twelve_hours_from_now() -> i64 {
-    chrono::Utc::now().timestamp() + 12 * 3600
-}
-
-fn realistic_expiry(body: &[u8]) -> Vec<u8> {
+fn expiring_in(body: &[u8], life: Duration) -> Vec<u8> {
     let mut json: serde_json::Value = serde_json::from_slice(body).expect("ECR JSON");
+    let expires_at = chrono::Utc::now().timestamp() + i64::try_from(life.as_secs()).unwrap();
     for data in json["authorizationData"]
         .as_array_mut()
         .expect("authorizationData")
     {
-        data["expiresAt"] = twelve_hours_from_now().into();
+        data["expiresAt"] = expires_at.into();
     }
     serde_json::to_vec(&json).unwrap()
 }

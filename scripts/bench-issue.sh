@@ -1,0 +1,320 @@
+#!/usr/bin/env bash
+# Load benchmark of the issuing path, reported rather than asserted. Builds the release
+# binary, starts PostgreSQL (or uses $DATABASE_URL), moto behind scripts/moto_proxy.py
+# (realistic expiries, and a count of every AWS call), a development JWT issuer and the
+# service, all on 127.0.0.1, and prints in one run:
+#
+#   - GET /healthz req/s under wrk: the floor of the same HTTP stack;
+#   - POST /v1/ecr/authorization-token req/s, p50 and p99 under wrk, rotating the JWTs
+#     of $CALLERS callers, and its ratio to /healthz; the 200s are checked against the
+#     audit rows committed meanwhile;
+#   - upstream (AWS) calls per 10,000 issuances during that run;
+#   - a cold burst: $BURST concurrent requests for one new key, and the upstream calls
+#     they caused;
+#   - the service's peak RSS (VmHWM) after $CACHED_KEYS callers asked once each, before
+#     any other load;
+#   - one request at a time: `aws ecr get-login-password` on the same moto against the
+#     service through curl, each timed as the whole command a user would run.
+#
+# Everything it starts is stopped on exit, however it exits; logs are kept only when it
+# fails. Environment: BENCH_DURATION (seconds per wrk run, default 10), DATABASE_URL.
+# Results of a run on the reference machine are in README.md, "Performance".
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO"
+
+DURATION="${BENCH_DURATION:-10}"
+THREADS=2
+CONNECTIONS=64
+CALLERS=100
+CACHED_KEYS=10000
+BURST=500
+SERIAL_RUNS=20
+ACCOUNT=123456789012 # moto's default account
+BENCH_DB=ecrtb_bench_issue
+BENCH_VENV="$REPO/.venv-bench"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/ecrtb-bench-issue.XXXXXX")"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/ecr-token-broker"
+# Nothing from the caller's own AWS set-up: dummy keys for moto.
+AWS_BENCH_ENV=(env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN
+  AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_EC2_METADATA_DISABLED=true
+  HOME="$WORK/home")
+
+STARTED=() # "pid match" of everything started, stopped in reverse order on exit
+PG_STOP=0
+DB_CREATED=0
+
+# start NAME MATCH CMD...: start_detached CMD in $WORK, logging to $WORK/NAME.log.
+start() {
+  local name="$1" match="$2"
+  shift 2
+  start_detached "$WORK" "$WORK/$name.log" "$@"
+  STARTED+=("$DETACHED_PID $match")
+}
+
+cleanup() {
+  local status=$? i pid match
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    read -r pid match <<<"${STARTED[i]}"
+    stop_detached "$pid" "$match" || true
+  done
+  if [ "$DB_CREATED" = 1 ]; then
+    psql -w -X -q -d "$DATABASE_URL" </dev/null \
+      -c "drop database if exists $BENCH_DB with (force)" >/dev/null 2>&1 || true
+  fi
+  if [ "$PG_STOP" = 1 ]; then
+    stop_throwaway_postgres || true
+  fi
+  if [ "$status" -eq 0 ]; then
+    rm -rf "$WORK"
+  else
+    log "failed; logs kept in $WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# upstream_calls: the proxy's count of forwarded AWS calls, as JSON.
+upstream_calls() {
+  curl -sSf --max-time 5 "http://127.0.0.1:$PROXY_PORT/_proxy/calls"
+}
+
+# issued_rows: committed audit rows with outcome `issued`, and how many of them came from
+# the cache, as "ISSUED FROM_CACHE".
+issued_rows() {
+  psql -w -X -Atq -F ' ' -v ON_ERROR_STOP=1 -d "$DB_URL" </dev/null \
+    -c "select count(*), count(*) filter (where from_cache) from audit_events where outcome = 'issued'"
+}
+
+# settle: wait until the requests still in flight when a load tool stopped have finished
+# (the service completes and audits them even when the caller is gone): until neither the
+# issued rows nor the upstream calls change for a second, or 60 s have passed.
+settle() {
+  local last="" now deadline=$(($(date +%s) + 60))
+  while now="$(issued_rows) $(upstream_calls)" && [ "$now" != "$last" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { log "still busy after 60 s; reading anyway"; return 0; }
+    last="$now"
+    sleep 1
+  done
+}
+
+# wrk_run OUT URL [JWT_FILE]: $CONNECTIONS connections for $DURATION seconds; the script's
+# summary line goes to OUT.
+wrk_run() {
+  local out="$1" url="$2" script_args=()
+  [ $# -lt 3 ] || script_args=(-- "$3")
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 30s \
+    -s "$REPO/scripts/bench-issue.lua" "$url" "${script_args[@]}" >"$out.full"
+  grep '^WRK ' "$out.full" >"$out" || { cat "$out.full" >&2; die "wrk printed no summary"; }
+}
+
+mint() {
+  "$VENV/bin/python" scripts/dev_issuer.py mint --port "$ISSUER_PORT" --state-dir "$WORK" "$@"
+}
+
+# ---------------------------------------------------------------- set-up
+ensure_toolchain
+ensure_venv
+ensure_venv_at "$BENCH_VENV" "$REPO/scripts/requirements-bench.txt"
+ensure_apt_packages wrk curl
+ensure_postgres
+[ "$PG_THROWAWAY_STARTED" = 1 ] && PG_STOP=1
+
+log "cargo build --release"
+cargo build --release --locked
+
+DB_URL="$(database_url "$BENCH_DB")"
+PGOPTIONS='-c client_min_messages=warning' psql -w -X -q -v ON_ERROR_STOP=1 -d "$DATABASE_URL" \
+  </dev/null -c "drop database if exists $BENCH_DB with (force)" -c "create database $BENCH_DB"
+DB_CREATED=1
+
+mkdir -p "$WORK/home"
+MOTO_PORT="$(free_port)"
+start moto moto_server "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT"
+wait_for_http "http://127.0.0.1:$MOTO_PORT/moto-api/" 30 "${STARTED[-1]%% *}" || die "moto did not start"
+
+PROXY_PORT="$(free_port)"
+start moto-proxy moto_proxy.py python3 "$REPO/scripts/moto_proxy.py" \
+  --upstream "http://127.0.0.1:$MOTO_PORT" --port "$PROXY_PORT"
+wait_for_http "http://127.0.0.1:$PROXY_PORT/_proxy/calls" 30 "${STARTED[-1]%% *}" ||
+  die "the proxy in front of moto did not start"
+
+ISSUER_PORT="$(free_port)"
+start issuer dev_issuer.py "$VENV/bin/python" "$REPO/scripts/dev_issuer.py" serve \
+  --port "$ISSUER_PORT" --state-dir "$WORK"
+wait_for_http "http://127.0.0.1:$ISSUER_PORT/jwks.json" 30 "${STARTED[-1]%% *}" ||
+  die "the dev issuer did not start"
+
+BROKER_PORT="$(free_port)"
+BROKER="http://127.0.0.1:$BROKER_PORT"
+ISSUE_URL="$BROKER/v1/ecr/authorization-token"
+cat >"$WORK/config.toml" <<EOF
+[server]
+listen = "127.0.0.1:$BROKER_PORT"
+
+[database]
+url = "$DB_URL"
+
+[audit]
+fingerprint_key_id = "bench"
+fingerprint_key = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+chain_key = "$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+
+[[issuers]]
+name = "bench"
+issuer = "http://127.0.0.1:$ISSUER_PORT"
+jwks_uri = "http://127.0.0.1:$ISSUER_PORT/jwks.json"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+
+[[rules]]
+name = "bench"
+issuer = "bench"
+claims = { repository_owner = "acme" }
+role_arn = "arn:aws:iam::$ACCOUNT:role/ecr-pull"
+regions = ["us-east-1"]
+registry_ids = ["$ACCOUNT"]
+access = "pull"
+repositories = ["{repository}", "{repository}/*"]
+session_duration_secs = 3600
+
+# The benchmark measures the service, not its limits: its callers ask far more often than
+# a caller should, and moto stands in for AWS's quotas.
+[rate_limit]
+per_second = 1000000
+burst = 1000000
+
+[aws.ecr_ceiling]
+max_concurrent = 256
+per_second = 100000
+max_wait_ms = 5000
+
+[aws.sts_ceiling]
+max_concurrent = 256
+per_second = 100000
+max_wait_ms = 5000
+EOF
+# As deployed (deploy/k8s/deployment.yaml): JSON logs at info. The database URL in the
+# environment would win over the file's: make it the benchmark's database, not the admin one.
+BROKER_ENV=("${AWS_BENCH_ENV[@]}" ECR_TOKEN_BROKER_DATABASE_URL="$DB_URL" DATABASE_URL="$DB_URL"
+  AWS_ENDPOINT_URL="http://127.0.0.1:$PROXY_PORT"
+  AWS_REGION=us-east-1 ECR_TOKEN_BROKER_LOG_FORMAT=json RUST_LOG=info)
+"${BROKER_ENV[@]}" "$BIN" check-config "$WORK/config.toml" >/dev/null
+"${BROKER_ENV[@]}" "$BIN" --config "$WORK/config.toml" migrate >"$WORK/migrate.log" 2>&1 ||
+  { cat "$WORK/migrate.log" >&2; die "migrate failed"; }
+start broker ecr-token-broker "${BROKER_ENV[@]}" "$BIN" --config "$WORK/config.toml" serve
+BROKER_PID="${STARTED[-1]%% *}"
+wait_for_http "$BROKER/readyz" 60 "$BROKER_PID" || die "the service did not become ready"
+
+log "minting $CALLERS + $CACHED_KEYS + 2 callers' JWTs"
+mint --count "$CALLERS" --sub 'bench-caller-{n}' >"$WORK/callers.jwt"
+mint --count "$CACHED_KEYS" --sub 'bench-key-{n}' >"$WORK/keys.jwt"
+burst_jwt="$(mint --sub bench-burst)"
+for _ in $(seq "$BURST"); do printf '%s\n' "$burst_jwt"; done >"$WORK/burst.jwt"
+(umask 077 && printf 'Authorization: Bearer %s\n' "$(mint --sub bench-serial)" >"$WORK/serial.header")
+
+# ---------------------------------------------------------------- measurements
+# First, on a fresh process, so that VmHWM is this phase's peak and nothing else's.
+log "$CACHED_KEYS distinct callers, one request each, 64 at a time"
+timeout 900 python3 scripts/bench_client.py once --url "$ISSUE_URL" --tokens "$WORK/keys.jwt" \
+  --concurrency "$CONNECTIONS" >"$WORK/keys.json"
+grep -E '^Vm(HWM|RSS):' "/proc/$BROKER_PID/status" >"$WORK/keys.rss"
+
+log "GET /healthz: wrk, $CONNECTIONS connections, ${DURATION}s"
+wrk_run "$WORK/healthz.wrk" "$BROKER/healthz"
+
+log "POST /v1/ecr/authorization-token: wrk, $CONNECTIONS connections, ${DURATION}s, $CALLERS callers"
+upstream_calls >"$WORK/issue.calls.before"
+issued_rows >"$WORK/issue.rows.before"
+wrk_run "$WORK/issue.wrk" "$ISSUE_URL" "$WORK/callers.jwt"
+settle
+upstream_calls >"$WORK/issue.calls.after"
+issued_rows >"$WORK/issue.rows.after"
+
+log "cold burst: $BURST concurrent requests for one new key"
+upstream_calls >"$WORK/burst.calls.before"
+timeout 300 python3 scripts/bench_client.py once --url "$ISSUE_URL" --tokens "$WORK/burst.jwt" \
+  --concurrency "$BURST" --burst >"$WORK/burst.json"
+upstream_calls >"$WORK/burst.calls.after"
+
+log "one request at a time: curl to the service, then aws ecr get-login-password ($SERIAL_RUNS runs each)"
+curl_issue=(curl -sSf -o /dev/null -X POST -H "@$WORK/serial.header" "$ISSUE_URL")
+"${curl_issue[@]}" # the caller's first request, which a cache would remember
+python3 scripts/bench_client.py serial --runs "$SERIAL_RUNS" -- "${curl_issue[@]}" >"$WORK/serial-service.json"
+python3 scripts/bench_client.py serial --runs "$SERIAL_RUNS" -- "${AWS_BENCH_ENV[@]}" \
+  AWS_ENDPOINT_URL="http://127.0.0.1:$PROXY_PORT" \
+  "$BENCH_VENV/bin/aws" ecr get-login-password --region us-east-1 >"$WORK/serial-awscli.json"
+
+# ---------------------------------------------------------------- report
+python3 - "$WORK" "$CONNECTIONS" "$DURATION" "$CALLERS" "$CACHED_KEYS" "$BURST" \
+  "$(psql -w -X -Atq -d "$DATABASE_URL" </dev/null -c 'show server_version' | cut -d' ' -f1)" <<'EOF'
+import json, os, sys
+from pathlib import Path
+
+work = Path(sys.argv[1])
+connections, duration, callers, keys, burst, pg = sys.argv[2:]
+
+
+def wrk(name):
+    fields = (work / f"{name}.wrk").read_text().split()[1:]
+    return {k: float(v) for k, v in (f.split("=") for f in fields)}
+
+
+def calls(name):
+    before = json.loads((work / f"{name}.calls.before").read_text())
+    after = json.loads((work / f"{name}.calls.after").read_text())
+    return {op: after.get(op, 0) - before.get(op, 0) for op in after if after.get(op, 0) - before.get(op, 0)}
+
+
+def described(counts):
+    return ", ".join(f"{op} {n:,}" for op, n in sorted(counts.items())) or "none"
+
+
+def statuses(result):
+    return ", ".join(f"{n:,}x {s}" for s, n in sorted(result["statuses"].items()))
+
+
+mem_gib = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) / 2**20
+print()
+print(f"ecr-token-broker load benchmark: release build, everything on loopback, {os.cpu_count()} CPUs, "
+      f"{mem_gib:.0f} GiB, PostgreSQL {pg} over TCP, moto behind the counting proxy")
+print(f"wrk: {connections} connections, {duration} s a run")
+print()
+rows = []
+healthz, issue = wrk("healthz"), wrk("issue")
+rows.append(("GET /healthz (the HTTP floor)",
+             f"{healthz['rps']:,.0f} req/s, p50 {healthz['p50_ms']:.2f} ms, p99 {healthz['p99_ms']:.2f} ms"))
+ok = int(issue["requests"] - issue["non2xx"])
+rows.append((f"POST /v1/ecr/authorization-token, {callers} callers",
+             f"{issue['rps']:,.0f} req/s, p50 {issue['p50_ms']:.2f} ms, p99 {issue['p99_ms']:.2f} ms"))
+rows.append(("  ratio to /healthz", f"{issue['rps'] / healthz['rps']:.3f}"))
+before, after = ((work / f"issue.rows.{n}").read_text().split() for n in ("before", "after"))
+issued, cached = (int(a) - int(b) for a, b in zip(after, before))
+# wrk counts only the answers it read before it stopped; up to one request per connection
+# was still in flight, and the service finishes and audits those too.
+unseen = issued - ok
+check = (f"every 200 has its row; {unseen} more finished after wrk stopped" if 0 <= unseen <= int(connections)
+         else f"MISMATCH: more than {connections} rows apart")
+rows.append(("  answers", f"{ok:,} x 200, {int(issue['non2xx']):,} other, {int(issue['socket_errors'])} socket errors"))
+rows.append(("  audit rows", f"{issued:,} issued, {cached:,} of them from the cache ({check})"))
+up = calls("issue")
+per = sum(up.values()) * 10_000 / issued if issued else float("nan")
+rows.append(("upstream calls per 10,000 issuances", f"{per:,.0f} ({described(up)} for {issued:,} issuances)"))
+b = json.loads((work / "burst.json").read_text())
+rows.append((f"cold burst: {burst} concurrent requests, one new key",
+             f"{sum(calls('burst').values()):,} upstream calls ({described(calls('burst'))}); "
+             f"{statuses(b)}; p50 {b.get('p50_ms', 0):.0f} ms, max {b.get('max_ms', 0):.0f} ms"))
+k = json.loads((work / "keys.json").read_text())
+rss = dict(l.split(":") for l in (work / "keys.rss").read_text().splitlines())
+mib = {n: int(v.split()[0]) / 1024 for n, v in rss.items()}
+rows.append((f"peak RSS after {int(keys):,} distinct callers, once each",
+             f"{mib['VmHWM']:.1f} MiB (now {mib['VmRSS']:.1f} MiB); {statuses(k)} in {k['seconds']:.0f} s"))
+for name, label in (("serial-awscli", "one at a time: aws ecr get-login-password"),
+                    ("serial-service", "one at a time: curl to the service, same caller")):
+    s = json.loads((work / f"{name}.json").read_text())
+    rows.append((label, f"p50 {s['p50_ms']:.0f} ms, p90 {s['p90_ms']:.0f} ms ({s['runs']} runs, whole command)"))
+width = max(len(r[0]) for r in rows)
+for label, value in rows:
+    print(f"{label:<{width}}  {value}")
+EOF
