@@ -156,6 +156,8 @@ async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
     let pool = fresh_database(options, "ecrtb_bench_group").await;
     let limits = WriterLimits {
         queue_capacity: 4096,
+        refusal_queue_capacity: 4096,
+        shed_report_interval: Duration::from_secs(60),
         max_batch: 256,
         wait: Duration::from_secs(30),
         bounds: AppendBounds::default(),

@@ -37,6 +37,8 @@ use crate::rate_limit::RateLimits;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
 
+mod connections;
+
 /// Cheap, cloneable handles shared by every request.
 #[derive(Clone, FromRef)]
 pub struct AppState {
@@ -150,6 +152,7 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    server: Arc<ServerConfig>,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -157,6 +160,7 @@ impl Application {
     /// Connects everything the service needs and binds its listener.
     pub async fn build(config: Config, sdk: SdkConfig) -> anyhow::Result<Self> {
         let pool = connect_pool(&config)?;
+        let read_pool = connect_read_pool(&config)?;
         if config.database.migrate_on_start {
             audit::migrate(&pool).await?;
         }
@@ -185,6 +189,8 @@ impl Application {
             ChainKey::new(&config.audit.chain_key),
             WriterLimits {
                 queue_capacity: config.audit.queue_capacity,
+                refusal_queue_capacity: config.audit.refusal_queue_capacity,
+                shed_report_interval: Duration::from_secs(config.audit.shed_report_interval_secs),
                 max_batch: config.audit.max_batch,
                 // A request waits for its commit as long as for a pooled connection, plus
                 // time for the batch ahead of it.
@@ -205,23 +211,25 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
+        let server = Arc::new(config.server);
         let state = AppState {
             fingerprinters: Arc::new(Fingerprinters::new(
                 &config.audit.fingerprint_key_id,
                 &config.audit.fingerprint_key,
                 &config.audit.previous_fingerprint_keys,
             )),
-            server: Arc::new(config.server),
+            server: Arc::clone(&server),
             verifier,
             rules: Arc::new(rules),
             rate_limits,
             audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             credentials,
-            audit: AuditLog::new(writer, pool),
+            audit: AuditLog::new(writer, pool, read_pool),
         };
         Ok(Self {
             listener,
             router: build_router(state),
+            server,
             background,
         })
     }
@@ -231,28 +239,50 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests.
+    /// Serves until `shutdown` resolves, then finishes in-flight requests; connections are
+    /// bounded as `[server]` says ([`connections`]).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let result = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        connections::serve(self.listener, self.router, &self.server, shutdown).await;
         for task in self.background {
             task.abort();
         }
-        result
+        Ok(())
     }
 }
 
 /// A lazy pool: the service starts (and reports not ready) while the database is down, and
 /// every request reconnects as needed.
 pub fn connect_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(config.database.max_connections)
+        .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
+        .connect_lazy_with(connect_options(config)?))
+}
+
+/// The pool audit reads use, apart from the writer's so that however many and however heavy
+/// the reads, the writer never waits for a connection because of them. Its sessions are
+/// read-only and the database cancels a statement that runs too long.
+fn connect_read_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+    let timeout_ms = (config.database.read_statement_timeout_secs * 1000).to_string();
+    let options = connect_options(config)?
+        .application_name(READER_APPLICATION_NAME)
+        .options([
+            ("statement_timeout", timeout_ms.as_str()),
+            ("default_transaction_read_only", "on"),
+        ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(config.database.read_max_connections)
+        .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
+        .connect_lazy_with(options))
+}
+
+/// How the read pool's sessions name themselves in `pg_stat_activity`.
+pub const READER_APPLICATION_NAME: &str = "ecr-token-broker-reads";
+
+fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     use secrecy::ExposeSecret;
     let options: PgConnectOptions = config
         .database
@@ -260,8 +290,5 @@ pub fn connect_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
         .expose_secret()
         .parse()
         .context("parsing the database URL")?;
-    Ok(PgPoolOptions::new()
-        .max_connections(config.database.max_connections)
-        .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
-        .connect_lazy_with(options.application_name("ecr-token-broker")))
+    Ok(options.application_name("ecr-token-broker"))
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -61,9 +62,10 @@ pub struct Config {
     /// Ordered mapping rules from claims to roles; the first match wins.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
-    /// Each caller's token bucket on the issuing endpoint; a rule may set its own.
+    /// Each caller's token bucket on the issuing endpoint (a rule may set its own), and each
+    /// client address's for requests whose token fails.
     #[serde(default)]
-    pub rate_limit: RateLimitConfig,
+    pub rate_limit: RateLimitsConfig,
 }
 
 /// `[server]`
@@ -80,6 +82,14 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Larger header sections are refused with 431.
     pub max_header_bytes: usize,
+    /// More header fields than this are refused by hyper with 431.
+    pub max_headers: usize,
+    /// Connections open at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Time allowed for a request's header section, and for an idle keep-alive connection.
+    pub header_read_timeout_secs: u64,
+    /// Proxies whose `X-Forwarded-For` names the client; from anyone else it is ignored.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +100,12 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             max_body_bytes: 16 * 1024,
             max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            // Each open connection holds at most a header buffer (max_header_bytes plus a
+            // little) and a task: about 40 KiB, so 1024 of them stay within tens of MiB.
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -110,6 +126,13 @@ pub struct DatabaseConfig {
     /// Run pending migrations when `serve` starts.
     #[serde(default)]
     pub migrate_on_start: bool,
+    /// Connections of the separate pool that audit reads use, so they never take the
+    /// writer's.
+    #[serde(default = "default_read_max_connections")]
+    pub read_max_connections: u32,
+    /// Longest an audit read's statement may run before the database cancels it.
+    #[serde(default = "default_read_statement_timeout")]
+    pub read_statement_timeout_secs: u64,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -119,6 +142,11 @@ impl fmt::Debug for DatabaseConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_secs", &self.acquire_timeout_secs)
             .field("migrate_on_start", &self.migrate_on_start)
+            .field("read_max_connections", &self.read_max_connections)
+            .field(
+                "read_statement_timeout_secs",
+                &self.read_statement_timeout_secs,
+            )
             .finish()
     }
 }
@@ -133,6 +161,14 @@ fn default_max_connections() -> u32 {
 
 fn default_acquire_timeout() -> u64 {
     3
+}
+
+fn default_read_max_connections() -> u32 {
+    4
+}
+
+fn default_read_statement_timeout() -> u64 {
+    5
 }
 
 /// `[audit]`
@@ -160,6 +196,12 @@ pub struct AuditConfig {
     /// Records the writer commits in one transaction at most.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Refusals that may wait for the writer; beyond it they are shed and counted.
+    #[serde(default = "default_refusal_queue_capacity")]
+    pub refusal_queue_capacity: usize,
+    /// How often refusals shed meanwhile are written as one aggregate row.
+    #[serde(default = "default_shed_report_interval")]
+    pub shed_report_interval_secs: u64,
 }
 
 fn default_queue_capacity() -> usize {
@@ -168,6 +210,14 @@ fn default_queue_capacity() -> usize {
 
 fn default_max_batch() -> usize {
     256
+}
+
+fn default_refusal_queue_capacity() -> usize {
+    256
+}
+
+fn default_shed_report_interval() -> u64 {
+    60
 }
 
 impl fmt::Debug for AuditConfig {
@@ -183,6 +233,8 @@ impl fmt::Debug for AuditConfig {
             .field("admin_rules", &self.admin_rules)
             .field("queue_capacity", &self.queue_capacity)
             .field("max_batch", &self.max_batch)
+            .field("refusal_queue_capacity", &self.refusal_queue_capacity)
+            .field("shed_report_interval_secs", &self.shed_report_interval_secs)
             .finish()
     }
 }
@@ -252,6 +304,44 @@ impl Default for RateLimitConfig {
         Self {
             per_second: 20.0,
             burst: 300,
+        }
+    }
+}
+
+/// `[rate_limit]`: the per-caller bucket, with `[rate_limit.unauthenticated]` inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsConfig {
+    /// Each caller's requests per second, sustained.
+    pub per_second: f64,
+    /// Each caller's requests at once after a quiet period.
+    pub burst: u32,
+    /// Each client address's bucket of requests that fail authentication.
+    pub unauthenticated: RateLimitConfig,
+}
+
+impl RateLimitsConfig {
+    /// The bucket of each verified caller whose rule sets none of its own.
+    pub fn per_caller(&self) -> RateLimitConfig {
+        RateLimitConfig {
+            per_second: self.per_second,
+            burst: self.burst,
+        }
+    }
+}
+
+impl Default for RateLimitsConfig {
+    /// An honest client rarely fails authentication (an expired token now and then), so
+    /// a client address gets a few dozen failures at once and one a second after that.
+    fn default() -> Self {
+        let per_caller = RateLimitConfig::default();
+        Self {
+            per_second: per_caller.per_second,
+            burst: per_caller.burst,
+            unauthenticated: RateLimitConfig {
+                per_second: 1.0,
+                burst: 30,
+            },
         }
     }
 }

@@ -108,7 +108,7 @@ impl ApiError {
             Self::NotAllowed(_) => "not_allowed".to_owned(),
             Self::RuleUnusable(_) => "rule_unusable".to_owned(),
             Self::NotAuditAdmin => "not_audit_admin".to_owned(),
-            Self::RateLimited(_) => "rate_limited".to_owned(),
+            Self::RateLimited(limited) => limited.reason().to_owned(),
             Self::Aws(e) => e.reason(),
             Self::AuditUnavailable(_) | Self::AuditUnreadable(_) => "audit_unavailable".to_owned(),
             Self::Internal(_) => "internal".to_owned(),

@@ -4,6 +4,10 @@
 //! and nobody can spend another's. A caller over its limit gets 429 with `Retry-After` and
 //! the IETF `RateLimit-Policy` and `RateLimit` fields ([`headers`]).
 //!
+//! Requests whose token fails verification have no caller to charge, so they are charged to
+//! their client address instead ([`RateLimits::check_unauthenticated`]): junk from one
+//! place is answered with 429 soon, while verified callers at that address are unaffected.
+//!
 //! Buckets live in memory, per replica. A bucket that has refilled completely is
 //! indistinguishable from a new one, so a sweep drops those periodically and the memory
 //! held is bounded by the callers active within a refill time, not by all callers ever seen.
@@ -11,6 +15,8 @@
 mod headers;
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,25 +27,28 @@ use governor::{Quota, RateLimiter};
 use tokio::task::JoinHandle;
 
 use crate::auth::Caller;
-use crate::config::{RateLimitConfig, RuleConfig};
+use crate::config::{RateLimitConfig, RateLimitsConfig, RuleConfig};
 use crate::error::ApiError;
 use crate::policy::Rule;
 
-pub use headers::RateLimited;
+pub use headers::{Policy, RateLimited};
 
 /// How often buckets that have refilled are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Every bucket: the global one and each overriding rule's.
+/// Every bucket: the global one, each overriding rule's, and each client address's for
+/// requests that fail authentication.
 pub struct RateLimits {
     global: Buckets,
     by_rule: HashMap<String, Buckets>,
+    unauthenticated: Buckets<IpAddr>,
 }
 
-/// One limit and the buckets of the callers under it.
-struct Buckets {
+/// One limit and the buckets of the callers (or addresses) under it.
+struct Buckets<K: Hash + Eq + Clone = CallerKey> {
+    policy: Policy,
     limit: RateLimitConfig,
-    limiter: RateLimiter<CallerKey, DefaultKeyedStateStore<CallerKey>, DefaultClock>,
+    limiter: RateLimiter<K, DefaultKeyedStateStore<K>, DefaultClock>,
 }
 
 /// Whose bucket: subjects are only unique within their issuer.
@@ -60,13 +69,19 @@ impl CallerKey {
 
 impl RateLimits {
     /// Buckets for `[rate_limit]` and for every rule that sets its own (validated config).
-    pub fn new(global: &RateLimitConfig, rules: &[RuleConfig]) -> Self {
+    pub fn new(global: &RateLimitsConfig, rules: &[RuleConfig]) -> Self {
         Self {
-            global: Buckets::new(*global),
+            global: Buckets::new(Policy::PerCaller, global.per_caller()),
             by_rule: rules
                 .iter()
-                .filter_map(|r| Some((r.name.clone(), Buckets::new(r.rate_limit?))))
+                .filter_map(|r| {
+                    Some((
+                        r.name.clone(),
+                        Buckets::new(Policy::PerCaller, r.rate_limit?),
+                    ))
+                })
                 .collect(),
+            unauthenticated: Buckets::new(Policy::Unauthenticated, global.unauthenticated),
         }
     }
 
@@ -74,13 +89,13 @@ impl RateLimits {
     /// 429 when the bucket is empty.
     pub fn check(&self, caller: &Caller, rule: &Rule) -> Result<(), ApiError> {
         let buckets = self.by_rule.get(&rule.name).unwrap_or(&self.global);
-        let limiter = &buckets.limiter;
-        limiter
-            .check_key(&CallerKey::of(caller))
-            .map_err(|not_until| {
-                let wait = not_until.wait_time_from(limiter.clock().now());
-                ApiError::RateLimited(RateLimited::new(buckets.limit, wait))
-            })
+        buckets.take(&CallerKey::of(caller))
+    }
+
+    /// Takes one failed authentication from the client address's bucket, or refuses with
+    /// 429 when it is empty. Without an address (never over TCP) nothing is charged.
+    pub fn check_unauthenticated(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+        client.map_or(Ok(()), |addr| self.unauthenticated.take(&addr))
     }
 
     /// Drops refilled buckets every minute, until the returned task is aborted.
@@ -97,27 +112,43 @@ impl RateLimits {
 
     fn sweep(&self) {
         for buckets in std::iter::once(&self.global).chain(self.by_rule.values()) {
-            buckets.limiter.retain_recent();
-            buckets.limiter.shrink_to_fit();
+            buckets.sweep();
         }
+        self.unauthenticated.sweep();
     }
 
-    /// Callers currently holding a bucket (refilled ones may linger until the next sweep).
+    /// Callers and addresses currently holding a bucket (refilled ones may linger until the
+    /// next sweep).
     pub fn tracked_callers(&self) -> usize {
         std::iter::once(&self.global)
             .chain(self.by_rule.values())
             .map(|b| b.limiter.len())
-            .sum()
+            .sum::<usize>()
+            + self.unauthenticated.limiter.len()
     }
 }
 
-impl Buckets {
-    fn new(limit: RateLimitConfig) -> Self {
+impl<K: Hash + Eq + Clone> Buckets<K> {
+    /// Takes one request from `key`'s bucket, or refuses with 429.
+    fn take(&self, key: &K) -> Result<(), ApiError> {
+        self.limiter.check_key(key).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.limiter.clock().now());
+            ApiError::RateLimited(RateLimited::new(self.policy, self.limit, wait))
+        })
+    }
+
+    fn sweep(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    fn new(policy: Policy, limit: RateLimitConfig) -> Self {
         let refill_one = Duration::from_secs_f64(1.0 / limit.per_second);
         let quota = Quota::with_period(refill_one)
             .expect("per_second is validated to be at most 1000000")
             .allow_burst(NonZeroU32::new(limit.burst).unwrap_or(NonZeroU32::MIN));
         Self {
+            policy,
             limit,
             limiter: RateLimiter::keyed(quota),
         }
@@ -141,6 +172,15 @@ mod tests {
 
     fn limit(per_second: f64, burst: u32) -> RateLimitConfig {
         RateLimitConfig { per_second, burst }
+    }
+
+    /// `[rate_limit]` with this per-caller limit and a strict unauthenticated one.
+    fn config(per_second: f64, burst: u32) -> RateLimitsConfig {
+        RateLimitsConfig {
+            per_second,
+            burst,
+            unauthenticated: limit(0.001, 2),
+        }
     }
 
     #[test]
@@ -167,7 +207,7 @@ mod tests {
         let open = Rule::compile(&configs[0]).unwrap();
         let strict = Rule::compile(&configs[1]).unwrap();
         let (open, strict) = (&open, &strict);
-        let limits = RateLimits::new(&limit(0.001, 2), &configs);
+        let limits = RateLimits::new(&config(0.001, 2), &configs);
         let (alice, bob) = (caller("ci", "alice"), caller("ci", "bob"));
 
         assert!(limits.check(&alice, open).is_ok());
@@ -191,8 +231,8 @@ mod tests {
 
     #[test]
     fn the_sweep_drops_refilled_buckets_only() {
-        let limits = RateLimits::new(&limit(1_000_000.0, 1), &[]);
-        let slow = RateLimits::new(&limit(0.001, 1), &[]);
+        let limits = RateLimits::new(&config(1_000_000.0, 1), &[]);
+        let slow = RateLimits::new(&config(0.001, 1), &[]);
         let rule = &Rule::compile(&rule_config("open", "*")).unwrap();
         limits.check(&caller("ci", "a"), rule).unwrap();
         slow.check(&caller("ci", "a"), rule).unwrap();
@@ -203,5 +243,23 @@ mod tests {
 
         assert_eq!(limits.tracked_callers(), 0, "refilled after a microsecond");
         assert_eq!(slow.tracked_callers(), 1, "still empty for 1000 s");
+    }
+
+    #[test]
+    fn failed_authentications_are_charged_to_the_client_address() {
+        let limits = RateLimits::new(&config(1.0, 100), &[]);
+        let (a, b) = ("192.0.2.1".parse().ok(), "192.0.2.2".parse().ok());
+
+        assert!(limits.check_unauthenticated(a).is_ok());
+        assert!(limits.check_unauthenticated(a).is_ok());
+        let Err(ApiError::RateLimited(refused)) = limits.check_unauthenticated(a) else {
+            panic!("the third failure within the burst of 2 is refused");
+        };
+        assert_eq!(refused.reason(), "rate_limited:unauthenticated");
+        assert!(
+            limits.check_unauthenticated(b).is_ok(),
+            "b has its own bucket"
+        );
+        assert!(limits.check_unauthenticated(None).is_ok());
     }
 }

@@ -211,6 +211,19 @@ impl ChainedRow {
             c.0.push(b'c');
             c.text(id);
         }
+        if let Some(shed) = &r.shed {
+            c.0.push(b'S');
+            c.int(i64::try_from(shed.count).unwrap_or(i64::MAX));
+            c.time(shed.since);
+            c.time(shed.until);
+            for counts in [&shed.clients, &shed.reasons] {
+                let flat: Vec<String> = counts
+                    .iter()
+                    .flat_map(|c| [c.key.clone(), c.count.to_string()])
+                    .collect();
+                c.list(&flat);
+            }
+        }
         c.0
     }
 }
@@ -272,6 +285,16 @@ mod tests {
             Box::new(|r| r.record.outcome = Outcome::Denied),
             Box::new(|r| r.record.upstream_error = Some("throttled".to_owned())),
             Box::new(|r| r.record.caller_request_id = Some("ci-42".to_owned())),
+            Box::new(|r| {
+                let mut shed = AuditRecord::shed(crate::audit::ShedSummary {
+                    count: 1,
+                    since: r.recorded_at,
+                    until: r.recorded_at,
+                    clients: Vec::new(),
+                    reasons: Vec::new(),
+                });
+                r.record.shed = shed.shed.take();
+            }),
         ];
         for edit in edits {
             let mut changed = row();

@@ -5,17 +5,24 @@ use super::query::{self, IssuanceFilter, Page, Scope};
 use super::{AuditError, AuditRecord, AuditWriter, KeyedFingerprint};
 
 /// The audit log as requests see it: append through the group-commit writer, read through
-/// the pool.
+/// a pool of its own.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     writer: AuditWriter,
     pool: PgPool,
+    read_pool: PgPool,
 }
 
 impl AuditLog {
-    /// An audit log writing through `writer` and reading from `pool`.
-    pub fn new(writer: AuditWriter, pool: PgPool) -> Self {
-        Self { writer, pool }
+    /// An audit log writing through `writer` (whose connections come from `pool`) and
+    /// reading records from `read_pool`, so that readers never take the writer's
+    /// connections.
+    pub fn new(writer: AuditWriter, pool: PgPool, read_pool: PgPool) -> Self {
+        Self {
+            writer,
+            pool,
+            read_pool,
+        }
     }
 
     /// Appends the record and returns its chain id once it has committed.
@@ -40,7 +47,7 @@ impl AuditLog {
         filter: &IssuanceFilter,
         page: Page,
     ) -> Result<Vec<ChainedRow>, sqlx::Error> {
-        query::issuances(&self.pool, scope, filter, page).await
+        query::issuances(&self.read_pool, scope, filter, page).await
     }
 
     /// The records of issued tokens with any of these fingerprints, newest first, at most
@@ -49,10 +56,10 @@ impl AuditLog {
         &self,
         fingerprints: &[KeyedFingerprint],
     ) -> Result<Vec<ChainedRow>, sqlx::Error> {
-        query::issued_with(&self.pool, fingerprints).await
+        query::issued_with(&self.read_pool, fingerprints).await
     }
 
-    /// The pool, for reading the log.
+    /// The writer's pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

@@ -12,6 +12,7 @@ use sqlx::types::Json;
 use sqlx::{Decode, Postgres};
 
 use super::Fingerprinter;
+use super::shed::{SHED_REASON, ShedSummary};
 use crate::credentials::AuthorizationData;
 use crate::policy::Grant;
 
@@ -188,6 +189,10 @@ pub struct AuditRecord {
     /// The `x-request-id` the caller sent, if usable: its own correlation id, kept apart
     /// from `request_id` so that no caller can choose the id of a row.
     pub caller_request_id: Option<String>,
+    /// On an aggregate row only: the refusals shed under pressure instead of being written
+    /// one by one.
+    #[sqlx(json(nullable))]
+    pub shed: Option<ShedSummary>,
 }
 
 impl AuditRecord {
@@ -219,7 +224,19 @@ impl AuditRecord {
             user_agent: user_agent.map(|ua| ua.chars().take(256).collect()),
             latency_ms: 0,
             caller_request_id: None,
+            shed: None,
         }
+    }
+
+    /// The aggregate row of refusals shed under pressure; status 0, as they were answered
+    /// with several.
+    pub fn shed(summary: ShedSummary) -> Self {
+        let mut record = Self::start(&uuid::Uuid::new_v4().to_string(), None, None);
+        record.occurred_at = summary.until;
+        record.decide(Outcome::Denied, SHED_REASON, 0);
+        record.latency_ms = 0;
+        record.shed = Some(summary);
+        record
     }
 
     /// Records what a grant allows.
@@ -287,6 +304,8 @@ impl AuditRecord {
             latency_ms: _,
             upstream_error,
             caller_request_id,
+            // Client addresses and the service's own reasons: no caller's text.
+            shed: _,
         } = self;
         text(request_id);
         text(reason);

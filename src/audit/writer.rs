@@ -1,5 +1,11 @@
 //! Group commit: requests hand their record to one writer task, which appends everything
 //! waiting in one transaction and wakes each request only after the commit.
+//!
+//! Two lanes: issued and failed requests' records wait in one queue and are never shed;
+//! refusals (denied) wait in a smaller one that the writer serves second. When the refusal
+//! lane is full a refusal is shed: counted, and written with the others shed in its
+//! interval as one aggregate row ([`super::shed`]). So a flood of junk requests costs one
+//! row per interval, and never delays or refuses the records of real callers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +14,10 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::AuditRecord;
 use super::chain::ChainKey;
+use super::shed::ShedTally;
 use super::store::{self, AppendBounds};
+use super::{AuditRecord, Outcome};
 
 /// Why a record was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -27,25 +34,37 @@ pub enum AuditError {
     /// The writer task is gone (shutting down).
     #[error("the audit writer has stopped")]
     Stopped,
+    /// A refusal was not written on its own: the refusal lane was full. It is counted in
+    /// the next aggregate row.
+    #[error("the refusal was shed and counted")]
+    Shed,
 }
 
 struct Job {
     record: AuditRecord,
-    done: oneshot::Sender<Result<i64, Arc<sqlx::Error>>>,
+    /// Where the commit is reported; none for an aggregate row, which nobody waits for.
+    done: Option<oneshot::Sender<Result<i64, Arc<sqlx::Error>>>>,
 }
 
 /// Hands records to the writer task. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     jobs: mpsc::Sender<Job>,
+    refusals: mpsc::Sender<Job>,
+    shed: Arc<ShedTally>,
     wait: Duration,
 }
 
 /// Writer settings.
 #[derive(Debug, Clone)]
 pub struct WriterLimits {
-    /// Records that may wait at once; more are refused at once.
+    /// Records of issued and failed requests that may wait at once; more are refused at
+    /// once.
     pub queue_capacity: usize,
+    /// Refusals that may wait at once; more are shed.
+    pub refusal_queue_capacity: usize,
+    /// How often shed refusals are written as one aggregate row.
+    pub shed_report_interval: Duration,
     /// Records per transaction at most.
     pub max_batch: usize,
     /// How long a request waits for its commit.
@@ -58,9 +77,24 @@ impl AuditWriter {
     /// Starts the writer task.
     pub fn spawn(pool: PgPool, key: ChainKey, limits: WriterLimits) -> (Self, JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(limits.queue_capacity);
-        let wait = limits.wait;
-        let task = tokio::spawn(run(pool, key, queue, limits));
-        (Self { jobs, wait }, task)
+        let (refusals, refusal_queue) = mpsc::channel(limits.refusal_queue_capacity);
+        let shed = Arc::new(ShedTally::default());
+        let lanes = Lanes {
+            queue,
+            refusal_queue,
+            shed: Arc::clone(&shed),
+            report: limits.shed_report_interval,
+        };
+        let task = tokio::spawn(run(pool, key, lanes, limits.max_batch, limits.bounds));
+        (
+            Self {
+                jobs,
+                refusals,
+                shed,
+                wait: limits.wait,
+            },
+            task,
+        )
     }
 
     /// Whether the writer task still takes records: it is gone once it has ended or
@@ -69,15 +103,24 @@ impl AuditWriter {
         !self.jobs.is_closed()
     }
 
-    /// Queues the record and waits until it is committed; returns its chain id.
+    /// Queues the record and waits until it is committed; returns its chain id. A denied
+    /// record goes to the refusal lane, and is shed ([`AuditError::Shed`]) when that is full.
     pub async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
         let (done, committed) = oneshot::channel();
-        self.jobs
-            .try_send(Job { record, done })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => AuditError::QueueFull,
-                mpsc::error::TrySendError::Closed(_) => AuditError::Stopped,
-            })?;
+        let refusal = record.outcome == Outcome::Denied;
+        let lane = if refusal { &self.refusals } else { &self.jobs };
+        let job = Job {
+            record,
+            done: Some(done),
+        };
+        lane.try_send(job).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(job) if refusal => {
+                self.shed.add(&job.record);
+                AuditError::Shed
+            }
+            mpsc::error::TrySendError::Full(_) => AuditError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => AuditError::Stopped,
+        })?;
         match tokio::time::timeout(self.wait, committed).await {
             Err(_) => Err(AuditError::Timeout),
             Ok(Err(_)) => Err(AuditError::Stopped),
@@ -86,19 +129,69 @@ impl AuditWriter {
     }
 }
 
-async fn run(pool: PgPool, key: ChainKey, mut queue: mpsc::Receiver<Job>, limits: WriterLimits) {
-    let max_batch = limits.max_batch;
+/// What the writer task reads from.
+struct Lanes {
+    queue: mpsc::Receiver<Job>,
+    refusal_queue: mpsc::Receiver<Job>,
+    shed: Arc<ShedTally>,
+    report: Duration,
+}
+
+impl Lanes {
+    /// Waits for work, then takes up to `max` jobs: issued and failed requests' first,
+    /// refusals after them, and the aggregate of shed refusals when its time has come.
+    /// Returns `None` once the lanes are closed.
+    async fn next_batch(
+        &mut self,
+        batch: &mut Vec<Job>,
+        max: usize,
+        report: &mut tokio::time::Interval,
+    ) -> Option<()> {
+        let first = tokio::select! {
+            // The report first: it is ready once an interval, and under a flood the lanes
+            // always are.
+            biased;
+            _ = report.tick() => self.shed.take_report().map(|record| Job { record, done: None }),
+            job = self.queue.recv() => Some(job?),
+            job = self.refusal_queue.recv() => Some(job?),
+        };
+        batch.extend(first);
+        while batch.len() < max {
+            match self.queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        while batch.len() < max {
+            match self.refusal_queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        Some(())
+    }
+}
+
+async fn run(
+    pool: PgPool,
+    key: ChainKey,
+    mut lanes: Lanes,
+    max_batch: usize,
+    bounds: AppendBounds,
+) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut report = tokio::time::interval(lanes.report);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Whatever arrived while the previous batch committed forms the next one.
-    while queue.recv_many(&mut batch, max_batch).await > 0 {
+    while let Some(()) = lanes.next_batch(&mut batch, max_batch, &mut report).await {
         // A request that stopped waiting has answered 503 without a token; a row saying it
         // was issued would be false.
-        batch.retain(|job: &Job| !job.done.is_closed());
+        batch.retain(|job: &Job| job.done.as_ref().is_none_or(|done| !done.is_closed()));
         if batch.is_empty() {
             continue;
         }
         let records: Vec<AuditRecord> = batch.iter().map(|j| j.record.clone()).collect();
-        let result = store::append(&pool, &key, &limits.bounds, &records)
+        let result = store::append(&pool, &key, &bounds, &records)
             .await
             .map_err(Arc::new);
         if let Err(error) = &result {
@@ -109,8 +202,19 @@ async fn run(pool: PgPool, key: ChainKey, mut queue: mpsc::Receiver<Job>, limits
                 Ok(ids) => Ok(ids[i]),
                 Err(error) => Err(Arc::clone(error)),
             };
-            // The request may have timed out meanwhile; its row is committed all the same.
-            let _ = job.done.send(outcome);
+            match job.done {
+                // The request may have timed out meanwhile; its row is committed all the same.
+                Some(done) => {
+                    let _ = done.send(outcome);
+                }
+                // An aggregate that could not be written goes into the next one.
+                None if outcome.is_err() => {
+                    if let Some(shed) = &job.record.shed {
+                        lanes.shed.restore(shed);
+                    }
+                }
+                None => {}
+            }
         }
     }
 }
@@ -130,6 +234,8 @@ mod tests {
         let key = ChainKey::new(&SecretString::from("chain-key-for-tests-0123456789abcdef"));
         let limits = WriterLimits {
             queue_capacity: 4,
+            refusal_queue_capacity: 4,
+            shed_report_interval: Duration::from_secs(60),
             max_batch: 4,
             wait: Duration::from_secs(1),
             bounds: AppendBounds::default(),

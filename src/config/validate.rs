@@ -132,6 +132,21 @@ fn server(config: &Config, f: &mut Findings) {
         "server.max_header_bytes",
         "must be at least 8192 (a JWT must fit)",
     );
+    f.check(
+        (16..=1000).contains(&server.max_headers),
+        "server.max_headers",
+        "must be 16 to 1000",
+    );
+    f.check(
+        server.max_connections > 0,
+        "server.max_connections",
+        "must be at least 1",
+    );
+    f.check(
+        (1..=300).contains(&server.header_read_timeout_secs),
+        "server.header_read_timeout_secs",
+        "must be 1 to 300",
+    );
     for (i, origin) in server.cors_allowed_origins.iter().enumerate() {
         f.check(
             is_origin(origin),
@@ -191,6 +206,16 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
         "database.acquire_timeout_secs",
         "must be at least 1",
     );
+    f.check(
+        config.database.read_max_connections > 0,
+        "database.read_max_connections",
+        "must be at least 1",
+    );
+    f.check(
+        (1..=300).contains(&config.database.read_statement_timeout_secs),
+        "database.read_statement_timeout_secs",
+        "must be 1 to 300",
+    );
     let key_id = &config.audit.fingerprint_key_id;
     f.check(
         !key_id.is_empty()
@@ -220,6 +245,16 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
         config.audit.queue_capacity > 0,
         "audit.queue_capacity",
         "must be at least 1",
+    );
+    f.check(
+        config.audit.refusal_queue_capacity > 0,
+        "audit.refusal_queue_capacity",
+        "must be at least 1",
+    );
+    f.check(
+        (1..=3600).contains(&config.audit.shed_report_interval_secs),
+        "audit.shed_report_interval_secs",
+        "must be 1 to 3600",
     );
     f.check(
         (1..=1000).contains(&config.audit.max_batch),

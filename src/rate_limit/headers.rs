@@ -13,27 +13,61 @@ use axum::http::{HeaderName, HeaderValue, header};
 use crate::config::RateLimitConfig;
 use crate::error::whole_seconds;
 
-/// The name of the one quota policy, as both fields refer to it.
-const POLICY: &str = "per-caller";
+/// Which bucket refused: named in the fields' policy and in the audit reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// A verified caller's own bucket.
+    PerCaller,
+    /// A client address's bucket of requests whose token failed.
+    Unauthenticated,
+}
+
+impl Policy {
+    /// The policy's name in `RateLimit-Policy` and `RateLimit`.
+    fn name(self) -> &'static str {
+        match self {
+            Self::PerCaller => "per-caller",
+            Self::Unauthenticated => "unauthenticated-per-address",
+        }
+    }
+
+    fn who(self) -> &'static str {
+        match self {
+            Self::PerCaller => "this caller sent more requests",
+            Self::Unauthenticated => "this client address sent more requests without a valid token",
+        }
+    }
+}
 
 /// A caller over its limit: what the 429 tells it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
-    "this caller sent more requests than its limit of {burst} at once and {per_second} per second; retry in {retry_after_secs} s",
+    "{who} than its limit of {burst} at once and {per_second} per second; retry in {retry_after_secs} s",
+    who = policy.who(),
     burst = limit.burst,
     per_second = limit.per_second
 )]
 pub struct RateLimited {
+    policy: Policy,
     limit: RateLimitConfig,
     retry_after_secs: u64,
 }
 
 impl RateLimited {
-    /// Refused under `limit`, with room again after `wait`.
-    pub(super) fn new(limit: RateLimitConfig, wait: Duration) -> Self {
+    /// Refused by `policy` under `limit`, with room again after `wait`.
+    pub(super) fn new(policy: Policy, limit: RateLimitConfig, wait: Duration) -> Self {
         Self {
+            policy,
             limit,
             retry_after_secs: whole_seconds(wait),
+        }
+    }
+
+    /// The audit reason: `rate_limited`, or `rate_limited:unauthenticated`.
+    pub fn reason(&self) -> &'static str {
+        match self.policy {
+            Policy::PerCaller => "rate_limited",
+            Policy::Unauthenticated => "rate_limited:unauthenticated",
         }
     }
 
@@ -49,10 +83,11 @@ impl RateLimited {
         let window = whole_seconds(Duration::from_secs_f64(
             f64::from(self.limit.burst) / self.limit.per_second,
         ));
-        let policy = format!("\"{POLICY}\";q={};w={window}", self.limit.burst);
+        let name = self.policy.name();
+        let policy = format!("\"{name}\";q={};w={window}", self.limit.burst);
         // Nothing remains now; one request's worth returns after Retry-After, so the
         // effective window ends then too (the draft asks that the two agree).
-        let limit = format!("\"{POLICY}\";r=0;t={}", self.retry_after_secs);
+        let limit = format!("\"{name}\";r=0;t={}", self.retry_after_secs);
         [
             (
                 header::RETRY_AFTER,
@@ -88,7 +123,11 @@ mod tests {
 
     #[test]
     fn renders_retry_after_and_the_current_drafts_fields() {
-        let limited = RateLimited::new(limit(10.0, 100), Duration::from_millis(100));
+        let limited = RateLimited::new(
+            Policy::PerCaller,
+            limit(10.0, 100),
+            Duration::from_millis(100),
+        );
         assert_eq!(
             rendered(&limited),
             [
@@ -104,7 +143,11 @@ mod tests {
 
     #[test]
     fn slow_refills_round_up_and_agree_with_retry_after() {
-        let limited = RateLimited::new(limit(0.1, 3), Duration::from_millis(9_200));
+        let limited = RateLimited::new(
+            Policy::PerCaller,
+            limit(0.1, 3),
+            Duration::from_millis(9_200),
+        );
         assert_eq!(limited.retry_after_secs(), 10);
         let fields = rendered(&limited);
         assert_eq!(fields[1].1, "\"per-caller\";q=3;w=30");
@@ -114,7 +157,7 @@ mod tests {
 
     #[test]
     fn never_says_zero_seconds() {
-        let limited = RateLimited::new(limit(1_000_000.0, 1), Duration::ZERO);
+        let limited = RateLimited::new(Policy::PerCaller, limit(1_000_000.0, 1), Duration::ZERO);
         assert_eq!(limited.retry_after_secs(), 1);
         assert_eq!(rendered(&limited)[1].1, "\"per-caller\";q=1;w=1");
     }

@@ -7,7 +7,7 @@ use tracing::Instrument;
 use super::RequestMeta;
 use super::json_object::{BodyRejection, JsonObject};
 use crate::app::AppState;
-use crate::audit::{AuditRecord, Outcome};
+use crate::audit::{AuditError, AuditRecord, Outcome};
 use crate::auth::{AuthError, Caller};
 use crate::credentials::AuthorizationData;
 use crate::error::ApiError;
@@ -48,7 +48,16 @@ async fn issue_and_record(
     );
     record.caller_request_id = meta.caller_request_id.clone();
     let outcome = async {
-        let caller = caller?;
+        let caller = match caller {
+            Ok(caller) => caller,
+            // Without a verified caller there is nobody to charge but the client address.
+            Err(error) => {
+                state
+                    .rate_limits
+                    .check_unauthenticated(record.client_addr)?;
+                return Err(error.into());
+            }
+        };
         issuance::record_caller(&mut record, &caller);
         let request = request?;
         state.issuer().issue(&mut record, &caller, &request).await
@@ -67,8 +76,12 @@ async fn issue_and_record(
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());
             let reason = record.reason.clone();
-            if let Err(db) = state.audit.record(record).await {
-                tracing::warn!(error = %db, %reason, "could not record a refused request");
+            match state.audit.record(record).await {
+                // Counted in the next aggregate row; a flood must not flood the logs either.
+                Ok(_) | Err(AuditError::Shed) => {}
+                Err(db) => {
+                    tracing::warn!(error = %db, %reason, "could not record a refused request")
+                }
             }
             Err(error)
         }

@@ -40,7 +40,7 @@ regions = ["us-east-1"]
 "#;
 
 /// Every field of an item of `GET /v1/audit/issuances`.
-const ITEM_FIELDS: [&str; 27] = [
+const ITEM_FIELDS: [&str; 28] = [
     "id",
     "occurredAt",
     "recordedAt",
@@ -68,9 +68,10 @@ const ITEM_FIELDS: [&str; 27] = [
     "latencyMs",
     "upstreamError",
     "callerRequestId",
+    "shed",
 ];
 
-fn builder() -> crate::helpers::TestAppBuilder {
+pub(crate) fn builder() -> crate::helpers::TestAppBuilder {
     TestApp::builder().rules(RULES).admin_rules(&["auditors"])
 }
 
@@ -87,7 +88,7 @@ fn bob(app: &TestApp) -> String {
         .sign()
 }
 
-fn auditor(app: &TestApp) -> String {
+pub(crate) fn auditor(app: &TestApp) -> String {
     app.issuer
         .token()
         .claim("sub", AUDITOR)
@@ -193,6 +194,7 @@ fn assert_item_is_row(item: &Value, row: &Value) {
         ("latencyMs", "latency_ms"),
         ("upstreamError", "upstream_error"),
         ("callerRequestId", "caller_request_id"),
+        ("shed", "shed"),
     ] {
         assert_eq!(item[field], row[column], "{field} of {item}");
     }

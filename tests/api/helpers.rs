@@ -114,6 +114,9 @@ pub struct TestAppBuilder {
     limits: String,
     extra_config: String,
     unloaded_keys: Vec<String>,
+    server: String,
+    database: String,
+    audit: String,
 }
 
 /// Limits far above what any test sends, so that only the tests about limits meet them
@@ -133,6 +136,7 @@ max_wait_ms = 10000
 [rate_limit]
 per_second = 100000
 burst = 100000
+unauthenticated = { per_second = 100000, burst = 100000 }
 "#;
 
 impl TestAppBuilder {
@@ -231,6 +235,24 @@ impl TestAppBuilder {
         self
     }
 
+    /// More `[server]` settings (TOML lines).
+    pub fn server(mut self, toml: &str) -> Self {
+        self.server = toml.to_owned();
+        self
+    }
+
+    /// More `[database]` settings (TOML lines).
+    pub fn database(mut self, toml: &str) -> Self {
+        self.database = toml.to_owned();
+        self
+    }
+
+    /// More `[audit]` settings (TOML lines).
+    pub fn audit(mut self, toml: &str) -> Self {
+        self.audit = toml.to_owned();
+        self
+    }
+
     /// An environment variable as `Config::parse` sees it (the process environment is left
     /// alone, since tests run in parallel).
     pub fn env(mut self, name: &str, value: &str) -> Self {
@@ -274,10 +296,12 @@ listen = "{listen}"
 cors_allowed_origins = ["{PORTAL_ORIGIN}"]
 max_body_bytes = 4096
 max_header_bytes = 12288
+{server}
 
 [database]
 url = "{database_url}"
 acquire_timeout_secs = 2
+{database}
 
 [audit]
 fingerprint_key_id = "{fingerprint_key_id}"
@@ -285,6 +309,7 @@ fingerprint_key = "{fingerprint_key}"
 previous_fingerprint_keys = {{ {previous_keys} }}
 chain_key = "{CHAIN_KEY}"
 admin_rules = [{admin_rules}]
+{audit}
 
 [aws]
 operation_timeout_secs = {timeout}
@@ -315,6 +340,9 @@ jwks_min_refresh_interval_secs = 1
             rules = self.rules,
             limits = self.limits,
             extra_config = self.extra_config,
+            server = self.server,
+            database = self.database,
+            audit = self.audit,
         );
         Prepared {
             text,
@@ -491,6 +519,9 @@ impl TestApp {
             limits: GENEROUS_LIMITS.to_owned(),
             extra_config: String::new(),
             unloaded_keys: Vec::new(),
+            server: String::new(),
+            database: String::new(),
+            audit: String::new(),
         }
     }
 

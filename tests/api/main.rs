@@ -9,6 +9,7 @@ mod helpers;
 
 mod audit;
 mod audit_api;
+mod audit_reads;
 mod authentication;
 mod authorization;
 mod aws_failures;
@@ -16,7 +17,9 @@ mod cache;
 mod chain;
 mod chain_faults;
 mod cli;
+mod connections;
 mod durability;
+mod flood;
 mod health;
 mod issue;
 mod limits;

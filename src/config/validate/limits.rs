@@ -17,7 +17,12 @@ pub(super) fn limits(config: &Config, f: &mut Findings) {
         request_timeout_ms,
         f,
     );
-    rate_limit(&config.rate_limit, "rate_limit", f);
+    rate_limit(&config.rate_limit.per_caller(), "rate_limit", f);
+    rate_limit(
+        &config.rate_limit.unauthenticated,
+        "rate_limit.unauthenticated",
+        f,
+    );
     for (i, rule) in config.rules.iter().enumerate() {
         if let Some(limit) = &rule.rate_limit {
             rate_limit(limit, &format!("rules[{i}].rate_limit"), f);

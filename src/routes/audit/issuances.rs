@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{AuditReader, expiry, instant};
 use crate::app::AppState;
 use crate::audit::chain::ChainedRow;
-use crate::audit::{IssuanceFilter, Outcome, Page};
+use crate::audit::{IssuanceFilter, Outcome, Page, ShedSummary};
 use crate::domain::RoleArn;
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
@@ -223,6 +223,7 @@ struct IssuanceRecord {
     latency_ms: i32,
     upstream_error: Option<String>,
     caller_request_id: Option<String>,
+    shed: Option<ShedSummary>,
 }
 
 impl From<ChainedRow> for IssuanceRecord {
@@ -256,6 +257,7 @@ impl From<ChainedRow> for IssuanceRecord {
             latency_ms: r.latency_ms,
             upstream_error: r.upstream_error,
             caller_request_id: r.caller_request_id,
+            shed: r.shed,
         }
     }
 }
