@@ -20,6 +20,7 @@ use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 use crate::policy::Template;
 
 pub use validate::ConfigErrors;
+pub(crate) use validate::is_fetchable_url;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_PATH_ENV: &str = "ECR_TOKEN_BROKER_CONFIG";
@@ -224,6 +225,18 @@ pub struct IssuerConfig {
     /// An unknown `kid` triggers a refetch at most this often.
     #[serde(default = "default_jwks_min_refresh")]
     pub jwks_min_refresh_interval_secs: u64,
+    /// The header `typ` every token must carry, such as `JWT`; unset: any or none.
+    pub required_typ: Option<String>,
+    /// Tokens issued (`iat`) longer ago than this are refused; unset: only `exp` bounds a
+    /// token's life.
+    pub max_token_age_secs: Option<u64>,
+    /// Accept each `jti` once, until its token expires; tokens without one are refused.
+    #[serde(default)]
+    pub reject_replayed_jti: bool,
+    /// How many `jti`s of unexpired tokens are remembered; when all are taken, new tokens
+    /// are refused until some expire.
+    #[serde(default = "default_jti_cache_capacity")]
+    pub jti_cache_capacity: usize,
 }
 
 fn default_leeway() -> u64 {
@@ -236,6 +249,10 @@ fn default_jwks_refresh() -> u64 {
 
 fn default_jwks_min_refresh() -> u64 {
     30
+}
+
+fn default_jti_cache_capacity() -> usize {
+    100_000
 }
 
 /// `[[rules]]`: claims that, when all match, map a caller to a role and to the most it may

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::KeySet;
+use super::replay::{Replay, ReplayCache};
 use crate::config::{IssuerConfig, KeySource};
 
 /// Tokens longer than this are refused before any parsing.
@@ -44,9 +45,29 @@ pub enum AuthError {
     /// `aud` names none of the issuer's audiences.
     #[error("token audience is not accepted")]
     WrongAudience,
-    /// A required claim (`exp`, `iss`, `aud`, `sub`) is missing or has the wrong type.
+    /// A required claim (`exp`, `iss`, `aud`, `sub`; `iat` when the issuer bounds token age,
+    /// `jti` when it refuses replays) is missing or has the wrong type.
     #[error("token lacks a required claim")]
     MissingClaim,
+    /// The header's `crit` names extensions that must be understood; this service
+    /// understands none (RFC 7515, section 4.1.11).
+    #[error("token header names critical extensions that are not supported")]
+    UnsupportedCritical,
+    /// The header's `typ` is not the one the issuer requires.
+    #[error("token type is not accepted")]
+    WrongType,
+    /// `iat` is in the future (beyond leeway).
+    #[error("token is issued in the future")]
+    IssuedInFuture,
+    /// `iat` is older than the issuer's maximum token age.
+    #[error("token is too old")]
+    TooOld,
+    /// The token's `jti` was accepted before, and the issuer refuses replays.
+    #[error("token has been used before")]
+    Replayed,
+    /// The issuer refuses replays and remembers as many unexpired tokens as it may.
+    #[error("token cannot be checked for replay now")]
+    ReplayCacheFull,
 }
 
 impl AuthError {
@@ -63,6 +84,12 @@ impl AuthError {
             Self::NotYetValid => "not_yet_valid",
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim => "missing_claim",
+            Self::UnsupportedCritical => "unsupported_crit",
+            Self::WrongType => "wrong_typ",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::TooOld => "too_old",
+            Self::Replayed => "replayed",
+            Self::ReplayCacheFull => "replay_cache_full",
         }
     }
 }
@@ -90,6 +117,101 @@ pub struct TrustedIssuer {
     /// validation, and pinning the exact algorithm is stricter anyway.
     validations: Vec<(Algorithm, Validation)>,
     keys: Keys,
+    /// What jsonwebtoken does not check: `typ`, `iat`, `jti`.
+    checks: ExtraChecks,
+}
+
+/// The checks of an issuer beyond jsonwebtoken's, run on a token whose signature verified.
+struct ExtraChecks {
+    leeway_secs: u64,
+    required_typ: Option<String>,
+    max_token_age_secs: Option<u64>,
+    replays: Option<ReplayCache>,
+}
+
+impl ExtraChecks {
+    fn new(config: &IssuerConfig) -> Self {
+        Self {
+            leeway_secs: config.leeway_secs,
+            required_typ: config.required_typ.clone(),
+            max_token_age_secs: config.max_token_age_secs,
+            replays: config
+                .reject_replayed_jti
+                .then(|| ReplayCache::new(config.jti_cache_capacity)),
+        }
+    }
+
+    /// Checks `typ`, `iat` against now and the maximum age, and, last, so that only tokens
+    /// accepted otherwise take a slot, that the `jti` is new.
+    fn check(
+        &self,
+        issuer: &str,
+        header: &jsonwebtoken::Header,
+        claims: &Map<String, Value>,
+    ) -> Result<(), AuthError> {
+        if let Some(required) = &self.required_typ
+            && !header
+                .typ
+                .as_deref()
+                .is_some_and(|typ| same_type(typ, required))
+        {
+            return Err(AuthError::WrongType);
+        }
+        let now = jsonwebtoken::get_current_timestamp();
+        let iat = claims.get("iat").map(numeric_date).transpose()?;
+        if iat.is_some_and(|iat| iat > now.saturating_add(self.leeway_secs)) {
+            return Err(AuthError::IssuedInFuture);
+        }
+        if let Some(max_age) = self.max_token_age_secs {
+            let iat = iat.ok_or(AuthError::MissingClaim)?;
+            if now.saturating_sub(iat) > max_age.saturating_add(self.leeway_secs) {
+                return Err(AuthError::TooOld);
+            }
+        }
+        if let Some(replays) = &self.replays {
+            let jti = match claims.get("jti") {
+                Some(Value::String(jti)) if !jti.is_empty() => jti,
+                _ => return Err(AuthError::MissingClaim),
+            };
+            let exp = claims.get("exp").map_or(Ok(now), numeric_date)?;
+            let until = exp.saturating_add(self.leeway_secs);
+            replays
+                .accept(jti, until, now)
+                .map_err(|replay| match replay {
+                    Replay::Seen => AuthError::Replayed,
+                    Replay::Full => {
+                        tracing::warn!(
+                            issuer,
+                            "the jti replay cache is full: refusing tokens until some expire"
+                        );
+                        AuthError::ReplayCacheFull
+                    }
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether two `typ` values name the same media type: case-insensitively, with
+/// `application/` implied where no `/` is written (RFC 7515, section 4.1.9).
+fn same_type(actual: &str, required: &str) -> bool {
+    let full = |typ: &str| {
+        if typ.contains('/') {
+            typ.to_ascii_lowercase()
+        } else {
+            format!("application/{}", typ.to_ascii_lowercase())
+        }
+    };
+    full(actual) == full(required)
+}
+
+/// A NumericDate claim (seconds since the epoch, possibly fractional) in whole seconds.
+fn numeric_date(value: &Value) -> Result<u64, AuthError> {
+    match value.as_f64() {
+        // Finite and non-negative: the cast keeps the whole seconds.
+        Some(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs as u64),
+        _ => Err(AuthError::MissingClaim),
+    }
 }
 
 impl TrustedIssuer {
@@ -131,6 +253,7 @@ impl TrustedIssuer {
             name: config.name.as_str().into(),
             validations,
             keys,
+            checks: ExtraChecks::new(config),
         })
     }
 
@@ -188,6 +311,7 @@ impl TrustedIssuer {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => return Err(AuthError::MissingClaim),
         };
+        self.checks.check(&self.name, header, &data.claims)?;
         Ok(Caller {
             issuer: self.name.clone(),
             subject,
@@ -243,6 +367,10 @@ impl Verifier {
         }
         // Fails for `alg: none` and anything else jsonwebtoken does not implement.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        // No extension is understood here, so any critical one makes the token invalid.
+        if header.crit.is_some() {
+            return Err(AuthError::UnsupportedCritical);
+        }
         // Read `iss` unverified only to choose whose keys to verify with; `decode` then checks
         // it again against that issuer.
         let UnverifiedIssuer { iss } = jsonwebtoken::dangerous::insecure_decode_claims(token)

@@ -247,6 +247,24 @@ fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
         format!("{at}.jwks_min_refresh_interval_secs"),
         "must be at least 1",
     );
+    f.check(
+        issuer
+            .required_typ
+            .as_ref()
+            .is_none_or(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic())),
+        format!("{at}.required_typ"),
+        "must be a media type such as \"JWT\" (printable ASCII, no spaces)",
+    );
+    f.check(
+        issuer.max_token_age_secs.is_none_or(|s| s >= 1),
+        format!("{at}.max_token_age_secs"),
+        "must be at least 1",
+    );
+    f.check(
+        (1..=10_000_000).contains(&issuer.jti_cache_capacity),
+        format!("{at}.jti_cache_capacity"),
+        "must be 1 to 10000000",
+    );
     let hmac = |a: &Algorithm| a.family() == AlgorithmFamily::Hmac;
     match issuer.key_source() {
         None => f.check(
@@ -294,8 +312,8 @@ fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
 }
 
 /// Keys fetched over plain HTTP could be swapped in transit, so http:// is for local
-/// development only.
-fn is_fetchable_url(url: &str) -> bool {
+/// development only. Also applied to the `jwks_uri` that OIDC discovery names.
+pub(crate) fn is_fetchable_url(url: &str) -> bool {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return false;
     };

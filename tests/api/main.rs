@@ -19,4 +19,5 @@ mod health;
 mod issue;
 mod openapi;
 mod scoping;
+mod token_checks;
 mod whoami;
