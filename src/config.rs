@@ -3,6 +3,7 @@
 //! Secrets (the database URL, the fingerprint key, shared issuer secrets) may come from the
 //! environment instead of the file, so the file can live in a ConfigMap.
 
+mod toml_error;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -402,7 +403,8 @@ impl Config {
 
     /// Parses and validates config text; `env` looks up environment overrides.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
-        let mut config: Self = toml::from_str(text).map_err(ConfigErrors::from_toml)?;
+        let mut config: Self =
+            toml::from_str(text).map_err(|e| ConfigErrors::from_toml(&e, text))?;
         let database_url = env(DATABASE_URL_ENV).or_else(|| env("DATABASE_URL"));
         if let Some(url) = database_url.filter(|u| !u.is_empty()) {
             config.database.url = url.into();
@@ -413,16 +415,23 @@ impl Config {
         if let Some(key) = env(CHAIN_KEY_ENV).filter(|k| !k.is_empty()) {
             config.audit.chain_key = key.into();
         }
-        for pair in env(PREVIOUS_FINGERPRINT_KEYS_ENV)
-            .unwrap_or_default()
-            .split(',')
-            .filter(|p| !p.is_empty())
-        {
-            let (id, key) = pair.split_once('=').unwrap_or((pair, ""));
-            config
-                .audit
-                .previous_fingerprint_keys
-                .insert(id.trim().to_owned(), key.to_owned().into());
+        let mut env_problems = Vec::new();
+        let previous_keys = env(PREVIOUS_FINGERPRINT_KEYS_ENV).unwrap_or_default();
+        for (i, pair) in previous_keys.split(',').enumerate() {
+            match pair.split_once('=').map(|(id, key)| (id.trim(), key)) {
+                Some((id, key)) if validate::is_key_id(id) => {
+                    config
+                        .audit
+                        .previous_fingerprint_keys
+                        .insert(id.to_owned(), key.to_owned().into());
+                }
+                // Not repeated: a malformed entry may be a bare key.
+                Some(_) | None if !pair.trim().is_empty() => env_problems.push((
+                    format!("{PREVIOUS_FINGERPRINT_KEYS_ENV} (entry {})", i + 1),
+                    format!("must be id=key with an id of {}", validate::KEY_ID_GRAMMAR),
+                )),
+                _ => {}
+            }
         }
         for issuer in &mut config.issuers {
             issuer.shared_secret = issuer
@@ -431,7 +440,7 @@ impl Config {
                 .and_then(&env)
                 .map(SecretString::from);
         }
-        validate::validate(&config)?;
+        validate::validate(&config, env_problems)?;
         Ok(config)
     }
 }

@@ -15,8 +15,9 @@ use super::{Config, IssuerConfig, KeySource};
 pub struct ConfigErrors(Vec<(String, String)>);
 
 impl ConfigErrors {
-    pub(super) fn from_toml(error: toml::de::Error) -> Self {
-        Self(vec![(String::new(), error.to_string())])
+    /// The file's syntax or types are wrong; `text` is the file, which is not quoted.
+    pub(super) fn from_toml(error: &toml::de::Error, text: &str) -> Self {
+        Self(vec![super::toml_error::describe(error, text)])
     }
 
     /// The problems as `(field path, message)` pairs.
@@ -54,8 +55,12 @@ impl Findings {
     }
 }
 
-pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
-    let mut f = Findings::default();
+/// Checks the whole config; `env_problems` are those already found in the environment.
+pub(super) fn validate(
+    config: &Config,
+    env_problems: Vec<(String, String)>,
+) -> Result<(), ConfigErrors> {
+    let mut f = Findings(env_problems);
     server(config, &mut f);
     database_and_audit(config, &mut f);
     f.check(
@@ -171,19 +176,24 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
     );
     let key_id = &config.audit.fingerprint_key_id;
     f.check(
-        !key_id.is_empty()
-            && key_id.len() <= 64
-            && key_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+        is_key_id(key_id),
         "audit.fingerprint_key_id",
-        "must be 1 to 64 of [A-Za-z0-9._-]",
+        format!("must be {KEY_ID_GRAMMAR}"),
     );
-    for (id, key) in &config.audit.previous_fingerprint_keys {
+    for (i, (id, key)) in config.audit.previous_fingerprint_keys.iter().enumerate() {
+        // An id outside the grammar, or as long as a key, may be a key written in the wrong
+        // place (`key=id`): not repeated.
+        let at = if is_key_id(id) && id.len() < 32 {
+            format!("audit.previous_fingerprint_keys.{id}")
+        } else {
+            format!("audit.previous_fingerprint_keys (entry {})", i + 1)
+        };
         f.check(
-            id != key_id && key.expose_secret().len() >= 32,
-            format!("audit.previous_fingerprint_keys.{id}"),
-            "must differ from the current key id and hold at least 32 bytes",
+            is_key_id(id) && id != key_id && key.expose_secret().len() >= 32,
+            at,
+            format!(
+                "the id must be {KEY_ID_GRAMMAR} and differ from the current key id, the key hold at least 32 bytes"
+            ),
         );
     }
     f.check(
@@ -219,6 +229,18 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
             super::FINGERPRINT_KEY_ENV
         ),
     );
+}
+
+/// What a fingerprint key id may be.
+pub(super) const KEY_ID_GRAMMAR: &str = "1 to 64 of [A-Za-z0-9._-]";
+
+/// Whether `id` fits [`KEY_ID_GRAMMAR`].
+pub(super) fn is_key_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {

@@ -14,6 +14,7 @@ mod authorization;
 mod aws_failures;
 mod chain;
 mod cli;
+mod config_secrets;
 mod durability;
 mod health;
 mod issue;
