@@ -170,6 +170,7 @@ EOF
 [server]
 listen = "$BROKER_LISTEN"
 cors_allowed_origins = ["http://localhost:3000"]
+whoami_detail = "full"
 
 [database]
 url = "$db_url"

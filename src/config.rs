@@ -70,6 +70,20 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Larger header sections are refused with 431.
     pub max_header_bytes: usize,
+    /// How much `GET /v1/whoami` tells about the rules.
+    pub whoami_detail: WhoamiDetail,
+}
+
+/// How much `GET /v1/whoami` tells: with a public issuer, any stranger can ask.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhoamiDetail {
+    /// The matched rule and what it grants; on no match, each rule's name and the claim that
+    /// did not match, never what a rule expects.
+    #[default]
+    Minimal,
+    /// Also every rule checked before the match, and what each expected: for development.
+    Full,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +94,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             max_body_bytes: 16 * 1024,
             max_header_bytes: 16 * 1024,
+            whoami_detail: WhoamiDetail::default(),
         }
     }
 }

@@ -112,6 +112,7 @@ pub struct TestAppBuilder {
     previous_fingerprint_keys: Vec<(String, String)>,
     wait_for_keys: bool,
     prepare_issuer: Option<PrepareIssuer>,
+    server_settings: String,
 }
 
 /// Sets the test issuer up before the service starts.
@@ -195,6 +196,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// More `[server]` settings (TOML lines).
+    pub fn server_settings(mut self, toml: &str) -> Self {
+        self.server_settings = toml.to_owned();
+        self
+    }
+
     /// Spawn without waiting for the test issuer's keys, for tests where they never load.
     pub fn without_waiting_for_keys(mut self) -> Self {
         self.wait_for_keys = false;
@@ -245,6 +252,7 @@ listen = "{listen}"
 cors_allowed_origins = ["{PORTAL_ORIGIN}"]
 max_body_bytes = 4096
 max_header_bytes = 12288
+{server_settings}
 
 [database]
 url = "{database_url}"
@@ -281,6 +289,7 @@ jwks_min_refresh_interval_secs = 1
                 .replace("{jwks_uri}", &issuer.jwks_uri())
                 .replace("{issuer}", &issuer.url),
             rules = self.rules,
+            server_settings = self.server_settings,
         );
         Prepared {
             text,
@@ -450,6 +459,7 @@ impl TestApp {
             previous_fingerprint_keys: Vec::new(),
             wait_for_keys: true,
             prepare_issuer: None,
+            server_settings: String::new(),
         }
     }
 
