@@ -6,6 +6,7 @@
 //! issuer asks for beyond that: `typ`, `iat` and token age, and single use of each `jti`.
 
 mod bearer;
+mod checks;
 mod jwks;
 mod replay;
 mod verifier;

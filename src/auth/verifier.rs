@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::KeySet;
-use super::replay::{Replay, ReplayCache};
+use super::checks::IssuerChecks;
 use crate::config::{IssuerConfig, KeySource};
 
 /// Tokens longer than this are refused before any parsing.
@@ -118,102 +118,8 @@ pub struct TrustedIssuer {
     validations: Vec<(Algorithm, Validation)>,
     keys: Keys,
     /// What jsonwebtoken does not check: `typ`, `iat`, `jti`.
-    checks: ExtraChecks,
+    checks: IssuerChecks,
 }
-
-/// The checks of an issuer beyond jsonwebtoken's, run on a token whose signature verified.
-struct ExtraChecks {
-    leeway_secs: u64,
-    required_typ: Option<String>,
-    max_token_age_secs: Option<u64>,
-    replays: Option<ReplayCache>,
-}
-
-impl ExtraChecks {
-    fn new(config: &IssuerConfig) -> Self {
-        Self {
-            leeway_secs: config.leeway_secs,
-            required_typ: config.required_typ.clone(),
-            max_token_age_secs: config.max_token_age_secs,
-            replays: config
-                .reject_replayed_jti
-                .then(|| ReplayCache::new(config.jti_cache_capacity)),
-        }
-    }
-
-    /// Checks `typ`, `iat` against now and the maximum age, and, last, so that only tokens
-    /// accepted otherwise take a slot, that the `jti` is new.
-    fn check(
-        &self,
-        issuer: &str,
-        header: &jsonwebtoken::Header,
-        claims: &Map<String, Value>,
-    ) -> Result<(), AuthError> {
-        if let Some(required) = &self.required_typ
-            && !header
-                .typ
-                .as_deref()
-                .is_some_and(|typ| same_type(typ, required))
-        {
-            return Err(AuthError::WrongType);
-        }
-        let now = jsonwebtoken::get_current_timestamp();
-        let iat = claims.get("iat").map(numeric_date).transpose()?;
-        if iat.is_some_and(|iat| iat > now.saturating_add(self.leeway_secs)) {
-            return Err(AuthError::IssuedInFuture);
-        }
-        if let Some(max_age) = self.max_token_age_secs {
-            let iat = iat.ok_or(AuthError::MissingClaim)?;
-            if now.saturating_sub(iat) > max_age.saturating_add(self.leeway_secs) {
-                return Err(AuthError::TooOld);
-            }
-        }
-        if let Some(replays) = &self.replays {
-            let jti = match claims.get("jti") {
-                Some(Value::String(jti)) if !jti.is_empty() => jti,
-                _ => return Err(AuthError::MissingClaim),
-            };
-            let exp = claims.get("exp").map_or(Ok(now), numeric_date)?;
-            let until = exp.saturating_add(self.leeway_secs);
-            replays
-                .accept(jti, until, now)
-                .map_err(|replay| match replay {
-                    Replay::Seen => AuthError::Replayed,
-                    Replay::Full => {
-                        tracing::warn!(
-                            issuer,
-                            "the jti replay cache is full: refusing tokens until some expire"
-                        );
-                        AuthError::ReplayCacheFull
-                    }
-                })?;
-        }
-        Ok(())
-    }
-}
-
-/// Whether two `typ` values name the same media type: case-insensitively, with
-/// `application/` implied where no `/` is written (RFC 7515, section 4.1.9).
-fn same_type(actual: &str, required: &str) -> bool {
-    let full = |typ: &str| {
-        if typ.contains('/') {
-            typ.to_ascii_lowercase()
-        } else {
-            format!("application/{}", typ.to_ascii_lowercase())
-        }
-    };
-    full(actual) == full(required)
-}
-
-/// A NumericDate claim (seconds since the epoch, possibly fractional) in whole seconds.
-fn numeric_date(value: &Value) -> Result<u64, AuthError> {
-    match value.as_f64() {
-        // Finite and non-negative: the cast keeps the whole seconds.
-        Some(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs as u64),
-        _ => Err(AuthError::MissingClaim),
-    }
-}
-
 impl TrustedIssuer {
     /// Builds the issuer from validated config.
     pub fn new(config: &IssuerConfig, http: &reqwest::Client) -> anyhow::Result<Self> {
@@ -253,7 +159,7 @@ impl TrustedIssuer {
             name: config.name.as_str().into(),
             validations,
             keys,
-            checks: ExtraChecks::new(config),
+            checks: IssuerChecks::new(config),
         })
     }
 
