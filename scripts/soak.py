@@ -210,7 +210,8 @@ def main() -> int:
     total = sum(sum(c.values()) for c in results.counts.values())
     five_xx = {n: {s: k for s, k in c.items() if s >= 500} for n, c in results.counts.items()}
     five_xx = {n: c for n, c in five_xx.items() if c}
-    missing = [i for i in results.issued_ids if i not in committed_ids(args.database_url)]
+    committed = committed_ids(args.database_url)
+    missing = [i for i in results.issued_ids if i not in committed]
     values = [mb for _, mb in rss if mb >= 0]
     quarter = max(1, len(values) // 4)
     early, late = max(values[quarter:2 * quarter] or values), max(values[-quarter:])
