@@ -162,47 +162,7 @@ EOF
     fail_with_log "the dev issuer did not start" "$DEV/issuer.log"
 
   # --- configuration ---
-  for key in fingerprint-key chain-key; do
-    if [ ! -s "$DEV/$key" ]; then
-      (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$DEV/$key")
-    fi
-  done
-  cat >"$DEV/config.toml" <<EOF
-# Written by scripts/dev.sh; rewritten on every start.
-[server]
-listen = "$BROKER_LISTEN"
-cors_allowed_origins = ["http://localhost:3000"]
-
-[database]
-url = "$db_url"
-
-[audit]
-fingerprint_key_id = "dev"
-fingerprint_key = "$(cat "$DEV/fingerprint-key")"
-chain_key = "$(cat "$DEV/chain-key")"
-
-[[issuers]]
-name = "dev"
-issuer = "http://127.0.0.1:$ISSUER_PORT"
-jwks_uri = "http://127.0.0.1:$ISSUER_PORT/jwks.json"
-audiences = ["ecr-token-broker"]
-algorithms = ["RS256"]
-
-[[rules]]
-name = "dev-acme"
-issuer = "dev"
-claims = { repository_owner = "acme" }
-role_arn = "arn:aws:iam::$ACCOUNT:role/ecr-push"
-regions = ["us-east-1", "eu-west-1"]
-registry_ids = ["$ACCOUNT"]
-access = "push"
-repositories = ["{repository}", "{repository}/*"]
-session_duration_secs = 900
-session_name = "dev-{actor}"
-source_identity = "{actor}"
-session_tags = { repository = "{repository}", actor = "{actor}" }
-EOF
-  chmod 600 "$DEV/config.toml"
+  write_dev_config "$DEV" "$BROKER_LISTEN" "$db_url" "$ISSUER_PORT" "$ACCOUNT"
 
   # --- the service ---
   log "cargo build"

@@ -286,3 +286,53 @@ wait_for_http() {
     sleep 0.2
   done
 }
+
+# write_dev_config DIR LISTEN DATABASE_URL ISSUER_PORT ACCOUNT: write DIR/config.toml for a
+# local stack (scripts/dev.sh, scripts/soak.sh): the broker on LISTEN, the development issuer
+# (scripts/dev_issuer.py) on ISSUER_PORT, one rule letting acme's repositories push to
+# ACCOUNT. The audit keys are made once, in DIR/fingerprint-key and DIR/chain-key.
+write_dev_config() {
+  local dir="$1" listen="$2" db_url="$3" issuer_port="$4" account="$5" key
+  for key in fingerprint-key chain-key; do
+    if [ ! -s "$dir/$key" ]; then
+      (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$dir/$key")
+    fi
+  done
+  cat >"$dir/config.toml" <<EOF
+# Written by write_dev_config (scripts/lib.sh); rewritten on every start.
+[server]
+listen = "$listen"
+cors_allowed_origins = ["http://localhost:3000"]
+whoami_detail = "full"
+
+[database]
+url = "$db_url"
+
+[audit]
+fingerprint_key_id = "dev"
+fingerprint_key = "$(cat "$dir/fingerprint-key")"
+chain_key = "$(cat "$dir/chain-key")"
+
+[[issuers]]
+name = "dev"
+issuer = "http://127.0.0.1:$issuer_port"
+jwks_uri = "http://127.0.0.1:$issuer_port/jwks.json"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+
+[[rules]]
+name = "dev-acme"
+issuer = "dev"
+claims = { repository_owner = "acme" }
+role_arn = "arn:aws:iam::$account:role/ecr-push"
+regions = ["us-east-1", "eu-west-1"]
+registry_ids = ["$account"]
+access = "push"
+repositories = ["{repository}", "{repository}/*"]
+session_duration_secs = 900
+session_name = "dev-{actor}"
+source_identity = "{actor}"
+session_tags = { repository = "{repository}", actor = "{actor}" }
+EOF
+  chmod 600 "$dir/config.toml"
+}

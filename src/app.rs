@@ -168,6 +168,7 @@ impl Application {
             .user_agent(concat!("ecr-token-broker/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for key sets")?;
         let verifier = Arc::new(Verifier::new(&config.issuers, &http)?);

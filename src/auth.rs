@@ -2,10 +2,13 @@
 //!
 //! The token's `iss` (read before verification, used only to pick keys) selects the issuer;
 //! then the signature, `alg` allowlist, `iss`, `aud`, `exp` and `nbf` are all checked with
-//! that issuer's keys and settings before any claim is believed.
+//! that issuer's keys and settings before any claim is believed, and after them what the
+//! issuer asks for beyond that: `typ`, `iat` and token age, and single use of each `jti`.
 
 mod bearer;
+mod checks;
 mod jwks;
+mod replay;
 mod verifier;
 
 pub use jwks::{KeyFetchError, KeySet};

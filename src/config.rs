@@ -4,6 +4,7 @@
 //! environment instead of the file, so the file can live in a ConfigMap.
 
 mod audit_chain;
+mod toml_error;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use crate::policy::Template;
 
 pub use audit_chain::AuditChainConfig;
 pub use validate::ConfigErrors;
+pub(crate) use validate::is_fetchable_url;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_PATH_ENV: &str = "ECR_TOKEN_BROKER_CONFIG";
@@ -90,6 +92,20 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Proxies whose `X-Forwarded-For` names the client; from anyone else it is ignored.
     pub trusted_proxies: Vec<IpNet>,
+    /// How much `GET /v1/whoami` tells about the rules.
+    pub whoami_detail: WhoamiDetail,
+}
+
+/// How much `GET /v1/whoami` tells: with a public issuer, any stranger can ask.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WhoamiDetail {
+    /// The matched rule and what it grants; on no match, each rule's name and the claim that
+    /// did not match, never what a rule expects.
+    #[default]
+    Minimal,
+    /// Also every rule checked before the match, and what each expected: for development.
+    Full,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +122,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_read_timeout_secs: 10,
             trusted_proxies: Vec::new(),
+            whoami_detail: WhoamiDetail::default(),
         }
     }
 }
@@ -403,6 +420,18 @@ pub struct IssuerConfig {
     /// An unknown `kid` triggers a refetch at most this often.
     #[serde(default = "default_jwks_min_refresh")]
     pub jwks_min_refresh_interval_secs: u64,
+    /// The header `typ` every token must carry, such as `JWT`; unset: any or none.
+    pub required_typ: Option<String>,
+    /// Tokens issued (`iat`) longer ago than this are refused; unset: only `exp` bounds a
+    /// token's life.
+    pub max_token_age_secs: Option<u64>,
+    /// Accept each `jti` once, until its token expires; tokens without one are refused.
+    #[serde(default)]
+    pub reject_replayed_jti: bool,
+    /// How many `jti`s of unexpired tokens are remembered; when all are taken, new tokens
+    /// are refused until some expire.
+    #[serde(default = "default_jti_cache_capacity")]
+    pub jti_cache_capacity: usize,
 }
 
 fn default_leeway() -> u64 {
@@ -415,6 +444,10 @@ fn default_jwks_refresh() -> u64 {
 
 fn default_jwks_min_refresh() -> u64 {
     30
+}
+
+fn default_jti_cache_capacity() -> usize {
+    100_000
 }
 
 /// `[[rules]]`: claims that, when all match, map a caller to a role and to the most it may
@@ -570,7 +603,8 @@ impl Config {
 
     /// Parses and validates config text; `env` looks up environment overrides.
     pub fn parse(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
-        let mut config: Self = toml::from_str(text).map_err(ConfigErrors::from_toml)?;
+        let mut config: Self =
+            toml::from_str(text).map_err(|e| ConfigErrors::from_toml(&e, text))?;
         let database_url = env(DATABASE_URL_ENV).or_else(|| env("DATABASE_URL"));
         if let Some(url) = database_url.filter(|u| !u.is_empty()) {
             config.database.url = url.into();
@@ -581,16 +615,23 @@ impl Config {
         if let Some(key) = env(CHAIN_KEY_ENV).filter(|k| !k.is_empty()) {
             config.audit.chain_key = key.into();
         }
-        for pair in env(PREVIOUS_FINGERPRINT_KEYS_ENV)
-            .unwrap_or_default()
-            .split(',')
-            .filter(|p| !p.is_empty())
-        {
-            let (id, key) = pair.split_once('=').unwrap_or((pair, ""));
-            config
-                .audit
-                .previous_fingerprint_keys
-                .insert(id.trim().to_owned(), key.to_owned().into());
+        let mut env_problems = Vec::new();
+        let previous_keys = env(PREVIOUS_FINGERPRINT_KEYS_ENV).unwrap_or_default();
+        for (i, pair) in previous_keys.split(',').enumerate() {
+            match pair.split_once('=').map(|(id, key)| (id.trim(), key)) {
+                Some((id, key)) if validate::is_key_id(id) => {
+                    config
+                        .audit
+                        .previous_fingerprint_keys
+                        .insert(id.to_owned(), key.to_owned().into());
+                }
+                // Not repeated: a malformed entry may be a bare key.
+                Some(_) | None if !pair.trim().is_empty() => env_problems.push((
+                    format!("{PREVIOUS_FINGERPRINT_KEYS_ENV} (entry {})", i + 1),
+                    format!("must be id=key with an id of {}", validate::KEY_ID_GRAMMAR),
+                )),
+                _ => {}
+            }
         }
         for issuer in &mut config.issuers {
             issuer.shared_secret = issuer
@@ -599,7 +640,7 @@ impl Config {
                 .and_then(&env)
                 .map(SecretString::from);
         }
-        validate::validate(&config)?;
+        validate::validate(&config, env_problems)?;
         Ok(config)
     }
 }

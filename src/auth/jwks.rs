@@ -8,7 +8,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::KeySource;
+use crate::config::{KeySource, is_fetchable_url};
 
 /// Larger key documents are refused: no honest JWKS comes close.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -23,6 +23,14 @@ pub enum KeyFetchError {
         url: String,
         /// The cause.
         source: reqwest::Error,
+    },
+    /// The answer was not a success, such as a redirect, which is not followed.
+    #[error("fetching {url}: status {status}, not a key document")]
+    Status {
+        /// Where from.
+        url: String,
+        /// The HTTP status.
+        status: u16,
     },
     /// The document is larger than any JWKS should be.
     #[error("{0} is larger than {MAX_DOCUMENT_BYTES} bytes")]
@@ -179,6 +187,13 @@ impl KeySet {
                         discovery.issuer, self.issuer
                     )));
                 }
+                // Discovery may not lower the bar that a configured jwks_uri has to meet.
+                if !is_fetchable_url(&discovery.jwks_uri) {
+                    return Err(KeyFetchError::Invalid(format!(
+                        "{url} names jwks_uri {:?}, which is not an https:// URL",
+                        discovery.jwks_uri
+                    )));
+                }
                 self.get(&discovery.jwks_uri).await?
             }
             KeySource::JwksFile(path) => {
@@ -211,6 +226,14 @@ impl KeySet {
             .await
             .and_then(|r| r.error_for_status())
             .map_err(http)?;
+        // The client follows no redirect: one could lead off https, or to keys an attacker
+        // placed elsewhere on the issuer's host.
+        if !response.status().is_success() {
+            return Err(KeyFetchError::Status {
+                url: url.to_owned(),
+                status: response.status().as_u16(),
+            });
+        }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(http)? {
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {

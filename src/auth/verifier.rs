@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::KeySet;
+use super::checks::IssuerChecks;
 use crate::config::{IssuerConfig, KeySource};
 
 /// Tokens longer than this are refused before any parsing.
@@ -44,9 +45,29 @@ pub enum AuthError {
     /// `aud` names none of the issuer's audiences.
     #[error("token audience is not accepted")]
     WrongAudience,
-    /// A required claim (`exp`, `iss`, `aud`, `sub`) is missing or has the wrong type.
+    /// A required claim (`exp`, `iss`, `aud`, `sub`; `iat` when the issuer bounds token age,
+    /// `jti` when it refuses replays) is missing or has the wrong type.
     #[error("token lacks a required claim")]
     MissingClaim,
+    /// The header's `crit` names extensions that must be understood; this service
+    /// understands none (RFC 7515, section 4.1.11).
+    #[error("token header names critical extensions that are not supported")]
+    UnsupportedCritical,
+    /// The header's `typ` is not the one the issuer requires.
+    #[error("token type is not accepted")]
+    WrongType,
+    /// `iat` is in the future (beyond leeway).
+    #[error("token is issued in the future")]
+    IssuedInFuture,
+    /// `iat` is older than the issuer's maximum token age.
+    #[error("token is too old")]
+    TooOld,
+    /// The token's `jti` was accepted before, and the issuer refuses replays.
+    #[error("token has been used before")]
+    Replayed,
+    /// The issuer refuses replays and remembers as many unexpired tokens as it may.
+    #[error("token cannot be checked for replay now")]
+    ReplayCacheFull,
 }
 
 impl AuthError {
@@ -63,6 +84,12 @@ impl AuthError {
             Self::NotYetValid => "not_yet_valid",
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim => "missing_claim",
+            Self::UnsupportedCritical => "unsupported_crit",
+            Self::WrongType => "wrong_typ",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::TooOld => "too_old",
+            Self::Replayed => "replayed",
+            Self::ReplayCacheFull => "replay_cache_full",
         }
     }
 }
@@ -90,8 +117,9 @@ pub struct TrustedIssuer {
     /// validation, and pinning the exact algorithm is stricter anyway.
     validations: Vec<(Algorithm, Validation)>,
     keys: Keys,
+    /// What jsonwebtoken does not check: `typ`, `iat`, `jti`.
+    checks: IssuerChecks,
 }
-
 impl TrustedIssuer {
     /// Builds the issuer from validated config.
     pub fn new(config: &IssuerConfig, http: &reqwest::Client) -> anyhow::Result<Self> {
@@ -131,6 +159,7 @@ impl TrustedIssuer {
             name: config.name.as_str().into(),
             validations,
             keys,
+            checks: IssuerChecks::new(config),
         })
     }
 
@@ -188,6 +217,7 @@ impl TrustedIssuer {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => return Err(AuthError::MissingClaim),
         };
+        self.checks.check(&self.name, header, &data.claims)?;
         Ok(Caller {
             issuer: self.name.clone(),
             subject,
@@ -247,6 +277,10 @@ impl Verifier {
         }
         // Fails for `alg: none` and anything else jsonwebtoken does not implement.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        // No extension is understood here, so any critical one makes the token invalid.
+        if header.crit.is_some() {
+            return Err(AuthError::UnsupportedCritical);
+        }
         // Read `iss` unverified only to choose whose keys to verify with; `decode` then checks
         // it again against that issuer.
         let UnverifiedIssuer { iss } = jsonwebtoken::dangerous::insecure_decode_claims(token)

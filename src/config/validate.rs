@@ -16,8 +16,9 @@ use super::{Config, IssuerConfig, KeySource};
 pub struct ConfigErrors(Vec<(String, String)>);
 
 impl ConfigErrors {
-    pub(super) fn from_toml(error: toml::de::Error) -> Self {
-        Self(vec![(String::new(), error.to_string())])
+    /// The file's syntax or types are wrong; `text` is the file, which is not quoted.
+    pub(super) fn from_toml(error: &toml::de::Error, text: &str) -> Self {
+        Self(vec![super::toml_error::describe(error, text)])
     }
 
     /// The problems as `(field path, message)` pairs.
@@ -55,8 +56,12 @@ impl Findings {
     }
 }
 
-pub(super) fn validate(config: &Config) -> Result<(), ConfigErrors> {
-    let mut f = Findings::default();
+/// Checks the whole config; `env_problems` are those already found in the environment.
+pub(super) fn validate(
+    config: &Config,
+    env_problems: Vec<(String, String)>,
+) -> Result<(), ConfigErrors> {
+    let mut f = Findings(env_problems);
     server(config, &mut f);
     database_and_audit(config, &mut f);
     f.check(
@@ -218,19 +223,24 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
     );
     let key_id = &config.audit.fingerprint_key_id;
     f.check(
-        !key_id.is_empty()
-            && key_id.len() <= 64
-            && key_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+        is_key_id(key_id),
         "audit.fingerprint_key_id",
-        "must be 1 to 64 of [A-Za-z0-9._-]",
+        format!("must be {KEY_ID_GRAMMAR}"),
     );
-    for (id, key) in &config.audit.previous_fingerprint_keys {
+    for (i, (id, key)) in config.audit.previous_fingerprint_keys.iter().enumerate() {
+        // An id outside the grammar, or as long as a key, may be a key written in the wrong
+        // place (`key=id`): not repeated.
+        let at = if is_key_id(id) && id.len() < 32 {
+            format!("audit.previous_fingerprint_keys.{id}")
+        } else {
+            format!("audit.previous_fingerprint_keys (entry {})", i + 1)
+        };
         f.check(
-            id != key_id && key.expose_secret().len() >= 32,
-            format!("audit.previous_fingerprint_keys.{id}"),
-            "must differ from the current key id and hold at least 32 bytes",
+            is_key_id(id) && id != key_id && key.expose_secret().len() >= 32,
+            at,
+            format!(
+                "the id must be {KEY_ID_GRAMMAR} and differ from the current key id, the key hold at least 32 bytes"
+            ),
         );
     }
     f.check(
@@ -278,6 +288,18 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
     );
 }
 
+/// What a fingerprint key id may be.
+pub(super) const KEY_ID_GRAMMAR: &str = "1 to 64 of [A-Za-z0-9._-]";
+
+/// Whether `id` fits [`KEY_ID_GRAMMAR`].
+pub(super) fn is_key_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
 fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
     f.check(
         !issuer.audiences.is_empty(),
@@ -303,6 +325,24 @@ fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
         issuer.jwks_min_refresh_interval_secs >= 1,
         format!("{at}.jwks_min_refresh_interval_secs"),
         "must be at least 1",
+    );
+    f.check(
+        issuer
+            .required_typ
+            .as_ref()
+            .is_none_or(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic())),
+        format!("{at}.required_typ"),
+        "must be a media type such as \"JWT\" (printable ASCII, no spaces)",
+    );
+    f.check(
+        issuer.max_token_age_secs.is_none_or(|s| s >= 1),
+        format!("{at}.max_token_age_secs"),
+        "must be at least 1",
+    );
+    f.check(
+        (1..=10_000_000).contains(&issuer.jti_cache_capacity),
+        format!("{at}.jti_cache_capacity"),
+        "must be 1 to 10000000",
     );
     let hmac = |a: &Algorithm| a.family() == AlgorithmFamily::Hmac;
     match issuer.key_source() {
@@ -351,8 +391,8 @@ fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
 }
 
 /// Keys fetched over plain HTTP could be swapped in transit, so http:// is for local
-/// development only.
-fn is_fetchable_url(url: &str) -> bool {
+/// development only. Also applied to the `jwks_uri` that OIDC discovery names.
+pub(crate) fn is_fetchable_url(url: &str) -> bool {
     let Ok(parsed) = reqwest::Url::parse(url) else {
         return false;
     };

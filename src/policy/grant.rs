@@ -222,4 +222,6 @@ impl Rule {
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

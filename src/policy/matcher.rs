@@ -143,6 +143,9 @@ impl ClaimMatcher {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use serde_json::json;
 

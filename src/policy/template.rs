@@ -138,6 +138,9 @@ impl fmt::Display for Template {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use serde_json::{Map, Value, json};
 

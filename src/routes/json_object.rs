@@ -116,6 +116,7 @@ mod tests {
     use axum::body::Body;
     use axum::extract::DefaultBodyLimit;
     use axum::routing::post;
+    use proptest::prelude::*;
     use serde::Deserialize;
     use tower::ServiceExt;
 
@@ -148,6 +149,27 @@ mod tests {
     fn named(name: &str) -> Named {
         Named {
             name: name.to_owned(),
+        }
+    }
+
+    /// Any bytes, and text that starts like an object.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            prop::collection::vec(any::<u8>(), 0..64),
+            "[ \t\n]*[{][ -~]{0,48}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any bytes as an issue request body: read or refused, never a panic, and never
+        /// read unless they are one JSON object.
+        #[test]
+        fn any_body_is_read_only_as_an_object(bytes in body()) {
+            let read = parse::<crate::policy::IssueRequest>(&bytes);
+            let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+            prop_assert!(read.is_err() || first == Some(b'{'), "{bytes:?}");
         }
     }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::RequestMeta;
 use crate::app::AppState;
 use crate::auth::{AuthError, Caller};
+use crate::config::WhoamiDetail;
 use crate::policy::{Denial, Rule};
 use crate::routes::no_store_json;
 
@@ -25,7 +26,8 @@ struct WhoAmI {
     allowed: Option<Allowed>,
     /// Why the matched rule cannot be applied to this token, if it cannot.
     problem: Option<String>,
-    /// The issuer's rules in order, up to the one that matched.
+    /// The issuer's rules in order, up to the one that matched; with minimal detail only
+    /// when none matched.
     rules: Vec<RuleCheck>,
     request_id: String,
 }
@@ -55,7 +57,9 @@ struct RuleCheck {
 #[derive(Serialize)]
 struct ClaimMismatch {
     claim: String,
-    reason: String,
+    /// What the rule expected: only with full detail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// Which issuer and rule this JWT maps to and what it may ask for, issuing nothing and
@@ -66,6 +70,7 @@ async fn get_whoami(
     caller: Result<Caller, AuthError>,
 ) -> Result<Response, AuthError> {
     let caller = caller?;
+    let full = state.server.whoami_detail == WhoamiDetail::Full;
     let mut rules = Vec::new();
     let mut matched = None;
     for rule in state.rules.of_issuer(&caller.issuer) {
@@ -75,13 +80,17 @@ async fn get_whoami(
             matches: mismatch.is_none(),
             mismatch: mismatch.map(|m| ClaimMismatch {
                 claim: m.claim,
-                reason: m.reason,
+                reason: full.then_some(m.reason),
             }),
         });
         if rules.last().is_some_and(|r| r.matches) {
             matched = Some(rule);
             break;
         }
+    }
+    // The rules before the match are other callers' business, however they failed.
+    if matched.is_some() && !full {
+        rules.clear();
     }
     let (allowed, problem) = match matched.map(|rule| allowed(rule, &caller)) {
         Some(Ok(allowed)) => (Some(allowed), None),

@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::helpers::{SigningKey, TestApp, assert_problem, request_id, wait_for};
 
 /// Sends `token`, expects a 401 problem, and checks the denial was recorded with `reason`.
-async fn assert_refused(app: &TestApp, token: Option<&str>, reason: &str) -> Value {
+pub(crate) async fn assert_refused(app: &TestApp, token: Option<&str>, reason: &str) -> Value {
     let response = app.issue(token, None).await;
     let id = request_id(&response);
     let challenge = response.headers()["www-authenticate"]

@@ -2,7 +2,7 @@ use std::process::{Command, Output};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ecr-token-broker");
 
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(BINARY)
         .args(args)
         .env_remove("ECR_TOKEN_BROKER_CONFIG")
@@ -16,7 +16,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 /// The sections every config needs before its issuers and rules.
-const BASE: &str = r#"
+pub(crate) const BASE: &str = r#"
 [database]
 url = "postgres://localhost/x"
 
@@ -36,7 +36,7 @@ audiences = ["ecr-token-broker"]
 algorithms = ["RS256"]
 "#;
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 

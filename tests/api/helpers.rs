@@ -117,6 +117,8 @@ pub struct TestAppBuilder {
     server: String,
     database: String,
     audit: String,
+    wait_for_keys: bool,
+    prepare_issuer: Option<PrepareIssuer>,
 }
 
 /// Limits far above what any test sends, so that only the tests about limits meet them
@@ -139,6 +141,9 @@ burst = 100000
 unauthenticated = { per_second = 100000, burst = 100000 }
 "#;
 
+/// Sets the test issuer up before the service starts.
+type PrepareIssuer = Box<dyn FnOnce(&TestIssuer) + Send>;
+
 impl TestAppBuilder {
     /// More config sections, as TOML (such as `[audit_chain]`).
     pub fn extra_config(mut self, toml: &str) -> Self {
@@ -157,7 +162,8 @@ impl TestAppBuilder {
         self
     }
 
-    /// How the test issuer's keys are found (a TOML line); `{jwks_uri}` expands.
+    /// How the test issuer's keys are found, and any other settings of it (TOML lines);
+    /// `{issuer}` and `{jwks_uri}` expand.
     pub fn issuer_keys(mut self, toml: &str) -> Self {
         self.issuer_keys = toml.to_owned();
         self
@@ -260,6 +266,18 @@ impl TestAppBuilder {
         self
     }
 
+    /// Spawn without waiting for the test issuer's keys, for tests where they never load.
+    pub fn without_waiting_for_keys(mut self) -> Self {
+        self.wait_for_keys = false;
+        self
+    }
+
+    /// Sets the test issuer up before the service starts, so its first key fetch sees it.
+    pub fn prepare_issuer(mut self, prepare: impl FnOnce(&TestIssuer) + Send + 'static) -> Self {
+        self.prepare_issuer = Some(Box::new(prepare));
+        self
+    }
+
     /// Starts moto, the issuer, the proxy and the database, and renders the config with
     /// `listen` as the listen address.
     async fn prepare(self, listen: &str) -> Prepared {
@@ -274,6 +292,9 @@ impl TestAppBuilder {
         };
         let aws_endpoint = proxy.as_ref().map_or(moto.url.clone(), |p| p.url.clone());
         let issuer = TestIssuer::start().await;
+        if let Some(prepare) = self.prepare_issuer {
+            prepare(&issuer);
+        }
         let database_url = match (self.database_url, self.database_server) {
             (Some(url), _) => url,
             (None, Some(server)) => fresh_database_on(&server).await,
@@ -336,7 +357,10 @@ jwks_min_refresh_interval_secs = 1
             previous_keys = previous_keys.join(", "),
             admin_rules = admin_rules.join(", "),
             issuer_url = issuer.url,
-            issuer_keys = self.issuer_keys.replace("{jwks_uri}", &issuer.jwks_uri()),
+            issuer_keys = self
+                .issuer_keys
+                .replace("{jwks_uri}", &issuer.jwks_uri())
+                .replace("{issuer}", &issuer.url),
             rules = self.rules,
             limits = self.limits,
             extra_config = self.extra_config,
@@ -346,6 +370,7 @@ jwks_min_refresh_interval_secs = 1
         );
         Prepared {
             text,
+            wait_for_keys: self.wait_for_keys,
             env: self.env,
             aws_endpoint,
             aws_credentials: self.aws_credentials,
@@ -441,6 +466,7 @@ jwks_min_refresh_interval_secs = 1
             moto,
             proxy,
             issuer,
+            wait_for_keys,
             ..
         } = p;
         let test_app = TestApp {
@@ -455,7 +481,9 @@ jwks_min_refresh_interval_secs = 1
             issuer,
             _shutdown: shutdown,
         };
-        test_app.wait_for_keys(&unloaded_keys).await;
+        if wait_for_keys {
+            test_app.wait_for_keys(&unloaded_keys).await;
+        }
         test_app
     }
 }
@@ -480,6 +508,7 @@ impl ServiceProcess {
 
 struct Prepared {
     text: String,
+    wait_for_keys: bool,
     env: Vec<(String, String)>,
     aws_endpoint: String,
     aws_credentials: (String, String),
@@ -522,6 +551,8 @@ impl TestApp {
             server: String::new(),
             database: String::new(),
             audit: String::new(),
+            wait_for_keys: true,
+            prepare_issuer: None,
         }
     }
 

@@ -32,9 +32,18 @@ async fn whoami(app: &TestApp, token: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// An app with [`RULES`] whose whoami tells everything, as for development.
+async fn full_detail_app() -> TestApp {
+    TestApp::builder()
+        .rules(RULES)
+        .server(r#"whoami_detail = "full""#)
+        .spawn()
+        .await
+}
+
 #[tokio::test]
 async fn whoami_shows_the_matching_rule_and_what_it_allows_without_issuing() {
-    let app = TestApp::builder().rules(RULES).spawn().await;
+    let app = full_detail_app().await;
     app.moto.start_recording().await;
 
     let response = whoami(&app, &app.token()).await;
@@ -89,7 +98,7 @@ fn mismatches(body: &Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn whoami_explains_a_denial_rule_by_rule() {
-    let app = TestApp::builder().rules(RULES).spawn().await;
+    let app = full_detail_app().await;
     let feature_branch = app.issuer.token().claim("ref", "refs/heads/feature").sign();
     let other_owner = app
         .issuer
@@ -145,4 +154,63 @@ async fn whoami_needs_a_valid_token() {
     let app = TestApp::spawn().await;
     let response = app.http.get(app.url("/v1/whoami")).send().await.unwrap();
     assert_problem(response, 401, "invalid-token").await;
+}
+
+/// What [`RULES`] expect, which by default whoami never tells.
+const EXPECTED_VALUES: [&str; 3] = ["refs/tags/v", "refs/heads/main", "acme"];
+
+#[tokio::test]
+async fn whoami_tells_a_stranger_no_expected_value_by_default() {
+    let app = TestApp::builder().rules(RULES).spawn().await;
+    let stranger = app
+        .issuer
+        .token()
+        .claim("sub", "repo:evil/x:ref:refs/heads/dev")
+        .claim("repository", "evil/x")
+        .claim("repository_owner", "evil")
+        .claim("ref", "refs/heads/dev")
+        .sign();
+
+    let denied: Value = whoami(&app, &stranger).await.json().await.unwrap();
+
+    assert_eq!(denied["rule"], Value::Null);
+    assert_eq!(
+        mismatches(&denied),
+        [
+            ("releases".into(), "ref".into()),
+            ("main-branch".into(), "ref".into())
+        ]
+    );
+    for expected in EXPECTED_VALUES {
+        assert!(!denied.to_string().contains(expected), "{denied}");
+    }
+
+    // A matching caller learns what its rule grants, and nothing of the rules before it.
+    let matched: Value = whoami(&app, &app.token()).await.json().await.unwrap();
+    assert_eq!(matched["rule"], "main-branch");
+    assert_eq!(matched["allowed"]["repositories"], json!(["acme/api/*"]));
+    assert_eq!(matched["rules"], json!([]));
+    assert!(!matched.to_string().contains("refs/tags/v"), "{matched}");
+}
+
+#[tokio::test]
+async fn whoami_tells_expected_values_when_configured_to() {
+    let app = full_detail_app().await;
+    let stranger = app
+        .issuer
+        .token()
+        .claim("sub", "repo:acme/api:ref:refs/heads/dev")
+        .claim("ref", "refs/heads/dev")
+        .sign();
+
+    let body: Value = whoami(&app, &stranger).await.json().await.unwrap();
+
+    let reasons = [&body["rules"][0], &body["rules"][1]].map(|r| r["mismatch"]["reason"].clone());
+    assert_eq!(
+        reasons,
+        [
+            json!("the value matches none of: glob \"refs/tags/v*\""),
+            json!("the value matches none of: \"refs/heads/main\"")
+        ]
+    );
 }

@@ -305,6 +305,9 @@ pub(super) async fn get_issuances(
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

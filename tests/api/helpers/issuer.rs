@@ -90,6 +90,10 @@ struct Published {
     issuer: String,
     keys: Arc<Mutex<Vec<Jwk>>>,
     jwks_fetches: Arc<AtomicUsize>,
+    /// The `jwks_uri` the discovery document names; `None`: this issuer's own.
+    discovered_jwks_uri: Arc<Mutex<Option<String>>>,
+    discovery_fetches: Arc<AtomicUsize>,
+    redirects: Arc<AtomicUsize>,
 }
 
 pub struct TestIssuer {
@@ -124,10 +128,15 @@ impl TestIssuer {
                 .collect(),
             )),
             jwks_fetches: Arc::new(AtomicUsize::new(0)),
+            discovered_jwks_uri: Arc::new(Mutex::new(None)),
+            discovery_fetches: Arc::new(AtomicUsize::new(0)),
+            redirects: Arc::new(AtomicUsize::new(0)),
         };
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks.json", get(jwks))
+            // Answers with a redirect to the real JWKS.
+            .route("/moved/jwks.json", get(moved))
             .with_state(published.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, router).await.expect("issuer serves");
@@ -153,6 +162,21 @@ impl TestIssuer {
         self.published.jwks_fetches.load(Ordering::SeqCst)
     }
 
+    /// How often the discovery document was fetched.
+    pub fn discovery_fetches(&self) -> usize {
+        self.published.discovery_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How often the redirecting URL was asked.
+    pub fn redirects(&self) -> usize {
+        self.published.redirects.load(Ordering::SeqCst)
+    }
+
+    /// Makes the discovery document name `uri` as the `jwks_uri`.
+    pub fn discover_jwks_at(&self, uri: &str) {
+        *self.published.discovered_jwks_uri.lock().unwrap() = Some(uri.to_owned());
+    }
+
     /// A token with valid default claims, signed by the primary RSA key.
     pub fn token(&self) -> TokenBuilder {
         let now = jsonwebtoken::get_current_timestamp();
@@ -172,12 +196,21 @@ impl TestIssuer {
             claims: claims.as_object().unwrap().clone(),
             key: SigningKey::rsa_primary(),
             kid: None,
+            header: Map::new(),
         }
     }
 }
 
 async fn discovery(State(p): State<Published>) -> Json<Value> {
-    Json(json!({"issuer": p.issuer, "jwks_uri": format!("{}/jwks.json", p.issuer)}))
+    p.discovery_fetches.fetch_add(1, Ordering::SeqCst);
+    let jwks_uri = p.discovered_jwks_uri.lock().unwrap().clone();
+    let jwks_uri = jwks_uri.unwrap_or_else(|| format!("{}/jwks.json", p.issuer));
+    Json(json!({"issuer": p.issuer, "jwks_uri": jwks_uri}))
+}
+
+async fn moved(State(p): State<Published>) -> axum::response::Redirect {
+    p.redirects.fetch_add(1, Ordering::SeqCst);
+    axum::response::Redirect::temporary("/jwks.json")
 }
 
 async fn jwks(State(p): State<Published>) -> Json<JwkSet> {
@@ -191,6 +224,7 @@ pub struct TokenBuilder {
     claims: Map<String, Value>,
     key: SigningKey,
     kid: Option<String>,
+    header: Map<String, Value>,
 }
 
 impl TokenBuilder {
@@ -224,9 +258,25 @@ impl TokenBuilder {
         self
     }
 
+    /// Sets a header parameter (`null` removes it), signed like the rest.
+    pub fn header(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.header.insert(name.to_owned(), value.into());
+        self
+    }
+
     pub fn sign(self) -> String {
         let mut header = Header::new(self.key.alg);
         header.kid = Some(self.kid.unwrap_or(self.key.kid.clone()));
+        let Value::Object(mut fields) = serde_json::to_value(&header).unwrap() else {
+            unreachable!("a header is an object")
+        };
+        for (name, value) in self.header {
+            match value {
+                Value::Null => fields.remove(&name),
+                value => fields.insert(name, value),
+            };
+        }
+        let header: Header = serde_json::from_value(Value::Object(fields)).expect("a header");
         jsonwebtoken::encode(&header, &self.claims, &self.key.encoding).expect("signing")
     }
 

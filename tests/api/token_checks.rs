@@ -1,0 +1,160 @@
+//! What an issuer may ask beyond a valid signature: no unknown critical header, its `typ`,
+//! a sane `iat`, a maximum age and single use; and keys fetched only where configured.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::authentication::assert_refused;
+use crate::helpers::{TestApp, wait_for};
+
+#[tokio::test]
+async fn a_critical_header_extension_is_refused() {
+    let app = TestApp::spawn().await;
+    // RFC 7797's unencoded payload, which this service does not implement.
+    let b64 = app
+        .issuer
+        .token()
+        .header("b64", false)
+        .header("crit", json!(["b64"]))
+        .sign();
+    assert_refused(&app, Some(&b64), "unsupported_crit").await;
+    let empty = app.issuer.token().header("crit", json!([])).sign();
+    assert_refused(&app, Some(&empty), "unsupported_crit").await;
+    // The same extension, not marked critical, may be ignored.
+    let ignorable = app.issuer.token().header("b64", false).sign();
+    assert_eq!(app.issue(Some(&ignorable), None).await.status(), 200);
+}
+
+#[tokio::test]
+async fn an_issuer_may_require_a_typ() {
+    let app = TestApp::builder()
+        .issuer_keys("jwks_uri = \"{jwks_uri}\"\nrequired_typ = \"JWT\"")
+        .spawn()
+        .await;
+    for accepted in ["JWT", "jwt", "application/JWT"] {
+        let token = app.issuer.token().header("typ", accepted).sign();
+        assert_eq!(
+            app.issue(Some(&token), None).await.status(),
+            200,
+            "{accepted}"
+        );
+    }
+    let access_token = app.issuer.token().header("typ", "at+jwt").sign();
+    assert_refused(&app, Some(&access_token), "wrong_typ").await;
+    let untyped = app.issuer.token().header("typ", json!(null)).sign();
+    assert_refused(&app, Some(&untyped), "wrong_typ").await;
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_refused() {
+    let app = TestApp::spawn().await;
+    let now = jsonwebtoken::get_current_timestamp();
+    // Within the 60 s leeway: a clock a little ahead.
+    let skewed = app.issuer.token().claim("iat", now + 30).sign();
+    assert_eq!(app.issue(Some(&skewed), None).await.status(), 200);
+    let future = app.issuer.token().claim("iat", now + 600).sign();
+    assert_refused(&app, Some(&future), "issued_in_future").await;
+    let not_a_date = app.issuer.token().claim("iat", "yesterday").sign();
+    assert_refused(&app, Some(&not_a_date), "missing_claim").await;
+}
+
+#[tokio::test]
+async fn an_issuer_may_bound_the_age_of_tokens() {
+    let app = TestApp::builder()
+        .issuer_keys("jwks_uri = \"{jwks_uri}\"\nmax_token_age_secs = 300")
+        .spawn()
+        .await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let young = app.issuer.token().claim("iat", now - 200).sign();
+    assert_eq!(app.issue(Some(&young), None).await.status(), 200);
+    // Still unexpired, but issued 20 minutes ago: older than 300 s plus leeway.
+    let old = app.issuer.token().claim("iat", now - 1200).sign();
+    assert_refused(&app, Some(&old), "too_old").await;
+    let ageless = app.issuer.token().without("iat").sign();
+    assert_refused(&app, Some(&ageless), "missing_claim").await;
+}
+
+#[tokio::test]
+async fn tokens_are_reusable_unless_the_issuer_refuses_replays() {
+    let app = TestApp::spawn().await;
+    let token = app.issuer.token().claim("jti", "job-1").sign();
+    for _ in 0..2 {
+        assert_eq!(app.issue(Some(&token), None).await.status(), 200);
+    }
+
+    let app = TestApp::builder()
+        .issuer_keys("jwks_uri = \"{jwks_uri}\"\nreject_replayed_jti = true")
+        .spawn()
+        .await;
+    let token = app.issuer.token().claim("jti", "job-1").sign();
+    assert_eq!(app.issue(Some(&token), None).await.status(), 200);
+    assert_refused(&app, Some(&token), "replayed").await;
+    // Another token with the same jti is the same token as far as replay goes.
+    let again = app.issuer.token().claim("jti", "job-1").shifted(1).sign();
+    assert_refused(&app, Some(&again), "replayed").await;
+    let next = app.issuer.token().claim("jti", "job-2").sign();
+    assert_eq!(app.issue(Some(&next), None).await.status(), 200);
+    let anonymous = app.issuer.token().sign();
+    assert_refused(&app, Some(&anonymous), "missing_claim").await;
+}
+
+#[tokio::test]
+async fn the_replay_cache_is_bounded() {
+    let app = TestApp::builder()
+        .issuer_keys(
+            "jwks_uri = \"{jwks_uri}\"\nreject_replayed_jti = true\njti_cache_capacity = 2",
+        )
+        .spawn()
+        .await;
+    for jti in ["a", "b"] {
+        let token = app.issuer.token().claim("jti", jti).sign();
+        assert_eq!(app.issue(Some(&token), None).await.status(), 200);
+    }
+    // Both remembered tokens are still valid, so a third cannot be remembered: refused
+    // rather than accepted unprotected.
+    let third = app.issuer.token().claim("jti", "c").sign();
+    assert_refused(&app, Some(&third), "replay_cache_full").await;
+}
+
+#[tokio::test]
+async fn a_key_set_behind_a_redirect_is_not_followed() {
+    let app = TestApp::builder()
+        .issuer_keys(r#"jwks_uri = "{issuer}/moved/jwks.json""#)
+        .without_waiting_for_keys()
+        .spawn()
+        .await;
+    // A second attempt comes only after the first has finished, and only if it failed.
+    wait_for(Duration::from_secs(30), async || {
+        (app.issuer.redirects() > 1).then_some(())
+    })
+    .await
+    .expect("the service stopped asking for its keys: the first attempt loaded them");
+
+    assert_refused(&app, Some(&app.token()), "unknown_key").await;
+    assert_eq!(app.issuer.jwks_fetches(), 0, "the redirect was followed");
+}
+
+#[tokio::test]
+async fn discovery_may_not_name_a_plain_http_key_set() {
+    // 0.0.0.0 reaches this machine's loopback listener, but is no loopback name: a key set
+    // there must come over https like a configured one.
+    let app = TestApp::builder()
+        .issuer_keys("discovery = true")
+        .prepare_issuer(|issuer| {
+            let elsewhere = issuer.jwks_uri().replace("127.0.0.1", "0.0.0.0");
+            issuer.discover_jwks_at(&elsewhere);
+        })
+        .without_waiting_for_keys()
+        .spawn()
+        .await;
+    // A second discovery comes only after the first has finished, and only if it failed.
+    wait_for(Duration::from_secs(30), async || {
+        (app.issuer.discovery_fetches() > 1).then_some(())
+    })
+    .await
+    .expect("the service stopped running discovery: the first one loaded keys");
+
+    assert_refused(&app, Some(&app.token()), "unknown_key").await;
+    assert_eq!(app.issuer.jwks_fetches(), 0, "the http key set was fetched");
+}
