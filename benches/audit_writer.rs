@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ecr_token_broker::audit::chain::ChainKey;
-use ecr_token_broker::audit::{
+use ecr_token_broker::ChainKey;
+use ecr_token_broker::{
     AppendBounds, AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append,
 };
 use secrecy::SecretString;

@@ -1,36 +1,56 @@
 //! ecr-token-broker exchanges a trusted caller's JWT for short-lived Amazon ECR credentials,
 //! scoped by rules and recorded in an append-only audit log.
 //!
+//! # How the code is laid out
+//!
 //! A request to `POST /v1/ecr/authorization-token` travels through the modules in this order:
 //!
-//! 1. [`app`] — middleware: request id ([`request_id`]), tracing, CORS, size limits,
-//!    timeouts; problem+json rendering of every error ([`error`]).
-//! 2. [`auth`] — the bearer JWT is verified against the keys of the issuer its `iss` names.
-//! 3. [`policy`] — the first rule whose claim matchers all match picks the role;
-//!    [`rate_limit`] takes one request from the caller's token bucket (429 when empty); the
-//!    request body may only narrow what that rule allows.
-//! 4. [`credentials`] — a cached credential while it has enough life left; otherwise STS
-//!    `AssumeRole` with the caller's identity on the session, then ECR
+//! 1. `app` — middleware: request id (`request_id`), tracing, CORS, size limits, timeouts;
+//!    problem+json rendering of every error (`error`). `routes` holds the handlers, one
+//!    module per resource; `routes/ecr.rs` is this one.
+//! 2. `auth` — the bearer JWT is verified against the keys of the issuer its `iss` names.
+//! 3. `policy` — the first rule whose claim matchers all match picks the role; `rate_limit`
+//!    takes one request from the caller's token bucket (429 when empty); the request body may
+//!    only narrow what that rule allows, and the grant becomes a session policy.
+//! 4. `credentials` — a cached credential while it has enough life left (`credentials/cache`);
+//!    otherwise STS `AssumeRole` with the caller's identity on the session, then ECR
 //!    `GetAuthorizationToken` with exactly those temporary credentials, once for all the
 //!    requests that want the same credential at the same time, each call held to the
 //!    upstream ceiling (503 when AWS would be called too much).
-//! 5. [`audit`] — the decision is committed to Postgres before any token is returned; if it
+//! 5. `audit` — the decision is committed to Postgres before any token is returned; if it
 //!    cannot be, the caller gets 503 and no token.
 //!
-//! [`issuance`] strings these steps together; [`routes`] holds the HTTP handlers, [`config`]
-//! the typed configuration, [`domain`] the value types that can only hold valid values.
+//! `issuance` strings steps 3 and 4 together; `config` is the typed configuration, `domain`
+//! the value types that can only hold valid values.
+//!
+//! The audit row follows the request: the handler starts an `AuditRecord`
+//! (`audit/record.rs`) when the request arrives, `issuance` fills it in as each stage passes
+//! (caller, rule, grant, session, what was issued and whether from the cache), the handler
+//! decides it and hands it to the `AuditWriter` (`audit/writer.rs`), which commits it with
+//! whatever else is waiting in one transaction (`audit/store.rs`), each row hash-chained to
+//! the one before (`audit/chain.rs`); only then is the response built. The record's fields
+//! are the table's columns: the same type is inserted, read back by `GET
+//! /v1/audit/issuances` and `audit verify`, and hashed.
 
-pub mod app;
-pub mod audit;
-pub mod auth;
+// Everything is crate-private but what the binary, the integration tests and the benchmark
+// use, so that the compiler reports dead code and the exported surface stays small.
+mod app;
+mod audit;
+mod auth;
 pub mod cli;
-pub mod config;
-pub mod credentials;
-pub mod domain;
-pub mod error;
-pub mod issuance;
-pub mod policy;
-pub mod rate_limit;
-pub mod request_id;
-pub mod routes;
+mod config;
+mod credentials;
+mod domain;
+mod error;
+mod issuance;
+mod policy;
+mod rate_limit;
+mod request_id;
+mod routes;
 pub mod telemetry;
+
+pub use app::Application;
+pub use audit::chain::ChainKey;
+pub use audit::{AppendBounds, AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append};
+pub use config::Config;
+pub use routes::{Endpoint, endpoints};

@@ -5,8 +5,8 @@
 use std::process::Output;
 use std::time::Instant;
 
-use ecr_token_broker::audit::chain::ChainKey;
-use ecr_token_broker::audit::{AppendBounds, AuditRecord, Outcome, append};
+use ecr_token_broker::ChainKey;
+use ecr_token_broker::{AppendBounds, AuditRecord, Outcome, append};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;

@@ -27,7 +27,7 @@ chain_key = "fedcba9876543210fedcba9876543210"
 "#;
 
 /// One issuer, for configs whose rules are under test.
-const CI_ISSUER: &str = r#"
+pub(crate) const CI_ISSUER: &str = r#"
 [[issuers]]
 name = "ci"
 issuer = "https://ci.example.com"
@@ -41,7 +41,7 @@ pub(crate) fn stderr(output: &Output) -> String {
 }
 
 /// Asserts that check-config's `message` names every one of `expected`.
-fn assert_mentions(message: &str, expected: &[&str]) {
+pub(crate) fn assert_mentions(message: &str, expected: &[&str]) {
     for expected in expected {
         assert!(
             message.contains(expected),

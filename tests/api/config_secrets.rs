@@ -1,20 +1,11 @@
 //! Config errors say where the problem is, never what a secret is: through `check-config`
 //! and `serve` of the real binary.
 
-use crate::cli::{BASE, run, stderr};
+use crate::cli::{BASE, CI_ISSUER as ISSUER, assert_mentions, run, stderr};
 
 const CHAIN_SECRET: &str = "chain-SECRET-0123456789abcdef0123456789";
 const FINGERPRINT_SECRET: &str = "fingerprint-SECRET-0123456789abcdef012345";
 const PREVIOUS_SECRET: &str = "previous-SECRET-0123456789abcdef0123456789";
-
-const ISSUER: &str = r#"
-[[issuers]]
-name = "ci"
-issuer = "https://ci.example.com"
-jwks_uri = "https://ci.example.com/jwks"
-audiences = ["ecr-token-broker"]
-algorithms = ["RS256"]
-"#;
 
 /// Runs `check-config` and `serve` on `text` with `env`; both must fail, and their stderr
 /// must contain each of `expected` and none of the secrets.
@@ -41,12 +32,7 @@ fn assert_refused_without_secrets(text: &str, env: &[(&str, &str)], expected: &[
                 "{args:?} printed a secret:\n{message}"
             );
         }
-        for expected in expected {
-            assert!(
-                message.contains(expected),
-                "{args:?}: missing {expected:?} in:\n{message}"
-            );
-        }
+        assert_mentions(&message, expected);
     }
 }
 

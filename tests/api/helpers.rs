@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
-use ecr_token_broker::app::Application;
-use ecr_token_broker::audit::MIGRATOR;
-use ecr_token_broker::config::Config;
+use ecr_token_broker::Application;
+use ecr_token_broker::Config;
+use ecr_token_broker::MIGRATOR;
 use serde_json::Value;
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;

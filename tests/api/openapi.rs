@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use ecr_token_broker::routes;
+use ecr_token_broker::endpoints;
 
 use crate::helpers::TestApp;
 
@@ -39,7 +39,7 @@ fn documented_operations() -> BTreeSet<(String, String)> {
 
 /// What the router serves, from the same registrations that build it.
 fn served_operations() -> BTreeSet<(String, String)> {
-    routes::endpoints()
+    endpoints()
         .into_iter()
         .map(|e| (e.method.to_string(), e.path.to_owned()))
         .collect()
