@@ -41,7 +41,7 @@ mod connections;
 
 /// Cheap, cloneable handles shared by every request.
 #[derive(Clone, FromRef)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// Listener limits and CORS.
     pub server: Arc<ServerConfig>,
     /// Verifies bearer JWTs.
@@ -62,7 +62,7 @@ pub struct AppState {
 
 impl AppState {
     /// The parts of the state that the issuing path uses.
-    pub fn issuer(&self) -> Issuer<'_> {
+    pub(crate) fn issuer(&self) -> Issuer<'_> {
         Issuer {
             rules: &self.rules,
             credentials: &self.credentials,
@@ -76,7 +76,7 @@ impl AppState {
 ///
 /// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing, CORS, error
 /// rendering, then the limits that produce those errors.
-pub fn build_router(state: AppState) -> Router {
+pub(crate) fn build_router(state: AppState) -> Router {
     let server = state.server.clone();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let middleware = ServiceBuilder::new()
@@ -256,7 +256,7 @@ impl Application {
 
 /// A lazy pool: the service starts (and reports not ready) while the database is down, and
 /// every request reconnects as needed.
-pub fn connect_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+pub(crate) fn connect_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(config.database.max_connections)
         .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))

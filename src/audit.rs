@@ -6,7 +6,7 @@
 //! [`AuditLog`] also reads the log back: pages of records by filter, and the records of a
 //! token found by its fingerprints.
 
-pub mod chain;
+pub(crate) mod chain;
 mod fingerprint;
 mod log;
 mod prune;
@@ -18,13 +18,15 @@ mod verify;
 mod witness;
 mod writer;
 
-pub use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
-pub use log::AuditLog;
-pub use prune::{MonthStart, Pruned, prune};
-pub use query::{IssuanceFilter, MAX_TOKEN_RECORDS, Page, Scope};
-pub use record::{AuditRecord, Outcome, SessionTags};
-pub use shed::{SHED_REASON, ShedCount, ShedSummary};
-pub use store::{AppendBounds, MIGRATOR, append, migrate};
-pub use verify::{Break, ExpectedHead, Predecessor, Verification, Walk, verify};
-pub use witness::spawn_head_log;
-pub use writer::{AuditError, AuditWriter, WriterLimits};
+pub(crate) use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
+pub(crate) use log::AuditLog;
+pub(crate) use prune::{MonthStart, prune};
+pub(crate) use query::{IssuanceFilter, Page, Scope};
+pub use record::{AuditRecord, Outcome};
+pub(crate) use shed::ShedSummary;
+pub(crate) use store::migrate;
+pub use store::{AppendBounds, MIGRATOR, append};
+pub(crate) use verify::{ExpectedHead, verify};
+pub(crate) use witness::spawn_head_log;
+pub(crate) use writer::AuditError;
+pub use writer::{AuditWriter, WriterLimits};

@@ -11,5 +11,5 @@ mod jwks;
 mod replay;
 mod verifier;
 
-pub use jwks::{KeyFetchError, KeySet};
-pub use verifier::{AuthError, Caller, TrustedIssuer, Verifier};
+pub(crate) use jwks::KeySet;
+pub(crate) use verifier::{AuthError, Caller, Verifier};

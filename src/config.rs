@@ -23,20 +23,20 @@ use crate::credentials::cache::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 use crate::policy::Template;
 
-pub use audit_chain::AuditChainConfig;
-pub use validate::ConfigErrors;
+pub(crate) use audit_chain::AuditChainConfig;
+pub(crate) use validate::ConfigErrors;
 pub(crate) use validate::is_fetchable_url;
 
 /// Environment variable naming the config file when `--config` is not given.
-pub const CONFIG_PATH_ENV: &str = "ECR_TOKEN_BROKER_CONFIG";
+pub(crate) const CONFIG_PATH_ENV: &str = "ECR_TOKEN_BROKER_CONFIG";
 /// Environment variable that overrides `[database].url`.
-pub const DATABASE_URL_ENV: &str = "ECR_TOKEN_BROKER_DATABASE_URL";
+pub(crate) const DATABASE_URL_ENV: &str = "ECR_TOKEN_BROKER_DATABASE_URL";
 /// Environment variable that overrides `[audit].fingerprint_key`.
-pub const FINGERPRINT_KEY_ENV: &str = "ECR_TOKEN_BROKER_FINGERPRINT_KEY";
+pub(crate) const FINGERPRINT_KEY_ENV: &str = "ECR_TOKEN_BROKER_FINGERPRINT_KEY";
 /// Environment variable that overrides `[audit].chain_key`.
-pub const CHAIN_KEY_ENV: &str = "ECR_TOKEN_BROKER_CHAIN_KEY";
+pub(crate) const CHAIN_KEY_ENV: &str = "ECR_TOKEN_BROKER_CHAIN_KEY";
 /// Environment variable adding previous fingerprint keys, as `id=key,id=key`.
-pub const PREVIOUS_FINGERPRINT_KEYS_ENV: &str = "ECR_TOKEN_BROKER_PREVIOUS_FINGERPRINT_KEYS";
+pub(crate) const PREVIOUS_FINGERPRINT_KEYS_ENV: &str = "ECR_TOKEN_BROKER_PREVIOUS_FINGERPRINT_KEYS";
 
 /// The whole configuration file.
 #[derive(Debug, Deserialize)]
@@ -44,30 +44,30 @@ pub const PREVIOUS_FINGERPRINT_KEYS_ENV: &str = "ECR_TOKEN_BROKER_PREVIOUS_FINGE
 pub struct Config {
     /// HTTP listener and request limits.
     #[serde(default)]
-    pub server: ServerConfig,
+    pub(crate) server: ServerConfig,
     /// The audit database.
-    pub database: DatabaseConfig,
+    pub(crate) database: DatabaseConfig,
     /// Audit record settings.
-    pub audit: AuditConfig,
+    pub(crate) audit: AuditConfig,
     /// Bounds on appending to the audit chain, and publishing its head.
     #[serde(default)]
-    pub audit_chain: AuditChainConfig,
+    pub(crate) audit_chain: AuditChainConfig,
     /// AWS call settings; credentials and endpoints come from the standard SDK chain.
     #[serde(default)]
-    pub aws: AwsConfig,
+    pub(crate) aws: AwsConfig,
     /// How issued credentials are cached.
     #[serde(default)]
-    pub cache: CacheConfig,
+    pub(crate) cache: CacheConfig,
     /// Identity providers whose JWTs are trusted.
     #[serde(default)]
-    pub issuers: Vec<IssuerConfig>,
+    pub(crate) issuers: Vec<IssuerConfig>,
     /// Ordered mapping rules from claims to roles; the first match wins.
     #[serde(default)]
-    pub rules: Vec<RuleConfig>,
+    pub(crate) rules: Vec<RuleConfig>,
     /// Each caller's token bucket on the issuing endpoint (a rule may set its own), and each
     /// client address's for requests whose token fails.
     #[serde(default)]
-    pub rate_limit: RateLimitsConfig,
+    pub(crate) rate_limit: RateLimitsConfig,
 }
 
 /// `[server]`
@@ -130,7 +130,7 @@ impl Default for ServerConfig {
 /// `[database]`
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DatabaseConfig {
+pub(crate) struct DatabaseConfig {
     /// Postgres connection URL; may carry a password, so it is a secret.
     #[serde(default = "empty_secret")]
     pub url: SecretString,
@@ -191,7 +191,7 @@ fn default_read_statement_timeout() -> u64 {
 /// `[audit]`
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuditConfig {
+pub(crate) struct AuditConfig {
     /// Stored beside every fingerprint so keys can be rotated.
     pub fingerprint_key_id: String,
     /// HMAC-SHA256 key for token fingerprints, at least 32 bytes.
@@ -259,7 +259,7 @@ impl fmt::Debug for AuditConfig {
 /// `[aws]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AwsConfig {
+pub(crate) struct AwsConfig {
     /// Per AWS operation, retries included; beyond it the caller gets 504.
     pub operation_timeout_secs: u64,
     /// `[aws.ecr_ceiling]`: GetAuthorizationToken calls per AWS account and region.
@@ -293,7 +293,7 @@ impl Default for AwsConfig {
 /// it waits up to `max_wait_ms`, then fails with 503 and `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CeilingConfig {
+pub(crate) struct CeilingConfig {
     /// Calls in flight at once.
     pub max_concurrent: u32,
     /// Calls started per second (also the burst allowed after a quiet second).
@@ -367,7 +367,7 @@ impl Default for RateLimitsConfig {
 /// per-caller, shared or off).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CacheConfig {
+pub(crate) struct CacheConfig {
     /// Most cached keys at once.
     pub max_entries: usize,
     /// A cached credential with no more than this many seconds left is never served.
@@ -594,7 +594,7 @@ pub enum KeySource {
 
 impl Config {
     /// Reads, parses and validates the file at `path`, applying environment overrides.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
         Self::parse(&text, |name| std::env::var(name).ok())

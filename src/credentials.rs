@@ -6,7 +6,7 @@
 //! container and instance roles), including `AWS_ENDPOINT_URL`, so the same code runs
 //! against AWS and against a local emulator.
 
-pub mod cache;
+pub(crate) mod cache;
 mod ceiling;
 mod ecr;
 mod error;
@@ -27,14 +27,14 @@ use crate::config::AwsConfig;
 use crate::domain::Region;
 use ceiling::Ceiling;
 
-pub use ecr::{AuthorizationData, EcrToken};
-pub use error::{AwsError, AwsErrorKind};
-pub use issued::{CredentialRequest, Issued};
-pub use sts::{AssumeRole, SessionCredentials};
+pub(crate) use ecr::AuthorizationData;
+pub(crate) use error::{AwsError, AwsErrorKind};
+pub(crate) use issued::{CredentialRequest, Issued};
+pub(crate) use sts::{AssumeRole, SessionCredentials};
 
 /// Clients for the two AWS APIs the broker calls.
 #[derive(Clone)]
-pub struct Aws {
+pub(crate) struct Aws {
     sdk: SdkConfig,
     sts: aws_sdk_sts::Client,
     timeouts: TimeoutConfig,
@@ -48,7 +48,7 @@ pub struct Aws {
 impl Aws {
     /// Builds the clients; every call, retries included, is bounded by the operation
     /// timeout, and held to the configured ceilings.
-    pub fn new(sdk: SdkConfig, config: &AwsConfig) -> anyhow::Result<Self> {
+    pub(crate) fn new(sdk: SdkConfig, config: &AwsConfig) -> anyhow::Result<Self> {
         let operation_timeout = Duration::from_secs(config.operation_timeout_secs);
         anyhow::ensure!(
             sdk.region().is_some(),
@@ -71,7 +71,7 @@ impl Aws {
     }
 
     /// Loads the SDK config from the standard chain.
-    pub async fn load_sdk_config() -> SdkConfig {
+    pub(crate) async fn load_sdk_config() -> SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .load()
             .await
@@ -80,7 +80,7 @@ impl Aws {
 
 /// Where the issuing path gets credentials: the cache, and AWS behind it.
 #[derive(Clone)]
-pub struct CredentialSource {
+pub(crate) struct CredentialSource {
     aws: Aws,
     cache: Arc<CredentialCache>,
 }
@@ -90,7 +90,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 impl CredentialSource {
     /// AWS with an empty cache in front.
-    pub fn new(aws: Aws, settings: CacheSettings) -> Self {
+    pub(crate) fn new(aws: Aws, settings: CacheSettings) -> Self {
         Self {
             aws,
             cache: Arc::new(CredentialCache::new(settings)),
@@ -98,13 +98,13 @@ impl CredentialSource {
     }
 
     /// Starts the task that evicts expired entries.
-    pub fn spawn_sweeper(&self) -> JoinHandle<()> {
+    pub(crate) fn spawn_sweeper(&self) -> JoinHandle<()> {
         self.cache.spawn_sweeper(SWEEP_EVERY)
     }
 
     /// The credential for `request` under `rule` for `caller`: cached as the rule's `mode`
     /// says, fetched from AWS when nothing cached may be served.
-    pub async fn get(
+    pub(crate) async fn get(
         &self,
         mode: CacheMode,
         rule: &str,

@@ -9,16 +9,14 @@ mod repository;
 mod role_arn;
 mod session;
 
-pub use access::Access;
-pub use partition::Partition;
-pub use region::Region;
-pub use registry_host::{EndpointKind, RegistryHost};
-pub use registry_id::RegistryId;
-pub use repository::{
-    MAX_REPOSITORY_NAME_LEN, RepositoryPattern, is_repository_name, is_repository_name_text,
-};
-pub use role_arn::RoleArn;
-pub use session::{RoleSessionName, SessionDuration, SourceIdentity};
+pub(crate) use access::Access;
+pub(crate) use partition::Partition;
+pub(crate) use region::Region;
+pub(crate) use registry_host::RegistryHost;
+pub(crate) use registry_id::RegistryId;
+pub(crate) use repository::{MAX_REPOSITORY_NAME_LEN, RepositoryPattern, is_repository_name_text};
+pub(crate) use role_arn::RoleArn;
+pub(crate) use session::{RoleSessionName, SessionDuration, SourceIdentity};
 
 /// Why a value was refused by one of the domain parsers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,7 +7,7 @@
 
 mod problem;
 
-pub use problem::{PROBLEM_BASE, Problem, ProblemType, render_problems};
+pub(crate) use problem::{Problem, ProblemType, render_problems};
 
 use std::time::Duration;
 
@@ -239,7 +239,7 @@ impl IntoResponse for ApiError {
 
 /// A wait in whole seconds, as `Retry-After` and the `RateLimit` fields carry it: rounded
 /// up, and never 0, which would invite a retry straight into the same refusal.
-pub fn whole_seconds(wait: Duration) -> u64 {
+pub(crate) fn whole_seconds(wait: Duration) -> u64 {
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     secs.max(1)
 }

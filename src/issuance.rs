@@ -14,7 +14,7 @@ use crate::rate_limit::RateLimits;
 
 /// What the issuing path uses: the rules, the credentials, and the fingerprint key.
 #[derive(Clone, Copy)]
-pub struct Issuer<'a> {
+pub(crate) struct Issuer<'a> {
     /// The ordered rules.
     pub rules: &'a Rules,
     /// The credential cache and AWS behind it.
@@ -26,7 +26,7 @@ pub struct Issuer<'a> {
 }
 
 /// Names the verified caller in the record, before anything else can fail.
-pub fn record_caller(record: &mut AuditRecord, caller: &Caller) {
+pub(crate) fn record_caller(record: &mut AuditRecord, caller: &Caller) {
     record.issuer = Some(caller.issuer.to_string());
     record.subject = Some(caller.subject.clone());
 }
@@ -34,7 +34,7 @@ pub fn record_caller(record: &mut AuditRecord, caller: &Caller) {
 impl Issuer<'_> {
     /// Runs the issuing path for one verified caller and well-formed request. The caller
     /// commits `record` before returning any token.
-    pub async fn issue(
+    pub(crate) async fn issue(
         &self,
         record: &mut AuditRecord,
         caller: &Caller,

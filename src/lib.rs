@@ -49,7 +49,7 @@ mod request_id;
 mod routes;
 pub mod telemetry;
 
-pub use app::Application;
+pub use app::{Application, READER_APPLICATION_NAME};
 pub use audit::chain::ChainKey;
 pub use audit::{AppendBounds, AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append};
 pub use config::Config;

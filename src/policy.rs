@@ -9,18 +9,18 @@ mod grant;
 mod matcher;
 mod request;
 mod rule;
-pub mod session_policy;
+pub(crate) mod session_policy;
 mod session_tags;
 mod template;
 
-pub use audit_admins::AuditAdmins;
-pub use claim_path::{ClaimPath, InvalidPointer, JsonPointer};
-pub use grant::{Denial, Grant, Refusal, SessionIdentity};
-pub use matcher::{ClaimMatcher, InvalidPattern, Mismatch};
-pub use request::{IssueRequest, MAX_ENDPOINTS, MAX_REPOSITORIES, Selection};
+pub(crate) use audit_admins::AuditAdmins;
+pub(crate) use claim_path::{ClaimPath, InvalidPointer};
+pub(crate) use grant::{Denial, Grant, Refusal};
+pub(crate) use matcher::{ClaimMatcher, InvalidPattern, Mismatch};
+pub(crate) use request::IssueRequest;
 /// A minimal rule config, for other modules' unit tests.
 #[cfg(test)]
 pub(crate) use rule::tests::rule_config;
-pub use rule::{InvalidRule, Rule, Rules};
-pub use session_tags::{SessionTag, SessionTagTemplates};
-pub use template::{RenderError, Template, TemplateError, ValueRule};
+pub(crate) use rule::{Rule, Rules};
+pub(crate) use session_tags::{SessionTag, SessionTagTemplates};
+pub(crate) use template::{RenderError, Template, ValueRule};

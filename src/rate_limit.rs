@@ -31,7 +31,7 @@ use crate::config::{RateLimitConfig, RateLimitsConfig, RuleConfig};
 use crate::error::ApiError;
 use crate::policy::Rule;
 
-pub use headers::{Policy, RateLimited};
+pub(crate) use headers::{Policy, RateLimited};
 
 /// How often buckets that have refilled are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);

@@ -9,19 +9,19 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 /// The request id header, set on every request and response.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// The `x-request-id` a caller sent, when it was usable: recorded and logged beside the
 /// request's own id, never as it, so that no caller can plant another request's id in the
 /// audit log or the logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallerRequestId(pub String);
+pub(crate) struct CallerRequestId(pub String);
 
 /// Takes the caller's `x-request-id` off the request, so that the id layer always generates
 /// the request's own. The caller's value is kept as a [`CallerRequestId`] extension only if
 /// it is the only one and short and plain, so it cannot forge log lines or carry a secret
 /// into them.
-pub async fn take_caller_request_id(mut request: Request, next: Next) -> Response {
+pub(crate) async fn take_caller_request_id(mut request: Request, next: Next) -> Response {
     let usable = |v: &HeaderValue| {
         (1..=128).contains(&v.len())
             && v.as_bytes()

@@ -14,10 +14,10 @@ use crate::app::AppState;
 use endpoint::Routes;
 
 pub use endpoint::Endpoint;
-pub use meta::RequestMeta;
+pub(crate) use meta::RequestMeta;
 
 /// Every route of the service.
-pub fn router() -> Router<AppState> {
+pub(crate) fn router() -> Router<AppState> {
     all().into_router()
 }
 

@@ -11,10 +11,10 @@ use sha2::Sha256;
 use super::AuditRecord;
 
 /// A row hash: HMAC-SHA256 output.
-pub type Hash = [u8; 32];
+pub(crate) type Hash = [u8; 32];
 
 /// The `prev_hash` of the very first row.
-pub const GENESIS: Hash = [0; 32];
+pub(crate) const GENESIS: Hash = [0; 32];
 
 /// The chain key.
 #[derive(Clone)]
@@ -30,7 +30,7 @@ impl ChainKey {
     }
 
     /// The hash of `row`, chained to `prev`.
-    pub fn row_hash(&self, prev: &Hash, row: &ChainedRow) -> Hash {
+    pub(crate) fn row_hash(&self, prev: &Hash, row: &ChainedRow) -> Hash {
         let mut mac = self.0.clone();
         mac.update(prev);
         mac.update(&row.canonical());
@@ -40,7 +40,7 @@ impl ChainKey {
 
 /// Where a pruned stretch of the chain ended, as `audit_checkpoints` keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// The last pruned row's id.
     pub id: i64,
     /// The last pruned row's hash, which the next row continues.
@@ -55,7 +55,7 @@ impl ChainKey {
     /// The MAC of a checkpoint under the chain key: nobody without the key can make one up
     /// and drop the oldest rows behind it. Domain-separated from row hashes, whose input
     /// starts with a hash rather than this text.
-    pub fn checkpoint_mac(&self, checkpoint: &Checkpoint) -> Hash {
+    pub(crate) fn checkpoint_mac(&self, checkpoint: &Checkpoint) -> Hash {
         self.checkpoint_hmac(checkpoint)
             .finalize()
             .into_bytes()
@@ -63,7 +63,7 @@ impl ChainKey {
     }
 
     /// Whether `mac` is the checkpoint's MAC, compared in constant time.
-    pub fn checkpoint_mac_is(&self, checkpoint: &Checkpoint, mac: &[u8]) -> bool {
+    pub(crate) fn checkpoint_mac_is(&self, checkpoint: &Checkpoint, mac: &[u8]) -> bool {
         self.checkpoint_hmac(checkpoint).verify_slice(mac).is_ok()
     }
 
@@ -87,7 +87,7 @@ impl std::fmt::Debug for ChainKey {
 /// One audit row as stored and hashed: its place in the chain and its record, with
 /// timestamps in whole microseconds, as Postgres keeps them.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct ChainedRow {
+pub(crate) struct ChainedRow {
     /// Position in the chain.
     pub id: i64,
     /// When the writer inserted it.
@@ -102,7 +102,7 @@ impl ChainedRow {
     /// The row `record` becomes at chain position `id`: its times cut to the microseconds
     /// the database keeps and NUL characters in its text replaced, so that the row read
     /// back hashes as written.
-    pub fn new(id: i64, recorded_at: DateTime<Utc>, mut record: AuditRecord) -> Self {
+    pub(crate) fn new(id: i64, recorded_at: DateTime<Utc>, mut record: AuditRecord) -> Self {
         record.escape_nul();
         record.occurred_at = to_micros(record.occurred_at);
         record.expires_at = record.expires_at.map(to_micros);
@@ -115,7 +115,7 @@ impl ChainedRow {
 }
 
 /// Truncates to whole microseconds, the precision of `timestamptz`.
-pub fn to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(time.timestamp_micros()).expect("in range")
 }
 
@@ -167,7 +167,7 @@ impl ChainedRow {
     ///
     /// Fields added after the first version are encoded only when present, so that rows
     /// written before them keep their hashes.
-    pub fn canonical(&self) -> Vec<u8> {
+    pub(crate) fn canonical(&self) -> Vec<u8> {
         let r = &self.record;
         let mut c = Canonical(b"ecr-token-broker audit v1".to_vec());
         c.int(self.id);
@@ -231,7 +231,8 @@ impl ChainedRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Outcome, SessionTags};
+    use crate::audit::Outcome;
+    use crate::audit::record::SessionTags;
 
     fn row() -> ChainedRow {
         let at = DateTime::from_timestamp_micros(1_795_431_244_123_456).unwrap();

@@ -7,7 +7,7 @@ use super::{AuditError, AuditRecord, AuditWriter, KeyedFingerprint};
 /// The audit log as requests see it: append through the group-commit writer, read through
 /// a pool of its own.
 #[derive(Debug, Clone)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     writer: AuditWriter,
     pool: PgPool,
     read_pool: PgPool,
@@ -17,7 +17,7 @@ impl AuditLog {
     /// An audit log writing through `writer` (whose connections come from `pool`) and
     /// reading records from `read_pool`, so that readers never take the writer's
     /// connections.
-    pub fn new(writer: AuditWriter, pool: PgPool, read_pool: PgPool) -> Self {
+    pub(crate) fn new(writer: AuditWriter, pool: PgPool, read_pool: PgPool) -> Self {
         Self {
             writer,
             pool,
@@ -26,22 +26,22 @@ impl AuditLog {
     }
 
     /// Appends the record and returns its chain id once it has committed.
-    pub async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
+    pub(crate) async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
         self.writer.record(record).await
     }
 
     /// Whether the writer task is alive to commit records.
-    pub fn writer_running(&self) -> bool {
+    pub(crate) fn writer_running(&self) -> bool {
         self.writer.is_running()
     }
 
     /// Whether the database answers.
-    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)
     }
 
     /// The records `scope` may see that match `filter`, newest first, one page.
-    pub async fn issuances(
+    pub(crate) async fn issuances(
         &self,
         scope: &Scope,
         filter: &IssuanceFilter,
@@ -52,15 +52,10 @@ impl AuditLog {
 
     /// The records of issued tokens with any of these fingerprints, newest first, at most
     /// [`query::MAX_TOKEN_RECORDS`].
-    pub async fn issued_with(
+    pub(crate) async fn issued_with(
         &self,
         fingerprints: &[KeyedFingerprint],
     ) -> Result<Vec<ChainedRow>, sqlx::Error> {
         query::issued_with(&self.read_pool, fingerprints).await
-    }
-
-    /// The writer's pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 }

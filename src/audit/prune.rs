@@ -52,7 +52,7 @@ impl fmt::Display for MonthStart {
 
 /// What `audit prune` did.
 #[derive(Debug)]
-pub struct Pruned {
+pub(crate) struct Pruned {
     /// The cut-off date.
     pub before: MonthStart,
     /// The verification of the rows that were dropped.
@@ -129,7 +129,7 @@ ORDER BY upper"#;
 
 /// Verifies, checkpoints and drops the monthly partitions of the audit log that end on or
 /// before `before`. Refuses if those rows do not verify, unless `force`.
-pub async fn prune(
+pub(crate) async fn prune(
     pool: &PgPool,
     key: &ChainKey,
     before: MonthStart,

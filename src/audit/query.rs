@@ -10,11 +10,11 @@ use crate::domain::RoleArn;
 
 /// At most this many records are returned for one token (a cached token could be handed out
 /// many times).
-pub const MAX_TOKEN_RECORDS: i64 = 100;
+pub(crate) const MAX_TOKEN_RECORDS: i64 = 100;
 
 /// Whose records a reader may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Every record.
     Everyone,
     /// Only the records of one caller.
@@ -28,7 +28,7 @@ pub enum Scope {
 
 /// Which records to read; each filter given narrows, none given means every record.
 #[derive(Debug, Clone, Default)]
-pub struct IssuanceFilter {
+pub(crate) struct IssuanceFilter {
     /// The verified `sub`.
     pub subject: Option<String>,
     /// The issuer's configured name.
@@ -47,7 +47,7 @@ pub struct IssuanceFilter {
 
 /// Where a page starts and how long it is.
 #[derive(Debug, Clone, Copy)]
-pub struct Page {
+pub(crate) struct Page {
     /// Only records older in the chain than this id: the last id of the previous page.
     pub before_id: Option<i64>,
     /// Records at most.

@@ -79,12 +79,12 @@ pub struct SessionTags(Vec<(String, String)>);
 
 impl SessionTags {
     /// The tags, sorted by key.
-    pub fn as_slice(&self) -> &[(String, String)] {
+    pub(crate) fn as_slice(&self) -> &[(String, String)] {
         &self.0
     }
 
     /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
@@ -192,7 +192,7 @@ pub struct AuditRecord {
     /// On an aggregate row only: the refusals shed under pressure instead of being written
     /// one by one.
     #[sqlx(json(nullable))]
-    pub shed: Option<ShedSummary>,
+    pub(crate) shed: Option<ShedSummary>,
 }
 
 impl AuditRecord {
@@ -230,7 +230,7 @@ impl AuditRecord {
 
     /// The aggregate row of refusals shed under pressure; status 0, as they were answered
     /// with several.
-    pub fn shed(summary: ShedSummary) -> Self {
+    pub(crate) fn shed(summary: ShedSummary) -> Self {
         let mut record = Self::start(&uuid::Uuid::new_v4().to_string(), None, None);
         record.occurred_at = summary.until;
         record.decide(Outcome::Denied, SHED_REASON, 0);
@@ -240,7 +240,7 @@ impl AuditRecord {
     }
 
     /// Records what a grant allows.
-    pub fn grant(&mut self, grant: &Grant<'_>) {
+    pub(crate) fn grant(&mut self, grant: &Grant<'_>) {
         for endpoint in &grant.endpoints {
             push_distinct(&mut self.regions, endpoint.region().to_string());
             push_distinct(&mut self.registry_ids, endpoint.registry_id().to_string());
@@ -256,7 +256,7 @@ impl AuditRecord {
     }
 
     /// Records what was issued: endpoints, the earliest expiry, token fingerprints.
-    pub fn issued(&mut self, data: &[AuthorizationData], fingerprinter: &Fingerprinter) {
+    pub(crate) fn issued(&mut self, data: &[AuthorizationData], fingerprinter: &Fingerprinter) {
         self.proxy_endpoints = data.iter().map(|d| d.proxy_endpoint.clone()).collect();
         self.expires_at = data.iter().map(|d| d.expires_at).min();
         self.token_fingerprints = data

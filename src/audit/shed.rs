@@ -23,13 +23,13 @@ const TOP_REASONS: usize = 20;
 const MAX_TRACKED_CLIENTS: usize = 10_000;
 
 /// The `reason` of an aggregate row.
-pub const SHED_REASON: &str = "shed";
+pub(crate) const SHED_REASON: &str = "shed";
 
 /// The refusals of one interval that were not written one by one: the `shed` column of an
 /// aggregate row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ShedSummary {
+pub(crate) struct ShedSummary {
     /// How many refusals were shed.
     pub count: u64,
     /// When the first of them was shed.
@@ -53,7 +53,7 @@ fn micros<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S
 /// A client address or a reason, and how many refusals had it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ShedCount {
+pub(crate) struct ShedCount {
     /// The address or the reason.
     pub key: String,
     /// How many.

@@ -24,7 +24,7 @@ const PARTITION_MONTHS_AHEAD: i32 = 3;
 
 /// Applies pending migrations, then creates the audit partitions for the coming months, so
 /// that running `migrate` monthly keeps rows out of the default partition. Idempotent.
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+pub(crate) async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("running migrations")?;
     sqlx::query("SELECT audit_ensure_partitions($1)")
         .bind(PARTITION_MONTHS_AHEAD)
@@ -46,7 +46,7 @@ pub struct AppendBounds {
 impl AppendBounds {
     /// Bounds of `lock`, `statement` and `idle` (each at least a millisecond: Postgres reads
     /// 0 as no limit).
-    pub fn new(lock: Duration, statement: Duration, idle: Duration) -> Self {
+    pub(crate) fn new(lock: Duration, statement: Duration, idle: Duration) -> Self {
         let ms = |d: Duration| d.as_millis().max(1);
         Self {
             setup: format!(

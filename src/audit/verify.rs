@@ -17,7 +17,7 @@ use super::store::{SELECT_CHAIN, StoredRow, hash, latest_checkpoint};
 
 /// What a row's `prev_hash` has to equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Predecessor {
+pub(crate) enum Predecessor {
     /// The first row's: [`GENESIS`].
     Genesis,
     /// The last pruned row's, kept in `audit_checkpoints`.
@@ -52,7 +52,7 @@ impl fmt::Display for Predecessor {
 
 /// The first link that does not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Break {
+pub(crate) enum Break {
     /// The row cannot be read back into the form that was hashed.
     Unreadable {
         /// The row.
@@ -93,20 +93,6 @@ pub enum Break {
     },
 }
 
-impl Break {
-    /// The id of the row where the chain breaks.
-    pub fn id(&self) -> i64 {
-        match self {
-            Self::Unreadable { id, .. }
-            | Self::Gap { id, .. }
-            | Self::PrevHash { id, .. }
-            | Self::RowHash { id }
-            | Self::WitnessedHash { id } => *id,
-            Self::Truncated { end, .. } => end + 1,
-        }
-    }
-}
-
 impl fmt::Display for Break {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -143,7 +129,7 @@ impl fmt::Display for Break {
 
 /// A walk along the chain: where it started, how far it got, and the first break.
 #[derive(Debug)]
-pub struct Walk {
+pub(crate) struct Walk {
     key: ChainKey,
     /// Where the walk started.
     pub start: Predecessor,
@@ -315,7 +301,7 @@ pub(super) async fn chain_start(
 
 /// The outcome of `audit verify`.
 #[derive(Debug)]
-pub struct Verification {
+pub(crate) struct Verification {
     /// The walk along the chain.
     pub walk: Walk,
     /// How long it took.
@@ -324,7 +310,7 @@ pub struct Verification {
 
 impl Verification {
     /// Rows checked per second.
-    pub fn rows_per_sec(&self) -> f64 {
+    pub(crate) fn rows_per_sec(&self) -> f64 {
         self.walk.checked as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -356,7 +342,7 @@ impl fmt::Display for Verification {
 /// trusting its `prev_hash`, to the end, in one snapshot of the database. The chain must
 /// reach every `expected` head with its hash, unless it was pruned (then only a checkpoint
 /// at that very id can be compared).
-pub async fn verify(
+pub(crate) async fn verify(
     pool: &PgPool,
     key: &ChainKey,
     from_id: Option<i64>,

@@ -12,7 +12,7 @@ use super::store::chain_head;
 
 /// Logs the chain's head (`head = ID:HASH`, the form `--expect-head` takes) every
 /// `interval`, until aborted. A failed read is logged and tried again next time.
-pub fn spawn_head_log(pool: PgPool, key: ChainKey, interval: Duration) -> JoinHandle<()> {
+pub(crate) fn spawn_head_log(pool: PgPool, key: ChainKey, interval: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -99,7 +99,7 @@ impl AuditWriter {
 
     /// Whether the writer task still takes records: it is gone once it has ended or
     /// panicked, and then no request can be recorded.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         !self.jobs.is_closed()
     }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 /// `[audit_chain]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuditChainConfig {
+pub(crate) struct AuditChainConfig {
     /// Longest wait for the chain lock (or any row lock) in an append, in milliseconds.
     pub lock_timeout_ms: NonZeroU64,
     /// Longest any statement of an append may run, in milliseconds.
@@ -35,7 +35,7 @@ impl Default for AuditChainConfig {
 
 impl AuditChainConfig {
     /// The interval between two chain-head log lines.
-    pub fn head_log_interval(&self) -> Duration {
+    pub(crate) fn head_log_interval(&self) -> Duration {
         Duration::from_secs(self.head_log_interval_secs.get())
     }
 }

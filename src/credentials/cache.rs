@@ -30,14 +30,14 @@ use tokio::time::Instant;
 use super::{AwsError, AwsErrorKind, Issued};
 use lifetime::Lifetime;
 
-pub use key::{CacheKey, CacheMode, CallerScope};
+pub(crate) use key::{CacheKey, CacheMode, CallerScope};
 
 /// The operation named when a request gives up waiting for another request's fetch.
 const WAITING: &str = "AssumeRole/GetAuthorizationToken";
 
 /// How the cache keeps and renews entries.
 #[derive(Debug, Clone)]
-pub struct CacheSettings {
+pub(crate) struct CacheSettings {
     /// Most keys kept at once.
     pub max_entries: usize,
     /// An entry with no more than this left is never served.
@@ -50,7 +50,7 @@ pub struct CacheSettings {
 
 /// A credential handed to one request.
 #[derive(Debug, Clone)]
-pub struct Served {
+pub(crate) struct Served {
     /// The credential.
     pub issued: Arc<Issued>,
     /// False only for the request whose own AWS calls produced it.
@@ -83,14 +83,14 @@ impl Slot {
 }
 
 /// The credential cache. Cheap to share behind an `Arc`.
-pub struct CredentialCache {
+pub(crate) struct CredentialCache {
     slots: Mutex<HashMap<CacheKey, Slot>>,
     settings: CacheSettings,
 }
 
 impl CredentialCache {
     /// An empty cache.
-    pub fn new(settings: CacheSettings) -> Self {
+    pub(crate) fn new(settings: CacheSettings) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
             settings,
@@ -100,7 +100,11 @@ impl CredentialCache {
     /// The credential for `key`: a cached one while it may be served, otherwise the result
     /// of `fetch`, or of the fetch another request already started for the same key.
     /// `fetch` is called only when this request has to start one.
-    pub async fn get<F, Fut>(self: &Arc<Self>, key: CacheKey, fetch: F) -> Result<Served, AwsError>
+    pub(crate) async fn get<F, Fut>(
+        self: &Arc<Self>,
+        key: CacheKey,
+        fetch: F,
+    ) -> Result<Served, AwsError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Issued, AwsError>> + Send + 'static,
@@ -214,13 +218,13 @@ impl CredentialCache {
     }
 
     /// Drops every entry that can no longer be served.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         self.lock().retain(|_, slot| !slot.dead(now));
     }
 
     /// Sweeps every `every`, so expired entries leave even when no new key arrives.
-    pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> JoinHandle<()> {
+    pub(crate) fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> JoinHandle<()> {
         let cache = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
@@ -236,12 +240,14 @@ impl CredentialCache {
     }
 
     /// The number of keys held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
     /// Whether no key is held.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 

@@ -10,11 +10,11 @@ use crate::domain::{Region, RegistryHost, RegistryId};
 
 /// An ECR authorization token (base64 of `AWS:<password>`). Never logged: `Debug` redacts it.
 #[derive(Clone)]
-pub struct EcrToken(SecretString);
+pub(crate) struct EcrToken(SecretString);
 
 impl EcrToken {
     /// The token itself, for the response body and the fingerprint only.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         self.0.expose_secret()
     }
 }
@@ -27,7 +27,7 @@ impl fmt::Debug for EcrToken {
 
 /// One registry endpoint's credentials, as ECR returned them.
 #[derive(Debug, Clone)]
-pub struct AuthorizationData {
+pub(crate) struct AuthorizationData {
     /// Base64 of `AWS:<password>`.
     pub authorization_token: EcrToken,
     /// When the token stops working.
@@ -40,7 +40,7 @@ impl Aws {
     /// One AuthorizationData per endpoint, asking each region once and all regions at the
     /// same time. Each entry's `proxyEndpoint` is the endpoint as asked for (FIPS and
     /// dual-stack hosts included); the token works for any endpoint of its registry.
-    pub async fn authorization_data_for(
+    pub(crate) async fn authorization_data_for(
         &self,
         session: &SessionCredentials,
         endpoints: &[RegistryHost],

@@ -5,7 +5,7 @@ use crate::domain::{RegistryHost, RoleSessionName};
 
 /// Everything one issuance asks of AWS: a session, then a token per endpoint.
 #[derive(Debug, Clone)]
-pub struct CredentialRequest {
+pub(crate) struct CredentialRequest {
     /// The `AssumeRole` call.
     pub assume: AssumeRole,
     /// One AuthorizationData per endpoint, in this order.
@@ -14,7 +14,7 @@ pub struct CredentialRequest {
 
 /// What one round trip to AWS produced.
 #[derive(Debug)]
-pub struct Issued {
+pub(crate) struct Issued {
     /// One entry per endpoint asked for, each `expires_at` already the effective expiry.
     pub data: Vec<AuthorizationData>,
     /// The STS session the tokens belong to, as CloudTrail names it.
@@ -29,7 +29,7 @@ impl Aws {
     /// A token is only as good as the session behind it, so every entry's `expires_at` is
     /// the earlier of ECR's answer and the session's expiration: asking for a 900-second
     /// session yields tokens that say they live 15 minutes, not ECR's 12 hours.
-    pub async fn issue(&self, request: &CredentialRequest) -> Result<Issued, AwsError> {
+    pub(crate) async fn issue(&self, request: &CredentialRequest) -> Result<Issued, AwsError> {
         let session = self.assume_role(&request.assume).await?;
         let mut data = self
             .authorization_data_for(&session, &request.endpoints)

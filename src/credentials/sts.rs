@@ -11,7 +11,7 @@ use crate::policy::session_policy::SessionPolicy;
 /// The inputs of one `AssumeRole` call. Owned, so that a call can run on its own task and
 /// finish for everyone waiting on it.
 #[derive(Debug, Clone)]
-pub struct AssumeRole {
+pub(crate) struct AssumeRole {
     /// The role.
     pub role_arn: RoleArn,
     /// Names the session after the caller.
@@ -32,20 +32,23 @@ pub struct AssumeRole {
 
 /// Temporary credentials of an assumed-role session. `Debug` redacts the secrets.
 #[derive(Debug, Clone)]
-pub struct SessionCredentials {
+pub(crate) struct SessionCredentials {
     pub(super) credentials: Credentials,
 }
 
 impl SessionCredentials {
     /// When the credentials stop working.
-    pub fn expiration(&self) -> Option<SystemTime> {
+    pub(crate) fn expiration(&self) -> Option<SystemTime> {
         self.credentials.expiry()
     }
 }
 
 impl Aws {
     /// Assumes a role for one caller.
-    pub async fn assume_role(&self, input: &AssumeRole) -> Result<SessionCredentials, AwsError> {
+    pub(crate) async fn assume_role(
+        &self,
+        input: &AssumeRole,
+    ) -> Result<SessionCredentials, AwsError> {
         const OPERATION: &str = "AssumeRole";
         let _admitted = self.sts_ceiling.admit(&(), OPERATION).await?;
         let output = self

@@ -6,7 +6,7 @@ use super::{InvalidValue, Region, RegistryId};
 
 mod endpoint_kind;
 
-pub use endpoint_kind::EndpointKind;
+pub(crate) use endpoint_kind::EndpointKind;
 
 /// The host name of a private ECR registry, the part of an image reference before the first
 /// `/`, such as `123456789012.dkr.ecr.eu-west-1.amazonaws.com`.

@@ -25,7 +25,7 @@ static NAME: LazyLock<Regex> = LazyLock::new(|| grammar("[a-z0-9]"));
 static PATTERN: LazyLock<Regex> = LazyLock::new(|| grammar("[a-z0-9*]"));
 
 /// The longest ECR repository name.
-pub const MAX_REPOSITORY_NAME_LEN: usize = 256;
+pub(crate) const MAX_REPOSITORY_NAME_LEN: usize = 256;
 
 /// Whether `s` follows ECR's repository-name grammar, at any length and without wildcards.
 ///
@@ -33,12 +33,12 @@ pub const MAX_REPOSITORY_NAME_LEN: usize = 256;
 /// claim cannot widen the template with `*` or climb out of it with `..` or `/`. Such a part
 /// of a name, as in `team-{n}/*`, may be a single character; [`is_repository_name`] holds a
 /// whole name to ECR's length limits too.
-pub fn is_repository_name_text(s: &str) -> bool {
+pub(crate) fn is_repository_name_text(s: &str) -> bool {
     NAME.is_match(s)
 }
 
 /// Whether `s` is an ECR repository name: 2 to 256 characters of ECR's grammar, no wildcard.
-pub fn is_repository_name(s: &str) -> bool {
+pub(crate) fn is_repository_name(s: &str) -> bool {
     (2..=MAX_REPOSITORY_NAME_LEN).contains(&s.len()) && is_repository_name_text(s)
 }
 

@@ -1,5 +1,4 @@
 use std::fmt;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -90,11 +89,6 @@ impl SessionDuration {
     /// Seconds, as STS takes them.
     pub fn as_secs(self) -> u32 {
         self.0
-    }
-
-    /// As a `Duration`.
-    pub fn as_duration(self) -> Duration {
-        Duration::from_secs(self.0.into())
     }
 }
 

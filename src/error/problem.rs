@@ -7,13 +7,13 @@ use serde::Serialize;
 use crate::request_id::REQUEST_ID_HEADER;
 
 /// Where problem types are documented; a slug is appended.
-pub const PROBLEM_BASE: &str = "https://ecr-token-broker.dev/problems/";
+pub(crate) const PROBLEM_BASE: &str = "https://ecr-token-broker.dev/problems/";
 const PROBLEM_JSON: &str = "application/problem+json";
 
 /// The kinds of problem the service reports, each with the slug that ends its `type` and its
 /// title: the one table of them, which openapi.yaml documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProblemType {
+pub(crate) enum ProblemType {
     /// 400, or any 4xx raised outside the handlers.
     BadRequest,
     /// 401.
@@ -77,7 +77,7 @@ impl ProblemType {
 
 /// An RFC 9457 problem, before the request id is filled in.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub(crate) struct Problem {
     status: StatusCode,
     kind: ProblemType,
     detail: String,
@@ -85,7 +85,7 @@ pub struct Problem {
 
 impl Problem {
     /// A problem of type `kind`.
-    pub fn new(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -159,7 +159,7 @@ impl IntoResponse for Problem {
 }
 
 /// Writes every error response as problem+json with the request's id.
-pub async fn render_problems(request: Request, next: Next) -> Response {
+pub(crate) async fn render_problems(request: Request, next: Next) -> Response {
     let request_id = request
         .headers()
         .get(REQUEST_ID_HEADER)

@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-pub use json_pointer::{InvalidPointer, JsonPointer};
+pub(crate) use json_pointer::{InvalidPointer, JsonPointer};
 
 /// A claim by name, or by JSON pointer, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]

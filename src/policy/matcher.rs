@@ -79,7 +79,7 @@ pub struct Mismatch {
 
 /// Matches one claim of a token against any of its patterns.
 #[derive(Debug, Clone)]
-pub struct ClaimMatcher {
+pub(crate) struct ClaimMatcher {
     claim: ClaimPath,
     patterns: Vec<Pattern>,
 }
@@ -87,7 +87,7 @@ pub struct ClaimMatcher {
 impl ClaimMatcher {
     /// Compiles the patterns for `claim` (a claim name, or a JSON pointer such as
     /// `/realm_access/roles`); any of them may match.
-    pub fn new(claim: &str, patterns: &[ClaimPattern]) -> Result<Self, InvalidPattern> {
+    pub(crate) fn new(claim: &str, patterns: &[ClaimPattern]) -> Result<Self, InvalidPattern> {
         Ok(Self {
             claim: ClaimPath::parse(claim)?,
             patterns: patterns
@@ -97,19 +97,14 @@ impl ClaimMatcher {
         })
     }
 
-    /// The claim this matcher reads.
-    pub fn claim(&self) -> &str {
-        self.claim.as_str()
-    }
-
     /// Whether the claims satisfy this matcher. A missing claim never matches; strings,
     /// numbers and booleans are compared as text; an array matches when any element does.
-    pub fn matches(&self, claims: &Map<String, Value>) -> bool {
+    pub(crate) fn matches(&self, claims: &Map<String, Value>) -> bool {
         self.explain(claims).is_ok()
     }
 
     /// Like [`ClaimMatcher::matches`], saying why not.
-    pub fn explain(&self, claims: &Map<String, Value>) -> Result<(), Mismatch> {
+    pub(crate) fn explain(&self, claims: &Map<String, Value>) -> Result<(), Mismatch> {
         let mismatch = |reason: String| Mismatch {
             claim: self.claim.to_string(),
             reason,

@@ -3,9 +3,9 @@ use serde::Deserialize;
 use crate::domain::{Access, Region, RegistryHost, RegistryId, RepositoryPattern, SessionDuration};
 
 /// At most this many registry endpoints (regions × registries, or hosts) per request.
-pub const MAX_ENDPOINTS: usize = 20;
+pub(crate) const MAX_ENDPOINTS: usize = 20;
 /// At most this many repository patterns per request.
-pub const MAX_REPOSITORIES: usize = 20;
+pub(crate) const MAX_REPOSITORIES: usize = 20;
 
 /// The optional body of an issue request: every field narrows what the matched rule allows.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]

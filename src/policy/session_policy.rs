@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::domain::{Access, Region, RegistryId, RepositoryPattern};
 
 /// The most characters STS accepts in a session policy's plain text.
-pub const MAX_SESSION_POLICY_CHARS: usize = 2048;
+pub(crate) const MAX_SESSION_POLICY_CHARS: usize = 2048;
 
 /// Longer repository lists are not searched for patterns that cover others.
 const MAX_PATTERNS_TO_PRUNE: usize = 64;
@@ -50,7 +50,7 @@ impl fmt::Display for SessionPolicy {
 
 /// One registry in one region whose repositories the policy grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RepositoryScope<'a> {
+pub(crate) struct RepositoryScope<'a> {
     /// The registry's region; it also picks the partition of the ARNs.
     pub region: &'a Region,
     /// The account that owns the registry.
@@ -79,7 +79,7 @@ pub struct PolicyTooLarge {
 /// covered by another pattern are dropped, as they add length and nothing else (in lists of
 /// up to 64 patterns; longer lists are taken as they are). With no
 /// scopes, nothing but `ecr:GetAuthorizationToken` is granted.
-pub fn build(
+pub(crate) fn build(
     access: Access,
     scopes: &[RepositoryScope<'_>],
     repositories: &[RepositoryPattern],

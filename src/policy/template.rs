@@ -15,8 +15,8 @@ use serde::Deserialize;
 
 use super::ClaimPath;
 
-pub use render::RenderError;
-pub use value_rule::ValueRule;
+pub(crate) use render::RenderError;
+pub(crate) use value_rule::ValueRule;
 pub(super) use value_rule::{MAX_TAG_VALUE_LEN, aws_len, is_tag_text};
 
 /// A config string with claim placeholders, parsed once at load.

@@ -15,7 +15,7 @@ use crate::error::whole_seconds;
 
 /// Which bucket refused: named in the fields' policy and in the audit reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
+pub(crate) enum Policy {
     /// A verified caller's own bucket.
     PerCaller,
     /// A client address's bucket of requests whose token failed.

@@ -16,7 +16,7 @@ const FORWARDED_FOR: &str = "x-forwarded-for";
 
 /// Facts about the request that the audit log and response bodies need.
 #[derive(Debug, Clone)]
-pub struct RequestMeta {
+pub(crate) struct RequestMeta {
     /// The `x-request-id` (always set by the request-id middleware).
     pub request_id: String,
     /// The caller's own `x-request-id`, when it sent a usable one.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use ecr_token_broker::app::READER_APPLICATION_NAME;
+use ecr_token_broker::READER_APPLICATION_NAME;
 use serde_json::json;
 
 use crate::audit_api;

@@ -21,7 +21,7 @@ pub enum CacheMode {
 
 /// The caller a per-caller entry belongs to.
 #[derive(Debug, Clone, Copy)]
-pub struct CallerScope<'a> {
+pub(crate) struct CallerScope<'a> {
     /// The issuer's configured name.
     pub issuer: &'a str,
     /// The verified `sub`.
@@ -33,11 +33,11 @@ pub struct CallerScope<'a> {
 /// issuance. SHA-256 keeps an entry's key at 32 bytes however large the session policy is,
 /// and two different inputs never share an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CacheKey(pub(super) [u8; 32]);
+pub(crate) struct CacheKey(pub(super) [u8; 32]);
 
 impl CacheKey {
     /// The key of `request` under `rule`; `caller` is `None` for a shared entry.
-    pub fn new(
+    pub(crate) fn new(
         rule: &str,
         caller: Option<CallerScope<'_>>,
         access: Access,
