@@ -6,7 +6,8 @@
 #
 #   - GET /healthz req/s under wrk: the floor of the same HTTP stack;
 #   - POST /v1/ecr/authorization-token req/s, p50 and p99 under wrk, rotating the JWTs
-#     of $CALLERS callers, and its ratio to /healthz; the 200s are checked against the
+#     of $CALLERS callers who have each asked once before (so: cached issuance, every
+#     answer with its committed audit row), and its ratio to /healthz; the 200s are checked against the
 #     audit rows committed meanwhile;
 #   - upstream (AWS) calls per 10,000 issuances during that run;
 #   - a cold burst: $BURST concurrent requests for one new key, and the upstream calls
@@ -223,6 +224,12 @@ grep -E '^Vm(HWM|RSS):' "/proc/$BROKER_PID/status" >"$WORK/keys.rss"
 
 log "GET /healthz: wrk, $CONNECTIONS connections, ${DURATION}s"
 wrk_run "$WORK/healthz.wrk" "$BROKER/healthz"
+
+# Each caller's first request fetches its credential from AWS; the run measures what
+# callers get all day after that: cached, audited issuance (and any renewal that falls due).
+log "$CALLERS callers' first requests, so that the run below measures cached issuance"
+timeout 300 python3 scripts/bench_client.py once --url "$ISSUE_URL" --tokens "$WORK/callers.jwt" \
+  --concurrency "$CONNECTIONS" >"$WORK/warm.json"
 
 log "POST /v1/ecr/authorization-token: wrk, $CONNECTIONS connections, ${DURATION}s, $CALLERS callers"
 upstream_calls >"$WORK/issue.calls.before"
