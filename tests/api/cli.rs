@@ -40,6 +40,16 @@ pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Runs `check-config` on `text`, which it must refuse; returns what it printed.
+fn refused_config(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = run(&["check-config", path.to_str().unwrap()], &[]);
+    assert!(!output.status.success(), "check-config accepted:\n{text}");
+    stderr(&output)
+}
+
 /// Asserts that check-config's `message` names every one of `expected`.
 pub(crate) fn assert_mentions(message: &str, expected: &[&str]) {
     for expected in expected {
@@ -83,13 +93,9 @@ fn check_config_accepts_the_shipped_example_with_secrets_from_the_environment() 
 
 #[test]
 fn check_config_names_the_location_of_every_problem() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("broken.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{BASE}{}",
-            r#"
+    let message = refused_config(&format!(
+        "{BASE}{}",
+        r#"
 [[issuers]]
 name = "ci"
 issuer = "https://ci.example.com"
@@ -104,14 +110,7 @@ claims = { sub = "repo:[acme" }
 role_arn = "arn:aws:iam::123456789012:role/ecr"
 regions = ["us-east-1", "us-east-1"]
 "#
-        ),
-    )
-    .unwrap();
-
-    let output = run(&["check-config", path.to_str().unwrap()], &[]);
-
-    assert!(!output.status.success());
-    let message = stderr(&output);
+    ));
     assert_mentions(
         &message,
         &[
@@ -123,29 +122,21 @@ regions = ["us-east-1", "us-east-1"]
         ],
     );
 
-    std::fs::write(&path, "[server]\nlisten = \"0.0.0.0:8080\"\nbogus = 1\n").unwrap();
-    let output = run(&["check-config", path.to_str().unwrap()], &[]);
-    let message = stderr(&output);
-    assert!(!output.status.success());
+    let message = refused_config("[server]\nlisten = \"0.0.0.0:8080\"\nbogus = 1\n");
     assert!(
         message.contains("line 3") && message.contains("bogus"),
         "{message}"
     );
 
-    std::fs::write(&path, "[[rules]]\nregions = [\"nowhere\"]\n").unwrap();
-    let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
+    let message = refused_config("[[rules]]\nregions = [\"nowhere\"]\n");
     assert!(message.contains("not an AWS region code"), "{message}");
 }
 
 #[test]
 fn check_config_finds_rules_that_can_never_work() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("rules.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{BASE}{CI_ISSUER}{}",
-            r#"
+    let message = refused_config(&format!(
+        "{BASE}{CI_ISSUER}{}",
+        r#"
 [[rules]]
 name = "everyone"
 issuer = "ci"
@@ -165,14 +156,7 @@ claims = { ref = "refs/heads/main" }
 role_arn = "arn:aws:iam::123456789012:role/ecr"
 regions = ["us-east-1"]
 "#
-        ),
-    )
-    .unwrap();
-
-    let output = run(&["check-config", path.to_str().unwrap()], &[]);
-
-    assert!(!output.status.success());
-    let message = stderr(&output);
+    ));
     assert_mentions(
         &message,
         &[
@@ -193,14 +177,9 @@ regions = ["us-east-1"]
         ("{bad name}", "column"),
         ("x}", "column"),
     ] {
-        std::fs::write(
-            &path,
-            format!(
-                "[[rules]]\nname = \"r\"\nissuer = \"ci\"\nrole_arn = \"arn:aws:iam::123456789012:role/ecr\"\nregions = [\"us-east-1\"]\nrepositories = [\"{template}\"]\n"
-            ),
-        )
-        .unwrap();
-        let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
+        let message = refused_config(&format!(
+            "[[rules]]\nname = \"r\"\nissuer = \"ci\"\nrole_arn = \"arn:aws:iam::123456789012:role/ecr\"\nregions = [\"us-east-1\"]\nrepositories = [\"{template}\"]\n"
+        ));
         assert!(
             message.contains(problem) && message.contains("line 6"),
             "{template}: {message}"
@@ -215,8 +194,7 @@ regions = ["us-east-1"]
         ("session_duration_secs", "60", "900 to 43200"),
         ("regions", "[\"mars-1\"]", "not an AWS region code"),
     ] {
-        std::fs::write(&path, format!("[[rules]]\n{field} = {value}\n")).unwrap();
-        let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
+        let message = refused_config(&format!("[[rules]]\n{field} = {value}\n"));
         assert!(
             message.contains(problem) && message.contains("line 2"),
             "{field}: {message}"
@@ -226,13 +204,9 @@ regions = ["us-east-1"]
 
 #[test]
 fn check_config_checks_the_cache_settings() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("cache.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{BASE}{CI_ISSUER}{}",
-            r#"
+    let message = refused_config(&format!(
+        "{BASE}{CI_ISSUER}{}",
+        r#"
 [cache]
 max_entries = 0
 min_remaining_secs = 900
@@ -264,14 +238,7 @@ regions = ["us-east-1"]
 session_duration_secs = 3600
 cache = "shared"
 "#
-        ),
-    )
-    .unwrap();
-
-    let output = run(&["check-config", path.to_str().unwrap()], &[]);
-
-    assert!(!output.status.success());
-    let message = stderr(&output);
+    ));
     assert_mentions(
         &message,
         &[
@@ -283,8 +250,7 @@ cache = "shared"
     );
     assert!(!message.contains("rules[1]"), "{message}");
 
-    std::fs::write(&path, "[[rules]]\ncache = \"sometimes\"\n").unwrap();
-    let message = stderr(&run(&["check-config", path.to_str().unwrap()], &[]));
+    let message = refused_config("[[rules]]\ncache = \"sometimes\"\n");
     assert!(
         message.contains("per-caller") && message.contains("line 2"),
         "{message}"
@@ -296,26 +262,8 @@ async fn migrate_creates_the_schema_and_is_idempotent() {
     let url = crate::helpers::empty_database().await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        r#"
-[database]
-url = "set by the environment"
-
-[audit]
-fingerprint_key_id = "k1"
-fingerprint_key = "0123456789abcdef0123456789abcdef"
-chain_key = "fedcba9876543210fedcba9876543210"
-
-[[issuers]]
-name = "ci"
-issuer = "https://ci.example.com"
-jwks_uri = "https://ci.example.com/jwks"
-audiences = ["ecr-token-broker"]
-algorithms = ["RS256"]
-"#,
-    )
-    .unwrap();
+    // The database URL in BASE is overridden by the environment.
+    std::fs::write(&config, format!("{BASE}{CI_ISSUER}")).unwrap();
     let env = [
         ("ECR_TOKEN_BROKER_DATABASE_URL", url.as_str()),
         ("ECR_TOKEN_BROKER_CONFIG", config.to_str().unwrap()),
