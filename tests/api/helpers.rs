@@ -117,7 +117,6 @@ pub struct TestAppBuilder {
     server: String,
     database: String,
     audit: String,
-    wait_for_keys: bool,
     prepare_issuer: Option<PrepareIssuer>,
 }
 
@@ -266,12 +265,6 @@ impl TestAppBuilder {
         self
     }
 
-    /// Spawn without waiting for the test issuer's keys, for tests where they never load.
-    pub fn without_waiting_for_keys(mut self) -> Self {
-        self.wait_for_keys = false;
-        self
-    }
-
     /// Sets the test issuer up before the service starts, so its first key fetch sees it.
     pub fn prepare_issuer(mut self, prepare: impl FnOnce(&TestIssuer) + Send + 'static) -> Self {
         self.prepare_issuer = Some(Box::new(prepare));
@@ -370,7 +363,6 @@ jwks_min_refresh_interval_secs = 1
         );
         Prepared {
             text,
-            wait_for_keys: self.wait_for_keys,
             env: self.env,
             aws_endpoint,
             aws_credentials: self.aws_credentials,
@@ -466,7 +458,6 @@ jwks_min_refresh_interval_secs = 1
             moto,
             proxy,
             issuer,
-            wait_for_keys,
             ..
         } = p;
         let test_app = TestApp {
@@ -481,9 +472,7 @@ jwks_min_refresh_interval_secs = 1
             issuer,
             _shutdown: shutdown,
         };
-        if wait_for_keys {
-            test_app.wait_for_keys(&unloaded_keys).await;
-        }
+        test_app.wait_for_keys(&unloaded_keys).await;
         test_app
     }
 }
@@ -508,7 +497,6 @@ impl ServiceProcess {
 
 struct Prepared {
     text: String,
-    wait_for_keys: bool,
     env: Vec<(String, String)>,
     aws_endpoint: String,
     aws_credentials: (String, String),
@@ -551,7 +539,6 @@ impl TestApp {
             server: String::new(),
             database: String::new(),
             audit: String::new(),
-            wait_for_keys: true,
             prepare_issuer: None,
         }
     }

@@ -121,7 +121,7 @@ async fn the_replay_cache_is_bounded() {
 async fn a_key_set_behind_a_redirect_is_not_followed() {
     let app = TestApp::builder()
         .issuer_keys(r#"jwks_uri = "{issuer}/moved/jwks.json""#)
-        .without_waiting_for_keys()
+        .keys_stay_unloaded("test")
         .spawn()
         .await;
     // A second attempt comes only after the first has finished, and only if it failed.
@@ -145,7 +145,7 @@ async fn discovery_may_not_name_a_plain_http_key_set() {
             let elsewhere = issuer.jwks_uri().replace("127.0.0.1", "0.0.0.0");
             issuer.discover_jwks_at(&elsewhere);
         })
-        .without_waiting_for_keys()
+        .keys_stay_unloaded("test")
         .spawn()
         .await;
     // A second discovery comes only after the first has finished, and only if it failed.
