@@ -143,7 +143,7 @@ async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
         run(move |r| {
             let (pool, key) = (pool.clone(), key.clone());
             async move {
-                append(&pool, &key, &AppendBounds::default(), &[r])
+                append(&pool, &key, &AppendBounds::default(), &[&r])
                     .await
                     .expect("insert");
             }

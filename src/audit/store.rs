@@ -91,7 +91,7 @@ pub async fn append(
     pool: &PgPool,
     key: &ChainKey,
     bounds: &AppendBounds,
-    records: &[AuditRecord],
+    records: &[&AuditRecord],
 ) -> Result<Vec<i64>, sqlx::Error> {
     // READ COMMITTED whatever the server's default: each statement sees what committed
     // before it, so the head is read after the lock is granted. Under REPEATABLE READ the
@@ -109,7 +109,7 @@ pub async fn append(
     let recorded_at = to_micros(last_recorded_at.map_or(now, |last| now.max(last)));
 
     let mut rows = Vec::with_capacity(records.len());
-    for record in records {
+    for &record in records {
         id += 1;
         let row = ChainedRow::new(id, recorded_at, record.clone());
         let hash = key.row_hash(&prev, &row);

@@ -190,12 +190,12 @@ async fn run(
         if batch.is_empty() {
             continue;
         }
-        let records: Vec<AuditRecord> = batch.iter().map(|j| j.record.clone()).collect();
+        let records: Vec<&AuditRecord> = batch.iter().map(|job| &job.record).collect();
         let result = store::append(&pool, &key, &bounds, &records)
             .await
             .map_err(Arc::new);
         if let Err(error) = &result {
-            tracing::warn!(error = %error, rows = records.len(), "audit batch failed");
+            tracing::warn!(error = %error, rows = batch.len(), "audit batch failed");
         }
         for (i, job) in batch.drain(..).enumerate() {
             let outcome = match &result {

@@ -476,7 +476,7 @@ async fn the_service_role_may_only_add_and_read_rows() {
     let mut record = AuditRecord::start("as-the-service-role", None, None);
     record.decide(Outcome::Denied, "missing_token", 401);
     let key = ChainKey::new(&SecretString::from(CHAIN_KEY));
-    let ids = append(&service_db, &key, &AppendBounds::default(), &[record])
+    let ids = append(&service_db, &key, &AppendBounds::default(), &[&record])
         .await
         .expect("INSERT");
     let count: i64 = scalar(&service_db, "SELECT count(*) FROM audit_events").await;
@@ -589,6 +589,7 @@ async fn verify_throughput() {
                 r
             })
             .collect();
+        let records: Vec<&AuditRecord> = records.iter().collect();
         append(&db, &key, &AppendBounds::default(), &records)
             .await
             .unwrap();
