@@ -60,6 +60,26 @@ pub(crate) fn assert_mentions(message: &str, expected: &[&str]) {
     }
 }
 
+/// The ConfigMap carries the example config as its `config.toml`, so that what is checked
+/// here is what deploys.
+#[test]
+fn the_configmap_ships_the_example_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let example = std::fs::read_to_string(format!("{root}/deploy/config.example.toml")).unwrap();
+    let manifest = std::fs::read_to_string(format!("{root}/deploy/k8s/configmap.yaml")).unwrap();
+    let (_, block) = manifest
+        .split_once("  config.toml: |\n")
+        .expect("the ConfigMap has a config.toml block");
+    let shipped: String = block
+        .lines()
+        .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+        .collect();
+    assert!(
+        shipped == example,
+        "deploy/k8s/configmap.yaml's config.toml differs from deploy/config.example.toml"
+    );
+}
+
 #[test]
 fn check_config_accepts_the_shipped_example_with_secrets_from_the_environment() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.example.toml");
