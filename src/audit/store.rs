@@ -19,6 +19,10 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// them; taken per transaction.
 pub(super) const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469; // "ecr_audi"
 
+/// How an appending session names itself in `pg_stat_activity` while it is in its
+/// transaction, so that only appenders are ever ended as stalled (never `audit prune`).
+const APPENDER: &str = "ecr-token-broker-append";
+
 /// How many months of partitions `migrate` keeps ready beyond the current one.
 const PARTITION_MONTHS_AHEAD: i32 = 3;
 
@@ -41,6 +45,9 @@ pub(crate) async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 pub struct AppendBounds {
     /// The transaction's settings and its lock, sent as one round trip.
     setup: String,
+    /// How long a lock holder may stay in one state (running one statement, or idle in its
+    /// transaction) before the writer that waits for the lock ends its session.
+    stalled_after: Duration,
 }
 
 impl AppendBounds {
@@ -50,13 +57,15 @@ impl AppendBounds {
         let ms = |d: Duration| d.as_millis().max(1);
         Self {
             setup: format!(
-                "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
+                "SET LOCAL application_name = '{APPENDER}'; \
+                 SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
                  SET LOCAL idle_in_transaction_session_timeout = {}; \
                  SELECT pg_advisory_xact_lock({CHAIN_LOCK})",
                 ms(lock),
                 ms(statement),
                 ms(idle)
             ),
+            stalled_after: statement.max(idle) + lock,
         }
     }
 }
@@ -100,7 +109,13 @@ pub async fn append(
         .begin_with("BEGIN ISOLATION LEVEL READ COMMITTED")
         .await?;
     // The bounds are numbers and the lock key a constant: no input reaches this text.
-    tx.execute(bounds.setup.as_str()).await?;
+    if let Err(error) = tx.execute(bounds.setup.as_str()).await {
+        if is_lock_timeout(&error) {
+            drop(tx);
+            end_stalled_holder(pool, bounds).await;
+        }
+        return Err(error);
+    }
     let (mut id, mut prev, last_recorded_at) = chain_head(&mut tx, key).await?;
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
         .fetch_one(&mut *tx)
@@ -130,6 +145,47 @@ pub async fn append(
     .await?;
     tx.commit().await?;
     Ok(rows.iter().map(|r| r.row.id).collect())
+}
+
+fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    // lock_not_available
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("55P03"))
+}
+
+/// Ends the session of an appender that has held the chain lock in one state for longer than
+/// the bounds allow. Postgres's own timeouts cover a statement that runs too long and a
+/// transaction left idle, but not a session whose client stopped in the middle of sending a
+/// message: the server waits for the rest of it, untimed, while every replica's appends time
+/// out on the lock. Its transaction rolls back, so its batch is never committed and none of
+/// its callers got a token for it.
+async fn end_stalled_holder(pool: &PgPool, bounds: &AppendBounds) {
+    let ended = sqlx::query_scalar::<_, i32>(
+        // Materialized, so that the filter has run in full before anything is ended.
+        "WITH stalled AS MATERIALIZED ( \
+             SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.classid = ($1 >> 32)::oid AND l.objid = ($1 & 4294967295)::oid \
+               AND a.application_name = $2 \
+               AND a.state_change < clock_timestamp() - make_interval(secs => $3)) \
+         SELECT pid FROM stalled WHERE pg_terminate_backend(pid)",
+    )
+    .bind(CHAIN_LOCK)
+    .bind(APPENDER)
+    .bind(bounds.stalled_after.as_secs_f64())
+    .fetch_all(pool)
+    .await;
+    match ended {
+        Ok(pids) if pids.is_empty() => {}
+        Ok(pids) => tracing::warn!(
+            ?pids,
+            stalled_for_more_than_ms = bounds.stalled_after.as_millis(),
+            "ended the session of a stalled audit appender that held the chain lock"
+        ),
+        Err(error) => tracing::warn!(
+            error = %error,
+            "could not look for or end a stalled holder of the audit chain lock"
+        ),
+    }
 }
 
 /// A row as `jsonb_populate_recordset` reads it: the record's fields under their column

@@ -1,6 +1,7 @@
 //! The audit chain under faulty databases and writers: it cannot fork whatever the server's
 //! defaults, a duplicate or out-of-place chain id is refused by the database itself, and a
-//! session stuck holding the writers' lock costs bounded 503s, not an outage.
+//! session stuck holding the writers' lock, or an appender stalled in the middle of a message,
+//! costs bounded 503s, not an outage.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -377,9 +378,12 @@ async fn pass(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replica_cut_off_mid_append_is_ended_by_the_database_and_the_others_recover() {
+async fn a_replica_cut_off_mid_append_is_ended_and_the_others_recover() {
     let healthy = TestApp::builder()
-        .extra_config("[audit_chain]\nlock_timeout_ms = 300\n")
+        .extra_config(
+            "[audit_chain]\nlock_timeout_ms = 300\nstatement_timeout_ms = 1000\n\
+             idle_in_transaction_timeout_ms = 1000\n",
+        )
         .spawn()
         .await;
     let mut url = reqwest::Url::parse(&healthy.database_url).unwrap();
@@ -436,21 +440,126 @@ async fn a_replica_cut_off_mid_append_is_ended_by_the_database_and_the_others_re
     load.abort();
     let holder = holder.expect("never caught the replica holding the lock");
 
-    let ended = wait_for(Duration::from_secs(15), async || {
-        let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
-            .bind(holder)
-            .fetch_one(&mut admin)
-            .await
-            .unwrap();
-        (alive == 0).then_some(())
-    })
-    .await;
-    assert!(ended.is_some(), "the cut-off session still holds the lock");
-    let recovered = wait_for(Duration::from_secs(10), async || {
+    // Cut off idle in its transaction, Postgres ends the session; cut off in the middle of
+    // a message, the healthy replica's next append does.
+    let recovered = wait_for(Duration::from_secs(15), async || {
         let status = healthy.issue(Some(&healthy.token()), None).await.status();
         (status == 200).then_some(())
     })
     .await;
     assert!(recovered.is_some(), "the healthy replica never recovered");
+    let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+        .bind(holder)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(alive, 0, "the cut-off session is still there");
     verifies(&healthy.database_url, &[]).await;
+}
+
+/// A Postgres session spoken by hand, so that it can stop in the middle of a message as a
+/// client does when its network or process stalls mid-write. Needs trust authentication, as
+/// the test clusters have.
+struct RawSession {
+    stream: TcpStream,
+    pid: i32,
+}
+
+impl RawSession {
+    async fn connect(database_url: &str) -> Self {
+        let url = reqwest::Url::parse(database_url).unwrap();
+        let stream = TcpStream::connect((url.host_str().unwrap(), url.port().unwrap_or(5432)))
+            .await
+            .unwrap();
+        let mut startup = 196_608_i32.to_be_bytes().to_vec(); // protocol 3.0
+        for (name, value) in [
+            ("user", url.username()),
+            ("database", url.path().trim_start_matches('/')),
+        ] {
+            startup.extend([name.as_bytes(), b"\0", value.as_bytes(), b"\0"].concat());
+        }
+        startup.push(0);
+        let mut session = Self { stream, pid: 0 };
+        session.send(None, &startup).await;
+        session.until_ready().await;
+        session
+    }
+
+    /// Writes one message: its type byte (none for the startup message), length and body.
+    async fn send(&mut self, kind: Option<u8>, body: &[u8]) {
+        let length = i32::try_from(body.len() + 4).unwrap().to_be_bytes();
+        let message = [kind.as_slice(), &length, body].concat();
+        self.stream.write_all(&message).await.unwrap();
+    }
+
+    /// Runs `sql` as a simple query.
+    async fn query(&mut self, sql: &str) {
+        self.send(Some(b'Q'), &[sql.as_bytes(), b"\0"].concat())
+            .await;
+        self.until_ready().await;
+    }
+
+    /// Reads messages up to ReadyForQuery, keeping the backend's pid.
+    async fn until_ready(&mut self) {
+        loop {
+            let kind = self.stream.read_u8().await.unwrap();
+            let length = usize::try_from(self.stream.read_i32().await.unwrap()).unwrap();
+            let mut body = vec![0; length - 4];
+            self.stream.read_exact(&mut body).await.unwrap();
+            match kind {
+                b'R' => assert_eq!(body[..4], [0; 4], "the server asks for a password"),
+                b'K' => self.pid = i32::from_be_bytes(body[..4].try_into().unwrap()),
+                b'E' => panic!("{}", String::from_utf8_lossy(&body)),
+                b'Z' => return,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_appender_stalled_in_the_middle_of_a_message_is_ended_by_the_next_one() {
+    let service = TestApp::builder()
+        .extra_config(
+            "[audit_chain]\nlock_timeout_ms = 200\nstatement_timeout_ms = 500\n\
+             idle_in_transaction_timeout_ms = 500\n",
+        )
+        .spawn_process()
+        .await;
+    let mut stalled = RawSession::connect(&service.database_url).await;
+    // Holding the chain lock as an appender does, bounded as the service bounds its own.
+    stalled
+        .query(&format!(
+            "BEGIN; SET LOCAL application_name = 'ecr-token-broker-append'; \
+             SET LOCAL statement_timeout = 500; \
+             SET LOCAL idle_in_transaction_session_timeout = 500; \
+             SELECT pg_advisory_xact_lock({CHAIN_LOCK})"
+        ))
+        .await;
+    // A whole Parse, then the first bytes of a Bind that never ends. Reading a whole message
+    // disarms Postgres's idle timeout, and nothing times the wait for the rest of the next.
+    stalled.send(Some(b'P'), b"\0SELECT 1\0\0\0").await;
+    stalled.stream.write_all(b"B\0\0\0\x40\0").await.unwrap();
+
+    let http = reqwest::Client::new();
+    let issue = || {
+        http.post(format!("{}/v1/ecr/authorization-token", service.address))
+            .bearer_auth(service.issuer.token().sign())
+            .send()
+    };
+    let during = issue().await.unwrap();
+    assert_problem(during, 503, "audit-unavailable").await;
+    let recovered = wait_for(Duration::from_secs(15), async || {
+        (issue().await.unwrap().status() == 200).then_some(())
+    })
+    .await;
+
+    assert!(recovered.is_some(), "the service never recovered");
+    let log = service.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("ended the session of a stalled audit appender"))
+        .unwrap_or_else(|| panic!("no stalled appender was ended:\n{log}"));
+    assert!(line.contains(&format!("[{}]", stalled.pid)), "{line}");
+    verifies(&service.database_url, &[]).await;
 }
