@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use ecr_token_broker::ChainKey;
 use ecr_token_broker::{
-    AppendBounds, AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append,
+    AppendBounds, AuditRecord, AuditWriter, ChainAppender, MIGRATOR, Outcome, WriterLimits,
 };
 use secrecy::SecretString;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -104,10 +104,11 @@ async fn fresh_database(admin: &PgConnectOptions, name: &str) -> PgPool {
     pool
 }
 
-/// Runs `RECORDS` records through `CONCURRENCY` concurrent producers; returns rows/s.
+/// Runs `RECORDS` records through `CONCURRENCY` concurrent producers, each given its
+/// number; returns rows/s.
 async fn run<F, Fut>(produce: F) -> f64
 where
-    F: Fn(AuditRecord) -> Fut + Send + Sync + 'static,
+    F: Fn(usize, AuditRecord) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
     let produce = Arc::new(produce);
@@ -117,7 +118,7 @@ where
             let produce = produce.clone();
             tokio::spawn(async move {
                 for n in (worker..RECORDS).step_by(CONCURRENCY) {
-                    produce(record(n)).await;
+                    produce(worker, record(n)).await;
                 }
             })
         })
@@ -139,13 +140,20 @@ async fn count(pool: &PgPool) -> i64 {
 async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
     let pool = fresh_database(options, "ecrtb_bench_single").await;
     let single = {
-        let (pool, key) = (pool.clone(), key.clone());
-        run(move |r| {
-            let (pool, key) = (pool.clone(), key.clone());
+        // Each producer appends its own rows, one per transaction, over a session of its own.
+        let appenders: Arc<Vec<_>> = Arc::new(
+            (0..CONCURRENCY)
+                .map(|_| {
+                    tokio::sync::Mutex::new(ChainAppender::new(&pool, &AppendBounds::default()))
+                })
+                .collect(),
+        );
+        let key = key.clone();
+        run(move |worker, r| {
+            let (appenders, key) = (appenders.clone(), key.clone());
             async move {
-                append(&pool, &key, &AppendBounds::default(), &[&r])
-                    .await
-                    .expect("insert");
+                let mut appender = appenders[worker].lock().await;
+                appender.append(&key, &[&r]).await.expect("insert");
             }
         })
         .await
@@ -165,7 +173,7 @@ async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
     let (writer, task) = AuditWriter::spawn(pool.clone(), key.clone(), limits);
     let group = {
         let writer = writer.clone();
-        run(move |r| {
+        run(move |_, r| {
             let writer = writer.clone();
             async move {
                 writer.record(r).await.expect("commit");

@@ -6,6 +6,7 @@
 //! [`AuditLog`] also reads the log back: pages of records by filter, and the records of a
 //! token found by its fingerprints.
 
+mod appender;
 pub(crate) mod chain;
 mod fingerprint;
 mod log;
@@ -18,14 +19,15 @@ mod verify;
 mod witness;
 mod writer;
 
+pub use appender::{AppendBounds, ChainAppender};
 pub(crate) use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
 pub(crate) use log::AuditLog;
 pub(crate) use prune::{MonthStart, prune};
 pub(crate) use query::{IssuanceFilter, Page, Scope};
 pub use record::{AuditRecord, Outcome};
 pub(crate) use shed::ShedSummary;
+pub use store::MIGRATOR;
 pub(crate) use store::migrate;
-pub use store::{AppendBounds, MIGRATOR, append};
 pub(crate) use verify::{ExpectedHead, verify};
 pub(crate) use witness::spawn_head_log;
 pub(crate) use writer::AuditError;

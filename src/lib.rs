@@ -51,6 +51,8 @@ pub mod telemetry;
 
 pub use app::{Application, READER_APPLICATION_NAME};
 pub use audit::chain::ChainKey;
-pub use audit::{AppendBounds, AuditRecord, AuditWriter, MIGRATOR, Outcome, WriterLimits, append};
+pub use audit::{
+    AppendBounds, AuditRecord, AuditWriter, ChainAppender, MIGRATOR, Outcome, WriterLimits,
+};
 pub use config::Config;
 pub use routes::{Endpoint, endpoints};

@@ -8,7 +8,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use super::chain::ChainKey;
-use super::store::chain_head;
+use super::store::{ChainHead, chain_head};
 
 /// Logs the chain's head (`head = ID:HASH`, the form `--expect-head` takes) every
 /// `interval`, until aborted. A failed read is logged and tried again next time.
@@ -23,8 +23,10 @@ pub(crate) fn spawn_head_log(pool: PgPool, key: ChainKey, interval: Duration) ->
                 chain_head(&mut conn, &key).await
             };
             match head.await {
-                Ok((0, _, _)) => tracing::info!("audit chain head: the chain is empty"),
-                Ok((id, hash, _)) => tracing::info!(
+                Ok(ChainHead { id: 0, .. }) => {
+                    tracing::info!("audit chain head: the chain is empty")
+                }
+                Ok(ChainHead { id, hash, .. }) => tracing::info!(
                     head = %format!("{id}:{}", hex::encode(hash)),
                     "audit chain head"
                 ),

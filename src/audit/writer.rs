@@ -14,9 +14,9 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::appender::{AppendBounds, ChainAppender};
 use super::chain::ChainKey;
 use super::shed::ShedTally;
-use super::store::{self, AppendBounds};
 use super::{AuditRecord, Outcome};
 
 /// Why a record was not committed.
@@ -85,7 +85,8 @@ impl AuditWriter {
             shed: Arc::clone(&shed),
             report: limits.shed_report_interval,
         };
-        let task = tokio::spawn(run(pool, key, lanes, limits.max_batch, limits.bounds));
+        let appender = ChainAppender::new(&pool, &limits.bounds);
+        let task = tokio::spawn(run(appender, key, lanes, limits.max_batch));
         (
             Self {
                 jobs,
@@ -172,13 +173,7 @@ impl Lanes {
     }
 }
 
-async fn run(
-    pool: PgPool,
-    key: ChainKey,
-    mut lanes: Lanes,
-    max_batch: usize,
-    bounds: AppendBounds,
-) {
+async fn run(mut appender: ChainAppender, key: ChainKey, mut lanes: Lanes, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut report = tokio::time::interval(lanes.report);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -191,9 +186,7 @@ async fn run(
             continue;
         }
         let records: Vec<&AuditRecord> = batch.iter().map(|job| &job.record).collect();
-        let result = store::append(&pool, &key, &bounds, &records)
-            .await
-            .map_err(Arc::new);
+        let result = appender.append(&key, &records).await.map_err(Arc::new);
         if let Err(error) = &result {
             tracing::warn!(error = %error, rows = batch.len(), "audit batch failed");
         }

@@ -6,7 +6,7 @@ use std::process::Output;
 use std::time::Instant;
 
 use ecr_token_broker::ChainKey;
-use ecr_token_broker::{AppendBounds, AuditRecord, Outcome, append};
+use ecr_token_broker::{AppendBounds, AuditRecord, ChainAppender, Outcome};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
@@ -476,7 +476,8 @@ async fn the_service_role_may_only_add_and_read_rows() {
     let mut record = AuditRecord::start("as-the-service-role", None, None);
     record.decide(Outcome::Denied, "missing_token", 401);
     let key = ChainKey::new(&SecretString::from(CHAIN_KEY));
-    let ids = append(&service_db, &key, &AppendBounds::default(), &[&record])
+    let ids = ChainAppender::new(&service_db, &AppendBounds::default())
+        .append(&key, &[&record])
         .await
         .expect("INSERT");
     let count: i64 = scalar(&service_db, "SELECT count(*) FROM audit_events").await;
@@ -564,6 +565,7 @@ async fn verify_throughput() {
     let db = app.db().await;
     let key = ChainKey::new(&SecretString::from(CHAIN_KEY));
     let started = Instant::now();
+    let mut appender = ChainAppender::new(&db, &AppendBounds::default());
     for batch in 0..rows.div_ceil(1000) {
         let records: Vec<AuditRecord> = (0..1000.min(rows - batch * 1000))
             .map(|n| {
@@ -590,9 +592,7 @@ async fn verify_throughput() {
             })
             .collect();
         let records: Vec<&AuditRecord> = records.iter().collect();
-        append(&db, &key, &AppendBounds::default(), &records)
-            .await
-            .unwrap();
+        appender.append(&key, &records).await.unwrap();
     }
     println!("appended {rows} rows in {:.1?}", started.elapsed());
 

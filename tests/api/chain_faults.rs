@@ -273,7 +273,7 @@ async fn the_service_logs_its_chain_head_for_the_log_pipeline_to_witness() {
 }
 
 #[tokio::test]
-async fn a_forged_checkpoint_is_caught_by_verify_and_refused_by_the_writer() {
+async fn a_forged_checkpoint_is_caught_by_verify_and_refused_by_a_starting_writer() {
     let app = app_with_history().await;
     let url = &app.database_url;
     let db = app.db().await;
@@ -307,7 +307,11 @@ async fn a_forged_checkpoint_is_caught_by_verify_and_refused_by_the_writer() {
         "{}",
         stderr(&caught)
     );
-    let response = app.issue(Some(&token(&app, "after.yml")), None).await;
+    // A service that starts now finds no rows, so it would continue from the checkpoint.
+    let starting = TestApp::builder().database_url(url).spawn().await;
+    let response = starting
+        .issue(Some(&token(&starting, "after.yml")), None)
+        .await;
     assert_problem(response, 503, "audit-unavailable").await;
     assert!(
         app.audit_rows().await.is_empty(),
