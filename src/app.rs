@@ -39,9 +39,32 @@ use crate::routes;
 
 mod connections;
 
-/// Cheap, cloneable handles shared by every request.
-#[derive(Clone, FromRef)]
-pub(crate) struct AppState {
+/// What every request shares, behind one `Arc`: a request clones one pointer, not each part.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.verifier)
+    }
+}
+
+impl FromRef<AppState> for Arc<ServerConfig> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.server)
+    }
+}
+
+/// The parts of [`AppState`].
+pub(crate) struct Shared {
     /// Listener limits and CORS.
     pub server: Arc<ServerConfig>,
     /// Verifies bearer JWTs.
@@ -60,7 +83,7 @@ pub(crate) struct AppState {
     pub fingerprinters: Arc<Fingerprinters>,
 }
 
-impl AppState {
+impl Shared {
     /// The parts of the state that the issuing path uses.
     pub(crate) fn issuer(&self) -> Issuer<'_> {
         Issuer {
@@ -213,7 +236,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let server = Arc::new(config.server);
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             fingerprinters: Arc::new(Fingerprinters::new(
                 &config.audit.fingerprint_key_id,
                 &config.audit.fingerprint_key,
@@ -226,7 +249,7 @@ impl Application {
             audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             credentials,
             audit: AuditLog::new(writer, pool, read_pool),
-        };
+        }));
         Ok(Self {
             listener,
             router: build_router(state),

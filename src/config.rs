@@ -305,7 +305,7 @@ pub(crate) struct CeilingConfig {
 /// A token bucket: `burst` requests at once, refilled at `per_second`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RateLimitConfig {
+pub(crate) struct RateLimitConfig {
     /// Requests per second, sustained; fractions allowed (0.1 is one every ten seconds).
     pub per_second: f64,
     /// Requests allowed at once after a quiet period.
@@ -328,7 +328,7 @@ impl Default for RateLimitConfig {
 /// `[rate_limit]`: the per-caller bucket, with `[rate_limit.unauthenticated]` inside it.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct RateLimitsConfig {
+pub(crate) struct RateLimitsConfig {
     /// Each caller's requests per second, sustained.
     pub per_second: f64,
     /// Each caller's requests at once after a quiet period.
@@ -339,7 +339,7 @@ pub struct RateLimitsConfig {
 
 impl RateLimitsConfig {
     /// The bucket of each verified caller whose rule sets none of its own.
-    pub fn per_caller(&self) -> RateLimitConfig {
+    pub(crate) fn per_caller(&self) -> RateLimitConfig {
         RateLimitConfig {
             per_second: self.per_second,
             burst: self.burst,
@@ -454,7 +454,7 @@ fn default_jti_cache_capacity() -> usize {
 /// ask for.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConfig {
+pub(crate) struct RuleConfig {
     /// Unique name, recorded in the audit log.
     pub name: String,
     /// Name of the issuer whose tokens this rule considers.
@@ -513,7 +513,7 @@ fn default_identity_template() -> Template {
 /// `*`, `?` or `[`), or `{ regex = "..." }` (anchored at both ends).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
-pub enum ClaimPattern {
+pub(crate) enum ClaimPattern {
     /// Exact value or glob.
     Text(String),
     /// A regular expression.
@@ -523,7 +523,7 @@ pub enum ClaimPattern {
 /// `{ regex = "..." }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RegexPattern {
+pub(crate) struct RegexPattern {
     /// The expression; it must match the whole value.
     pub regex: String,
 }
@@ -534,7 +534,7 @@ pub struct RegexPattern {
 /// one pattern would become the regex `v*`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum ClaimPatterns {
+pub(crate) enum ClaimPatterns {
     /// Any of these patterns.
     AnyOf(Vec<ClaimPattern>),
     /// A single pattern.
@@ -543,7 +543,7 @@ pub enum ClaimPatterns {
 
 impl ClaimPatterns {
     /// The patterns as a slice.
-    pub fn as_slice(&self) -> &[ClaimPattern] {
+    pub(crate) fn as_slice(&self) -> &[ClaimPattern] {
         match self {
             Self::One(p) => std::slice::from_ref(p),
             Self::AnyOf(ps) => ps,

@@ -25,7 +25,7 @@ const RETRY_AFTER_SECS: &str = "5";
 
 /// Everything an API request can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400: the request body or a parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -67,7 +67,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -90,7 +90,7 @@ impl ApiError {
     }
 
     /// How the audit log classifies this failure.
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         if self.status().is_client_error() {
             Outcome::Denied
         } else {
@@ -99,7 +99,7 @@ impl ApiError {
     }
 
     /// The audit log's short reason.
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         match self {
             Self::BadRequest(_) => "bad_request".to_owned(),
             Self::PayloadTooLarge => "payload_too_large".to_owned(),

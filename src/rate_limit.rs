@@ -38,7 +38,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Every bucket: the global one, each overriding rule's, and each client address's for
 /// requests that fail authentication.
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     global: Buckets,
     by_rule: HashMap<String, Buckets>,
     unauthenticated: Buckets<IpAddr>,
@@ -69,7 +69,7 @@ impl CallerKey {
 
 impl RateLimits {
     /// Buckets for `[rate_limit]` and for every rule that sets its own (validated config).
-    pub fn new(global: &RateLimitsConfig, rules: &[RuleConfig]) -> Self {
+    pub(crate) fn new(global: &RateLimitsConfig, rules: &[RuleConfig]) -> Self {
         Self {
             global: Buckets::new(Policy::PerCaller, global.per_caller()),
             by_rule: rules
@@ -87,19 +87,19 @@ impl RateLimits {
 
     /// Takes one request from the caller's bucket under its rule's limit, or refuses with
     /// 429 when the bucket is empty.
-    pub fn check(&self, caller: &Caller, rule: &Rule) -> Result<(), ApiError> {
+    pub(crate) fn check(&self, caller: &Caller, rule: &Rule) -> Result<(), ApiError> {
         let buckets = self.by_rule.get(&rule.name).unwrap_or(&self.global);
         buckets.take(&CallerKey::of(caller))
     }
 
     /// Takes one failed authentication from the client address's bucket, or refuses with
     /// 429 when it is empty. Without an address (never over TCP) nothing is charged.
-    pub fn check_unauthenticated(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
+    pub(crate) fn check_unauthenticated(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
         client.map_or(Ok(()), |addr| self.unauthenticated.take(&addr))
     }
 
     /// Drops refilled buckets every minute, until the returned task is aborted.
-    pub fn spawn_sweeper(self: &Arc<Self>) -> JoinHandle<()> {
+    pub(crate) fn spawn_sweeper(self: &Arc<Self>) -> JoinHandle<()> {
         let limits = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
@@ -119,7 +119,8 @@ impl RateLimits {
 
     /// Callers and addresses currently holding a bucket (refilled ones may linger until the
     /// next sweep).
-    pub fn tracked_callers(&self) -> usize {
+    #[cfg(test)]
+    fn tracked_callers(&self) -> usize {
         std::iter::once(&self.global)
             .chain(self.by_rule.values())
             .map(|b| b.limiter.len())
@@ -215,7 +216,7 @@ mod tests {
         let Err(ApiError::RateLimited(refused)) = limits.check(&alice, open) else {
             panic!("the third request within the burst of 2 is refused");
         };
-        assert!(refused.retry_after_secs() >= 999, "{refused:?}");
+        assert!(refused.retry_after_secs >= 999, "{refused:?}");
         assert!(limits.check(&bob, open).is_ok(), "bob has his own bucket");
 
         assert!(

@@ -9,14 +9,14 @@ use sha2::Sha256;
 /// A plain hash of an ECR token would let anyone holding the audit table confirm a guessed
 /// token offline; the key keeps fingerprints useful only to the broker.
 #[derive(Clone)]
-pub struct Fingerprinter {
+pub(crate) struct Fingerprinter {
     key_id: String,
     mac: Hmac<Sha256>,
 }
 
 impl Fingerprinter {
     /// A fingerprinter for the key `key` named `key_id`.
-    pub fn new(key_id: &str, key: &SecretString) -> Self {
+    pub(crate) fn new(key_id: &str, key: &SecretString) -> Self {
         Self {
             key_id: key_id.to_owned(),
             mac: Hmac::new_from_slice(key.expose_secret().as_bytes())
@@ -25,12 +25,12 @@ impl Fingerprinter {
     }
 
     /// The key's id, stored beside each fingerprint.
-    pub fn key_id(&self) -> &str {
+    pub(crate) fn key_id(&self) -> &str {
         &self.key_id
     }
 
     /// The fingerprint of `token`.
-    pub fn fingerprint(&self, token: &str) -> String {
+    pub(crate) fn fingerprint(&self, token: &str) -> String {
         let mut mac = self.mac.clone();
         mac.update(token.as_bytes());
         hex::encode(mac.finalize().into_bytes())
@@ -47,7 +47,7 @@ impl std::fmt::Debug for Fingerprinter {
 
 /// A token's fingerprint under one key, as the audit log stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyedFingerprint {
+pub(crate) struct KeyedFingerprint {
     /// The key's id (`fingerprint_key_id`).
     pub key_id: String,
     /// The fingerprint (one of `token_fingerprints`).
@@ -60,14 +60,14 @@ pub struct KeyedFingerprint {
 /// made under the same key, so after a rotation a token is looked up under every key, each
 /// fingerprint against the rows stored with that key's id.
 #[derive(Debug, Clone)]
-pub struct Fingerprinters {
+pub(crate) struct Fingerprinters {
     current: Fingerprinter,
     previous: Vec<Fingerprinter>,
 }
 
 impl Fingerprinters {
     /// The current key `key` named `key_id`, and earlier keys by id.
-    pub fn new(
+    pub(crate) fn new(
         key_id: &str,
         key: &SecretString,
         previous: &BTreeMap<String, SecretString>,
@@ -83,12 +83,12 @@ impl Fingerprinters {
     }
 
     /// The key new fingerprints are made with.
-    pub fn current(&self) -> &Fingerprinter {
+    pub(crate) fn current(&self) -> &Fingerprinter {
         &self.current
     }
 
     /// The fingerprints of `token` under every key, the current one first.
-    pub fn all(&self, token: &str) -> Vec<KeyedFingerprint> {
+    pub(crate) fn all(&self, token: &str) -> Vec<KeyedFingerprint> {
         std::iter::once(&self.current)
             .chain(&self.previous)
             .map(|f| KeyedFingerprint {

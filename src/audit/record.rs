@@ -240,7 +240,7 @@ impl AuditRecord {
     }
 
     /// Records what a grant allows.
-    pub(crate) fn grant(&mut self, grant: &Grant<'_>) {
+    pub(crate) fn grant(&mut self, grant: &Grant) {
         for endpoint in &grant.endpoints {
             push_distinct(&mut self.regions, endpoint.region().to_string());
             push_distinct(&mut self.registry_ids, endpoint.registry_id().to_string());

@@ -8,7 +8,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 /// How an AWS call failed, in the terms the HTTP layer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AwsErrorKind {
+pub(crate) enum AwsErrorKind {
     /// No answer in time.
     Timeout,
     /// AWS asked us to slow down.
@@ -44,7 +44,7 @@ impl fmt::Display for AwsErrorKind {
 /// failure.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{operation} {kind}")]
-pub struct AwsError {
+pub(crate) struct AwsError {
     /// The operation, such as `AssumeRole`.
     pub operation: &'static str,
     /// What went wrong.
@@ -109,15 +109,10 @@ impl AwsError {
         }
     }
 
-    /// Whether the call was never sent because the broker's upstream ceiling was reached.
-    pub fn is_ceiling(&self) -> bool {
-        matches!(self.kind, AwsErrorKind::Ceiling { .. })
-    }
-
     /// The audit log's short reason, such as `aws_throttled:AssumeRole` or
     /// `aws_refused:AssumeRole:AccessDenied`: for a failed request, and for the upstream
     /// failure a cached answer hid.
-    pub fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         let kind = match &self.kind {
             AwsErrorKind::Refused { code } => {
                 return format!("aws_refused:{}:{code}", self.operation);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum Access {
+pub(crate) enum Access {
     /// Read images: `"pull"`.
     #[default]
     Pull,
@@ -20,7 +20,7 @@ pub enum Access {
 
 impl Access {
     /// The access level as written in config and requests: `pull` or `push`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Pull => "pull",
             Self::Push => "push",

@@ -23,14 +23,14 @@ fn sanitise(raw: &str, max_len: usize) -> String {
 /// It shows up in CloudTrail and in the assumed-role ARN, so it leads with the caller's subject
 /// and ends with a short unique suffix that ties it to one audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleSessionName(String);
+pub(crate) struct RoleSessionName(String);
 
 impl RoleSessionName {
     const MAX_LEN: usize = 64;
 
     /// Builds the name from the caller's subject and a unique suffix (at least 1 character of
     /// the STS alphabet; longer suffixes are cut to 16).
-    pub fn for_caller(subject: &str, unique_suffix: &str) -> Self {
+    pub(crate) fn for_caller(subject: &str, unique_suffix: &str) -> Self {
         let suffix = sanitise(unique_suffix, 16);
         let room = Self::MAX_LEN - suffix.len() - 1;
         let mut name = sanitise(subject, room);
@@ -43,7 +43,7 @@ impl RoleSessionName {
     }
 
     /// The name as sent to STS.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -59,18 +59,18 @@ impl fmt::Display for RoleSessionName {
 /// It sticks to the session (and to any session chained from it), so CloudTrail names the
 /// person or pipeline behind every ECR call made with the issued token.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceIdentity(String);
+pub(crate) struct SourceIdentity(String);
 
 impl SourceIdentity {
     /// Derives the identity from the caller's subject; `None` when fewer than two characters
     /// would remain.
-    pub fn for_caller(subject: &str) -> Option<Self> {
+    pub(crate) fn for_caller(subject: &str) -> Option<Self> {
         let identity = sanitise(subject, 64);
         (identity.len() >= 2).then_some(Self(identity))
     }
 
     /// The identity as sent to STS.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }

@@ -11,16 +11,16 @@ use super::Rules;
 /// it may be issued, is one of them. An admin rule that an earlier rule shadows for some
 /// caller makes no admin of that caller, exactly as it would issue nothing to it.
 #[derive(Debug, Default)]
-pub struct AuditAdmins(HashSet<String>);
+pub(crate) struct AuditAdmins(HashSet<String>);
 
 impl AuditAdmins {
     /// Callers of the rules named `rule_names` are audit admins.
-    pub fn new(rule_names: &[String]) -> Self {
+    pub(crate) fn new(rule_names: &[String]) -> Self {
         Self(rule_names.iter().cloned().collect())
     }
 
     /// Whether a verified caller of `issuer` with these claims is an audit admin.
-    pub fn admits(&self, rules: &Rules, issuer: &str, claims: &Map<String, Value>) -> bool {
+    pub(crate) fn admits(&self, rules: &Rules, issuer: &str, claims: &Map<String, Value>) -> bool {
         rules
             .first_match(issuer, claims)
             .is_some_and(|rule| self.0.contains(&rule.name))

@@ -11,7 +11,7 @@ pub(crate) use json_pointer::{InvalidPointer, JsonPointer};
 
 /// A claim by name, or by JSON pointer, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClaimPath {
+pub(crate) enum ClaimPath {
     /// A top-level claim; `a.b` is the claim named `a.b`, not a path.
     Name(String),
     /// A pointer into the claims.
@@ -20,7 +20,7 @@ pub enum ClaimPath {
 
 impl ClaimPath {
     /// A pointer when `text` starts with `/`, otherwise a claim name taken as it is.
-    pub fn parse(text: &str) -> Result<Self, InvalidPointer> {
+    pub(crate) fn parse(text: &str) -> Result<Self, InvalidPointer> {
         if text.starts_with('/') {
             JsonPointer::parse(text).map(Self::Pointer)
         } else {
@@ -29,7 +29,7 @@ impl ClaimPath {
     }
 
     /// The claim as written.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Name(name) => name,
             Self::Pointer(pointer) => pointer.as_str(),
@@ -37,7 +37,7 @@ impl ClaimPath {
     }
 
     /// The names it walks through from the top of the claims, unescaped.
-    pub fn keys(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &str> {
         let (name, pointer) = match self {
             Self::Name(name) => (Some(name.as_str()), None),
             Self::Pointer(pointer) => (None, Some(pointer.tokens())),
@@ -46,7 +46,7 @@ impl ClaimPath {
     }
 
     /// The claim's value, if the token has one.
-    pub fn resolve<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
+    pub(crate) fn resolve<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
         match self {
             Self::Name(name) => claims.get(name),
             Self::Pointer(pointer) => pointer.resolve(claims),

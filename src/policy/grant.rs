@@ -10,9 +10,7 @@ use crate::domain::{
 
 /// What a matched rule lets one request have.
 #[derive(Debug)]
-pub struct Grant<'a> {
-    /// The rule that matched.
-    pub rule: &'a Rule,
+pub(crate) struct Grant {
     /// One entry per registry endpoint asked for.
     pub endpoints: Vec<RegistryHost>,
     /// Pull or push.
@@ -27,7 +25,7 @@ pub struct Grant<'a> {
 
 /// Why a matched rule gives a request nothing.
 #[derive(Debug, thiserror::Error)]
-pub enum Denial {
+pub(crate) enum Denial {
     /// 403: the request asked for more than the rule allows.
     #[error(transparent)]
     NotAllowed(#[from] Refusal),
@@ -48,7 +46,7 @@ pub enum Denial {
 /// A request that asked for more than its rule allows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("rule {rule} does not allow: {}", refused.join(", "))]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The rule that matched.
     pub rule: String,
     /// Each refused item.
@@ -57,7 +55,7 @@ pub struct Refusal {
 
 /// The session's identity: its name, source identity and tags.
 #[derive(Debug, Clone)]
-pub struct SessionIdentity {
+pub(crate) struct SessionIdentity {
     /// RoleSessionName.
     pub session_name: RoleSessionName,
     /// SourceIdentity, when the template renders to at least two characters.
@@ -70,7 +68,7 @@ pub struct SessionIdentity {
 
 impl Rule {
     /// The repository patterns this rule allows this caller; `*` when the rule names none.
-    pub fn allowed_repositories(
+    pub(crate) fn allowed_repositories(
         &self,
         claims: &Map<String, Value>,
     ) -> Result<Vec<RepositoryPattern>, Denial> {
@@ -101,11 +99,11 @@ impl Rule {
 
     /// Narrows this rule's allowance to what the request asks for, refusing anything beyond
     /// it, and builds the session policy that enforces the result.
-    pub fn grant(
+    pub(crate) fn grant(
         &self,
         request: &IssueRequest,
         claims: &Map<String, Value>,
-    ) -> Result<Grant<'_>, Denial> {
+    ) -> Result<Grant, Denial> {
         let allowed_repositories = self.allowed_repositories(claims)?;
         let endpoints = self.endpoints(&request.selection);
         let mut refused = Vec::new();
@@ -164,7 +162,6 @@ impl Rule {
             .collect();
         let policy = session_policy::build(request.access, &scopes, &repositories)?;
         Ok(Grant {
-            rule: self,
             endpoints,
             access: request.access,
             repositories,
@@ -195,7 +192,7 @@ impl Rule {
 
     /// The session's name, source identity and tags for this caller. `unique_suffix` makes
     /// the session name unique per issuance.
-    pub fn session_identity(
+    pub(crate) fn session_identity(
         &self,
         claims: &Map<String, Value>,
         unique_suffix: &str,

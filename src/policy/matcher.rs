@@ -7,7 +7,7 @@ use crate::config::ClaimPattern;
 
 /// A claim matcher that does not compile.
 #[derive(Debug, thiserror::Error)]
-pub enum InvalidPattern {
+pub(crate) enum InvalidPattern {
     /// A pattern that does not compile.
     #[error("pattern {pattern:?}: {reason}")]
     Pattern {
@@ -70,7 +70,7 @@ impl Pattern {
 
 /// Why a claim did not match.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mismatch {
+pub(crate) struct Mismatch {
     /// The claim (name or JSON pointer) as the rule names it.
     pub claim: String,
     /// What the rule expected, and that the token did not have it.

@@ -10,7 +10,7 @@ pub(crate) const MAX_REPOSITORIES: usize = 20;
 /// The optional body of an issue request: every field narrows what the matched rule allows.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "RawIssueRequest")]
-pub struct IssueRequest {
+pub(crate) struct IssueRequest {
     /// Endpoints asked for by region and registry; `None`: the rule's defaults.
     pub selection: Selection,
     /// `pull` (the default) or `push`.
@@ -23,7 +23,7 @@ pub struct IssueRequest {
 
 /// Which registry endpoints a request asks for.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub enum Selection {
+pub(crate) enum Selection {
     /// The rule's first region and first registry.
     #[default]
     Defaults,

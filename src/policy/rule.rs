@@ -8,7 +8,7 @@ use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 
 /// A compiled `[[rules]]` entry.
 #[derive(Debug)]
-pub struct Rule {
+pub(crate) struct Rule {
     /// The rule's name.
     pub name: String,
     /// The issuer (by config name) whose callers it considers.
@@ -40,7 +40,7 @@ pub struct Rule {
 
 /// A rule config that cannot be compiled.
 #[derive(Debug, thiserror::Error)]
-pub enum InvalidRule {
+pub(crate) enum InvalidRule {
     /// A claim pattern does not compile.
     #[error("claims.{claim}: {source}")]
     Pattern {
@@ -56,7 +56,7 @@ pub enum InvalidRule {
 
 impl Rule {
     /// Compiles a rule config.
-    pub fn compile(config: &RuleConfig) -> Result<Self, InvalidRule> {
+    pub(crate) fn compile(config: &RuleConfig) -> Result<Self, InvalidRule> {
         let mut matchers = config
             .claims
             .iter()
@@ -110,12 +110,12 @@ impl Rule {
     }
 
     /// Whether a caller of `issuer` with these claims matches every claim matcher.
-    pub fn matches(&self, issuer: &str, claims: &Map<String, Value>) -> bool {
+    pub(crate) fn matches(&self, issuer: &str, claims: &Map<String, Value>) -> bool {
         self.issuer == issuer && self.matchers.iter().all(|m| m.matches(claims))
     }
 
     /// The first claim matcher these claims fail, if any.
-    pub fn first_mismatch(&self, claims: &Map<String, Value>) -> Option<Mismatch> {
+    pub(crate) fn first_mismatch(&self, claims: &Map<String, Value>) -> Option<Mismatch> {
         self.matchers.iter().find_map(|m| m.explain(claims).err())
     }
 }
@@ -140,11 +140,11 @@ fn literal_glob(audience: &str) -> String {
 
 /// The ordered rule list.
 #[derive(Debug, Default)]
-pub struct Rules(Vec<Rule>);
+pub(crate) struct Rules(Vec<Rule>);
 
 impl Rules {
     /// Compiles every rule, keeping the order.
-    pub fn compile<'a>(
+    pub(crate) fn compile<'a>(
         configs: impl IntoIterator<Item = &'a RuleConfig>,
     ) -> Result<Self, InvalidRule> {
         configs
@@ -155,12 +155,12 @@ impl Rules {
     }
 
     /// The first rule that matches, if any.
-    pub fn first_match(&self, issuer: &str, claims: &Map<String, Value>) -> Option<&Rule> {
+    pub(crate) fn first_match(&self, issuer: &str, claims: &Map<String, Value>) -> Option<&Rule> {
         self.0.iter().find(|r| r.matches(issuer, claims))
     }
 
     /// The rules of one issuer, in order.
-    pub fn of_issuer<'a>(&'a self, issuer: &'a str) -> impl Iterator<Item = &'a Rule> {
+    pub(crate) fn of_issuer<'a>(&'a self, issuer: &'a str) -> impl Iterator<Item = &'a Rule> {
         self.0.iter().filter(move |r| r.issuer == issuer)
     }
 }

@@ -33,11 +33,11 @@ const PUSH_ACTIONS: [&str; 4] = [
 
 /// A session policy document: minified IAM policy JSON that fits STS's size limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionPolicy(String);
+pub(crate) struct SessionPolicy(String);
 
 impl SessionPolicy {
     /// The JSON text, as passed to STS's `Policy` parameter.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 }
@@ -64,7 +64,7 @@ pub(crate) struct RepositoryScope<'a> {
      regions, registries or repositories",
     max = MAX_SESSION_POLICY_CHARS
 )]
-pub struct PolicyTooLarge {
+pub(crate) struct PolicyTooLarge {
     /// How many characters the policy would have been.
     pub chars: usize,
 }

@@ -9,7 +9,7 @@ use super::{RenderError, Template, ValueRule};
 
 /// One session tag, ready for AssumeRole.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionTag {
+pub(crate) struct SessionTag {
     /// The tag key, from the config.
     pub key: String,
     /// The tag value, rendered from the caller's claims.
@@ -18,7 +18,7 @@ pub struct SessionTag {
 
 /// A rule's session tags: value templates filled in from the caller's claims at issuance.
 #[derive(Debug, Clone, Default)]
-pub struct SessionTagTemplates {
+pub(crate) struct SessionTagTemplates {
     /// In config order, which for a TOML table is key order.
     tags: Vec<(String, Template)>,
     transitive_keys: Vec<String>,
@@ -28,7 +28,7 @@ impl SessionTagTemplates {
     /// Static checks (for check-config): at most 50 tags; keys 1..=128 chars of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, not starting with `aws:` (case-insensitive), unique case-insensitively; every transitive key is one of the tag keys; literal text of each value template fits the tag value charset.
     ///
     /// Returns every problem found, each message naming the key it concerns.
-    pub fn new(
+    pub(crate) fn new(
         tags: &BTreeMap<String, Template>,
         transitive_keys: &[String],
     ) -> Result<Self, Vec<String>> {
@@ -46,17 +46,21 @@ impl SessionTagTemplates {
     }
 
     /// Whether there are no tags to send.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
         self.tags.is_empty()
     }
 
     /// The keys whose tags pass on to sessions chained from the issued one.
-    pub fn transitive_keys(&self) -> &[String] {
+    pub(crate) fn transitive_keys(&self) -> &[String] {
         &self.transitive_keys
     }
 
     /// Renders every value with [`ValueRule::TagValue`]; the whole value (not just the substituted part) must be 0..=256 chars of the charset.
-    pub fn render(&self, claims: &Map<String, Value>) -> Result<Vec<SessionTag>, RenderError> {
+    pub(crate) fn render(
+        &self,
+        claims: &Map<String, Value>,
+    ) -> Result<Vec<SessionTag>, RenderError> {
         // `new` checked every literal, and `TagValue` checks every substitution, so the
         // charset holds for the whole value; only the total length is left to bound.
         self.tags

@@ -22,7 +22,7 @@ pub(super) use value_rule::{MAX_TAG_VALUE_LEN, aws_len, is_tag_text};
 /// A config string with claim placeholders, parsed once at load.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
-pub struct Template {
+pub(crate) struct Template {
     text: String,
     parts: Vec<Part>,
 }
@@ -38,7 +38,7 @@ enum Part {
 /// A template that does not parse, with the 1-based column (in characters) of the problem.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("template {template:?}, column {column}: {problem}")]
-pub struct TemplateError {
+pub(crate) struct TemplateError {
     template: String,
     column: usize,
     problem: String,
@@ -46,7 +46,7 @@ pub struct TemplateError {
 
 impl Template {
     /// Parses `text`, refusing unknown placeholders and unpaired braces.
-    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, TemplateError> {
         let error = |index: usize, problem: String| TemplateError {
             template: text.to_owned(),
             column: index + 1,
@@ -101,12 +101,12 @@ impl Template {
     }
 
     /// The original text, as written in the config.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 
     /// The claims its placeholders name, in order.
-    pub fn placeholders(&self) -> impl Iterator<Item = &ClaimPath> {
+    pub(crate) fn placeholders(&self) -> impl Iterator<Item = &ClaimPath> {
         self.parts.iter().filter_map(|part| match part {
             Part::Claim(p) => Some(p),
             Part::Literal(_) => None,
@@ -115,7 +115,7 @@ impl Template {
 
     /// The literal segments in order, braces unescaped, so callers can check the parts the
     /// config wrote.
-    pub fn literal_text(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn literal_text(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|part| match part {
             Part::Literal(text) => Some(text.as_str()),
             Part::Claim(_) => None,

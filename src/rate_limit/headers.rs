@@ -47,10 +47,10 @@ impl Policy {
     burst = limit.burst,
     per_second = limit.per_second
 )]
-pub struct RateLimited {
+pub(crate) struct RateLimited {
     policy: Policy,
     limit: RateLimitConfig,
-    retry_after_secs: u64,
+    pub(super) retry_after_secs: u64,
 }
 
 impl RateLimited {
@@ -64,20 +64,15 @@ impl RateLimited {
     }
 
     /// The audit reason: `rate_limited`, or `rate_limited:unauthenticated`.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self.policy {
             Policy::PerCaller => "rate_limited",
             Policy::Unauthenticated => "rate_limited:unauthenticated",
         }
     }
 
-    /// Seconds until the caller's bucket has room for one request.
-    pub fn retry_after_secs(&self) -> u64 {
-        self.retry_after_secs
-    }
-
     /// `Retry-After`, `RateLimit-Policy` and `RateLimit` for the 429.
-    pub fn headers(&self) -> [(HeaderName, HeaderValue); 3] {
+    pub(crate) fn headers(&self) -> [(HeaderName, HeaderValue); 3] {
         // The bucket holds `burst` requests and refills completely in `w` seconds: the
         // closest a token bucket comes to the draft's "quota per window".
         let window = whole_seconds(Duration::from_secs_f64(
@@ -148,7 +143,7 @@ mod tests {
             limit(0.1, 3),
             Duration::from_millis(9_200),
         );
-        assert_eq!(limited.retry_after_secs(), 10);
+        assert_eq!(limited.retry_after_secs, 10);
         let fields = rendered(&limited);
         assert_eq!(fields[1].1, "\"per-caller\";q=3;w=30");
         assert_eq!(fields[2].1, "\"per-caller\";r=0;t=10");
@@ -158,7 +153,7 @@ mod tests {
     #[test]
     fn never_says_zero_seconds() {
         let limited = RateLimited::new(Policy::PerCaller, limit(1_000_000.0, 1), Duration::ZERO);
-        assert_eq!(limited.retry_after_secs(), 1);
+        assert_eq!(limited.retry_after_secs, 1);
         assert_eq!(rendered(&limited)[1].1, "\"per-caller\";q=1;w=1");
     }
 }

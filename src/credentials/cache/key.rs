@@ -7,7 +7,7 @@ use crate::domain::Access;
 /// Who may be handed a rule's cached credential: the `cache` setting of a rule.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum CacheMode {
+pub(crate) enum CacheMode {
     /// `"per-caller"`: each caller (issuer and subject) keeps its own session, so CloudTrail
     /// names the caller.
     #[default]

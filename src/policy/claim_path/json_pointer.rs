@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 /// Empty names are refused although RFC 6901 allows them: no token names a claim `""`, and a
 /// pointer such as `/a//b` or `/team/` is a typo in a config file, not a wish.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonPointer {
+pub(crate) struct JsonPointer {
     /// The pointer as written.
     text: String,
     /// Its reference tokens, unescaped; never empty.
@@ -19,14 +19,14 @@ pub struct JsonPointer {
 /// A pointer that does not parse, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("JSON pointer {pointer:?}: {reason}")]
-pub struct InvalidPointer {
+pub(crate) struct InvalidPointer {
     pointer: String,
     reason: &'static str,
 }
 
 impl JsonPointer {
     /// Parses `text`, refusing empty names and escapes other than `~0` and `~1`.
-    pub fn parse(text: &str) -> Result<Self, InvalidPointer> {
+    pub(crate) fn parse(text: &str) -> Result<Self, InvalidPointer> {
         let invalid = |reason| InvalidPointer {
             pointer: text.to_owned(),
             reason,
@@ -51,19 +51,19 @@ impl JsonPointer {
     }
 
     /// The pointer as written.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.text
     }
 
     /// The names it walks through, unescaped, from the top.
-    pub fn tokens(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn tokens(&self) -> impl Iterator<Item = &str> {
         self.tokens.iter().map(String::as_str)
     }
 
     /// The value the pointer leads to inside `object` (a token's claims), if there is one:
     /// names step into objects, and canonical indexes (`0`, `7`, never `07`, `+7` or `-`)
     /// into arrays.
-    pub fn resolve<'a>(&self, object: &'a Map<String, Value>) -> Option<&'a Value> {
+    pub(crate) fn resolve<'a>(&self, object: &'a Map<String, Value>) -> Option<&'a Value> {
         let (first, rest) = self.tokens.split_first()?;
         rest.iter()
             .try_fold(object.get(first)?, |value, token| match value {

@@ -31,7 +31,7 @@ fn request(body: Value) -> IssueRequest {
     serde_json::from_value(body).unwrap()
 }
 
-fn hosts(grant: &Grant<'_>) -> Vec<String> {
+fn hosts(grant: &Grant) -> Vec<String> {
     grant.endpoints.iter().map(RegistryHost::host).collect()
 }
 

@@ -10,7 +10,7 @@ use crate::policy::ClaimPath;
 ///
 /// Messages name the placeholder, never the claim value: it may be hostile or huge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RenderError {
+pub(crate) enum RenderError {
     /// The token has no claim at the placeholder.
     #[error("the token has no claim for placeholder {{{placeholder}}}")]
     MissingClaim {
@@ -37,7 +37,7 @@ impl Template {
     /// Fills in every placeholder from `claims`; each value must pass `allowed`.
     ///
     /// Strings are used as they are, numbers and booleans as their JSON text.
-    pub fn render(
+    pub(crate) fn render(
         &self,
         claims: &Map<String, Value>,
         allowed: ValueRule,

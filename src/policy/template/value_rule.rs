@@ -27,7 +27,7 @@ pub(in crate::policy) fn aws_len(text: &str) -> usize {
 
 /// What a claim value must look like before it is substituted into a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueRule {
+pub(crate) enum ValueRule {
     /// Substituted values must follow ECR's repository-name grammar
     /// ([`is_repository_name_text`]): no `*`, `?`, `..`, uppercase, etc. A claim can never
     /// widen a repository pattern.
