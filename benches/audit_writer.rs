@@ -104,11 +104,10 @@ async fn fresh_database(admin: &PgConnectOptions, name: &str) -> PgPool {
     pool
 }
 
-/// Runs `RECORDS` records through `CONCURRENCY` concurrent producers, each given its
-/// number; returns rows/s.
+/// Runs `RECORDS` records through `CONCURRENCY` concurrent producers; returns rows/s.
 async fn run<F, Fut>(produce: F) -> f64
 where
-    F: Fn(usize, AuditRecord) -> Fut + Send + Sync + 'static,
+    F: Fn(AuditRecord) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,
 {
     let produce = Arc::new(produce);
@@ -118,7 +117,7 @@ where
             let produce = produce.clone();
             tokio::spawn(async move {
                 for n in (worker..RECORDS).step_by(CONCURRENCY) {
-                    produce(worker, record(n)).await;
+                    produce(record(n)).await;
                 }
             })
         })
@@ -140,19 +139,16 @@ async fn count(pool: &PgPool) -> i64 {
 async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
     let pool = fresh_database(options, "ecrtb_bench_single").await;
     let single = {
-        // Each producer appends its own rows, one per transaction, over a session of its own.
-        let appenders: Arc<Vec<_>> = Arc::new(
-            (0..CONCURRENCY)
-                .map(|_| {
-                    tokio::sync::Mutex::new(ChainAppender::new(&pool, &AppendBounds::default()))
-                })
-                .collect(),
-        );
+        // The writer's own append, one record per transaction: what group commit saves.
+        let appender = Arc::new(tokio::sync::Mutex::new(ChainAppender::new(
+            &pool,
+            &AppendBounds::default(),
+        )));
         let key = key.clone();
-        run(move |worker, r| {
-            let (appenders, key) = (appenders.clone(), key.clone());
+        run(move |r| {
+            let (appender, key) = (appender.clone(), key.clone());
             async move {
-                let mut appender = appenders[worker].lock().await;
+                let mut appender = appender.lock().await;
                 appender.append(&key, &[&r]).await.expect("insert");
             }
         })
@@ -173,7 +169,7 @@ async fn measure(options: &PgConnectOptions, key: &ChainKey) -> (f64, f64) {
     let (writer, task) = AuditWriter::spawn(pool.clone(), key.clone(), limits);
     let group = {
         let writer = writer.clone();
-        run(move |_, r| {
+        run(move |r| {
             let writer = writer.clone();
             async move {
                 writer.record(r).await.expect("commit");
