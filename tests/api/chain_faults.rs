@@ -17,6 +17,10 @@ use crate::helpers::{TestApp, assert_problem, wait_for};
 /// The writers' advisory lock key (`CHAIN_LOCK` in src/audit/store.rs).
 const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469;
 
+/// Bounds short enough that a stalled lock holder is ended within seconds.
+const SHORT_CHAIN_BOUNDS: &str = "[audit_chain]\nlock_timeout_ms = 300\n\
+    statement_timeout_ms = 1000\nidle_in_transaction_timeout_ms = 1000\n";
+
 /// Sends `n` issuing requests to `app` at once; returns their statuses.
 async fn issue_many(app: &TestApp, n: usize) -> Vec<u16> {
     let requests = (0..n).map(|_| async {
@@ -384,10 +388,7 @@ async fn pass(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_cut_off_mid_append_is_ended_and_the_others_recover() {
     let healthy = TestApp::builder()
-        .extra_config(
-            "[audit_chain]\nlock_timeout_ms = 300\nstatement_timeout_ms = 1000\n\
-             idle_in_transaction_timeout_ms = 1000\n",
-        )
+        .extra_config(SHORT_CHAIN_BOUNDS)
         .spawn()
         .await;
     let mut url = reqwest::Url::parse(&healthy.database_url).unwrap();
@@ -524,10 +525,7 @@ impl RawSession {
 #[tokio::test]
 async fn an_appender_stalled_in_the_middle_of_a_message_is_ended_by_the_next_one() {
     let service = TestApp::builder()
-        .extra_config(
-            "[audit_chain]\nlock_timeout_ms = 200\nstatement_timeout_ms = 500\n\
-             idle_in_transaction_timeout_ms = 500\n",
-        )
+        .extra_config(SHORT_CHAIN_BOUNDS)
         .spawn_process()
         .await;
     let mut stalled = RawSession::connect(&service.database_url).await;
