@@ -25,13 +25,10 @@ use super::store::{CHAIN_LOCK, ChainHead, chain_head};
 /// ever ended as stalled (never `audit prune`).
 pub(super) const APPENDER: &str = "ecr-token-broker-append";
 
-/// One parameter and one statement text whatever the batch size, so Postgres plans it once:
-/// a multi-row VALUES list would be a new statement, parsed and planned, per size.
-const INSERT: &str =
-    "INSERT INTO audit_events SELECT * FROM jsonb_populate_recordset(NULL::audit_events, $1)";
-
-/// [`INSERT`] under the writers' lock, as one statement: the one-row subquery is read, and
-/// the lock taken, before any row is inserted.
+/// Inserts a batch under the writers' lock, as one statement: the one-row subquery is read,
+/// and the lock taken, before any row is inserted. One parameter and one statement text
+/// whatever the batch size, so Postgres plans it once: a multi-row VALUES list would be a
+/// new statement, parsed and planned, per size.
 const LOCK_AND_INSERT: &str = "INSERT INTO audit_events \
      SELECT batch.* FROM (SELECT pg_advisory_xact_lock($1)) AS chain_lock, \
      jsonb_populate_recordset(NULL::audit_events, $2) AS batch";
@@ -174,7 +171,9 @@ impl ChainAppender {
         // READ COMMITTED: read after the lock was granted, this is the chain's real head.
         let head = chain_head(&mut tx, key).await?;
         let batch = Batch::after(key, &head, records);
-        sqlx::query(INSERT)
+        // The lock is held already; taking it again within the transaction costs nothing.
+        sqlx::query(LOCK_AND_INSERT)
+            .bind(CHAIN_LOCK)
             .bind(Json(&batch.rows))
             .execute(&mut *tx)
             .await?;

@@ -5,6 +5,7 @@ mod rules;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::ops::RangeInclusive;
 
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use secrecy::ExposeSecret;
@@ -54,6 +55,32 @@ impl Findings {
             self.0.push((path.into(), message.into()));
         }
     }
+
+    /// `value` must be at least `min`.
+    fn at_least<T: PartialOrd + fmt::Display>(
+        &mut self,
+        value: T,
+        min: T,
+        path: impl Into<String>,
+    ) {
+        if value < min {
+            self.0
+                .push((path.into(), format!("must be at least {min}")));
+        }
+    }
+
+    /// `value` must lie in `range`, both ends included.
+    fn within<T: PartialOrd + fmt::Display>(
+        &mut self,
+        value: T,
+        range: RangeInclusive<T>,
+        path: impl Into<String>,
+    ) {
+        if !range.contains(&value) {
+            let message = format!("must be {} to {}", range.start(), range.end());
+            self.0.push((path.into(), message));
+        }
+    }
 }
 
 /// Checks the whole config; `env_problems` are those already found in the environment.
@@ -64,10 +91,10 @@ pub(super) fn validate(
     let mut f = Findings(env_problems);
     server(config, &mut f);
     database_and_audit(config, &mut f);
-    f.check(
-        config.aws.operation_timeout_secs > 0,
+    f.at_least(
+        config.aws.operation_timeout_secs,
+        1,
         "aws.operation_timeout_secs",
-        "must be at least 1",
     );
     cache(config, &mut f);
     f.check(
@@ -122,35 +149,23 @@ pub(super) fn validate(
 
 fn server(config: &Config, f: &mut Findings) {
     let server = &config.server;
-    f.check(
-        server.request_timeout_secs > 0,
+    f.at_least(
+        server.request_timeout_secs,
+        1,
         "server.request_timeout_secs",
-        "must be at least 1",
     );
-    f.check(
-        server.max_body_bytes >= 1024,
-        "server.max_body_bytes",
-        "must be at least 1024",
-    );
+    f.at_least(server.max_body_bytes, 1024, "server.max_body_bytes");
     f.check(
         server.max_header_bytes >= 8 * 1024,
         "server.max_header_bytes",
         "must be at least 8192 (a JWT must fit)",
     );
-    f.check(
-        (16..=1000).contains(&server.max_headers),
-        "server.max_headers",
-        "must be 16 to 1000",
-    );
-    f.check(
-        server.max_connections > 0,
-        "server.max_connections",
-        "must be at least 1",
-    );
-    f.check(
-        (1..=300).contains(&server.header_read_timeout_secs),
+    f.within(server.max_headers, 16..=1000, "server.max_headers");
+    f.at_least(server.max_connections, 1, "server.max_connections");
+    f.within(
+        server.header_read_timeout_secs,
+        1..=300,
         "server.header_read_timeout_secs",
-        "must be 1 to 300",
     );
     for (i, origin) in server.cors_allowed_origins.iter().enumerate() {
         f.check(
@@ -163,11 +178,7 @@ fn server(config: &Config, f: &mut Findings) {
 
 fn cache(config: &Config, f: &mut Findings) {
     let cache = &config.cache;
-    f.check(
-        (1..=1_000_000).contains(&cache.max_entries),
-        "cache.max_entries",
-        "must be 1 to 1000000",
-    );
+    f.within(cache.max_entries, 1..=1_000_000, "cache.max_entries");
     f.check(
         cache.min_remaining_secs <= 3600,
         "cache.min_remaining_secs",
@@ -201,25 +212,25 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
             super::DATABASE_URL_ENV
         ),
     );
-    f.check(
-        config.database.max_connections > 0,
+    f.at_least(
+        config.database.max_connections,
+        1,
         "database.max_connections",
-        "must be at least 1",
     );
-    f.check(
-        config.database.acquire_timeout_secs > 0,
+    f.at_least(
+        config.database.acquire_timeout_secs,
+        1,
         "database.acquire_timeout_secs",
-        "must be at least 1",
     );
-    f.check(
-        config.database.read_max_connections > 0,
+    f.at_least(
+        config.database.read_max_connections,
+        1,
         "database.read_max_connections",
-        "must be at least 1",
     );
-    f.check(
-        (1..=300).contains(&config.database.read_statement_timeout_secs),
+    f.within(
+        config.database.read_statement_timeout_secs,
+        1..=300,
         "database.read_statement_timeout_secs",
-        "must be 1 to 300",
     );
     let key_id = &config.audit.fingerprint_key_id;
     f.check(
@@ -251,20 +262,16 @@ fn database_and_audit(config: &Config, f: &mut Findings) {
             super::CHAIN_KEY_ENV
         ),
     );
-    f.check(
-        config.audit.queue_capacity > 0,
-        "audit.queue_capacity",
-        "must be at least 1",
-    );
-    f.check(
-        config.audit.refusal_queue_capacity > 0,
+    f.at_least(config.audit.queue_capacity, 1, "audit.queue_capacity");
+    f.at_least(
+        config.audit.refusal_queue_capacity,
+        1,
         "audit.refusal_queue_capacity",
-        "must be at least 1",
     );
-    f.check(
-        (1..=3600).contains(&config.audit.shed_report_interval_secs),
+    f.within(
+        config.audit.shed_report_interval_secs,
+        1..=3600,
         "audit.shed_report_interval_secs",
-        "must be 1 to 3600",
     );
     f.check(
         (1..=1000).contains(&config.audit.max_batch),
@@ -316,15 +323,15 @@ fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
         format!("{at}.leeway_secs"),
         "must be at most 300",
     );
-    f.check(
-        issuer.jwks_refresh_secs >= 10,
+    f.at_least(
+        issuer.jwks_refresh_secs,
+        10,
         format!("{at}.jwks_refresh_secs"),
-        "must be at least 10",
     );
-    f.check(
-        issuer.jwks_min_refresh_interval_secs >= 1,
+    f.at_least(
+        issuer.jwks_min_refresh_interval_secs,
+        1,
         format!("{at}.jwks_min_refresh_interval_secs"),
-        "must be at least 1",
     );
     f.check(
         issuer
@@ -334,15 +341,13 @@ fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
         format!("{at}.required_typ"),
         "must be a media type such as \"JWT\" (printable ASCII, no spaces)",
     );
-    f.check(
-        issuer.max_token_age_secs.is_none_or(|s| s >= 1),
-        format!("{at}.max_token_age_secs"),
-        "must be at least 1",
-    );
-    f.check(
-        (1..=10_000_000).contains(&issuer.jti_cache_capacity),
+    if let Some(age) = issuer.max_token_age_secs {
+        f.at_least(age, 1, format!("{at}.max_token_age_secs"));
+    }
+    f.within(
+        issuer.jti_cache_capacity,
+        1..=10_000_000,
         format!("{at}.jti_cache_capacity"),
-        "must be 1 to 10000000",
     );
     let hmac = |a: &Algorithm| a.family() == AlgorithmFamily::Hmac;
     match issuer.key_source() {

@@ -31,16 +31,8 @@ pub(super) fn limits(config: &Config, f: &mut Findings) {
 }
 
 fn ceiling(ceiling: &CeilingConfig, at: &str, request_timeout_ms: u64, f: &mut Findings) {
-    f.check(
-        ceiling.max_concurrent >= 1,
-        format!("{at}.max_concurrent"),
-        "must be at least 1",
-    );
-    f.check(
-        ceiling.per_second >= 1,
-        format!("{at}.per_second"),
-        "must be at least 1",
-    );
+    f.at_least(ceiling.max_concurrent, 1, format!("{at}.max_concurrent"));
+    f.at_least(ceiling.per_second, 1, format!("{at}.per_second"));
     // A wait as long as the whole request would turn every refusal into a 504.
     f.check(
         ceiling.max_wait_ms < request_timeout_ms,
@@ -61,11 +53,7 @@ fn rate_limit(limit: &RateLimitConfig, at: &str, f: &mut Findings) {
         format!("{at}.per_second"),
         "must be between 0.0000116 (one a day) and 1000000",
     );
-    f.check(
-        limit.burst >= 1,
-        format!("{at}.burst"),
-        "must be at least 1",
-    );
+    f.at_least(limit.burst, 1, format!("{at}.burst"));
 }
 
 #[cfg(test)]
