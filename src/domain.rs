@@ -1,6 +1,7 @@
 //! Value types that can only hold valid values: parse once at the edge, trust them inside.
 
 mod access;
+mod kubernetes;
 mod partition;
 mod region;
 mod registry_host;
@@ -10,6 +11,7 @@ mod role_arn;
 mod session;
 
 pub(crate) use access::Access;
+pub(crate) use kubernetes::{Namespace, SecretName};
 pub(crate) use partition::Partition;
 pub(crate) use region::Region;
 pub(crate) use registry_host::RegistryHost;

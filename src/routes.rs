@@ -6,6 +6,7 @@ mod endpoint;
 mod health;
 mod json_object;
 mod meta;
+mod spec;
 mod whoami;
 
 use axum::Router;
@@ -34,12 +35,17 @@ fn all() -> Routes {
         .merge(whoami::router())
         .merge(audit::router())
         .merge(health::router())
+        .merge(spec::router())
 }
 
 /// A JSON response that no cache may keep: every API answer here is about one caller.
 pub(crate) fn no_store_json(body: impl serde::Serialize) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let mut response = axum::Json(body).into_response();
+    no_store(axum::Json(body).into_response())
+}
+
+/// `response` marked so that no cache keeps it.
+pub(crate) fn no_store(mut response: axum::response::Response) -> axum::response::Response {
     response.headers_mut().insert(
         axum::http::header::CACHE_CONTROL,
         axum::http::HeaderValue::from_static("no-store"),

@@ -51,6 +51,55 @@ struct RawIssueRequest {
     duration_seconds: Option<SessionDuration>,
 }
 
+/// The fields that take a list: a query string gives one by repeating the parameter.
+const LIST_FIELDS: [&str; 4] = ["regions", "registryIds", "registries", "repositories"];
+/// The fields that take an integer: a query string gives one as its digits.
+const INTEGER_FIELDS: [&str; 1] = ["durationSeconds"];
+
+impl IssueRequest {
+    /// Reads a request from decoded query parameters, by building the JSON object a body
+    /// would be and reading that, so that the query and the body share one grammar and one
+    /// set of refusals. A list field is given by repeating its parameter
+    /// (`registries=a&registries=b`); any other parameter may appear once.
+    pub(crate) fn from_query(pairs: Vec<(String, String)>) -> Result<Self, String> {
+        use serde_json::{Map, Value};
+        let mut object = Map::new();
+        for (name, value) in pairs {
+            if LIST_FIELDS.contains(&name.as_str()) {
+                if let Value::Array(items) = object
+                    .entry(name)
+                    .or_insert_with(|| Value::Array(Vec::new()))
+                {
+                    items.push(Value::String(value));
+                }
+                continue;
+            }
+            if object.contains_key(&name) {
+                return Err(format!("parameter `{name}` is given more than once"));
+            }
+            // Anything but plain digits stays a string, which serde refuses as the wrong type.
+            let value = match value.parse::<u64>() {
+                Ok(number) if INTEGER_FIELDS.contains(&name.as_str()) => Value::from(number),
+                _ => Value::String(value),
+            };
+            object.insert(name, value);
+        }
+        serde_json::from_value(Value::Object(object)).map_err(|e| e.to_string())
+    }
+
+    /// How many registry endpoints this request asks for (the defaults are one).
+    pub(crate) fn endpoint_count(&self) -> usize {
+        match &self.selection {
+            Selection::Defaults => 1,
+            Selection::Product {
+                regions,
+                registry_ids,
+            } => regions.as_ref().map_or(1, Vec::len) * registry_ids.as_ref().map_or(1, Vec::len),
+            Selection::Hosts(hosts) => hosts.len(),
+        }
+    }
+}
+
 fn distinct<T: Ord + Clone>(field: &str, items: &[T], max: usize) -> Result<(), String> {
     if items.is_empty() || items.len() > max {
         return Err(format!("{field} must list 1 to {max} items"));
@@ -216,6 +265,110 @@ mod tests {
                 .expect_err(&body.to_string())
                 .to_string();
             assert!(message.starts_with(error), "{body}: {message}");
+        }
+    }
+
+    fn query(pairs: &[(&str, &str)]) -> Result<IssueRequest, String> {
+        IssueRequest::from_query(
+            pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn a_query_reads_as_the_body_with_the_same_fields() {
+        let host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let other = "210987654321.dkr.ecr.us-east-1.amazonaws.com";
+        assert_eq!(query(&[]).unwrap(), IssueRequest::default());
+        assert_eq!(
+            query(&[
+                ("registries", host),
+                ("registries", other),
+                ("access", "push")
+            ])
+            .unwrap(),
+            parse(json!({"registries": [host, other], "access": "push"})).unwrap()
+        );
+        assert_eq!(
+            query(&[
+                ("region", "eu-west-1"),
+                ("registryIds", "123456789012"),
+                ("repositories", "team/*"),
+                ("durationSeconds", "900"),
+            ])
+            .unwrap(),
+            parse(
+                json!({"region": "eu-west-1", "registryIds": ["123456789012"],
+                         "repositories": ["team/*"], "durationSeconds": 900})
+            )
+            .unwrap()
+        );
+        // One item of a list field is still a list.
+        assert_eq!(
+            query(&[("regions", "us-east-1")]).unwrap(),
+            parse(json!({"regions": ["us-east-1"]})).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_query_is_refused_like_the_body() {
+        let host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        for (pairs, error) in [
+            (
+                &[("region", "eu-west-1"), ("regions", "us-east-1")][..],
+                "give region or regions, not both",
+            ),
+            (
+                &[("registries", host), ("region", "eu-west-1")],
+                "registries names regions and registries itself",
+            ),
+            (
+                &[("region", "a"), ("region", "b")],
+                "parameter `region` is given more than once",
+            ),
+            (
+                &[("access", "push"), ("access", "push")],
+                "parameter `access` is given more than once",
+            ),
+            (
+                &[("registries", host), ("registries", host)],
+                "registries lists an item twice",
+            ),
+            (
+                &[("durationSeconds", "900.0")],
+                "invalid type: string \"900.0\", expected u32",
+            ),
+            (&[("durationSeconds", "-1")], "invalid type: string \"-1\""),
+            (&[("durationSeconds", "99999999999")], "invalid value"),
+            (&[("access", "")], "unknown variant ``"),
+            (&[("format", "x")], "unknown field `format`"),
+        ] {
+            let message = query(pairs).expect_err(&format!("{pairs:?}"));
+            assert!(message.starts_with(error), "{pairs:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn endpoints_are_counted_as_issued() {
+        let host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+        let other = "210987654321.dkr.ecr.us-east-1.amazonaws.com";
+        for (body, count) in [
+            (json!({}), 1),
+            (json!({"region": "eu-west-1"}), 1),
+            (json!({"regions": ["eu-west-1", "us-east-1"]}), 2),
+            (
+                json!({"regions": ["eu-west-1", "us-east-1"], "registryIds": ["123456789012", "210987654321"]}),
+                4,
+            ),
+            (json!({"registries": [host, other]}), 2),
+        ] {
+            assert_eq!(
+                parse(body.clone()).unwrap().endpoint_count(),
+                count,
+                "{body}"
+            );
         }
     }
 

@@ -1,7 +1,11 @@
-use axum::extract::State;
+//! The issuing endpoints: one issuing and audit path, several formats of its answer.
+
+mod format;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Serialize;
 use tracing::Instrument;
 
 use super::RequestMeta;
@@ -9,14 +13,23 @@ use super::json_object::{BodyRejection, JsonObject};
 use crate::app::AppState;
 use crate::audit::{AuditError, AuditRecord, Outcome};
 use crate::auth::{AuthError, Caller};
-use crate::credentials::AuthorizationData;
+use crate::domain::{Namespace, SecretName};
 use crate::error::ApiError;
 use crate::issuance;
 use crate::policy::IssueRequest;
-use crate::routes::no_store_json;
+use format::CredentialFormat;
 
 pub(super) fn router() -> super::Routes {
-    super::Routes::new().post("/v1/ecr/authorization-token", post_authorization_token)
+    super::Routes::new()
+        .post("/v1/ecr/authorization-token", post_authorization_token)
+        .get("/v1/ecr/login-password", get_login_password)
+        .get("/v1/ecr/docker-config", get_docker_config)
+}
+
+/// What a request asks to be issued, and in which shape.
+struct Wanted {
+    request: IssueRequest,
+    format: CredentialFormat,
 }
 
 /// Issues ECR authorization data for the caller. The audit row is committed before the
@@ -27,19 +40,141 @@ async fn post_authorization_token(
     caller: Result<Caller, AuthError>,
     body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
 ) -> Result<Response, ApiError> {
-    // Runs to completion in its own task even when the client goes away or the request
-    // times out, so that every decision that reached AWS is recorded.
-    let work = issue_and_record(state, meta, caller, issue_request(body));
+    let wanted = issue_request(body).map(|request| Wanted {
+        request,
+        format: CredentialFormat::AuthorizationData,
+    });
+    issue(state, meta, caller, wanted).await
+}
+
+/// The password alone, for `docker login --username AWS --password-stdin HOST`; the query
+/// narrows the request as the issuing body does, and must leave exactly one endpoint.
+async fn get_login_password(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    caller: Result<Caller, AuthError>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let wanted = query_pairs(query)
+        .and_then(query_request)
+        .and_then(|request| match request.endpoint_count() {
+            1 => Ok(Wanted {
+                request,
+                format: CredentialFormat::LoginPassword,
+            }),
+            n => Err(ApiError::BadRequest(format!(
+                "{QUERY_REFUSAL}a password is for one registry endpoint, and this request asks for {n}: narrow it to one region and one registry, or one of registries"
+            ))),
+        });
+    issue(state, meta, caller, wanted).await
+}
+
+/// A Docker config.json, or with `format=kubernetes-secret` a Secret manifest holding one;
+/// the other parameters narrow the request as the issuing body does.
+async fn get_docker_config(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    caller: Result<Caller, AuthError>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let wanted = query_pairs(query).and_then(|mut pairs| {
+        let format = docker_config_format(&mut pairs)?;
+        Ok(Wanted {
+            request: query_request(pairs)?,
+            format,
+        })
+    });
+    issue(state, meta, caller, wanted).await
+}
+
+/// How every refusal of a query starts, as [`super::json_object`]'s do for bodies.
+const QUERY_REFUSAL: &str = "invalid query: ";
+
+fn query_pairs(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    query
+        .map(|Query(pairs)| pairs)
+        .map_err(|e| ApiError::BadRequest(format!("{QUERY_REFUSAL}{}", e.body_text())))
+}
+
+fn query_request(pairs: Vec<(String, String)>) -> Result<IssueRequest, ApiError> {
+    IssueRequest::from_query(pairs).map_err(|e| ApiError::BadRequest(format!("{QUERY_REFUSAL}{e}")))
+}
+
+/// Takes `format`, `name` and `namespace` out of the docker-config query, leaving the
+/// parameters of the issue request.
+fn docker_config_format(pairs: &mut Vec<(String, String)>) -> Result<CredentialFormat, ApiError> {
+    let mut take = |wanted: &str| -> Result<Option<String>, ApiError> {
+        let mut found = None;
+        let mut repeated = false;
+        pairs.retain(|(name, value)| {
+            if name != wanted {
+                return true;
+            }
+            repeated |= found.replace(value.clone()).is_some();
+            false
+        });
+        if repeated {
+            return Err(ApiError::BadRequest(format!(
+                "{QUERY_REFUSAL}parameter `{wanted}` is given more than once"
+            )));
+        }
+        Ok(found)
+    };
+    let format = take("format")?;
+    let name = take("name")?;
+    let namespace = take("namespace")?;
+    let invalid =
+        |e: crate::domain::InvalidValue| ApiError::BadRequest(format!("{QUERY_REFUSAL}{e}"));
+    match format.as_deref() {
+        None | Some("docker-config") => match (name, namespace) {
+            (None, None) => Ok(CredentialFormat::DockerConfig),
+            _ => Err(ApiError::BadRequest(format!(
+                "{QUERY_REFUSAL}name and namespace are for format=kubernetes-secret"
+            ))),
+        },
+        Some("kubernetes-secret") => {
+            let name = name.ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{QUERY_REFUSAL}format=kubernetes-secret needs the Secret's name"
+                ))
+            })?;
+            Ok(CredentialFormat::KubernetesSecret {
+                name: SecretName::try_from(name).map_err(invalid)?,
+                namespace: namespace
+                    .map(Namespace::try_from)
+                    .transpose()
+                    .map_err(invalid)?,
+            })
+        }
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "{QUERY_REFUSAL}format {other:?} is not one of docker-config, kubernetes-secret"
+        ))),
+    }
+}
+
+/// Runs the one issuing path to completion in its own task, even when the client goes away
+/// or the request times out, so that every decision that reached AWS is recorded.
+async fn issue(
+    state: AppState,
+    meta: RequestMeta,
+    caller: Result<Caller, AuthError>,
+    wanted: Result<Wanted, ApiError>,
+) -> Result<Response, ApiError> {
+    let work = issue_and_record(state, meta, caller, wanted);
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
 }
 
+/// The issuing path every format shares: verify, decide, issue (through the cache), build
+/// the answer, and commit the audit row before handing it out.
 async fn issue_and_record(
     state: AppState,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
-    request: Result<IssueRequest, ApiError>,
+    wanted: Result<Wanted, ApiError>,
 ) -> Result<Response, ApiError> {
     let mut record = AuditRecord::start(
         &meta.request_id,
@@ -59,19 +194,25 @@ async fn issue_and_record(
             }
         };
         issuance::record_caller(&mut record, &caller);
-        let request = request?;
-        state.issuer().issue(&mut record, &caller, &request).await
+        let wanted = wanted?;
+        let issued = state
+            .issuer()
+            .issue(&mut record, &caller, &wanted.request)
+            .await?;
+        // Built before the row is committed, so that a row saying "issued" always stands
+        // for an answer that was handed out.
+        wanted.format.render(&issued.data, meta.request_id.clone())
     }
     .await;
     match outcome {
-        Ok(issued) => {
+        Ok(response) => {
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
             state
                 .audit
                 .record(record)
                 .await
                 .map_err(ApiError::AuditUnavailable)?;
-            Ok(credential_response(&issued.data, meta.request_id))
+            Ok(response)
         }
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());
@@ -94,36 +235,4 @@ fn issue_request(
     body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
 ) -> Result<IssueRequest, ApiError> {
     Ok(body?.map(|JsonObject(request)| request).unwrap_or_default())
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AuthorizationDataJson<'a> {
-    authorization_token: &'a str,
-    expires_at: String,
-    proxy_endpoint: &'a str,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IssueResponse<'a> {
-    authorization_data: Vec<AuthorizationDataJson<'a>>,
-    request_id: String,
-}
-
-fn credential_response(data: &[AuthorizationData], request_id: String) -> Response {
-    let body = IssueResponse {
-        authorization_data: data
-            .iter()
-            .map(|d| AuthorizationDataJson {
-                authorization_token: d.authorization_token.expose(),
-                expires_at: d
-                    .expires_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                proxy_endpoint: &d.proxy_endpoint,
-            })
-            .collect(),
-        request_id,
-    };
-    no_store_json(body)
 }

@@ -21,6 +21,7 @@ mod config_secrets;
 mod connections;
 mod durability;
 mod flood;
+mod formats;
 mod health;
 mod issue;
 mod limits;

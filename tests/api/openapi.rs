@@ -10,28 +10,25 @@ fn repo_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(name)
 }
 
+/// openapi.yaml, parsed.
+fn spec() -> serde_json::Value {
+    let text = std::fs::read_to_string(repo_file("openapi.yaml")).unwrap();
+    serde_saphyr::from_str(&text).expect("openapi.yaml is YAML")
+}
+
 /// What openapi.yaml documents: each operation as (method, path), from the method keys under
-/// each path under `paths:`.
+/// each path under `paths`.
 fn documented_operations() -> BTreeSet<(String, String)> {
     const METHODS: [&str; 8] = [
         "get", "put", "post", "delete", "options", "head", "patch", "trace",
     ];
-    let spec = std::fs::read_to_string(repo_file("openapi.yaml")).unwrap();
+    let spec = spec();
     let mut operations = BTreeSet::new();
-    let mut path = None;
-    for line in spec
-        .lines()
-        .skip_while(|l| *l != "paths:")
-        .skip(1)
-        .take_while(|l| l.is_empty() || l.starts_with(' ') || l.starts_with('#'))
-    {
-        if let Some(key) = line.strip_prefix("  /").and_then(|l| l.strip_suffix(':')) {
-            path = Some(format!("/{key}"));
-        } else if let Some(key) = line.strip_prefix("    ").and_then(|l| l.strip_suffix(':'))
-            && METHODS.contains(&key)
-        {
-            let path = path.clone().expect("an operation under a path");
-            operations.insert((key.to_uppercase(), path));
+    for (path, item) in spec["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("a path item").keys() {
+            if METHODS.contains(&method.as_str()) {
+                operations.insert((method.to_uppercase(), path.clone()));
+            }
         }
     }
     operations
@@ -100,4 +97,26 @@ async fn openapi_yaml_documents_exactly_the_served_operations() {
             "{method} {path} is listed but answered {status}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_service_serves_the_spec_it_was_built_with_as_yaml_and_as_json() {
+    let app = TestApp::spawn().await;
+
+    let yaml = app.get("/openapi.yaml").await;
+    assert_eq!(yaml.status(), 200);
+    assert_eq!(yaml.headers()["content-type"], "application/yaml");
+    let yaml = yaml.text().await.unwrap();
+    let json = app.get("/openapi.json").await;
+    assert_eq!(json.status(), 200);
+    assert_eq!(json.headers()["content-type"], "application/json");
+    let json: serde_json::Value = json.json().await.unwrap();
+
+    assert_eq!(
+        yaml,
+        std::fs::read_to_string(repo_file("openapi.yaml")).unwrap()
+    );
+    let from_yaml: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(json, from_yaml);
+    assert_eq!(json, spec());
 }

@@ -1,0 +1,193 @@
+//! The shapes a credential is handed out in: ECR's AuthorizationData as JSON, the password
+//! alone for `docker login --password-stdin`, a Docker config.json, and a Kubernetes
+//! `kubernetes.io/dockerconfigjson` Secret. Each is built from the same issued data.
+
+use std::collections::BTreeMap;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::Serialize;
+
+use crate::credentials::AuthorizationData;
+use crate::domain::{Namespace, SecretName};
+use crate::error::ApiError;
+use crate::routes::{no_store, no_store_json};
+
+/// How the issued credential is written into the response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum CredentialFormat {
+    /// `{"authorizationData": [...], "requestId": ...}`, as `POST /v1/ecr/authorization-token`.
+    AuthorizationData,
+    /// The password of the one endpoint, as `text/plain`.
+    LoginPassword,
+    /// `{"auths": {HOST: {"auth": TOKEN}}}`, for `~/.docker/config.json`.
+    DockerConfig,
+    /// A Secret of type `kubernetes.io/dockerconfigjson` holding the Docker config.
+    KubernetesSecret {
+        /// `metadata.name`.
+        name: SecretName,
+        /// `metadata.namespace`, or none for the namespace `kubectl` is pointed at.
+        namespace: Option<Namespace>,
+    },
+}
+
+impl CredentialFormat {
+    /// The response for `data`, with `Cache-Control: no-store`. Fails only when ECR's token
+    /// or endpoint is not of the shape ECR documents, which is then no credential to hand out.
+    pub(super) fn render(
+        &self,
+        data: &[AuthorizationData],
+        request_id: String,
+    ) -> Result<Response, ApiError> {
+        match self {
+            Self::AuthorizationData => Ok(authorization_data(data, request_id)),
+            Self::LoginPassword => {
+                let [one] = data else {
+                    return Err(unusable(
+                        "one endpoint was asked for, not as many were issued",
+                    ));
+                };
+                let password = password(one)?;
+                let mut response = password.into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                Ok(no_store(response))
+            }
+            Self::DockerConfig => Ok(no_store_json(docker_config(data)?)),
+            Self::KubernetesSecret { name, namespace } => {
+                let config = serde_json::to_vec(&docker_config(data)?)
+                    .map_err(|e| ApiError::Internal(e.into()))?;
+                Ok(no_store_json(Secret {
+                    api_version: "v1",
+                    kind: "Secret",
+                    metadata: Metadata {
+                        name: name.as_str(),
+                        namespace: namespace.as_ref().map(Namespace::as_str),
+                    },
+                    type_: "kubernetes.io/dockerconfigjson",
+                    data: SecretData {
+                        docker_config_json: STANDARD.encode(config),
+                    },
+                }))
+            }
+        }
+    }
+}
+
+fn unusable(why: &str) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!(
+        "ECR's authorization data is unusable: {why}"
+    ))
+}
+
+/// The password in ECR's token, which is base64 of `AWS:<password>`.
+fn password(data: &AuthorizationData) -> Result<String, ApiError> {
+    let decoded = STANDARD
+        .decode(data.authorization_token.expose())
+        .map_err(|_| unusable("the token is not base64"))?;
+    let text = String::from_utf8(decoded).map_err(|_| unusable("the token is not text"))?;
+    text.strip_prefix("AWS:")
+        .map(str::to_owned)
+        .ok_or_else(|| unusable("the token does not start with AWS:"))
+}
+
+/// The registry host as `docker login HOST` writes it into config.json: no scheme, no path.
+fn docker_host(data: &AuthorizationData) -> Result<&str, ApiError> {
+    let host = data
+        .proxy_endpoint
+        .strip_prefix("https://")
+        .unwrap_or(&data.proxy_endpoint)
+        .trim_end_matches('/');
+    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        return Err(unusable("the endpoint is not a host"));
+    }
+    Ok(host)
+}
+
+#[derive(Serialize)]
+struct DockerConfig<'a> {
+    auths: BTreeMap<&'a str, DockerAuth<'a>>,
+}
+
+#[derive(Serialize)]
+struct DockerAuth<'a> {
+    /// Base64 of `user:password`, which ECR's token already is.
+    auth: &'a str,
+}
+
+fn docker_config(data: &[AuthorizationData]) -> Result<DockerConfig<'_>, ApiError> {
+    let auths = data
+        .iter()
+        .map(|d| {
+            // Checked so that a malformed token is refused here as it is for the password.
+            password(d)?;
+            Ok((
+                docker_host(d)?,
+                DockerAuth {
+                    auth: d.authorization_token.expose(),
+                },
+            ))
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(DockerConfig { auths })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Secret<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata<'a>,
+    #[serde(rename = "type")]
+    type_: &'static str,
+    data: SecretData,
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SecretData {
+    #[serde(rename = ".dockerconfigjson")]
+    docker_config_json: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuthorizationDataJson<'a> {
+    authorization_token: &'a str,
+    expires_at: String,
+    proxy_endpoint: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IssueResponse<'a> {
+    authorization_data: Vec<AuthorizationDataJson<'a>>,
+    request_id: String,
+}
+
+fn authorization_data(data: &[AuthorizationData], request_id: String) -> Response {
+    let body = IssueResponse {
+        authorization_data: data
+            .iter()
+            .map(|d| AuthorizationDataJson {
+                authorization_token: d.authorization_token.expose(),
+                expires_at: d
+                    .expires_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                proxy_endpoint: &d.proxy_endpoint,
+            })
+            .collect(),
+        request_id,
+    };
+    no_store_json(body)
+}
