@@ -1,4 +1,4 @@
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::domain::{Access, Region, RegistryHost, RegistryId, RepositoryPattern, SessionDuration};
 
@@ -48,7 +48,34 @@ struct RawIssueRequest {
     registries: Option<Vec<RegistryHost>>,
     access: Option<Access>,
     repositories: Option<Vec<RepositoryPattern>>,
+    #[serde(default, deserialize_with = "whole_seconds")]
     duration_seconds: Option<SessionDuration>,
+}
+
+/// A session duration written as any JSON number with an integer value: JSON Schema, and so
+/// the published contract, counts `900.0` and `9e2` as the integer 900.
+fn whole_seconds<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SessionDuration>, D::Error> {
+    use serde::de::Error;
+    let Some(seconds) = Option::<f64>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if seconds.fract() != 0.0 || seconds < 0.0 {
+        return Err(D::Error::custom(format!(
+            "{seconds} is not a whole number of seconds"
+        )));
+    }
+    if seconds > f64::from(u32::MAX) {
+        return Err(D::Error::custom(format!(
+            "{seconds} seconds is far longer than any session STS allows"
+        )));
+    }
+    // A whole number within u32's range, checked above: the cast is exact.
+    let seconds = seconds as u32;
+    SessionDuration::try_from(seconds)
+        .map(Some)
+        .map_err(D::Error::custom)
 }
 
 /// The fields that take a list: a query string gives one by repeating the parameter.
@@ -184,6 +211,22 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_is_any_number_with_an_integer_value() {
+        for body in [
+            json!({"durationSeconds": 900}),
+            json!({"durationSeconds": 900.0}),
+            json!({"durationSeconds": 9e2}),
+        ] {
+            let request = parse(body.clone()).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(
+                request.duration_seconds.map(|d| d.as_secs()),
+                Some(900),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
     fn region_is_shorthand_for_one_region() {
         let request =
             parse(json!({"region": "eu-west-1", "registryIds": ["123456789012"]})).unwrap();
@@ -258,6 +301,14 @@ mod tests {
             (
                 json!({"durationSeconds": 60}),
                 "60 seconds is outside the session durations STS allows",
+            ),
+            (
+                json!({"durationSeconds": 900.5}),
+                "900.5 is not a whole number of seconds",
+            ),
+            (
+                json!({"durationSeconds": -900}),
+                "-900 is not a whole number of seconds",
             ),
             (json!({"surprise": true}), "unknown field `surprise`"),
         ] {
@@ -338,10 +389,13 @@ mod tests {
             ),
             (
                 &[("durationSeconds", "900.0")],
-                "invalid type: string \"900.0\", expected u32",
+                "invalid type: string \"900.0\", expected f64",
             ),
             (&[("durationSeconds", "-1")], "invalid type: string \"-1\""),
-            (&[("durationSeconds", "99999999999")], "invalid value"),
+            (
+                &[("durationSeconds", "99999999999")],
+                "99999999999 seconds is far longer",
+            ),
             (&[("access", "")], "unknown variant ``"),
             (&[("format", "x")], "unknown field `format`"),
         ] {
