@@ -27,7 +27,7 @@ use crate::config::AwsConfig;
 use crate::domain::Region;
 use ceiling::Ceiling;
 
-pub(crate) use ecr::AuthorizationData;
+pub(crate) use ecr::{AuthorizationData, EcrToken};
 pub(crate) use error::{AwsError, AwsErrorKind};
 pub(crate) use issued::{CredentialRequest, Issued};
 pub(crate) use sts::{AssumeRole, SessionCredentials};

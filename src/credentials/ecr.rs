@@ -1,5 +1,7 @@
 use std::fmt;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -13,9 +15,27 @@ use crate::domain::{Region, RegistryHost, RegistryId};
 pub(crate) struct EcrToken(SecretString);
 
 impl EcrToken {
+    /// The token if it is of the shape ECR documents, base64 (standard, padded) of
+    /// `AWS:<password>` with a password: what `docker login` and the Docker config take.
+    pub(crate) fn parse(token: SecretString) -> Option<Self> {
+        let decoded = STANDARD.decode(token.expose_secret()).ok()?;
+        (decoded.starts_with(b"AWS:") && decoded.len() > 4).then_some(Self(token))
+    }
+
     /// The token itself, for the response body and the fingerprint only.
     pub(crate) fn expose(&self) -> &str {
         self.0.expose_secret()
+    }
+
+    /// The password in the token, for `docker login --password-stdin` only. A password that
+    /// is not UTF-8 comes out with replacement characters; ECR's are base64 text.
+    pub(crate) fn password(&self) -> SecretString {
+        let decoded = STANDARD
+            .decode(self.0.expose_secret())
+            .expect("parse checked that the token is base64");
+        String::from_utf8_lossy(&decoded["AWS:".len()..])
+            .into_owned()
+            .into()
     }
 }
 
@@ -128,9 +148,12 @@ impl Aws {
             .map(|d| {
                 let expires_at = d.expires_at.ok_or_else(invalid)?;
                 Ok(AuthorizationData {
-                    authorization_token: EcrToken(
-                        d.authorization_token.ok_or_else(invalid)?.into(),
-                    ),
+                    // A token docker could not use is no credential: AWS answered wrongly.
+                    authorization_token: d
+                        .authorization_token
+                        .map(SecretString::from)
+                        .and_then(EcrToken::parse)
+                        .ok_or_else(invalid)?,
                     expires_at: DateTime::from_timestamp(expires_at.secs(), 0)
                         .ok_or_else(invalid)?,
                     proxy_endpoint: d.proxy_endpoint.ok_or_else(invalid)?,
@@ -151,4 +174,30 @@ fn registry_of(proxy_endpoint: &str) -> Option<&str> {
         .strip_prefix("https://")
         .unwrap_or(proxy_endpoint);
     host.split('.').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(text: &str) -> Option<EcrToken> {
+        EcrToken::parse(text.into())
+    }
+
+    #[test]
+    fn a_token_is_base64_of_aws_and_a_password() {
+        let parsed = token("QVdTOnNlY3JldC1wYXNzd29yZA==").unwrap();
+        assert_eq!(parsed.password().expose_secret(), "secret-password");
+        assert_eq!(parsed.expose(), "QVdTOnNlY3JldC1wYXNzd29yZA==");
+        // "AWS:" alone, another user, unpadded, not base64, empty.
+        for bad in [
+            "QVdTOg==",
+            "Qk9COng=",
+            "QVdTOnNlY3JldC1wYXNzd29yZA",
+            "AWS:x",
+            "",
+        ] {
+            assert!(token(bad).is_none(), "{bad}");
+        }
+    }
 }

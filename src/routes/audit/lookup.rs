@@ -1,13 +1,12 @@
 use axum::extract::State;
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{AuditReader, expiry, instant};
 use crate::app::AppState;
 use crate::audit::chain::ChainedRow;
+use crate::credentials::EcrToken;
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
 use crate::routes::json_object::{BodyRejection, JsonObject, refused};
@@ -19,25 +18,18 @@ pub(super) struct LookupRequest {
     authorization_token: SecretString,
 }
 
-/// An ECR authorization token as ECR returns it: base64 of `AWS:<password>`. Held as a
-/// secret, so no `Debug` or log line can show it.
-struct EcrToken(SecretString);
-
-impl EcrToken {
-    fn parse(token: &SecretString) -> Result<Self, ApiError> {
-        // Base64 has no whitespace, so trimming cannot turn one token into another.
-        let text = token.expose_secret().trim_ascii();
-        if text.is_empty() {
-            return Err(refused("authorizationToken must not be empty"));
-        }
-        let decoded = STANDARD.decode(text).unwrap_or_default();
-        if !decoded.starts_with(b"AWS:") || decoded.len() == 4 {
-            return Err(refused(
-                "authorizationToken is not an ECR authorization token (base64 of AWS:<password>, as authorizationData returns it)",
-            ));
-        }
-        Ok(Self(text.into()))
+/// The token as ECR returns it. Base64 has no whitespace, so trimming cannot turn one token
+/// into another.
+fn parse_token(token: &SecretString) -> Result<EcrToken, ApiError> {
+    let text = token.expose_secret().trim_ascii();
+    if text.is_empty() {
+        return Err(refused("authorizationToken must not be empty"));
     }
+    EcrToken::parse(text.into()).ok_or_else(|| {
+        refused(
+            "authorizationToken is not an ECR authorization token (base64 of AWS:<password>, as authorizationData returns it)",
+        )
+    })
 }
 
 /// Reads `{"authorizationToken": "..."}`. The messages never quote the body: it holds a
@@ -48,7 +40,7 @@ fn token(body: Result<JsonObject<LookupRequest>, BodyRejection>) -> Result<EcrTo
             "expected a JSON object with exactly one field, authorizationToken, holding a string",
         )
     })?;
-    EcrToken::parse(&request.authorization_token)
+    parse_token(&request.authorization_token)
 }
 
 /// One issuance of the token.
@@ -110,7 +102,7 @@ pub(super) async fn post_lookup(
         return Err(ApiError::NotAuditAdmin);
     }
     let token = token(body)?;
-    let fingerprints = state.fingerprinters.all(token.0.expose_secret());
+    let fingerprints = state.fingerprinters.all(token.expose());
     drop(token);
     let rows = state
         .audit
@@ -145,7 +137,7 @@ mod tests {
     async fn parse(body: &str) -> Result<String, String> {
         let body = JsonObject::from_request(Request::new(Body::from(body.to_owned())), &()).await;
         token(body)
-            .map(|t| t.0.expose_secret().to_owned())
+            .map(|t| t.expose().to_owned())
             .map_err(|e| e.to_string())
     }
 

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use crate::credentials::AuthorizationData;
@@ -34,8 +35,8 @@ pub(super) enum CredentialFormat {
 }
 
 impl CredentialFormat {
-    /// The response for `data`, with `Cache-Control: no-store`. Fails only when ECR's token
-    /// or endpoint is not of the shape ECR documents, which is then no credential to hand out.
+    /// The response for `data`, with `Cache-Control: no-store`. Fails only when an endpoint
+    /// is not a host, which is then no credential to hand out.
     pub(super) fn render(
         &self,
         data: &[AuthorizationData],
@@ -49,8 +50,8 @@ impl CredentialFormat {
                         "one endpoint was asked for, not as many were issued",
                     ));
                 };
-                let password = password(one)?;
-                let mut response = password.into_response();
+                let password = one.authorization_token.password();
+                let mut response = password.expose_secret().to_owned().into_response();
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -84,17 +85,6 @@ fn unusable(why: &str) -> ApiError {
     ))
 }
 
-/// The password in ECR's token, which is base64 of `AWS:<password>`.
-fn password(data: &AuthorizationData) -> Result<String, ApiError> {
-    let decoded = STANDARD
-        .decode(data.authorization_token.expose())
-        .map_err(|_| unusable("the token is not base64"))?;
-    let text = String::from_utf8(decoded).map_err(|_| unusable("the token is not text"))?;
-    text.strip_prefix("AWS:")
-        .map(str::to_owned)
-        .ok_or_else(|| unusable("the token does not start with AWS:"))
-}
-
 /// The registry host as `docker login HOST` writes it into config.json: no scheme, no path.
 fn docker_host(data: &AuthorizationData) -> Result<&str, ApiError> {
     let host = data
@@ -123,8 +113,6 @@ fn docker_config(data: &[AuthorizationData]) -> Result<DockerConfig<'_>, ApiErro
     let auths = data
         .iter()
         .map(|d| {
-            // Checked so that a malformed token is refused here as it is for the password.
-            password(d)?;
             Ok((
                 docker_host(d)?,
                 DockerAuth {
