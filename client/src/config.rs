@@ -1,0 +1,353 @@
+//! Settings from the environment: the broker's URL, where the caller's JWT comes from, what
+//! to narrow each request to, and where the cache lives. Read once per invocation, through
+//! a lookup function so that tests need not touch the process environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Url;
+use secrecy::SecretString;
+
+use crate::error::Error;
+use crate::jwt::JwtSource;
+
+/// The variable that holds the broker's base URL.
+pub(crate) const URL_VAR: &str = "ECR_TOKEN_BROKER_URL";
+/// The variable that holds the JWT itself.
+pub(crate) const JWT_VAR: &str = "ECR_TOKEN_BROKER_JWT";
+/// The variable that names a file holding the JWT.
+pub(crate) const JWT_FILE_VAR: &str = "ECR_TOKEN_BROKER_JWT_FILE";
+/// The variable that holds a shell command printing the JWT.
+pub(crate) const JWT_COMMAND_VAR: &str = "ECR_TOKEN_BROKER_JWT_COMMAND";
+const ACCESS_VAR: &str = "ECR_TOKEN_BROKER_ACCESS";
+const REPOSITORIES_VAR: &str = "ECR_TOKEN_BROKER_REPOSITORIES";
+const DURATION_VAR: &str = "ECR_TOKEN_BROKER_DURATION_SECONDS";
+const CACHE_DIR_VAR: &str = "ECR_TOKEN_BROKER_CACHE_DIR";
+const CA_FILE_VAR: &str = "ECR_TOKEN_BROKER_CA_FILE";
+const TIMEOUT_VAR: &str = "ECR_TOKEN_BROKER_TIMEOUT_SECONDS";
+
+/// How long one invocation may spend on the broker, retries included, unless configured.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The environment variables, as `--help` lists them.
+pub(crate) const HELP: &str = "\
+Configuration (environment variables):
+  ECR_TOKEN_BROKER_URL               the broker's base URL (required), such as
+                                     https://ecr-token-broker.example.com; plain http
+                                     only to a loopback address
+  ECR_TOKEN_BROKER_JWT               the caller's JWT itself
+  ECR_TOKEN_BROKER_JWT_FILE          a file holding the JWT, read again on every call
+                                     (a projected service-account token rotates)
+  ECR_TOKEN_BROKER_JWT_COMMAND       a command run with `sh -c` whose stdout is the JWT
+                                     (exactly one of the three JWT variables must be set)
+  ECR_TOKEN_BROKER_ACCESS            pull or push (default: pull, the broker's default)
+  ECR_TOKEN_BROKER_REPOSITORIES      comma-separated repository patterns to narrow to
+  ECR_TOKEN_BROKER_DURATION_SECONDS  ask for a session shorter than the rule's
+  ECR_TOKEN_BROKER_CACHE_DIR         where credentials are cached (default:
+                                     $XDG_CACHE_HOME/ecr-token-broker, else
+                                     ~/.cache/ecr-token-broker; no cache without either)
+  ECR_TOKEN_BROKER_CA_FILE           PEM certificates to trust besides the system's
+  ECR_TOKEN_BROKER_TIMEOUT_SECONDS   time allowed per call, retries included (default 30)
+
+The cache holds live registry passwords: one file per caller, host and narrowing, mode
+0600, in a directory of mode 0700 (a directory others can open is refused), each kept
+until half the credential's life has passed. Nothing secret is written to stderr.";
+
+/// What a request may narrow; every field is optional and sent as the issue body's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Narrowing {
+    /// `pull` or `push`.
+    pub(crate) access: Option<String>,
+    /// Repository patterns.
+    pub(crate) repositories: Option<Vec<String>>,
+    /// A session shorter than the rule's.
+    pub(crate) duration_seconds: Option<u32>,
+}
+
+/// Everything one invocation needs.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// The issue endpoint, resolved against the broker's base URL.
+    pub(crate) endpoint: Url,
+    /// Where the JWT comes from.
+    pub(crate) jwt: JwtSource,
+    /// What every request narrows to.
+    pub(crate) narrowing: Narrowing,
+    /// The cache directory, or `None` to cache nothing.
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Extra trusted certificates (PEM).
+    pub(crate) ca_file: Option<PathBuf>,
+    /// Time allowed per call, retries included.
+    pub(crate) timeout: Duration,
+}
+
+impl Settings {
+    /// Reads the settings through `var`, failing on the first invalid one.
+    pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        // An empty variable counts as unset, as shells and kubelet's `env` make them easily.
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let url = var(URL_VAR).ok_or_else(|| Error::Config(format!("{URL_VAR} is not set")))?;
+        Ok(Self {
+            endpoint: issue_endpoint(&url)?,
+            jwt: jwt_source(&var)?,
+            narrowing: narrowing(&var)?,
+            cache_dir: cache_dir(&var),
+            ca_file: var(CA_FILE_VAR).map(PathBuf::from),
+            timeout: match var(TIMEOUT_VAR) {
+                None => DEFAULT_TIMEOUT,
+                Some(v) => match v.trim().parse::<u64>() {
+                    Ok(secs @ 1..=600) => Duration::from_secs(secs),
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "{TIMEOUT_VAR} must be whole seconds from 1 to 600, not {v:?}"
+                        )));
+                    }
+                },
+            },
+        })
+    }
+}
+
+/// The cache directory: `ECR_TOKEN_BROKER_CACHE_DIR`, else `ecr-token-broker` under
+/// `$XDG_CACHE_HOME` or `~/.cache`; `None` (no cache) when none of them is set, as for a
+/// kubelet started without `HOME`, which caches the answers itself.
+pub(crate) fn cache_dir(var: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    var(CACHE_DIR_VAR).map(PathBuf::from).or_else(|| {
+        let base = var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+        Some(base.join("ecr-token-broker"))
+    })
+}
+
+/// `POST /v1/ecr/authorization-token` under the broker's base URL, which may carry a path
+/// prefix. Sending a bearer token in the clear to another machine is refused.
+fn issue_endpoint(url: &str) -> Result<Url, Error> {
+    let invalid = |why: &str| Error::Config(format!("{URL_VAR} {why}"));
+    let mut base = Url::parse(url.trim()).map_err(|e| invalid(&format!("is not a URL ({e})")))?;
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err(invalid("must not carry a user name or password"));
+    }
+    if base.query().is_some() || base.fragment().is_some() {
+        return Err(invalid("must not carry a query or fragment"));
+    }
+    match base.scheme() {
+        "https" => {}
+        "http" if is_loopback(&base) => {}
+        "http" => {
+            return Err(invalid(
+                "must use https (plain http only to a loopback address): the JWT and the \
+                 credential would cross the network in the clear",
+            ));
+        }
+        other => return Err(invalid(&format!("has scheme {other:?}; use https"))),
+    }
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    base.join("v1/ecr/authorization-token")
+        .map_err(|e| invalid(&format!("cannot take the API path ({e})")))
+}
+
+fn is_loopback(url: &Url) -> bool {
+    url.host_str().is_some_and(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    })
+}
+
+fn jwt_source(var: &impl Fn(&str) -> Option<String>) -> Result<JwtSource, Error> {
+    let sources: Vec<JwtSource> = [
+        var(JWT_VAR).map(|t| JwtSource::Value(SecretString::from(t))),
+        var(JWT_FILE_VAR).map(|p| JwtSource::File(PathBuf::from(p))),
+        var(JWT_COMMAND_VAR).map(JwtSource::Command),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match <[JwtSource; 1]>::try_from(sources) {
+        Ok([source]) => Ok(source),
+        Err(sources) if sources.is_empty() => Err(Error::Config(format!(
+            "no JWT: set one of {JWT_VAR}, {JWT_FILE_VAR} or {JWT_COMMAND_VAR}"
+        ))),
+        Err(_) => Err(Error::Config(format!(
+            "set only one of {JWT_VAR}, {JWT_FILE_VAR} and {JWT_COMMAND_VAR}"
+        ))),
+    }
+}
+
+fn narrowing(var: &impl Fn(&str) -> Option<String>) -> Result<Narrowing, Error> {
+    let access = match var(ACCESS_VAR).map(|a| a.trim().to_ascii_lowercase()) {
+        None => None,
+        Some(a) if a == "pull" || a == "push" => Some(a),
+        Some(a) => {
+            return Err(Error::Config(format!(
+                "{ACCESS_VAR} must be pull or push, not {a:?}"
+            )));
+        }
+    };
+    let repositories = match var(REPOSITORIES_VAR) {
+        None => None,
+        Some(list) => {
+            let patterns: Vec<String> = list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if patterns.is_empty() {
+                return Err(Error::Config(format!(
+                    "{REPOSITORIES_VAR} names no repository"
+                )));
+            }
+            Some(patterns)
+        }
+    };
+    let duration_seconds = match var(DURATION_VAR) {
+        None => None,
+        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| {
+            Error::Config(format!("{DURATION_VAR} must be whole seconds, not {v:?}"))
+        })?),
+    };
+    Ok(Narrowing {
+        access,
+        repositories,
+        duration_seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, Error> {
+        Settings::from_env(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    fn config_error(vars: &[(&str, &str)]) -> String {
+        match settings(vars) {
+            Err(Error::Config(message)) => message,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    const BASE: (&str, &str) = (URL_VAR, "https://broker.example.com");
+    const JWT: (&str, &str) = (JWT_VAR, "header.payload.signature");
+
+    #[test]
+    fn the_endpoint_sits_under_the_base_url_and_its_prefix() {
+        for (base, endpoint) in [
+            (
+                "https://broker.example.com",
+                "https://broker.example.com/v1/ecr/authorization-token",
+            ),
+            (
+                "https://example.com/broker",
+                "https://example.com/broker/v1/ecr/authorization-token",
+            ),
+            (
+                "https://example.com/broker/",
+                "https://example.com/broker/v1/ecr/authorization-token",
+            ),
+            (
+                "http://127.0.0.1:8080",
+                "http://127.0.0.1:8080/v1/ecr/authorization-token",
+            ),
+            (
+                "http://localhost:8080",
+                "http://localhost:8080/v1/ecr/authorization-token",
+            ),
+            ("http://[::1]:80", "http://[::1]/v1/ecr/authorization-token"),
+        ] {
+            let s = settings(&[(URL_VAR, base), JWT]).unwrap();
+            assert_eq!(s.endpoint.as_str(), endpoint, "{base}");
+        }
+    }
+
+    #[test]
+    fn a_jwt_never_travels_in_the_clear_or_to_odd_urls() {
+        for (base, why) in [
+            ("http://broker.example.com", "must use https"),
+            ("http://10.0.0.1", "must use https"),
+            ("ftp://broker.example.com", "scheme"),
+            ("https://user:pw@broker.example.com", "user name"),
+            ("https://broker.example.com/?a=b", "query"),
+            ("not a url", "is not a URL"),
+        ] {
+            let message = config_error(&[(URL_VAR, base), JWT]);
+            assert!(message.contains(why), "{base}: {message}");
+        }
+        assert!(config_error(&[JWT]).contains("ECR_TOKEN_BROKER_URL is not set"));
+    }
+
+    #[test]
+    fn exactly_one_jwt_source() {
+        assert!(config_error(&[BASE]).contains("no JWT"));
+        assert!(config_error(&[BASE, JWT, (JWT_FILE_VAR, "/t")]).contains("only one"));
+        let s = settings(&[BASE, (JWT_VAR, ""), (JWT_FILE_VAR, "/var/run/token")]).unwrap();
+        assert!(matches!(s.jwt, JwtSource::File(p) if p == Path::new("/var/run/token")));
+        let s = settings(&[BASE, (JWT_COMMAND_VAR, "print-token")]).unwrap();
+        assert!(matches!(s.jwt, JwtSource::Command(c) if c == "print-token"));
+    }
+
+    #[test]
+    fn narrowing_is_read_and_checked() {
+        let s = settings(&[
+            BASE,
+            JWT,
+            (ACCESS_VAR, "Push"),
+            (REPOSITORIES_VAR, "team-a/api, team-a/web,"),
+            (DURATION_VAR, "900"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.narrowing,
+            Narrowing {
+                access: Some("push".to_owned()),
+                repositories: Some(vec!["team-a/api".to_owned(), "team-a/web".to_owned()]),
+                duration_seconds: Some(900),
+            }
+        );
+        assert_eq!(
+            settings(&[BASE, JWT]).unwrap().narrowing,
+            Narrowing::default()
+        );
+        assert!(config_error(&[BASE, JWT, (ACCESS_VAR, "admin")]).contains("pull or push"));
+        assert!(config_error(&[BASE, JWT, (REPOSITORIES_VAR, " , ")]).contains("no repository"));
+        assert!(config_error(&[BASE, JWT, (DURATION_VAR, "15m")]).contains("whole seconds"));
+        assert!(config_error(&[BASE, JWT, (TIMEOUT_VAR, "0")]).contains("1 to 600"));
+    }
+
+    #[test]
+    fn the_cache_lives_under_the_xdg_cache_home_or_home() {
+        let dir = |vars: &[(&str, &str)]| {
+            let mut all = vec![BASE, JWT];
+            all.extend_from_slice(vars);
+            settings(&all).unwrap().cache_dir
+        };
+        assert_eq!(
+            dir(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/home/u")]),
+            Some(PathBuf::from("/x/ecr-token-broker"))
+        );
+        assert_eq!(
+            dir(&[("HOME", "/home/u")]),
+            Some(PathBuf::from("/home/u/.cache/ecr-token-broker"))
+        );
+        assert_eq!(
+            dir(&[(CACHE_DIR_VAR, "/c"), ("HOME", "/home/u")]),
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(dir(&[]), None);
+    }
+}
