@@ -55,9 +55,7 @@ impl Broker {
                     path.display()
                 )));
             }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+            builder = builder.tls_certs_merge(certs);
         }
         let http = builder
             .build()
@@ -266,6 +264,28 @@ fn refusal(status: StatusCode, headers: &HeaderMap, body: &[u8], jwt: &SecretStr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_file_without_certificates_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let ca = ca.display().to_string();
+        let settings = Settings::from_env(|name| match name {
+            "ECR_TOKEN_BROKER_URL" => Some("https://broker.example.com".to_owned()),
+            "ECR_TOKEN_BROKER_JWT" => Some("a.b.c".to_owned()),
+            "ECR_TOKEN_BROKER_CA_FILE" => Some(ca.clone()),
+            _ => None,
+        })
+        .unwrap();
+        let Err(error) = Broker::new(&settings) else {
+            panic!("a CA file without certificates must be refused");
+        };
+        assert!(
+            error.to_string().contains("holds no PEM certificate"),
+            "{error}"
+        );
+    }
 
     fn host() -> EcrHost {
         EcrHost::from_server_url("111122223333.dkr.ecr.eu-west-1.amazonaws.com").unwrap()

@@ -51,18 +51,22 @@ impl Credential {
 /// narrowing, else from the broker (and then cached).
 pub(crate) async fn obtain(settings: &Settings, host: &EcrHost) -> Result<Credential, Error> {
     let jwt = settings.jwt.read(settings.timeout).await?;
-    let cache = settings.cache_dir.clone().map(Cache::new);
+    let mut cache = settings.cache_dir.clone().map(Cache::new);
     let key = CacheKey::new(
         &settings.endpoint,
         &caller_digest(&jwt),
         host,
         &settings.narrowing,
     );
-    if let Some(cache) = &cache {
-        match cache.get(&key, Utc::now()) {
+    if let Some(usable) = &cache {
+        match usable.get(&key, Utc::now()) {
             Ok(Some(credential)) => return Ok(credential),
             Ok(None) => {}
-            Err(e) => crate::warn(&e),
+            // Unusable (say, open to other users): warned of once, then left alone.
+            Err(e) => {
+                crate::warn(&e);
+                cache = None;
+            }
         }
     }
     let credential = Broker::new(settings)?

@@ -286,6 +286,33 @@ async fn list_shows_cached_hosts_and_erase_forgets_them() {
 }
 
 #[tokio::test]
+async fn a_cache_directory_others_can_open_is_not_used() {
+    // Arrange
+    let (app, jwt, machine) = broker_and_caller().await;
+    let cache = machine.cache_dir();
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Act
+    let output = machine.run(&["get"], HOST).await;
+
+    // Assert: the credential, one warning line, and nothing written
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let password = answer["Secret"].as_str().unwrap();
+    assert_no_secret(&output, &[&jwt, password]);
+    let stderr = text(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{BINARY}: warning: ")) && stderr.contains("mode 0755"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+    assert_eq!(mode(&cache), 0o755, "left as it was");
+    assert_eq!(app.audit_rows().await.len(), 1);
+}
+
+#[tokio::test]
 async fn the_kubelet_provider_answers_a_request_keyed_by_registry_for_half_the_life() {
     // Arrange: the JWT from a command this time
     let (app, jwt, machine) = broker_and_caller().await;
