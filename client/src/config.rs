@@ -39,7 +39,8 @@ Configuration (environment variables):
   ECR_TOKEN_BROKER_JWT_FILE          a file holding the JWT, read again on every call
                                      (a projected service-account token rotates)
   ECR_TOKEN_BROKER_JWT_COMMAND       a command run with `sh -c` whose stdout is the JWT
-                                     (exactly one of the three JWT variables must be set)
+                                     (set one of the three; in kubelet mode none is needed
+                                     when kubelet passes the pod's service-account token)
   ECR_TOKEN_BROKER_ACCESS            pull or push (default: pull, the broker's default)
   ECR_TOKEN_BROKER_REPOSITORIES      comma-separated repository patterns to narrow to
   ECR_TOKEN_BROKER_DURATION_SECONDS  ask for a session shorter than the rule's
@@ -69,8 +70,9 @@ pub(crate) struct Narrowing {
 pub(crate) struct Settings {
     /// The issue endpoint, resolved against the broker's base URL.
     pub(crate) endpoint: Url,
-    /// Where the JWT comes from.
-    pub(crate) jwt: JwtSource,
+    /// Where the JWT comes from; `None` when no variable names one (kubelet may pass the
+    /// pod's service-account token in its request instead).
+    pub(crate) jwt: Option<JwtSource>,
     /// What every request narrows to.
     pub(crate) narrowing: Narrowing,
     /// The cache directory, or `None` to cache nothing.
@@ -162,24 +164,28 @@ fn is_loopback(url: &Url) -> bool {
     })
 }
 
-fn jwt_source(var: &impl Fn(&str) -> Option<String>) -> Result<JwtSource, Error> {
-    let sources: Vec<JwtSource> = [
+fn jwt_source(var: &impl Fn(&str) -> Option<String>) -> Result<Option<JwtSource>, Error> {
+    let mut sources = [
         var(JWT_VAR).map(|t| JwtSource::Value(SecretString::from(t))),
         var(JWT_FILE_VAR).map(|p| JwtSource::File(PathBuf::from(p))),
         var(JWT_COMMAND_VAR).map(JwtSource::Command),
     ]
     .into_iter()
-    .flatten()
-    .collect();
-    match <[JwtSource; 1]>::try_from(sources) {
-        Ok([source]) => Ok(source),
-        Err(sources) if sources.is_empty() => Err(Error::Config(format!(
-            "no JWT: set one of {JWT_VAR}, {JWT_FILE_VAR} or {JWT_COMMAND_VAR}"
-        ))),
-        Err(_) => Err(Error::Config(format!(
+    .flatten();
+    let first = sources.next();
+    if sources.next().is_some() {
+        return Err(Error::Config(format!(
             "set only one of {JWT_VAR}, {JWT_FILE_VAR} and {JWT_COMMAND_VAR}"
-        ))),
+        )));
     }
+    Ok(first)
+}
+
+/// The error for a call that needs a JWT and has none.
+pub(crate) fn no_jwt() -> Error {
+    Error::Config(format!(
+        "no JWT: set one of {JWT_VAR}, {JWT_FILE_VAR} or {JWT_COMMAND_VAR}"
+    ))
 }
 
 fn narrowing(var: &impl Fn(&str) -> Option<String>) -> Result<Narrowing, Error> {
@@ -293,12 +299,12 @@ mod tests {
 
     #[test]
     fn exactly_one_jwt_source() {
-        assert!(config_error(&[BASE]).contains("no JWT"));
+        assert!(settings(&[BASE]).unwrap().jwt.is_none());
         assert!(config_error(&[BASE, JWT, (JWT_FILE_VAR, "/t")]).contains("only one"));
         let s = settings(&[BASE, (JWT_VAR, ""), (JWT_FILE_VAR, "/var/run/token")]).unwrap();
-        assert!(matches!(s.jwt, JwtSource::File(p) if p == Path::new("/var/run/token")));
+        assert!(matches!(s.jwt, Some(JwtSource::File(p)) if p == Path::new("/var/run/token")));
         let s = settings(&[BASE, (JWT_COMMAND_VAR, "print-token")]).unwrap();
-        assert!(matches!(s.jwt, JwtSource::Command(c) if c == "print-token"));
+        assert!(matches!(s.jwt, Some(JwtSource::Command(c)) if c == "print-token"));
     }
 
     #[test]

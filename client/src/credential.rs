@@ -8,7 +8,7 @@ use crate::broker::Broker;
 use crate::cache::{Cache, CacheKey};
 use crate::config::Settings;
 use crate::error::Error;
-use crate::jwt::caller_digest;
+use crate::jwt::{JwtSource, caller_digest};
 use crate::registry::EcrHost;
 
 /// A user name and password for one registry, and how long they hold.
@@ -47,10 +47,14 @@ impl Credential {
     }
 }
 
-/// The credential for `host`, from the cache if it holds a fresh one for this caller and
-/// narrowing, else from the broker (and then cached).
-pub(crate) async fn obtain(settings: &Settings, host: &EcrHost) -> Result<Credential, Error> {
-    let jwt = settings.jwt.read(settings.timeout).await?;
+/// The credential for `host` as the caller of the JWT from `source`, from the cache if it
+/// holds a fresh one for this caller and narrowing, else from the broker (and then cached).
+pub(crate) async fn obtain(
+    settings: &Settings,
+    source: &JwtSource,
+    host: &EcrHost,
+) -> Result<Credential, Error> {
+    let jwt = source.read(settings.timeout).await?;
     let mut cache = settings.cache_dir.clone().map(Cache::new);
     let key = CacheKey::new(
         &settings.endpoint,

@@ -52,7 +52,10 @@ pub(crate) async fn get(input: &str, var: impl Fn(&str) -> Option<String>) -> Re
         Ok(settings) => settings,
         Err(e) => return Reply::Failed(e),
     };
-    match obtain(&settings, &host).await {
+    let Some(source) = &settings.jwt else {
+        return Reply::Failed(config::no_jwt());
+    };
+    match obtain(&settings, source, &host).await {
         // docker keys the answer by the URL it asked with, so it goes back unchanged.
         Ok(credential) => Reply::Answer(format!(
             "{}\n",

@@ -4,13 +4,14 @@
 //! that registry, and kubelet keeps it as long as this client's own cache would: until half
 //! the credential's life.
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::credential::{Credential, obtain};
 use crate::error::Error;
+use crate::jwt::JwtSource;
 use crate::registry::EcrHost;
 
 /// The API version kubelet speaks to the provider, and the only one answered.
@@ -22,10 +23,14 @@ struct CredentialProviderRequest {
     api_version: String,
     kind: String,
     image: String,
+    /// The pod's service-account token, when the provider's `tokenAttributes` ask kubelet
+    /// for one (Kubernetes 1.33 and later).
+    #[serde(default)]
+    service_account_token: Option<SecretString>,
 }
 
-/// The image a request asks about, checked against the protocol.
-fn requested_host(input: &str) -> Result<EcrHost, Error> {
+/// What a request asks for: the image's registry, and the pod's token if kubelet sent one.
+fn parse_request(input: &str) -> Result<(EcrHost, Option<SecretString>), Error> {
     let request: CredentialProviderRequest = serde_json::from_str(input)
         .map_err(|e| Error::Protocol(format!("stdin is not a CredentialProviderRequest ({e})")))?;
     if request.api_version != API_VERSION || request.kind != "CredentialProviderRequest" {
@@ -35,12 +40,16 @@ fn requested_host(input: &str) -> Result<EcrHost, Error> {
             request.kind, request.api_version
         )));
     }
-    EcrHost::from_image(&request.image).ok_or_else(|| {
+    let host = EcrHost::from_image(&request.image).ok_or_else(|| {
         Error::Protocol(format!(
             "{:?} is not an image in an ECR registry; narrow the provider's matchImages",
             request.image
         ))
-    })
+    })?;
+    let pod_token = request
+        .service_account_token
+        .filter(|t| !t.expose_secret().trim().is_empty());
+    Ok((host, pod_token))
 }
 
 /// The response for `host`'s credential at `now`. A credential already due for renewal is
@@ -61,21 +70,27 @@ fn response(host: &EcrHost, credential: &Credential, now: chrono::DateTime<chron
     format!("{response}\n")
 }
 
-/// Answers one request: `input` is stdin, the result is stdout.
+/// Answers one request: `input` is stdin, the result is stdout. The pod's service-account
+/// token, when kubelet sends one, is the caller's JWT (the operator asked for it with
+/// `tokenAttributes`), so each pod's credential is its own; otherwise the configured one.
 pub(crate) async fn provide(
     input: &str,
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<String, Error> {
-    let host = requested_host(input)?;
+    let (host, pod_token) = parse_request(input)?;
     let settings = Settings::from_env(var)?;
-    let credential = obtain(&settings, &host).await?;
+    let source = match (pod_token, &settings.jwt) {
+        (Some(token), _) => &JwtSource::Value(token),
+        (None, Some(configured)) => configured,
+        (None, None) => return Err(config::no_jwt()),
+    };
+    let credential = obtain(&settings, source, &host).await?;
     Ok(response(&host, &credential, chrono::Utc::now()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secrecy::SecretString;
     use serde_json::Value;
 
     const HOST: &str = "111122223333.dkr.ecr.eu-west-1.amazonaws.com";
@@ -87,15 +102,17 @@ mod tests {
 
     #[test]
     fn the_request_names_the_image_s_registry() {
-        let host = requested_host(&request(&format!("{HOST}/team-a/api:1.0"))).unwrap();
+        let (host, pod_token) = parse_request(&request(&format!("{HOST}/team-a/api:1.0"))).unwrap();
         assert_eq!(host.as_str(), HOST);
-        // kubelet's newer fields (service account token and annotations) are ignored.
+        assert!(pod_token.is_none());
+        // Newer kubelets may send the pod's service-account token, and its annotations.
         let newer = json!({
             "apiVersion": API_VERSION, "kind": "CredentialProviderRequest",
-            "image": format!("{HOST}/x"), "serviceAccountToken": "t",
-            "serviceAccountAnnotations": {}
+            "image": format!("{HOST}/x"), "serviceAccountToken": "pod.token.sig",
+            "serviceAccountAnnotations": {"a": "b"}
         });
-        assert!(requested_host(&newer.to_string()).is_ok());
+        let (_, pod_token) = parse_request(&newer.to_string()).unwrap();
+        assert_eq!(pod_token.unwrap().expose_secret(), "pod.token.sig");
     }
 
     #[test]
@@ -110,7 +127,7 @@ mod tests {
             ),
             (request("nginx:1.27"), "not an image in an ECR registry"),
         ] {
-            let message = requested_host(&input).unwrap_err().to_string();
+            let message = parse_request(&input).unwrap_err().to_string();
             assert!(message.contains(why), "{message}");
         }
     }

@@ -379,6 +379,48 @@ async fn the_kubelet_provider_answers_a_request_keyed_by_registry_for_half_the_l
 }
 
 #[tokio::test]
+async fn the_kubelet_provider_uses_the_pod_s_token_when_kubelet_sends_one() {
+    // Arrange: no JWT configured; kubelet (tokenAttributes) passes the pod's token
+    let (app, _, machine) = broker_and_caller().await;
+    let machine = machine.set("ECR_TOKEN_BROKER_JWT_FILE", "");
+    let pod_token = app
+        .issuer
+        .token()
+        .claim("sub", "system:serviceaccount:team-a:api")
+        .sign();
+    let request = |token: Option<&str>| {
+        let mut request = json!({
+            "apiVersion": KUBELET_API, "kind": "CredentialProviderRequest",
+            "image": format!("{HOST}/team-a/api:1.0"),
+            "serviceAccountAnnotations": {},
+        });
+        if let Some(token) = token {
+            request["serviceAccountToken"] = json!(token);
+        }
+        request.to_string()
+    };
+
+    // Act
+    let output = machine
+        .run(&["kubelet-credential-provider"], &request(Some(&pod_token)))
+        .await;
+
+    // Assert: issued to the pod's identity
+    assert_quiet(&output, &[&pod_token]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    let rows = app.audit_rows().await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["subject"], "system:serviceaccount:team-a:api");
+
+    // Act / Assert: without a token in the request or the environment, a clear refusal
+    let output = machine
+        .run(&["kubelet-credential-provider"], &request(None))
+        .await;
+    let message = one_line_failure(&output, &[&pod_token]);
+    assert!(message.contains("no JWT"), "{message}");
+}
+
+#[tokio::test]
 async fn other_registries_are_not_found_and_refused_callers_fail_clearly() {
     // Arrange
     let (app, jwt, machine) = broker_and_caller().await;
