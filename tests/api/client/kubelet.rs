@@ -136,6 +136,16 @@ fn kubelet_glob_matches(pattern: &str, host: &str) -> bool {
             .all(|(p, l)| label_matches(p, l))
 }
 
+/// A JSON array of strings.
+fn strings(array: &Value) -> Vec<&str> {
+    array
+        .as_array()
+        .expect("an array")
+        .iter()
+        .map(|s| s.as_str().expect("a string"))
+        .collect()
+}
+
 /// deploy/kubelet/credential-provider-config.yaml as JSON. kubernetes-validate has no
 /// schema for kubelet's CredentialProviderConfig, so its shape is checked here instead.
 fn kubelet_config() -> Value {
@@ -197,12 +207,7 @@ async fn the_example_kubelet_config_runs_the_provider_for_every_ecr_host() {
     );
 
     // Assert: the globs cover every ECR endpoint kind and partition, and nothing else
-    let globs: Vec<&str> = provider["matchImages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g.as_str().unwrap())
-        .collect();
+    let globs = strings(&provider["matchImages"]);
     for host in [
         HOST,
         "111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn",
@@ -227,12 +232,7 @@ async fn the_example_kubelet_config_runs_the_provider_for_every_ecr_host() {
     // Act: the provider run as the config says, with its environment pointed at a live
     // broker and a token file of this test
     let (app, jwt, mut machine) = broker_and_caller().await;
-    let args: Vec<&str> = provider["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
+    let args = strings(&provider["args"]);
     let help = text(&machine.run(&["--help"], "").await.stdout);
     let token_file = machine.token_file().display().to_string();
     let cache_dir = machine.cache_dir().display().to_string();
