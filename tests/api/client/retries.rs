@@ -15,12 +15,14 @@ use crate::helpers::{ROLE_ACCOUNT, free_port};
 use super::*;
 
 /// An HTTP stub in front of the broker: it answers the first requests as scripted
-/// (status, Retry-After) and passes the rest through, noting when each arrived.
+/// (status, Retry-After) and passes the rest through, noting when each arrived and when
+/// each scripted answer left.
 #[derive(Clone)]
 struct Stub {
     broker: String,
     script: Arc<Mutex<VecDeque<(StatusCode, &'static str)>>>,
     arrivals: Arc<Mutex<Vec<Instant>>>,
+    answered: Arc<Mutex<Vec<Instant>>>,
     http: reqwest::Client,
 }
 
@@ -31,6 +33,7 @@ impl Stub {
             broker: broker.to_owned(),
             script: Arc::new(Mutex::new(script.iter().copied().collect())),
             arrivals: Arc::default(),
+            answered: Arc::default(),
             http: reqwest::Client::new(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -44,6 +47,10 @@ impl Stub {
 
     fn arrivals(&self) -> Vec<Instant> {
         self.arrivals.lock().unwrap().clone()
+    }
+
+    fn answered(&self) -> Vec<Instant> {
+        self.answered.lock().unwrap().clone()
     }
 }
 
@@ -61,7 +68,7 @@ async fn answer_or_forward(
             "title": "Unavailable", "status": status.as_u16(),
             "detail": "the stub is busy", "requestId": "stub-request",
         });
-        return (
+        let response = (
             status,
             [
                 (header::RETRY_AFTER, retry_after),
@@ -70,6 +77,10 @@ async fn answer_or_forward(
             problem.to_string(),
         )
             .into_response();
+        // Noted before the answer leaves, so that the next arrival, noted after it came,
+        // is at least the client's wait later however slowly this task runs.
+        stub.answered.lock().unwrap().push(Instant::now());
+        return response;
     }
     let forwarded = stub
         .http
@@ -112,10 +123,11 @@ async fn busy_answers_are_retried_as_retry_after_says() {
 
     // Assert: three attempts, each after the second asked for, and one issuance
     assert_eq!(answer["Secret"], format!("{ROLE_ACCOUNT}-auth-token"));
-    let arrivals = stub.arrivals();
+    let (arrivals, answered) = (stub.arrivals(), stub.answered());
     assert_eq!(arrivals.len(), 3, "two refusals, then the broker");
-    for pair in arrivals.windows(2) {
-        let gap = pair[1] - pair[0];
+    assert_eq!(answered.len(), 2);
+    for (refused, retried) in answered.iter().zip(&arrivals[1..]) {
+        let gap = *retried - *refused;
         assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
     }
     let rows = app.audit_rows().await;
