@@ -179,3 +179,75 @@ fn authorization_data(data: &[AuthorizationData], request_id: String) -> Respons
     };
     no_store_json(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::credentials::EcrToken;
+
+    const TOKEN: &str = "QVdTOnNlY3JldC1wYXNzd29yZA=="; // AWS:secret-password
+    const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
+
+    fn data() -> Vec<AuthorizationData> {
+        vec![AuthorizationData {
+            authorization_token: EcrToken::parse(TOKEN.into()).unwrap(),
+            expires_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            proxy_endpoint: format!("https://{HOST}"),
+        }]
+    }
+
+    async fn body(format: CredentialFormat) -> (String, String) {
+        let response = format.render(&data(), "id".to_owned()).unwrap();
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+        let content_type = response.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (content_type, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_password_is_the_token_without_aws_and_nothing_else() {
+        assert_eq!(
+            body(CredentialFormat::LoginPassword).await,
+            (
+                "text/plain; charset=utf-8".to_owned(),
+                "secret-password".to_owned()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_secret_without_a_namespace_names_none() {
+        let format = CredentialFormat::KubernetesSecret {
+            name: SecretName::try_from("ecr-pull".to_owned()).unwrap(),
+            namespace: None,
+        };
+        let (content_type, text) = body(format).await;
+        assert_eq!(content_type, "application/json");
+        let secret: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(secret["metadata"], json!({"name": "ecr-pull"}));
+        let config = STANDARD
+            .decode(secret["data"][".dockerconfigjson"].as_str().unwrap())
+            .unwrap();
+        let config: Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(config, json!({"auths": {HOST: {"auth": TOKEN}}}));
+    }
+
+    #[test]
+    fn the_docker_host_is_the_endpoint_without_scheme_or_slash() {
+        let mut one = data().remove(0);
+        assert_eq!(docker_host(&one).unwrap(), HOST);
+        one.proxy_endpoint = format!("https://{HOST}/");
+        assert_eq!(docker_host(&one).unwrap(), HOST);
+        for bad in ["https://", "https://user@host", "https://host/path"] {
+            one.proxy_endpoint = bad.to_owned();
+            assert!(docker_host(&one).is_err(), "{bad}");
+        }
+    }
+}
