@@ -52,7 +52,8 @@ pub mod telemetry;
 pub use app::{Application, READER_APPLICATION_NAME};
 pub use audit::chain::ChainKey;
 pub use audit::{
-    AppendBounds, AuditRecord, AuditWriter, ChainAppender, MIGRATOR, Outcome, WriterLimits,
+    AppendBounds, AuditRecord, AuditWriter, ChainAppender, ChainEntry, MIGRATOR, Outcome,
+    StoredRow, WriterLimits,
 };
 pub use config::Config;
 pub use routes::{Endpoint, endpoints};

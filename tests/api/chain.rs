@@ -479,7 +479,10 @@ async fn the_service_role_may_only_add_and_read_rows() {
     let ids = ChainAppender::new(&service_db, &AppendBounds::default())
         .append(&key, &[&record])
         .await
-        .expect("INSERT");
+        .expect("INSERT")
+        .iter()
+        .map(|row| row.entry().id)
+        .collect::<Vec<_>>();
     let count: i64 = scalar(&service_db, "SELECT count(*) FROM audit_events").await;
     let mut refused = Vec::new();
     for statement in [
