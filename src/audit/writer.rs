@@ -162,7 +162,8 @@ impl Lanes {
         report: &mut tokio::time::Interval,
     ) -> Option<()> {
         let drained = |lane: &mpsc::Receiver<Job>| lane.is_closed() && lane.is_empty();
-        if drained(&self.queue) && drained(&self.refusal_queue) {
+        let (queue_done, refusals_done) = (drained(&self.queue), drained(&self.refusal_queue));
+        if queue_done && refusals_done {
             return None;
         }
         let first = tokio::select! {
@@ -170,9 +171,10 @@ impl Lanes {
             // always are.
             biased;
             _ = report.tick() => self.shed.take_report().map(|record| Job { record, done: None }),
-            // A closed lane drops out of the select; the other is still served.
-            Some(job) = self.queue.recv() => Some(job),
-            Some(job) = self.refusal_queue.recv() => Some(job),
+            // A lane that closes meanwhile yields none: the caller comes back, and the lane
+            // is left out from then on, rather than waiting for the next report.
+            job = self.queue.recv(), if !queue_done => job,
+            job = self.refusal_queue.recv(), if !refusals_done => job,
         };
         batch.extend(first);
         while batch.len() < max {

@@ -276,17 +276,30 @@ async fn syslog_over_udp_gets_each_row_at_the_configured_facility() {
 async fn a_sink_that_cannot_write_never_fails_issuance_nor_loses_the_row() {
     let dir = tempfile::tempdir().unwrap();
     let nobody_listens = dir.path().join("gone.sock");
-    let app = TestApp::builder()
+    let service = TestApp::builder()
         .extra_config(&syslog_sink(nobody_listens.to_str().unwrap(), "authpriv"))
-        .spawn()
+        .spawn_process()
         .await;
+    let (http, token) = (reqwest::Client::new(), service.issuer.token().sign());
 
     for _ in 0..3 {
-        assert_eq!(app.issue(Some(&app.token()), None).await.status(), 200);
+        assert_eq!(issue(&http, &service.address, Some(&token)).await.0, 200);
     }
 
-    assert_eq!(stored_hashes(&app.database_url).await.len(), 3);
-    verifies(&app.database_url, &[]).await;
+    assert_eq!(stored_hashes(&service.database_url).await.len(), 3);
+    verifies(&service.database_url, &[]).await;
+    let dropping = "the audit sink is dropping lines";
+    let logged = wait_for(Duration::from_secs(10), async || {
+        let log = service.log();
+        log.contains(dropping).then_some(log)
+    })
+    .await
+    .expect("the failing sink is logged");
+    assert_eq!(
+        logged.matches(dropping).count(),
+        1,
+        "once per episode:\n{logged}"
+    );
 }
 
 #[tokio::test]

@@ -136,10 +136,12 @@ async fn sigterm_under_load_drains_answers_every_request_commits_every_row_and_e
             .unwrap()
             .success()
     );
+    let signalled = Instant::now();
     let exit = tokio::time::timeout(Duration::from_secs(90), service.child.wait())
         .await
         .expect("the service exits within its drain and grace periods")
         .unwrap();
+    let took = signalled.elapsed();
     stop.store(true, Ordering::SeqCst);
     let mut sent = Vec::new();
     for worker in workers {
@@ -148,6 +150,12 @@ async fn sigterm_under_load_drains_answers_every_request_commits_every_row_and_e
     let not_ready_at = readiness.await.unwrap();
 
     assert_eq!(exit.code(), Some(0), "{}", service.log());
+    // Well within the flush bounds (the writer's alone is 37 s here): nothing waited them out.
+    assert!(
+        took < Duration::from_secs(25),
+        "shutting down took {took:?}"
+    );
+    assert!(!service.log().contains("in time"), "{}", service.log());
     let before: Vec<&Sent> = sent.iter().filter(|s| s.before_sigterm).collect();
     let unanswered: Vec<(&str, Option<u16>)> = before
         .iter()
