@@ -99,14 +99,16 @@ pub(crate) fn spawn(config: &AuditSinkConfig) -> anyhow::Result<Option<(Shipper,
                 .path
                 .clone()
                 .context("[audit_sink] kind = \"file\" needs a path")?;
-            let file = open(&path).with_context(|| format!("opening {}", path.display()))?;
+            // A file that cannot be opened yet (its volume not mounted, its directory not
+            // made) must not keep the service from issuing: it is tried again at each write.
+            let file = open_or_warn(&path);
             // Registered here, before the service reports ready, so that a SIGHUP sent once
             // it is never finds the default action (which ends the process).
             let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
                 .context("listening for SIGHUP")?;
             Output::File {
                 path,
-                file: Some(file),
+                file,
                 hangups,
             }
         }
@@ -130,6 +132,19 @@ fn open(path: &Path) -> std::io::Result<std::fs::File> {
         .create(true)
         .mode(0o640)
         .open(path)
+}
+
+/// [`open`], or none with a warning.
+fn open_or_warn(path: &Path) -> Option<std::fs::File> {
+    open(path)
+        .inspect_err(|error| {
+            tracing::warn!(
+                %error,
+                path = %path.display(),
+                "could not open the audit sink file; trying again at the next line"
+            );
+        })
+        .ok()
 }
 
 enum Output {
@@ -158,17 +173,9 @@ impl Output {
     /// to a new file there.
     fn reopen(&mut self) {
         if let Self::File { path, file, .. } = self {
-            *file = None;
-            match open(path) {
-                Ok(opened) => {
-                    *file = Some(opened);
-                    tracing::info!(path = %path.display(), "audit sink file reopened");
-                }
-                Err(error) => tracing::warn!(
-                    %error,
-                    path = %path.display(),
-                    "could not reopen the audit sink file; trying again at the next line"
-                ),
+            *file = open_or_warn(path);
+            if file.is_some() {
+                tracing::info!(path = %path.display(), "audit sink file reopened");
             }
         }
     }

@@ -411,3 +411,41 @@ fn check_config_refuses_a_sink_without_its_target_and_a_grace_shorter_than_a_req
         &["audit_sink.syslog", "not udp://IP:PORT"],
     );
 }
+
+#[tokio::test]
+async fn a_file_that_cannot_be_opened_drops_lines_until_it_can_and_export_back_fills_them() {
+    let logs = tempfile::tempdir().unwrap();
+    let not_yet = logs.path().join("mounted-later");
+    let path = not_yet.join("audit.jsonl");
+    let service = TestApp::builder()
+        .extra_config(&file_sink(&path))
+        .spawn_process()
+        .await;
+    let (http, token) = (reqwest::Client::new(), service.issuer.token().sign());
+
+    assert_eq!(issue(&http, &service.address, Some(&token)).await.0, 200);
+    wait_for(Duration::from_secs(10), async || {
+        service
+            .log()
+            .contains("the audit sink is dropping lines")
+            .then_some(())
+    })
+    .await
+    .expect("the line the file could not take is dropped");
+    std::fs::create_dir(&not_yet).unwrap();
+    assert_eq!(issue(&http, &service.address, Some(&token)).await.0, 200);
+    let shipped = wait_for(Duration::from_secs(10), async || {
+        let lines = lines_of(&path);
+        (!lines.is_empty()).then_some(lines)
+    })
+    .await
+    .expect("lines flow once the file can be opened");
+
+    let all = exported(&service.database_url, &[]).await;
+    assert_eq!(all.len(), 2, "both rows are committed");
+    assert_eq!(
+        shipped,
+        all[1..],
+        "the first line was dropped, the second shipped"
+    );
+}
