@@ -214,6 +214,29 @@ async fn every_committed_row_reaches_the_file_in_chain_order_across_a_rotation()
 }
 
 #[tokio::test]
+async fn stdout_carries_each_row_as_a_line_and_nothing_else() {
+    let service = TestApp::builder()
+        .extra_config("[audit_sink]\nkind = \"stdout\"\n")
+        .env("RUST_LOG", "info")
+        .spawn_process()
+        .await;
+    let (http, token) = (reqwest::Client::new(), service.issuer.token().sign());
+
+    assert_eq!(issue(&http, &service.address, Some(&token)).await.0, 200);
+    assert_eq!(issue(&http, &service.address, None).await.0, 401);
+
+    let shipped = wait_for(Duration::from_secs(10), async || {
+        let lines: Vec<String> = service.stdout().lines().map(str::to_owned).collect();
+        (lines.len() == 2).then_some(lines)
+    })
+    .await
+    .unwrap_or_else(|| panic!("two lines on stdout, got:\n{}", service.stdout()));
+    assert_is_the_chain(&shipped, &service.database_url).await;
+    assert_eq!(exported(&service.database_url, &[]).await, shipped);
+    assert!(service.log().contains("serving"), "logs go to stderr");
+}
+
+#[tokio::test]
 async fn syslog_over_a_unix_socket_gets_each_row_as_an_rfc_5424_message() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("log.sock");
