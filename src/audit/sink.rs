@@ -264,3 +264,61 @@ fn line(row: &StoredRow) -> Option<String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::audit::AuditRecord;
+    use crate::audit::chain::ChainedRow;
+
+    fn row(id: i64) -> StoredRow {
+        StoredRow {
+            row: ChainedRow::new(id, Utc::now(), AuditRecord::start("r", None, None)),
+            prev_hash: [0; 32],
+            row_hash: [1; 32],
+        }
+    }
+
+    #[test]
+    fn rows_beyond_the_queue_are_dropped_in_order_counted_and_one_episode() {
+        let (rows, mut queue) = mpsc::channel(4);
+        let shipper = Shipper {
+            rows,
+            capacity: 4,
+            health: Arc::default(),
+        };
+        let health = &shipper.health;
+
+        shipper.ship((1..=5).map(row).collect());
+        shipper.ship(vec![row(6)]);
+
+        assert_eq!(health.dropped.load(Ordering::Relaxed), 2);
+        assert!(health.queue_full.load(Ordering::Relaxed));
+        let queued: Vec<i64> = std::iter::from_fn(|| queue.try_recv().ok())
+            .map(|r| r.entry().id)
+            .collect();
+        assert_eq!(queued, [1, 2, 3, 4], "what is queued stays in chain order");
+
+        shipper.ship(vec![row(7)]);
+
+        assert!(
+            !health.queue_full.load(Ordering::Relaxed),
+            "room again ends it"
+        );
+        assert_eq!(health.dropped.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_line_is_the_stored_row_with_its_hashes_in_hex() {
+        let line = line(&row(7)).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+
+        assert!(line.ends_with("}\n") && !line[..line.len() - 1].contains('\n'));
+        assert_eq!(value["id"], 7);
+        assert_eq!(value["request_id"], "r");
+        assert_eq!(value["prev_hash"], "00".repeat(32));
+        assert_eq!(value["row_hash"], "01".repeat(32));
+    }
+}
