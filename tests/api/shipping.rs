@@ -325,6 +325,52 @@ async fn a_sink_that_cannot_write_never_fails_issuance_nor_loses_the_row() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_that_stops_reading_never_holds_up_issuance() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("log.sock");
+    // Bound and never read: once its buffer is full every send waits.
+    let _stalled = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    let service = TestApp::builder()
+        .extra_config(&format!(
+            "{}queue_capacity = 16\n",
+            syslog_sink(socket_path.to_str().unwrap(), "authpriv")
+        ))
+        .spawn_process()
+        .await;
+    let http = reqwest::Client::new();
+
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (http, address, token) = (
+            http.clone(),
+            service.address.clone(),
+            service.issuer.token().sign(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..50 {
+                statuses.push(issue(&http, &address, Some(&token)).await.0);
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for worker in workers {
+        statuses.extend(worker.await.unwrap());
+    }
+
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(stored_hashes(&service.database_url).await.len(), 400);
+    let dropping = "the audit sink is dropping lines";
+    assert_eq!(
+        service.log().matches(dropping).count(),
+        1,
+        "{}",
+        service.log()
+    );
+}
+
 #[tokio::test]
 async fn a_receipt_verifies_until_its_row_is_tampered_with_or_deleted() {
     let app = TestApp::spawn().await;
