@@ -2,21 +2,26 @@
 
 mod format;
 
+use std::sync::Arc;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
+use serde::Serialize;
 use tracing::Instrument;
 
 use super::RequestMeta;
 use super::json_object::{BodyRejection, JsonObject};
 use crate::app::AppState;
-use crate::audit::{AuditError, AuditRecord, Outcome};
+use crate::audit::{AuditError, AuditRecord, ChainEntry, Outcome};
 use crate::auth::{AuthError, Caller};
+use crate::credentials::Issued;
 use crate::domain::{Namespace, SecretName};
 use crate::error::ApiError;
 use crate::issuance;
 use crate::policy::IssueRequest;
+use crate::routes::no_store_json;
 use format::CredentialFormat;
 
 pub(super) fn router() -> super::Routes {
@@ -154,28 +159,88 @@ fn docker_config_format(pairs: &mut Vec<(String, String)>) -> Result<CredentialF
     }
 }
 
-/// Runs the one issuing path to completion in its own task, even when the client goes away
-/// or the request times out, so that every decision that reached AWS is recorded.
+/// Runs the one issuing path, commits its audit record, and only then writes the committed
+/// credential in the format asked for.
 async fn issue(
     state: AppState,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     wanted: Result<Wanted, ApiError>,
 ) -> Result<Response, ApiError> {
-    let work = issue_and_record(state, meta, caller, wanted);
+    let request_id = meta.request_id.clone();
+    let (request, format) = match wanted {
+        Ok(Wanted { request, format }) => (Ok(request), format),
+        // The refusal is recorded like any other, and nothing is written in any format.
+        Err(error) => (Err(error), CredentialFormat::AuthorizationData),
+    };
+    let committed = issue_and_record(state, meta, caller, request).await?;
+    Ok(format.render(&committed, request_id))
+}
+
+/// An issuance whose audit row is committed: every credential response is built from one,
+/// and carries the row's place in the chain as its receipt.
+pub(super) struct Committed {
+    /// What was issued.
+    pub issued: Arc<Issued>,
+    /// The audit row's id and hash in the committed chain.
+    pub receipt: ChainEntry,
+}
+
+/// The response header carrying the receipt, as `ID:HASH`.
+pub(crate) const AUDIT_ENTRY_HEADER: &str = "audit-entry";
+
+/// A response body with the receipt beside its own fields.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WithReceipt<'a, T> {
+    #[serde(flatten)]
+    body: T,
+    audit_entry: &'a ChainEntry,
+}
+
+impl Committed {
+    /// `body` as a no-store JSON response, with the receipt as `auditEntry` in it and in the
+    /// `Audit-Entry` header.
+    pub(super) fn respond(&self, body: impl Serialize) -> Response {
+        self.with_receipt_header(no_store_json(WithReceipt {
+            body,
+            audit_entry: &self.receipt,
+        }))
+    }
+
+    /// `response` with the receipt in the `Audit-Entry` header only: for the formats whose
+    /// body is read by docker or Kubernetes, which must hold nothing else.
+    pub(super) fn with_receipt_header(&self, mut response: Response) -> Response {
+        let receipt = HeaderValue::from_str(&self.receipt.to_string())
+            .expect("digits, a colon and hex are a valid header value");
+        response.headers_mut().insert(AUDIT_ENTRY_HEADER, receipt);
+        response
+    }
+}
+
+/// Runs the issuing path and commits its audit record, whatever the outcome, before anything
+/// is returned: the credential with its receipt, or the refusal.
+///
+/// Runs to completion in its own task even when the client goes away or the request times
+/// out, so that every decision that reached AWS is recorded.
+pub(super) async fn issue_and_record(
+    state: AppState,
+    meta: RequestMeta,
+    caller: Result<Caller, AuthError>,
+    request: Result<IssueRequest, ApiError>,
+) -> Result<Committed, ApiError> {
+    let work = record_issuance(state, meta, caller, request);
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
 }
 
-/// The issuing path every format shares: verify, decide, issue (through the cache), build
-/// the answer, and commit the audit row before handing it out.
-async fn issue_and_record(
+async fn record_issuance(
     state: AppState,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
-    wanted: Result<Wanted, ApiError>,
-) -> Result<Response, ApiError> {
+    request: Result<IssueRequest, ApiError>,
+) -> Result<Committed, ApiError> {
     let mut record = AuditRecord::start(
         &meta.request_id,
         meta.client_addr,
@@ -194,25 +259,19 @@ async fn issue_and_record(
             }
         };
         issuance::record_caller(&mut record, &caller);
-        let wanted = wanted?;
-        let issued = state
-            .issuer()
-            .issue(&mut record, &caller, &wanted.request)
-            .await?;
-        // Built before the row is committed, so that a row saying "issued" always stands
-        // for an answer that was handed out.
-        wanted.format.render(&issued.data, meta.request_id.clone())
+        let request = request?;
+        state.issuer().issue(&mut record, &caller, &request).await
     }
     .await;
     match outcome {
-        Ok(response) => {
+        Ok(issued) => {
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
-            state
+            let receipt = state
                 .audit
                 .record(record)
                 .await
                 .map_err(ApiError::AuditUnavailable)?;
-            Ok(response)
+            Ok(Committed { issued, receipt })
         }
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());

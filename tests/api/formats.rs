@@ -49,9 +49,16 @@ async fn caching_app() -> TestApp {
         .await
 }
 
-/// Asserts the audit row of a credential answer: issued, from the cache, for `endpoints`.
-async fn assert_issued_from_cache(app: &TestApp, id: &str, endpoints: Value) {
+/// Asserts the audit row of a credential answer: issued, from the cache, for `endpoints`,
+/// and named by the answer's receipt.
+async fn assert_issued_from_cache(app: &TestApp, id: &str, receipt: &str, endpoints: Value) {
     let row = app.audit_row(id).await;
+    assert_eq!(
+        receipt.split_once(':').map(|(id, _)| id),
+        Some(row["id"].to_string().as_str()),
+        "{receipt} names row {}",
+        row["id"]
+    );
     assert_eq!(row["outcome"], "issued", "{row}");
     assert_eq!(row["http_status"], 200);
     assert_eq!(row["rule"], "acme-main");
@@ -60,9 +67,14 @@ async fn assert_issued_from_cache(app: &TestApp, id: &str, endpoints: Value) {
     assert_eq!(row["token_fingerprints"].as_array().unwrap().len(), 1);
 }
 
-fn assert_credential_headers(response: &reqwest::Response, content_type: &str) {
+/// Asserts the headers of a credential answer, and returns its audit receipt.
+fn assert_credential_headers(response: &reqwest::Response, content_type: &str) -> String {
     assert_eq!(response.headers()["cache-control"], "no-store");
     assert_eq!(response.headers()["content-type"], content_type);
+    response.headers()["audit-entry"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -73,12 +85,12 @@ async fn login_password_is_the_password_of_the_cached_token() {
     let response = get(&app, "/v1/ecr/login-password", &[]).await;
 
     assert_eq!(response.status(), 200);
-    assert_credential_headers(&response, "text/plain; charset=utf-8");
+    let receipt = assert_credential_headers(&response, "text/plain; charset=utf-8");
     let id = request_id(&response);
     let password = response.text().await.unwrap();
     assert_eq!(decode(&token), format!("AWS:{password}"));
     assert_eq!(password, format!("{ROLE_ACCOUNT}-auth-token"));
-    assert_issued_from_cache(&app, &id, json!([format!("https://{HOST}")])).await;
+    assert_issued_from_cache(&app, &id, &receipt, json!([format!("https://{HOST}")])).await;
 }
 
 #[tokio::test]
@@ -89,7 +101,7 @@ async fn docker_config_holds_the_cached_token_under_the_registry_host() {
     let response = get(&app, "/v1/ecr/docker-config", &[]).await;
 
     assert_eq!(response.status(), 200);
-    assert_credential_headers(&response, "application/json");
+    let receipt = assert_credential_headers(&response, "application/json");
     let id = request_id(&response);
     let config: Value = response.json().await.unwrap();
     assert_eq!(config, json!({"auths": {HOST: {"auth": token}}}));
@@ -97,7 +109,7 @@ async fn docker_config_holds_the_cached_token_under_the_registry_host() {
         decode(config["auths"][HOST]["auth"].as_str().unwrap()),
         format!("AWS:{ROLE_ACCOUNT}-auth-token")
     );
-    assert_issued_from_cache(&app, &id, json!([format!("https://{HOST}")])).await;
+    assert_issued_from_cache(&app, &id, &receipt, json!([format!("https://{HOST}")])).await;
 }
 
 #[tokio::test]
@@ -149,7 +161,7 @@ async fn kubernetes_secret_is_a_valid_dockerconfigjson_secret_of_the_cached_toke
     .await;
 
     assert_eq!(response.status(), 200);
-    assert_credential_headers(&response, "application/json");
+    let receipt = assert_credential_headers(&response, "application/json");
     let id = request_id(&response);
     let manifest = response.text().await.unwrap();
     let secret: Value = serde_json::from_str(&manifest).unwrap();
@@ -165,7 +177,7 @@ async fn kubernetes_secret_is_a_valid_dockerconfigjson_secret_of_the_cached_toke
     ))
     .unwrap();
     assert_eq!(config, json!({"auths": {HOST: {"auth": token}}}));
-    assert_issued_from_cache(&app, &id, json!([format!("https://{HOST}")])).await;
+    assert_issued_from_cache(&app, &id, &receipt, json!([format!("https://{HOST}")])).await;
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("secret.json");

@@ -11,9 +11,9 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::ExposeSecret;
 use serde::Serialize;
 
+use super::Committed;
 use crate::credentials::AuthorizationData;
 use crate::domain::{Namespace, SecretName};
-use crate::error::ApiError;
 use crate::routes::{no_store, no_store_json};
 
 /// How the issued credential is written into the response.
@@ -35,34 +35,31 @@ pub(super) enum CredentialFormat {
 }
 
 impl CredentialFormat {
-    /// The response for `data`, with `Cache-Control: no-store`. Fails only when an endpoint
-    /// is not a host, which is then no credential to hand out.
-    pub(super) fn render(
-        &self,
-        data: &[AuthorizationData],
-        request_id: String,
-    ) -> Result<Response, ApiError> {
+    /// The response for the committed issuance, with `Cache-Control: no-store` and the
+    /// audit receipt.
+    pub(super) fn render(&self, committed: &Committed, request_id: String) -> Response {
+        let data = &committed.issued.data;
         match self {
-            Self::AuthorizationData => Ok(authorization_data(data, request_id)),
+            Self::AuthorizationData => committed.respond(IssueResponse {
+                authorization_data: data.iter().map(AuthorizationDataJson::from).collect(),
+                request_id,
+            }),
             Self::LoginPassword => {
-                let [one] = data else {
-                    return Err(unusable(
-                        "one endpoint was asked for, not as many were issued",
-                    ));
-                };
+                // The request was refused before issuing unless it asked for one endpoint.
+                let one = data.first().expect("an issuance has an endpoint");
                 let password = one.authorization_token.password();
                 let mut response = password.expose_secret().to_owned().into_response();
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     HeaderValue::from_static("text/plain; charset=utf-8"),
                 );
-                Ok(no_store(response))
+                committed.with_receipt_header(no_store(response))
             }
-            Self::DockerConfig => Ok(no_store_json(docker_config(data)?)),
+            Self::DockerConfig => committed.with_receipt_header(no_store_json(docker_config(data))),
             Self::KubernetesSecret { name, namespace } => {
-                let config = serde_json::to_vec(&docker_config(data)?)
-                    .map_err(|e| ApiError::Internal(e.into()))?;
-                Ok(no_store_json(Secret {
+                let config =
+                    serde_json::to_vec(&docker_config(data)).expect("a map of strings serialises");
+                committed.with_receipt_header(no_store_json(Secret {
                     api_version: "v1",
                     kind: "Secret",
                     metadata: Metadata {
@@ -79,23 +76,13 @@ impl CredentialFormat {
     }
 }
 
-fn unusable(why: &str) -> ApiError {
-    ApiError::Internal(anyhow::anyhow!(
-        "ECR's authorization data is unusable: {why}"
-    ))
-}
-
-/// The registry host as `docker login HOST` writes it into config.json: no scheme, no path.
-fn docker_host(data: &AuthorizationData) -> Result<&str, ApiError> {
-    let host = data
-        .proxy_endpoint
+/// The registry host as `docker login HOST` writes it into config.json: the broker's own
+/// canonical endpoint without its scheme.
+fn docker_host(data: &AuthorizationData) -> &str {
+    data.proxy_endpoint
         .strip_prefix("https://")
         .unwrap_or(&data.proxy_endpoint)
-        .trim_end_matches('/');
-    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
-        return Err(unusable("the endpoint is not a host"));
-    }
-    Ok(host)
+        .trim_end_matches('/')
 }
 
 #[derive(Serialize)]
@@ -109,19 +96,17 @@ struct DockerAuth<'a> {
     auth: &'a str,
 }
 
-fn docker_config(data: &[AuthorizationData]) -> Result<DockerConfig<'_>, ApiError> {
+fn docker_config(data: &[AuthorizationData]) -> DockerConfig<'_> {
     let auths = data
         .iter()
         .map(|d| {
-            Ok((
-                docker_host(d)?,
-                DockerAuth {
-                    auth: d.authorization_token.expose(),
-                },
-            ))
+            let auth = DockerAuth {
+                auth: d.authorization_token.expose(),
+            };
+            (docker_host(d), auth)
         })
-        .collect::<Result<_, ApiError>>()?;
-    Ok(DockerConfig { auths })
+        .collect();
+    DockerConfig { auths }
 }
 
 #[derive(Serialize)]
@@ -163,21 +148,16 @@ struct IssueResponse<'a> {
     request_id: String,
 }
 
-fn authorization_data(data: &[AuthorizationData], request_id: String) -> Response {
-    let body = IssueResponse {
-        authorization_data: data
-            .iter()
-            .map(|d| AuthorizationDataJson {
-                authorization_token: d.authorization_token.expose(),
-                expires_at: d
-                    .expires_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                proxy_endpoint: &d.proxy_endpoint,
-            })
-            .collect(),
-        request_id,
-    };
-    no_store_json(body)
+impl<'a> From<&'a AuthorizationData> for AuthorizationDataJson<'a> {
+    fn from(d: &'a AuthorizationData) -> Self {
+        Self {
+            authorization_token: d.authorization_token.expose(),
+            expires_at: d
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            proxy_endpoint: &d.proxy_endpoint,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -185,7 +165,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::credentials::EcrToken;
+    use crate::credentials::{EcrToken, Issued};
+    use crate::domain::RoleSessionName;
 
     const TOKEN: &str = "QVdTOnNlY3JldC1wYXNzd29yZA=="; // AWS:secret-password
     const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
@@ -199,7 +180,19 @@ mod tests {
     }
 
     async fn body(format: CredentialFormat) -> (String, String) {
-        let response = format.render(&data(), "id".to_owned()).unwrap();
+        let committed = Committed {
+            issued: std::sync::Arc::new(Issued {
+                data: data(),
+                session_name: RoleSessionName::for_caller("alice", "0123456789ab"),
+                expires_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            }),
+            receipt: format!("7:{}", "ab".repeat(32)).parse().unwrap(),
+        };
+        let response = format.render(&committed, "id".to_owned());
+        assert_eq!(
+            response.headers()["audit-entry"],
+            committed.receipt.to_string()
+        );
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         let content_type = response.headers()[header::CONTENT_TYPE]
             .to_str()
@@ -242,12 +235,8 @@ mod tests {
     #[test]
     fn the_docker_host_is_the_endpoint_without_scheme_or_slash() {
         let mut one = data().remove(0);
-        assert_eq!(docker_host(&one).unwrap(), HOST);
+        assert_eq!(docker_host(&one), HOST);
         one.proxy_endpoint = format!("https://{HOST}/");
-        assert_eq!(docker_host(&one).unwrap(), HOST);
-        for bad in ["https://", "https://user@host", "https://host/path"] {
-            one.proxy_endpoint = bad.to_owned();
-            assert!(docker_host(&one).is_err(), "{bad}");
-        }
+        assert_eq!(docker_host(&one), HOST);
     }
 }
