@@ -32,6 +32,7 @@ use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
+use crate::metrics::Metrics;
 use crate::policy::{AuditAdmins, Rules};
 use crate::rate_limit::RateLimits;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub audit: AuditLog,
     /// Keyed token fingerprints: the current key and the previous ones.
     pub fingerprinters: Arc<Fingerprinters>,
+    /// This application's Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -95,11 +98,11 @@ impl Shared {
     }
 }
 
-/// Builds the router with all middleware.
+/// Wraps `routes` in all middleware.
 ///
-/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing, CORS, error
-/// rendering, then the limits that produce those errors.
-pub(crate) fn build_router(state: AppState) -> Router {
+/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing,
+/// metrics, CORS, error rendering, then the limits that produce those errors.
+pub(crate) fn build_router(state: AppState, routes: Router<AppState>) -> Router {
     let server = state.server.clone();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let middleware = ServiceBuilder::new()
@@ -116,6 +119,10 @@ pub(crate) fn build_router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::record_http,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(cors(&server.cors_allowed_origins))
         .layer(middleware::from_fn(render_problems))
@@ -126,7 +133,7 @@ pub(crate) fn build_router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::new())
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
-    routes::router().layer(middleware).with_state(state)
+    routes.layer(middleware).with_state(state)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -175,6 +182,8 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `[metrics] listen`'s listener and the router serving `GET /metrics` alone on it.
+    metrics: Option<(TcpListener, Router)>,
     server: Arc<ServerConfig>,
     background: Vec<JoinHandle<()>>,
 }
@@ -194,10 +203,11 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for key sets")?;
-        let verifier = Arc::new(Verifier::new(&config.issuers, &http)?);
+        let metrics = Metrics::new(routes::endpoints().into_iter().map(|e| e.path));
+        let verifier = Arc::new(Verifier::new(&config.issuers, &http, &metrics)?);
         let background = verifier.spawn_key_refresh();
         let rules = Rules::compile(&config.rules).context("compiling rules")?;
-        let aws = Aws::new(sdk, &config.aws)?;
+        let aws = Aws::new(sdk, &config.aws, &metrics)?;
         let credentials = CredentialSource::new(
             aws,
             CacheSettings {
@@ -207,8 +217,9 @@ impl Application {
                 // Waiting for another request's fetch is bounded like the request itself.
                 wait: Duration::from_secs(config.server.request_timeout_secs),
             },
+            metrics.cache(),
         );
-        let (writer, writer_task) = AuditWriter::spawn(
+        let (writer, writer_task) = AuditWriter::spawn_measured(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
             WriterLimits {
@@ -221,12 +232,14 @@ impl Application {
                 wait: Duration::from_secs(config.database.acquire_timeout_secs + 5),
                 bounds: AppendBounds::from(&config.audit_chain),
             },
+            metrics.audit_writer(),
         );
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, &config.rules));
         let mut background = background;
         background.push(writer_task);
         background.push(rate_limits.spawn_sweeper());
         background.push(credentials.spawn_sweeper());
+        background.push(metrics.spawn_upkeep());
         background.push(audit::spawn_head_log(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
@@ -235,6 +248,14 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr} (metrics.listen)"))?,
+            ),
+            None => None,
+        };
         let server = Arc::new(config.server);
         let state = AppState(Arc::new(Shared {
             fingerprinters: Arc::new(Fingerprinters::new(
@@ -249,10 +270,18 @@ impl Application {
             audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             credentials,
             audit: AuditLog::new(writer, pool, read_pool),
+            metrics,
         }));
+        let metrics = metrics_listener.map(|listener| {
+            (
+                listener,
+                build_router(state.clone(), routes::metrics_router()),
+            )
+        });
         Ok(Self {
             listener,
-            router: build_router(state),
+            router: build_router(state, routes::router(metrics.is_none())),
+            metrics,
             server,
             background,
         })
@@ -263,13 +292,28 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address `GET /metrics` is served on alone, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
+    }
+
     /// Serves until `shutdown` resolves, then finishes in-flight requests; connections are
-    /// bounded as `[server]` says ([`connections`]).
+    /// bounded as `[server]` says ([`connections`]), on the metrics listener too.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        connections::serve(self.listener, self.router, &self.server, shutdown).await;
+        let shutdown = futures::FutureExt::shared(futures::FutureExt::boxed(shutdown));
+        let api = connections::serve(self.listener, self.router, &self.server, shutdown.clone());
+        match self.metrics {
+            Some((listener, router)) => {
+                let metrics = connections::serve(listener, router, &self.server, shutdown);
+                futures::join!(api, metrics);
+            }
+            None => api.await,
+        }
         for task in self.background {
             task.abort();
         }

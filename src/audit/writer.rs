@@ -18,6 +18,7 @@ use super::appender::{AppendBounds, ChainAppender};
 use super::chain::ChainKey;
 use super::shed::ShedTally;
 use super::{AuditRecord, Outcome};
+use crate::metrics::WriterMetrics;
 
 /// Why a record was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,7 @@ pub struct AuditWriter {
     refusals: mpsc::Sender<Job>,
     shed: Arc<ShedTally>,
     wait: Duration,
+    metrics: WriterMetrics,
 }
 
 /// Writer settings.
@@ -76,6 +78,17 @@ pub struct WriterLimits {
 impl AuditWriter {
     /// Starts the writer task.
     pub fn spawn(pool: PgPool, key: ChainKey, limits: WriterLimits) -> (Self, JoinHandle<()>) {
+        Self::spawn_measured(pool, key, limits, WriterMetrics::default())
+    }
+
+    /// Starts the writer task, which records its batches, commits and chain head in
+    /// `metrics`.
+    pub(crate) fn spawn_measured(
+        pool: PgPool,
+        key: ChainKey,
+        limits: WriterLimits,
+        metrics: WriterMetrics,
+    ) -> (Self, JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(limits.queue_capacity);
         let (refusals, refusal_queue) = mpsc::channel(limits.refusal_queue_capacity);
         let shed = Arc::new(ShedTally::default());
@@ -86,13 +99,14 @@ impl AuditWriter {
             report: limits.shed_report_interval,
         };
         let appender = ChainAppender::new(&pool, &limits.bounds);
-        let task = tokio::spawn(run(appender, key, lanes, limits.max_batch));
+        let task = tokio::spawn(run(appender, key, lanes, limits.max_batch, metrics.clone()));
         (
             Self {
                 jobs,
                 refusals,
                 shed,
                 wait: limits.wait,
+                metrics,
             },
             task,
         )
@@ -102,6 +116,12 @@ impl AuditWriter {
     /// panicked, and then no request can be recorded.
     pub(crate) fn is_running(&self) -> bool {
         !self.jobs.is_closed()
+    }
+
+    /// Records waiting now: issued and failed requests', and refusals.
+    pub(crate) fn queue_depth(&self) -> (usize, usize) {
+        let waiting = |lane: &mpsc::Sender<Job>| lane.max_capacity() - lane.capacity();
+        (waiting(&self.jobs), waiting(&self.refusals))
     }
 
     /// Queues the record and waits until it is committed; returns its chain id. A denied
@@ -117,6 +137,7 @@ impl AuditWriter {
         lane.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(job) if refusal => {
                 self.shed.add(&job.record);
+                self.metrics.shed.increment(1);
                 AuditError::Shed
             }
             mpsc::error::TrySendError::Full(_) => AuditError::QueueFull,
@@ -173,7 +194,13 @@ impl Lanes {
     }
 }
 
-async fn run(mut appender: ChainAppender, key: ChainKey, mut lanes: Lanes, max_batch: usize) {
+async fn run(
+    mut appender: ChainAppender,
+    key: ChainKey,
+    mut lanes: Lanes,
+    max_batch: usize,
+    metrics: WriterMetrics,
+) {
     let mut batch = Vec::with_capacity(max_batch);
     let mut report = tokio::time::interval(lanes.report);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,9 +213,20 @@ async fn run(mut appender: ChainAppender, key: ChainKey, mut lanes: Lanes, max_b
             continue;
         }
         let records: Vec<&AuditRecord> = batch.iter().map(|job| &job.record).collect();
+        let started = std::time::Instant::now();
         let result = appender.append(&key, &records).await.map_err(Arc::new);
-        if let Err(error) = &result {
-            tracing::warn!(error = %error, rows = batch.len(), "audit batch failed");
+        metrics.commit_seconds.record(started.elapsed());
+        metrics.batch_rows.record(batch.len() as f64);
+        match &result {
+            Ok(ids) => {
+                if let Some(&head) = ids.iter().max() {
+                    metrics.chain_head.set(head as f64);
+                }
+            }
+            Err(error) => {
+                metrics.commit_failures.increment(1);
+                tracing::warn!(error = %error, rows = batch.len(), "audit batch failed");
+            }
         }
         for (i, job) in batch.drain(..).enumerate() {
             let outcome = match &result {

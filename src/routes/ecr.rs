@@ -66,15 +66,29 @@ async fn issue_and_record(
     match outcome {
         Ok(issued) => {
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
-            state
-                .audit
-                .record(record)
-                .await
-                .map_err(ApiError::AuditUnavailable)?;
-            Ok(credential_response(&issued.data, meta.request_id))
+            let rule = record.rule.clone();
+            // Counted once the outcome is final: without its commit, nothing was issued.
+            match state.audit.record(record).await {
+                Ok(_) => {
+                    state
+                        .metrics
+                        .issuance(Outcome::Issued, "issued", rule.as_deref());
+                    Ok(credential_response(&issued.data, meta.request_id))
+                }
+                Err(error) => {
+                    let error = ApiError::AuditUnavailable(error);
+                    state
+                        .metrics
+                        .issuance(error.outcome(), &error.reason(), rule.as_deref());
+                    Err(error)
+                }
+            }
         }
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());
+            state
+                .metrics
+                .issuance(record.outcome, &record.reason, record.rule.as_deref());
             let reason = record.reason.clone();
             match state.audit.record(record).await {
                 // Counted in the next aggregate row; a flood must not flood the logs either.

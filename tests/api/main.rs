@@ -24,6 +24,7 @@ mod flood;
 mod health;
 mod issue;
 mod limits;
+mod metrics;
 mod openapi;
 mod scoping;
 mod token_checks;
