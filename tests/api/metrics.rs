@@ -34,7 +34,7 @@ struct Sample {
 }
 
 /// One scrape: the text as served and its samples as Prometheus parsed them.
-struct Scrape {
+pub(crate) struct Scrape {
     text: String,
     samples: Vec<Sample>,
 }
@@ -58,7 +58,7 @@ impl Scrape {
     }
 
     /// Like [`Scrape::value`], but the sample must exist.
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.value(name, labels)
             .unwrap_or_else(|| panic!("no sample {name} {labels:?} in:\n{}", self.text))
     }
@@ -79,7 +79,7 @@ fn python() -> PathBuf {
 }
 
 /// Scrapes `url` and parses what it served.
-async fn scrape(url: &str) -> Scrape {
+pub(crate) async fn scrape(url: &str) -> Scrape {
     let response = reqwest::get(url).await.expect("scrape");
     assert_eq!(response.status(), 200, "{url}");
     assert_eq!(
