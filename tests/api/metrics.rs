@@ -435,3 +435,35 @@ fn check_config_refuses_metrics_on_the_main_listen_address() {
         &["metrics.listen: 0.0.0.0:8080 is server.listen too"],
     );
 }
+
+#[tokio::test]
+async fn the_binary_serves_metrics_on_its_own_port() {
+    let port = free_port();
+    let service = TestApp::builder()
+        .extra_config(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"))
+        .spawn_process()
+        .await;
+    let token = service.issuer.token().sign();
+
+    let issued = reqwest::Client::new()
+        .post(format!("{}{ISSUE_ROUTE}", service.address))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.status(), 200);
+
+    let scrape = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
+    assert_eq!(
+        scrape.get(
+            "ecr_token_broker_issuances_total",
+            &[("outcome", "issued"), ("rule", RULE)]
+        ),
+        1.0
+    );
+    assert!(!scrape.text.contains("repo:acme/api"), "{}", scrape.text);
+    let main = reqwest::get(format!("{}/metrics", service.address))
+        .await
+        .unwrap();
+    assert_problem(main, 404, "not-found").await;
+}
