@@ -26,6 +26,7 @@ mod formats;
 mod health;
 mod issue;
 mod limits;
+mod metrics;
 mod openapi;
 mod scoping;
 mod shipping;
