@@ -62,5 +62,42 @@ if [ ${#manifests[@]} -gt 0 ]; then
   "$VENV/bin/kubernetes-validate" --strict --quiet "${manifests[@]}"
 fi
 
+# What kustomize builds from the base and from each overlay: patches that no longer apply,
+# or that produce an invalid object, fail here.
+for dir in deploy/k8s deploy/overlays/*/; do
+  [ -f "${dir%/}/kustomization.yaml" ] || continue
+  log "kubectl kustomize ${dir%/} | kubernetes-validate"
+  rendered="$(mktemp)"
+  "$VENV/bin/kubectl" kustomize "${dir%/}" >"$rendered"
+  "$VENV/bin/kubernetes-validate" --strict --quiet "$rendered"
+  rm -f "$rendered"
+done
+
+# IAM documents: permission policies as they are. parliament knows identity policies only,
+# so a trust policy (*-trust-policy.json) is linted as the identity policy it amounts to:
+# its statements, without their Principal, on a role ARN. That still checks every action
+# and whether each condition key applies to it.
+for f in deploy/iam/*.json; do
+  [ -f "$f" ] || continue
+  log "parliament $f"
+  policy="$(cat "$f")"
+  case "$f" in
+    *-trust-policy.json)
+      policy="$(python3 -c '
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for statement in doc["Statement"]:
+    statement.pop("Principal")
+    statement["Resource"] = "arn:aws:iam::123456789012:role/trusting-role"
+print(json.dumps(doc))' "$f")"
+      ;;
+  esac
+  findings="$("$PARLIAMENT" --string "$policy" --minimum_severity MEDIUM)" || true
+  if [ -n "$findings" ]; then
+    printf '%s\n' "$findings" >&2
+    die "parliament found problems in $f"
+  fi
+done
+
 log "cargo test"
 cargo test --locked "$@"
