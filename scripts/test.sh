@@ -99,5 +99,10 @@ print(json.dumps(doc))' "$f")"
   fi
 done
 
+# The guides in docs/: every snippet runs against a local stack of its own, and the portal
+# example in headless Chromium.
+log "scripts/test-docs.sh"
+scripts/test-docs.sh
+
 log "cargo test"
 cargo test --locked "$@"
