@@ -15,8 +15,8 @@ keep=0
 
 ensure_venv
 ensure_postgres
-# The portal test drives a real browser.
-ensure_apt_packages chromium
+# The portal test drives a real browser; the guides' commands use curl and jq.
+ensure_apt_packages chromium curl jq
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/ecrtb-docs.XXXXXX")"
 export ECRTB_DEV_DIR="$state/dev"

@@ -42,7 +42,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -249,7 +248,7 @@ class Runner:
         manifests = [REPO / "Cargo.toml", *REPO.glob("*/Cargo.toml")]
         if not any(f'name = "{CLIENT_BINARY}"' in m.read_text() for m in manifests):
             return None
-        subprocess.run(["cargo", "build", "--locked", "--bin", CLIENT_BINARY], cwd=REPO, check=True,
+        subprocess.run(["cargo", "build", "--locked", "--workspace", "--bin", CLIENT_BINARY], cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)
         target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
         if not (target / CLIENT_BINARY).exists():
