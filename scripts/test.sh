@@ -70,6 +70,22 @@ for dir in deploy/k8s deploy/overlays/*/; do
   rendered="$(mktemp)"
   "$VENV/bin/kubectl" kustomize "${dir%/}" >"$rendered"
   "$VENV/bin/kubernetes-validate" --strict --quiet "$rendered"
+  # The autoscaler owns the replica count and never goes as low as the disruption budget.
+  "$VENV/bin/python" - "$rendered" "${dir%/}" <<'EOF'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+hpa = docs[("HorizontalPodAutoscaler", "ecr-token-broker")]["spec"]
+pdb = docs[("PodDisruptionBudget", "ecr-token-broker")]["spec"]
+deployment = docs[("Deployment", hpa["scaleTargetRef"]["name"])]["spec"]
+problems = []
+if "replicas" in deployment:
+    problems.append("the Deployment sets replicas, which every apply would reset under the HPA")
+if not pdb["minAvailable"] < hpa["minReplicas"] <= hpa["maxReplicas"]:
+    problems.append(f"want PDB minAvailable < HPA minReplicas <= maxReplicas, got "
+                    f"{pdb['minAvailable']}, {hpa['minReplicas']}, {hpa['maxReplicas']}")
+if problems:
+    sys.exit(f"{sys.argv[2]}: " + "; ".join(problems))
+EOF
   rm -f "$rendered"
 done
 

@@ -104,6 +104,7 @@ class Stack:
         self.issuer_port = args.issuer_port
         self.issuer_state = args.issuer_state
         self.aws_proxy = args.aws_proxy.rstrip("/")
+        self.minted: list[str] = []  # every JWT made here, kept out of what the test prints
         self.jwt = self.mint()
         token = self.issue()["authorizationData"][0]["authorizationToken"]
         user, _, self.password = base64.b64decode(token).decode().partition(":")
@@ -116,7 +117,9 @@ class Stack:
                    "--port", str(self.issuer_port), "--state-dir", self.issuer_state, "--aud", aud]
         for key, value in (claims or {}).items():
             command += ["--claim", f"{key}={value}"]
-        return subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+        jwt = subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip()
+        self.minted.append(jwt)
+        return jwt
 
     def issue(self) -> dict:
         request = urllib.request.Request(
@@ -287,7 +290,7 @@ class Runner:
         return out.stdout + out.stderr
 
     def redact(self, text: str) -> str:
-        for secret in (self.stack.jwt, self.stack.password):
+        for secret in (*self.stack.minted, self.stack.password):
             text = text.replace(secret, "<redacted>")
         return text
 
@@ -305,7 +308,7 @@ class Runner:
             self.passed += 1
             print(f"ok      {where}", flush=True)
         except (Failure, subprocess.SubprocessError, yaml.YAMLError, json.JSONDecodeError,
-                KeyError, TypeError) as e:
+                KeyError, TypeError, AttributeError, ValueError) as e:
             self.failed.append(where)
             print(f"FAILED  {where}: {self.redact(str(e))}", flush=True)
 
