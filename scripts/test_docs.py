@@ -17,8 +17,10 @@ Every fenced block of a guide is either run or checked, by its info string:
   ```yaml kubernetes     validated by kubernetes-validate --strict; the shell scripts of a
                          CronJob's containers run too, its volume mounts mapped to
                          directories here
-  ```json docker-config  parsed: a ~/.docker/config.json
-  ```json | toml | text | console | html | js   parsed (json) or shown only
+  ```json docker-config  parsed: a ~/.docker/config.json, credHelpers naming the client
+  ```toml                a piece of the broker's config: `check-config` must accept it,
+                         with [database] and [audit] (and an issuer, if it has none) added
+  ```json | text | console | html | js   parsed (json) or shown only
 
 Commands that cannot run here are stand-ins that record their arguments and input, which
 are then checked: `docker` (login: the password on stdin must be the one the broker
@@ -58,7 +60,25 @@ CLIENT_BINARY = "docker-credential-ecr-token-broker"
 ECR_HOST = re.compile(r"^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 # Endpoints the guides use that another part of the tree may not have built yet.
 GATED_PATHS = ("/v1/ecr/login-password", "/v1/ecr/docker-config")
-SHOWN_ONLY = {"toml", "text", "console", "html", "js", "javascript", "http"}
+SHOWN_ONLY = {"text", "console", "html", "js", "javascript", "http"}
+# What a config fragment in a guide needs around it to be a whole config for check-config.
+CONFIG_BASE = """
+[database]
+url = "postgres://broker@db.internal/ecr_token_broker"
+
+[audit]
+fingerprint_key_id = "docs"
+fingerprint_key = "0123456789abcdef0123456789abcdef"
+chain_key = "fedcba9876543210fedcba9876543210"
+"""
+CONFIG_ISSUER = """
+[[issuers]]
+name = "docs"
+issuer = "https://issuer.example.com"
+jwks_uri = "https://issuer.example.com/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+"""
 # Seconds any one guide's commands may take: the stack is local, so this only bounds a hang.
 RUN_TIMEOUT = 120
 
@@ -336,6 +356,8 @@ class Runner:
                 self.attempt(block.where(), partial(self.kubernetes, block, execute))
             elif block.lang == "json":
                 self.attempt(block.where(), partial(self.json_block, block))
+            elif block.lang == "toml":
+                self.attempt(block.where(), partial(self.config_fragment, block))
             elif block.lang not in SHOWN_ONLY:
                 self.failed.append(block.where())
                 print(f"FAILED  {block.where()}: a ```{block.lang} {block.kind} block is neither run nor "
@@ -351,6 +373,20 @@ class Runner:
             script += f"trap 'echo \"failed in the block at {block.where()}\" >&2' ERR\n{block.text}"
         self.run(blocks[0].guide.name, script, env, root, ["bash", "--noprofile", "--norc"])
         check_records(self.records(root), self.stack, blocks[0].guide.name)
+
+    def config_fragment(self, block: Block) -> None:
+        """A piece of the broker's config: check-config must accept it, in a whole config."""
+        text = block.text + CONFIG_BASE + ("" if "[[issuers]]" in block.text else CONFIG_ISSUER)
+        binary = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug/ecr-token-broker"
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", dir=self.work) as f:
+            f.write(text)
+            f.flush()
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith("ECR_TOKEN_BROKER_") and k != "DATABASE_URL"}
+            out = subprocess.run([str(binary), "check-config", f.name], capture_output=True,
+                                 text=True, env=env)
+        if out.returncode != 0:
+            raise Failure(f"check-config refuses it:\n{out.stderr}")
 
     def json_block(self, block: Block) -> None:
         document = json.loads(block.text)
