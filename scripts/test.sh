@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, deployment-file checks, then the whole
-# cargo test suite against a real PostgreSQL and the moto AWS emulator.
+# The test command: formatting, lints, deployment-file checks, the guides in docs/, then
+# the whole cargo test suite against a real PostgreSQL and the moto AWS emulator.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -- --nocapture).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
