@@ -27,5 +27,7 @@ mod issue;
 mod limits;
 mod openapi;
 mod scoping;
+mod shipping;
+mod shutdown;
 mod token_checks;
 mod whoami;
