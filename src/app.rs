@@ -33,6 +33,7 @@ use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
+use crate::metrics::Metrics;
 use crate::policy::{AuditAdmins, Rules};
 use crate::rate_limit::RateLimits;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
@@ -84,6 +85,8 @@ pub(crate) struct Shared {
     pub fingerprinters: Arc<Fingerprinters>,
     /// Set once shutdown has begun: `/readyz` then says not ready, so load balancers drain.
     pub draining: Arc<AtomicBool>,
+    /// This application's Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -98,11 +101,11 @@ impl Shared {
     }
 }
 
-/// Builds the router with all middleware.
+/// Wraps `routes` in all middleware.
 ///
-/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing, CORS, error
-/// rendering, then the limits that produce those errors.
-pub(crate) fn build_router(state: AppState) -> Router {
+/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing,
+/// metrics, CORS, error rendering, then the limits that produce those errors.
+pub(crate) fn build_router(state: AppState, routes: Router<AppState>) -> Router {
     let server = state.server.clone();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let middleware = ServiceBuilder::new()
@@ -119,6 +122,10 @@ pub(crate) fn build_router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::record_http,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(cors(&server.cors_allowed_origins))
         .layer(middleware::from_fn(render_problems))
@@ -129,7 +136,7 @@ pub(crate) fn build_router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::new())
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
-    routes::router().layer(middleware).with_state(state)
+    routes.layer(middleware).with_state(state)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -179,6 +186,8 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `[metrics] listen`'s listener and the router serving `GET /metrics` alone on it.
+    metrics: Option<(TcpListener, Router)>,
     server: Arc<ServerConfig>,
     background: Vec<JoinHandle<()>>,
     /// Ends once every record is committed, after the router (and every handle on the
@@ -209,10 +218,11 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for key sets")?;
-        let verifier = Arc::new(Verifier::new(&config.issuers, &http)?);
+        let metrics = Metrics::new(routes::endpoints().into_iter().map(|e| e.path));
+        let verifier = Arc::new(Verifier::new(&config.issuers, &http, &metrics)?);
         let background = verifier.spawn_key_refresh();
         let rules = Rules::compile(&config.rules).context("compiling rules")?;
-        let aws = Aws::new(sdk, &config.aws)?;
+        let aws = Aws::new(sdk, &config.aws, &metrics)?;
         let credentials = CredentialSource::new(
             aws,
             CacheSettings {
@@ -222,12 +232,13 @@ impl Application {
                 // Waiting for another request's fetch is bounded like the request itself.
                 wait: Duration::from_secs(config.server.request_timeout_secs),
             },
+            metrics.cache(),
         );
         let (shipper, sink) = audit::spawn_sink(&config.audit_sink)?.unzip();
         // A request waits for its commit as long as for a pooled connection, plus time for
         // the batch ahead of it.
         let writer_wait = Duration::from_secs(config.database.acquire_timeout_secs + 5);
-        let (writer, writer_task) = AuditWriter::spawn_shipping(
+        let (writer, writer_task) = AuditWriter::spawn_measured(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
             WriterLimits {
@@ -239,11 +250,13 @@ impl Application {
                 bounds: AppendBounds::from(&config.audit_chain),
             },
             shipper,
+            metrics.audit_writer(),
         );
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, &config.rules));
         let mut background = background;
         background.push(rate_limits.spawn_sweeper());
         background.push(credentials.spawn_sweeper());
+        background.push(metrics.spawn_upkeep());
         background.push(audit::spawn_head_log(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
@@ -252,6 +265,14 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr} (metrics.listen)"))?,
+            ),
+            None => None,
+        };
         let server = Arc::new(config.server);
         let draining = Arc::new(AtomicBool::new(false));
         let state = AppState(Arc::new(Shared {
@@ -268,10 +289,18 @@ impl Application {
             audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             credentials,
             audit: AuditLog::new(writer, pool, read_pool),
+            metrics,
         }));
+        let metrics = metrics_listener.map(|listener| {
+            (
+                listener,
+                build_router(state.clone(), routes::metrics_router()),
+            )
+        });
         Ok(Self {
             listener,
-            router: build_router(state),
+            router: build_router(state, routes::router(metrics.is_none())),
+            metrics,
             server,
             background,
             writer: writer_task,
@@ -286,11 +315,18 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address `GET /metrics` is served on alone, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
+    }
+
     /// Serves until `shutdown` resolves, then shuts down in order: `/readyz` says not ready
-    /// while requests are still served for `shutdown_drain_secs`, the listener closes,
+    /// while requests are still served for `shutdown_drain_secs`, the listeners close,
     /// in-flight requests get `shutdown_grace_secs` to finish, every record they queued is
     /// committed and every committed line shipped. Connections are bounded as `[server]`
-    /// says ([`connections`]).
+    /// says ([`connections`]), on the metrics listener too.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -298,6 +334,7 @@ impl Application {
         let Self {
             listener,
             router,
+            metrics,
             server,
             background,
             writer,
@@ -316,8 +353,16 @@ impl Application {
             tokio::time::sleep(drain).await;
             tracing::info!("shutting down: no new connections, finishing requests in flight");
         };
+        let stop_accepting = futures::FutureExt::shared(futures::FutureExt::boxed(stop_accepting));
         let grace = Duration::from_secs(server.shutdown_grace_secs);
-        connections::serve(listener, router, &server, stop_accepting, grace).await;
+        let api = connections::serve(listener, router, &server, stop_accepting.clone(), grace);
+        match metrics {
+            Some((listener, router)) => {
+                let metrics = connections::serve(listener, router, &server, stop_accepting, grace);
+                futures::join!(api, metrics);
+            }
+            None => api.await,
+        }
         for task in background {
             task.abort();
         }

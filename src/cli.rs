@@ -144,6 +144,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(cli.config_path()?)?;
             let app = Application::build(config, Aws::load_sdk_config().await).await?;
             tracing::info!(address = %app.local_addr()?, "serving");
+            if let Some(metrics) = app.metrics_addr() {
+                tracing::info!(address = %metrics?, "serving /metrics alone");
+            }
             app.serve(shutdown_signal()).await.context("serving HTTP")
         }
         Command::Migrate => {

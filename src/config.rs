@@ -73,6 +73,18 @@ pub struct Config {
     /// client address's for requests whose token fails.
     #[serde(default)]
     pub(crate) rate_limit: RateLimitsConfig,
+    /// Where `GET /metrics` is served.
+    #[serde(default)]
+    pub(crate) metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus exposition.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// A listener of its own for `GET /metrics`, which the main listener then does not
+    /// serve; without it, the main listener serves it.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[server]`
@@ -403,7 +415,7 @@ impl Default for CacheConfig {
 /// `[[issuers]]`: one trusted identity provider.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
+pub(crate) struct IssuerConfig {
     /// Short name that rules refer to.
     pub name: String,
     /// The exact `iss` claim of its tokens.
@@ -566,7 +578,7 @@ impl ClaimPatterns {
 
 impl IssuerConfig {
     /// The keys' source, as configured.
-    pub fn key_source(&self) -> Option<KeySource> {
+    pub(crate) fn key_source(&self) -> Option<KeySource> {
         match (
             &self.jwks_uri,
             self.discovery,
@@ -582,19 +594,19 @@ impl IssuerConfig {
     }
 
     /// Refresh period of fetched keys.
-    pub fn jwks_refresh(&self) -> Duration {
+    pub(crate) fn jwks_refresh(&self) -> Duration {
         Duration::from_secs(self.jwks_refresh_secs)
     }
 
     /// Least time between two refetches caused by unknown key IDs.
-    pub fn jwks_min_refresh_interval(&self) -> Duration {
+    pub(crate) fn jwks_min_refresh_interval(&self) -> Duration {
         Duration::from_secs(self.jwks_min_refresh_interval_secs)
     }
 }
 
 /// Where an issuer's verification keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// A JWKS URL.
     JwksUri(String),
     /// OIDC discovery from the issuer URL.

@@ -22,6 +22,8 @@
 //!
 //! `issuance` strings steps 3 and 4 together; `config` is the typed configuration, `domain`
 //! the value types that can only hold valid values.
+//! `metrics` counts and times every stage for `GET /metrics`; each stage is handed its
+//! handles when the application is built.
 //!
 //! The audit row follows the request: the handler starts an `AuditRecord`
 //! (`audit/record.rs`) when the request arrives, `issuance` fills it in as each stage passes
@@ -45,6 +47,7 @@ mod credentials;
 mod domain;
 mod error;
 mod issuance;
+mod metrics;
 mod policy;
 mod rate_limit;
 mod request_id;

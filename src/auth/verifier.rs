@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::KeySet;
 use super::checks::IssuerChecks;
 use crate::config::{IssuerConfig, KeySource};
+use crate::metrics::Metrics;
 
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -122,7 +123,11 @@ pub struct TrustedIssuer {
 }
 impl TrustedIssuer {
     /// Builds the issuer from validated config.
-    pub fn new(config: &IssuerConfig, http: &reqwest::Client) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        config: &IssuerConfig,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         let validations = config
             .algorithms
             .iter()
@@ -153,6 +158,7 @@ impl TrustedIssuer {
                 http.clone(),
                 config.jwks_min_refresh_interval(),
                 config.jwks_refresh(),
+                metrics.key_set(&config.name),
             ))),
         };
         Ok(Self {
@@ -238,10 +244,17 @@ struct UnverifiedIssuer {
 
 impl Verifier {
     /// Builds verifiers for every configured issuer.
-    pub fn new(issuers: &[IssuerConfig], http: &reqwest::Client) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        issuers: &[IssuerConfig],
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         let by_iss = issuers
             .iter()
-            .map(|c| Ok((c.issuer.clone(), Arc::new(TrustedIssuer::new(c, http)?))))
+            .map(|c| {
+                let issuer = TrustedIssuer::new(c, http, metrics)?;
+                Ok((c.issuer.clone(), Arc::new(issuer)))
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { by_iss })
     }

@@ -25,6 +25,7 @@ mod flood;
 mod health;
 mod issue;
 mod limits;
+mod metrics;
 mod openapi;
 mod scoping;
 mod shipping;
