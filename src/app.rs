@@ -2,10 +2,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use aws_config::SdkConfig;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
@@ -26,18 +28,23 @@ use tracing::Level;
 
 use crate::audit::chain::ChainKey;
 use crate::audit::{self, AppendBounds, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
-use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
+use crate::deny_store::{self, DenyStore};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
-use crate::policy::{AuditAdmins, Rules};
-use crate::rate_limit::RateLimits;
+use crate::policy::DenyList;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
+use reload::Reloader;
 
 mod connections;
+mod reload;
+mod snapshot;
+
+pub(crate) use reload::Hangups;
+pub(crate) use snapshot::{Current, Snapshot};
 
 /// What every request shares, behind one `Arc`: a request clones one pointer, not each part.
 #[derive(Clone)]
@@ -51,12 +58,6 @@ impl std::ops::Deref for AppState {
     }
 }
 
-impl FromRef<AppState> for Arc<Verifier> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.verifier)
-    }
-}
-
 impl FromRef<AppState> for Arc<ServerConfig> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.server)
@@ -67,30 +68,51 @@ impl FromRef<AppState> for Arc<ServerConfig> {
 pub(crate) struct Shared {
     /// Listener limits and CORS.
     pub server: Arc<ServerConfig>,
-    /// Verifies bearer JWTs.
-    pub verifier: Arc<Verifier>,
-    /// The ordered rules.
-    pub rules: Arc<Rules>,
-    /// Which rules' callers administer the audit log.
-    pub audit_admins: Arc<AuditAdmins>,
-    /// Each caller's token bucket on the issuing endpoint.
-    pub rate_limits: Arc<RateLimits>,
+    /// What a reload replaces: verifier, rules, admins, rate limits, deny lists. Requests
+    /// take it through [`Current`], once each.
+    snapshot: ArcSwap<Snapshot>,
     /// The credential cache, and STS and ECR behind it.
     pub credentials: CredentialSource,
     /// The audit table.
     pub audit: AuditLog,
     /// Keyed token fingerprints: the current key and the previous ones.
     pub fingerprinters: Arc<Fingerprinters>,
+    /// The stored deny list.
+    pub deny_store: DenyStore,
 }
 
 impl Shared {
-    /// The parts of the state that the issuing path uses.
-    pub(crate) fn issuer(&self) -> Issuer<'_> {
+    /// Installs a reloaded config's snapshot, keeping the stored deny list as last read,
+    /// and drops the cached credentials its `[[deny]]` entries reach; returns how many.
+    pub(crate) fn install(&self, snapshot: Snapshot) -> usize {
+        self.snapshot.rcu(|current| Snapshot {
+            stored_deny: Arc::clone(&current.stored_deny),
+            ..snapshot.clone()
+        });
+        self.credentials.forget_denied(&snapshot.deny)
+    }
+
+    /// Installs a new read of the stored deny list, and drops the cached credentials its
+    /// entries reach; returns how many.
+    pub(crate) fn install_stored_deny(&self, list: Arc<DenyList>) -> usize {
+        self.snapshot.rcu(|current| Snapshot {
+            stored_deny: Arc::clone(&list),
+            ..Snapshot::clone(current)
+        });
+        self.credentials.forget_denied(&list)
+    }
+
+    /// The snapshot now; a request takes [`Current`] instead, so that all of it sees one.
+    pub(crate) fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The parts of the state that the issuing path uses, with the request's snapshot.
+    pub(crate) fn issuer<'a>(&'a self, policy: &'a Snapshot) -> Issuer<'a> {
         Issuer {
-            rules: &self.rules,
+            policy,
             credentials: &self.credentials,
             fingerprinter: self.fingerprinters.current(),
-            rate_limits: &self.rate_limits,
         }
     }
 }
@@ -177,6 +199,9 @@ pub struct Application {
     router: Router,
     server: Arc<ServerConfig>,
     background: Vec<JoinHandle<()>>,
+    state: AppState,
+    http: reqwest::Client,
+    reloader: Option<Reloader>,
 }
 
 impl Application {
@@ -194,9 +219,7 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for key sets")?;
-        let verifier = Arc::new(Verifier::new(&config.issuers, &http)?);
-        let background = verifier.spawn_key_refresh();
-        let rules = Rules::compile(&config.rules).context("compiling rules")?;
+        let snapshot = Snapshot::build(&config, None, &http)?;
         let aws = Aws::new(sdk, &config.aws)?;
         let credentials = CredentialSource::new(
             aws,
@@ -222,10 +245,8 @@ impl Application {
                 bounds: AppendBounds::from(&config.audit_chain),
             },
         );
-        let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, &config.rules));
-        let mut background = background;
-        background.push(writer_task);
-        background.push(rate_limits.spawn_sweeper());
+        let mut background = vec![writer_task];
+        background.push(snapshot.rate_limits.spawn_sweeper());
         background.push(credentials.spawn_sweeper());
         background.push(audit::spawn_head_log(
             pool.clone(),
@@ -243,19 +264,38 @@ impl Application {
                 &config.audit.previous_fingerprint_keys,
             )),
             server: Arc::clone(&server),
-            verifier,
-            rules: Arc::new(rules),
-            rate_limits,
-            audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
+            snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
+            deny_store: DenyStore::new(pool.clone(), read_pool.clone()),
             audit: AuditLog::new(writer, pool, read_pool),
         }));
+        background.push(deny_store::spawn_poller(
+            state.clone(),
+            config.admin.deny_poll_interval(),
+        ));
         Ok(Self {
             listener,
-            router: build_router(state),
+            router: build_router(state.clone()),
             server,
             background,
+            state,
+            http,
+            reloader: None,
         })
+    }
+
+    /// Reloads the config from `path` on SIGHUP (`hangups`, installed before anything
+    /// else so that the signal never ends the process) and, when `[reload]` asks, when the
+    /// file's content changes. `applied` is the text the service was built from.
+    pub(crate) fn reload_from(mut self, path: PathBuf, applied: String, hangups: Hangups) -> Self {
+        self.reloader = Some(Reloader::new(
+            self.state.clone(),
+            self.http.clone(),
+            path,
+            applied,
+            hangups,
+        ));
+        self
     }
 
     /// The bound address (useful when the config asked for port 0).
@@ -269,8 +309,13 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let mut background = self.background;
+        if let Some(reloader) = self.reloader {
+            background.push(tokio::spawn(reloader.run()));
+        }
+        drop(self.state);
         connections::serve(self.listener, self.router, &self.server, shutdown).await;
-        for task in self.background {
+        for task in background {
             task.abort();
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! environment instead of the file, so the file can live in a ConfigMap.
 
 mod audit_chain;
+mod operations;
 mod toml_error;
 mod validate;
 
@@ -17,14 +18,16 @@ use anyhow::Context;
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::credentials::cache::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 use crate::policy::Template;
 
 pub(crate) use audit_chain::AuditChainConfig;
+pub(crate) use operations::{AdminConfig, DenyEntryConfig, ReloadConfig};
 pub(crate) use validate::ConfigErrors;
+pub(crate) use validate::deny_entry_problems;
 pub(crate) use validate::is_fetchable_url;
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -68,6 +71,15 @@ pub struct Config {
     /// client address's for requests whose token fails.
     #[serde(default)]
     pub(crate) rate_limit: RateLimitsConfig,
+    /// The kill switch: callers refused before any rule is considered.
+    #[serde(default)]
+    pub(crate) deny: Vec<DenyEntryConfig>,
+    /// Who administers the deny list, and how often the stored one is read.
+    #[serde(default)]
+    pub(crate) admin: AdminConfig,
+    /// Whether the config file is watched for changes.
+    #[serde(default)]
+    pub(crate) reload: ReloadConfig,
 }
 
 /// `[server]`
@@ -388,9 +400,9 @@ impl Default for CacheConfig {
 }
 
 /// `[[issuers]]`: one trusted identity provider.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
+pub(crate) struct IssuerConfig {
     /// Short name that rules refer to.
     pub name: String,
     /// The exact `iss` claim of its tokens.
@@ -511,7 +523,7 @@ fn default_identity_template() -> Template {
 
 /// One claim pattern as written in the config: a string (exact, or a glob when it contains
 /// `*`, `?` or `[`), or `{ regex = "..." }` (anchored at both ends).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum ClaimPattern {
     /// Exact value or glob.
@@ -521,7 +533,7 @@ pub(crate) enum ClaimPattern {
 }
 
 /// `{ regex = "..." }`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegexPattern {
     /// The expression; it must match the whole value.
@@ -532,7 +544,7 @@ pub(crate) struct RegexPattern {
 ///
 /// The list is tried first: serde reads a struct from a sequence too, so `["v*"]` tried as
 /// one pattern would become the regex `v*`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum ClaimPatterns {
     /// Any of these patterns.
@@ -551,9 +563,53 @@ impl ClaimPatterns {
     }
 }
 
+/// Field by field, the shared secret by value: an issuer whose config compares equal keeps
+/// its keys, and its memory of used `jti`s, across a reload.
+impl PartialEq for IssuerConfig {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        // Destructured without `..`: a new field does not compile until it is compared.
+        let Self {
+            name,
+            issuer,
+            jwks_uri,
+            discovery,
+            jwks_file,
+            shared_secret_env,
+            shared_secret,
+            audiences,
+            algorithms,
+            leeway_secs,
+            jwks_refresh_secs,
+            jwks_min_refresh_interval_secs,
+            required_typ,
+            max_token_age_secs,
+            reject_replayed_jti,
+            jti_cache_capacity,
+        } = self;
+        let secret = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_owned());
+        *name == other.name
+            && *issuer == other.issuer
+            && *jwks_uri == other.jwks_uri
+            && *discovery == other.discovery
+            && *jwks_file == other.jwks_file
+            && *shared_secret_env == other.shared_secret_env
+            && secret(shared_secret) == secret(&other.shared_secret)
+            && *audiences == other.audiences
+            && *algorithms == other.algorithms
+            && *leeway_secs == other.leeway_secs
+            && *jwks_refresh_secs == other.jwks_refresh_secs
+            && *jwks_min_refresh_interval_secs == other.jwks_min_refresh_interval_secs
+            && *required_typ == other.required_typ
+            && *max_token_age_secs == other.max_token_age_secs
+            && *reject_replayed_jti == other.reject_replayed_jti
+            && *jti_cache_capacity == other.jti_cache_capacity
+    }
+}
+
 impl IssuerConfig {
     /// The keys' source, as configured.
-    pub fn key_source(&self) -> Option<KeySource> {
+    pub(crate) fn key_source(&self) -> Option<KeySource> {
         match (
             &self.jwks_uri,
             self.discovery,
@@ -569,19 +625,19 @@ impl IssuerConfig {
     }
 
     /// Refresh period of fetched keys.
-    pub fn jwks_refresh(&self) -> Duration {
+    pub(crate) fn jwks_refresh(&self) -> Duration {
         Duration::from_secs(self.jwks_refresh_secs)
     }
 
     /// Least time between two refetches caused by unknown key IDs.
-    pub fn jwks_min_refresh_interval(&self) -> Duration {
+    pub(crate) fn jwks_min_refresh_interval(&self) -> Duration {
         Duration::from_secs(self.jwks_min_refresh_interval_secs)
     }
 }
 
 /// Where an issuer's verification keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// A JWKS URL.
     JwksUri(String),
     /// OIDC discovery from the issuer URL.
@@ -595,10 +651,16 @@ pub enum KeySource {
 impl Config {
     /// Reads, parses and validates the file at `path`, applying environment overrides.
     pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        Self::read(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], also returning the file's text, which a reload compares with.
+    pub(crate) fn read(path: &Path) -> anyhow::Result<(Self, String)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::parse(&text, |name| std::env::var(name).ok())
-            .with_context(|| format!("invalid config file {}", path.display()))
+        let config = Self::parse(&text, |name| std::env::var(name).ok())
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok((config, text))
     }
 
     /// Parses and validates config text; `env` looks up environment overrides.

@@ -40,6 +40,7 @@ mod auth;
 pub mod cli;
 mod config;
 mod credentials;
+mod deny_store;
 mod domain;
 mod error;
 mod issuance;

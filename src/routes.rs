@@ -1,5 +1,6 @@
 //! The HTTP API, one module per resource; handlers are named `<verb>_<resource>`.
 
+mod admin;
 mod audit;
 mod ecr;
 mod endpoint;
@@ -33,6 +34,7 @@ fn all() -> Routes {
         .merge(ecr::router())
         .merge(whoami::router())
         .merge(audit::router())
+        .merge(admin::router())
         .merge(health::router())
 }
 

@@ -35,11 +35,13 @@ pub enum Outcome {
     Denied,
     /// Something failed on the way: AWS, the audit log itself.
     Error,
+    /// An admin changed the deny list (reason `deny_added:ID` or `deny_removed:ID`).
+    Admin,
 }
 
 /// A stored or asked-for outcome that is none of the three.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be issued, denied or error")]
+#[error("must be issued, denied, error or admin")]
 pub struct UnknownOutcome;
 
 impl Outcome {
@@ -49,6 +51,7 @@ impl Outcome {
             Self::Issued => "issued",
             Self::Denied => "denied",
             Self::Error => "error",
+            Self::Admin => "admin",
         }
     }
 }
@@ -57,7 +60,7 @@ impl std::str::FromStr for Outcome {
     type Err = UnknownOutcome;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        [Self::Issued, Self::Denied, Self::Error]
+        [Self::Issued, Self::Denied, Self::Error, Self::Admin]
             .into_iter()
             .find(|o| o.as_str() == value)
             .ok_or(UnknownOutcome)

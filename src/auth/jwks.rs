@@ -15,7 +15,7 @@ const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
 /// Why keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyFetchError {
+pub(crate) enum KeyFetchError {
     /// The HTTP request failed or returned an error status.
     #[error("fetching {url}: {source}")]
     Http {
@@ -58,7 +58,7 @@ struct Key {
 
 /// The keys of one issuer, refreshed in the background and on demand when a token names an
 /// unknown key ID (at most once per `min_refresh_interval`, however many requests ask).
-pub struct KeySet {
+pub(crate) struct KeySet {
     source: KeySource,
     issuer: String,
     http: reqwest::Client,
@@ -71,7 +71,7 @@ pub struct KeySet {
 impl KeySet {
     /// A key set that loads from `source`; nothing is fetched until [`KeySet::refresh`] or
     /// [`KeySet::keep_fresh`].
-    pub fn new(
+    pub(crate) fn new(
         source: KeySource,
         issuer: &str,
         http: reqwest::Client,
@@ -90,12 +90,12 @@ impl KeySet {
     }
 
     /// Whether keys have been loaded at least once.
-    pub fn is_loaded(&self) -> bool {
+    pub(crate) fn is_loaded(&self) -> bool {
         self.keys.read().expect("key lock poisoned").is_some()
     }
 
     /// Loads the keys now, replacing the current set on success.
-    pub async fn refresh(&self) -> Result<usize, KeyFetchError> {
+    pub(crate) async fn refresh(&self) -> Result<usize, KeyFetchError> {
         let mut last_fetch = self.last_fetch.lock().await;
         *last_fetch = Some(Instant::now());
         self.fetch_and_store().await
@@ -103,7 +103,7 @@ impl KeySet {
 
     /// Refreshes forever: every `refresh_every`, or every `min_refresh_interval` while
     /// fetching fails. Run it as a background task.
-    pub async fn keep_fresh(self: Arc<Self>) {
+    pub(crate) async fn keep_fresh(self: Arc<Self>) {
         loop {
             let wait = match self.refresh().await {
                 Ok(count) => {
@@ -120,7 +120,7 @@ impl KeySet {
     }
 
     /// The key for a token's `kid` and `alg`, refetching once if the `kid` is unknown.
-    pub async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+    pub(crate) async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
         if let Some(key) = self.lookup(kid, alg) {
             return Some(key);
         }

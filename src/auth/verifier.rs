@@ -17,7 +17,7 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Why a bearer token was not accepted. Each variant is a 401; the message is safe to show
 /// the caller and never contains the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// No `Authorization: Bearer` header.
     #[error("missing bearer token")]
     Missing,
@@ -72,7 +72,7 @@ pub enum AuthError {
 
 impl AuthError {
     /// A short machine-readable reason for the audit log.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Self::Missing => "missing_token",
             Self::Malformed => "malformed_token",
@@ -96,7 +96,7 @@ impl AuthError {
 
 /// A verified caller.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The issuer's configured name.
     pub issuer: Arc<str>,
     /// The `sub` claim.
@@ -111,7 +111,7 @@ enum Keys {
 }
 
 /// One trusted issuer: its validation settings and keys.
-pub struct TrustedIssuer {
+pub(crate) struct TrustedIssuer {
     name: Arc<str>,
     /// One `Validation` per allowed algorithm: jsonwebtoken wants a single key family per
     /// validation, and pinning the exact algorithm is stricter anyway.
@@ -119,10 +119,23 @@ pub struct TrustedIssuer {
     keys: Keys,
     /// What jsonwebtoken does not check: `typ`, `iat`, `jti`.
     checks: IssuerChecks,
+    /// The config it was built from: a reload that leaves it unchanged keeps this issuer.
+    config: IssuerConfig,
+    /// The task keeping a published key set fresh, which ends with the issuer.
+    refresh: std::sync::OnceLock<tokio::task::AbortHandle>,
 }
+
+impl Drop for TrustedIssuer {
+    fn drop(&mut self) {
+        if let Some(refresh) = self.refresh.get() {
+            refresh.abort();
+        }
+    }
+}
+
 impl TrustedIssuer {
     /// Builds the issuer from validated config.
-    pub fn new(config: &IssuerConfig, http: &reqwest::Client) -> anyhow::Result<Self> {
+    pub(crate) fn new(config: &IssuerConfig, http: &reqwest::Client) -> anyhow::Result<Self> {
         let validations = config
             .algorithms
             .iter()
@@ -160,16 +173,18 @@ impl TrustedIssuer {
             validations,
             keys,
             checks: IssuerChecks::new(config),
+            config: config.clone(),
+            refresh: std::sync::OnceLock::new(),
         })
     }
 
     /// The issuer's configured name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The published key set, if keys are fetched rather than shared.
-    pub fn key_set(&self) -> Option<&Arc<KeySet>> {
+    pub(crate) fn key_set(&self) -> Option<&Arc<KeySet>> {
         match &self.keys {
             Keys::Published(set) => Some(set),
             Keys::Shared(_) => None,
@@ -227,7 +242,7 @@ impl TrustedIssuer {
 }
 
 /// Verifies tokens of every trusted issuer.
-pub struct Verifier {
+pub(crate) struct Verifier {
     by_iss: HashMap<String, Arc<TrustedIssuer>>,
 }
 
@@ -238,22 +253,63 @@ struct UnverifiedIssuer {
 
 impl Verifier {
     /// Builds verifiers for every configured issuer.
-    pub fn new(issuers: &[IssuerConfig], http: &reqwest::Client) -> anyhow::Result<Self> {
+    pub(crate) fn new(issuers: &[IssuerConfig], http: &reqwest::Client) -> anyhow::Result<Self> {
+        Self::keeping(None, issuers, http)
+    }
+
+    /// The verifier of a reloaded config: an issuer whose config did not change is kept as
+    /// it is, with its loaded keys, their refresh and the `jti`s it has seen; only new and
+    /// changed issuers are built afresh (and their keys fetched once started).
+    pub(crate) fn renewed(
+        &self,
+        issuers: &[IssuerConfig],
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Self> {
+        Self::keeping(Some(self), issuers, http)
+    }
+
+    fn keeping(
+        old: Option<&Self>,
+        issuers: &[IssuerConfig],
+        http: &reqwest::Client,
+    ) -> anyhow::Result<Self> {
         let by_iss = issuers
             .iter()
-            .map(|c| Ok((c.issuer.clone(), Arc::new(TrustedIssuer::new(c, http)?))))
+            .map(|c| {
+                let kept = old
+                    .and_then(|old| old.by_iss.get(&c.issuer))
+                    .filter(|existing| existing.config == *c);
+                let issuer = match kept {
+                    Some(existing) => Arc::clone(existing),
+                    None => Arc::new(TrustedIssuer::new(c, http)?),
+                };
+                Ok((c.issuer.clone(), issuer))
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self { by_iss })
     }
 
+    /// How many of this verifier's issuers are the very ones of `other`.
+    pub(crate) fn shared_with(&self, other: &Self) -> usize {
+        self.by_iss
+            .iter()
+            .filter(|(iss, issuer)| {
+                other
+                    .by_iss
+                    .get(*iss)
+                    .is_some_and(|o| Arc::ptr_eq(o, issuer))
+            })
+            .count()
+    }
+
     /// Every trusted issuer.
-    pub fn issuers(&self) -> impl Iterator<Item = &Arc<TrustedIssuer>> {
+    pub(crate) fn issuers(&self) -> impl Iterator<Item = &Arc<TrustedIssuer>> {
         self.by_iss.values()
     }
 
     /// Each issuer's name and whether its keys are loaded (a shared secret always is),
     /// sorted by name.
-    pub fn key_states(&self) -> Vec<(&str, bool)> {
+    pub(crate) fn key_states(&self) -> Vec<(&str, bool)> {
         let mut states: Vec<_> = self
             .issuers()
             .map(|i| (i.name(), i.key_set().is_none_or(|set| set.is_loaded())))
@@ -262,16 +318,21 @@ impl Verifier {
         states
     }
 
-    /// Starts one background task per published key set that keeps its keys fresh.
-    pub fn spawn_key_refresh(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        self.issuers()
-            .filter_map(|i| i.key_set().cloned())
-            .map(|set| tokio::spawn(set.keep_fresh()))
-            .collect()
+    /// Starts, for each published key set that has none yet, the background task that
+    /// keeps its keys fresh; it ends when its issuer is dropped (a reload that removed or
+    /// changed it, once no request uses the old one any more).
+    pub(crate) fn spawn_key_refresh(&self) {
+        for issuer in self.issuers() {
+            if let Some(set) = issuer.key_set() {
+                issuer
+                    .refresh
+                    .get_or_init(|| tokio::spawn(Arc::clone(set).keep_fresh()).abort_handle());
+            }
+        }
     }
 
     /// Verifies a bearer token completely, or says why not.
-    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    pub(crate) async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }

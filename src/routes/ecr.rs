@@ -6,7 +6,7 @@ use tracing::Instrument;
 
 use super::RequestMeta;
 use super::json_object::{BodyRejection, JsonObject};
-use crate::app::AppState;
+use crate::app::{AppState, Current};
 use crate::audit::{AuditError, AuditRecord, Outcome};
 use crate::auth::{AuthError, Caller};
 use crate::credentials::AuthorizationData;
@@ -23,13 +23,14 @@ pub(super) fn router() -> super::Routes {
 /// response is built; if it cannot be, the caller gets 503 and no token.
 async fn post_authorization_token(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     // Runs to completion in its own task even when the client goes away or the request
     // times out, so that every decision that reached AWS is recorded.
-    let work = issue_and_record(state, meta, caller, issue_request(body));
+    let work = issue_and_record(state, current, meta, caller, issue_request(body));
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -37,6 +38,7 @@ async fn post_authorization_token(
 
 async fn issue_and_record(
     state: AppState,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     request: Result<IssueRequest, ApiError>,
@@ -52,7 +54,7 @@ async fn issue_and_record(
             Ok(caller) => caller,
             // Without a verified caller there is nobody to charge but the client address.
             Err(error) => {
-                state
+                current
                     .rate_limits
                     .check_unauthenticated(record.client_addr)?;
                 return Err(error.into());
@@ -60,7 +62,10 @@ async fn issue_and_record(
         };
         issuance::record_caller(&mut record, &caller);
         let request = request?;
-        state.issuer().issue(&mut record, &caller, &request).await
+        state
+            .issuer(&current)
+            .issue(&mut record, &caller, &request)
+            .await
     }
     .await;
     match outcome {
