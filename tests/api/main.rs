@@ -25,6 +25,7 @@ mod health;
 mod issue;
 mod limits;
 mod openapi;
+mod reload;
 mod scoping;
 mod token_checks;
 mod whoami;

@@ -96,15 +96,20 @@ struct Published {
     redirects: Arc<AtomicUsize>,
 }
 
+/// The issuer: clones share one server, which stops when the last of them is dropped
+/// (services that share a database may trust the same issuer).
+#[derive(Clone)]
 pub struct TestIssuer {
     pub url: String,
     published: Published,
-    server: tokio::task::JoinHandle<()>,
+    _server: Arc<ServerTask>,
 }
 
-impl Drop for TestIssuer {
+struct ServerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerTask {
     fn drop(&mut self) {
-        self.server.abort();
+        self.0.abort();
     }
 }
 
@@ -144,7 +149,7 @@ impl TestIssuer {
         Self {
             url,
             published,
-            server,
+            _server: Arc::new(ServerTask(server)),
         }
     }
 
