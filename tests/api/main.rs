@@ -19,6 +19,7 @@ mod chain_faults;
 mod cli;
 mod config_secrets;
 mod connections;
+mod deny;
 mod durability;
 mod flood;
 mod health;
