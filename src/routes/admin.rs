@@ -232,8 +232,9 @@ async fn delete_deny(
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
     let admin = admin?;
-    let Path(id) =
-        id.map_err(|_| ApiError::BadRequest("the id must be a whole number".to_owned()))?;
+    let Path(id) = id.map_err(|_| {
+        ApiError::BadRequest("invalid deny entry id: must be a whole number".to_owned())
+    })?;
     let by = Remover {
         issuer: &admin.caller.issuer,
         subject: &admin.caller.subject,
