@@ -7,7 +7,8 @@ use std::time::Duration;
 use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::helpers::{DEFAULT_RULES, TestApp, assert_problem, wait_for};
+use crate::chain::{is_permission_denied, service_login_role, url_as};
+use crate::helpers::{DEFAULT_RULES, TestApp, admin_database_url, assert_problem, wait_for};
 
 /// Callers whose `actor` is `secops` administer the deny list; everyone else is acme's.
 fn rules() -> String {
@@ -316,4 +317,52 @@ async fn malformed_entries_are_refused_and_store_nothing() {
         "a refused change is no change"
     );
     assert_eq!(status_of_issue(&app, &app.token()).await, 200);
+}
+
+#[tokio::test]
+async fn the_service_role_may_add_and_lift_entries_but_never_rewrite_or_delete_one() {
+    let migrated = builder().spawn().await;
+    let owner = sqlx::PgPool::connect(&admin_database_url()).await.unwrap();
+    let role = service_login_role(&owner).await;
+    let role_url = url_as(&migrated.database_url, &role);
+    let app = builder()
+        .database_url(&role_url)
+        .issuer(migrated.issuer.clone())
+        .spawn()
+        .await;
+    let admin = admin_token(&app);
+
+    let added = post_deny(
+        &app,
+        &admin,
+        r#"{"issuer": "test", "subject": "someone", "reason": "as the service role"}"#,
+    )
+    .await;
+    let added_status = added.status();
+    let id = added.json::<Value>().await.unwrap()["id"].clone();
+    let removed = delete_deny(&app, &admin, &id.to_string()).await.status();
+    let service_db = sqlx::PgPool::connect(&role_url).await.unwrap();
+    let mut allowed = Vec::new();
+    for statement in [
+        "UPDATE deny_entries SET issuer = 'x'",
+        "UPDATE deny_entries SET reason = 'x'",
+        "UPDATE deny_entries SET added_by_subject = 'x'",
+        "DELETE FROM deny_entries",
+        "TRUNCATE deny_entries",
+    ] {
+        let result = sqlx::query(statement).execute(&service_db).await;
+        if !result.as_ref().is_err_and(is_permission_denied) {
+            allowed.push(statement);
+        }
+    }
+    service_db.close().await;
+    drop(app);
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&owner)
+        .await
+        .unwrap();
+
+    assert_eq!(added_status, 201);
+    assert_eq!(removed, 200);
+    assert!(allowed.is_empty(), "the service role may: {allowed:?}");
 }

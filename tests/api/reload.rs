@@ -267,3 +267,63 @@ async fn a_subject_denied_in_the_file_is_refused_after_sighup_and_its_cached_cre
     );
     assert!(service.is_running());
 }
+
+#[tokio::test]
+async fn a_reload_keeps_unchanged_issuers_keys_and_no_credential_outlives_its_rules_shape() {
+    let service = TestApp::builder()
+        .fault(Fault::RealisticExpiry)
+        .spawn_process()
+        .await;
+    let token = service.issuer.token().sign();
+    assert_eq!(service.issue(&token).await.status(), 200);
+    let fetches = service.issuer.jwks_fetches();
+    // The same rule name, a different shape: a shorter session.
+    let reshaped = service.config_text.replace(
+        "session_duration_secs = 1800",
+        "session_duration_secs = 1700",
+    );
+    assert_ne!(reshaped, service.config_text);
+
+    service.write_config(&reshaped);
+    service.hangup();
+    let answer = wait_for(RELOAD_SHOWS, async || {
+        let whoami = service.whoami(&token).await;
+        (whoami["allowed"]["maxDurationSeconds"] == 1700).then_some(())
+    })
+    .await;
+
+    assert!(
+        answer.is_some(),
+        "the reshaped rule never applied:\n{}",
+        service.log()
+    );
+    let response = service.issue(&token).await;
+    assert_eq!(response.status(), 200);
+    let rows = audit_rows_in(&service.database_url).await;
+    let row = rows
+        .iter()
+        .find(|r| r["request_id"] == request_id(&response))
+        .unwrap();
+    assert_eq!(
+        row["from_cache"], false,
+        "a credential of the old shape was served"
+    );
+    assert_eq!(
+        service.issuer.jwks_fetches(),
+        fetches,
+        "an unchanged issuer refetched its keys"
+    );
+
+    // A changed issuer is built afresh, and fetches its keys.
+    service.write_config(&reshaped.replace(
+        "jwks_min_refresh_interval_secs = 1",
+        "jwks_min_refresh_interval_secs = 2",
+    ));
+    service.hangup();
+    let refetched = wait_for(RELOAD_SHOWS, async || {
+        (service.issuer.jwks_fetches() > fetches).then_some(())
+    })
+    .await;
+    assert!(refetched.is_some(), "a changed issuer kept its old keys");
+    assert_eq!(service.issue(&token).await.status(), 200);
+}

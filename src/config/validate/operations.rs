@@ -97,3 +97,54 @@ fn deny_entry(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(text: &str) -> DenyEntryConfig {
+        toml::from_str(text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match deny_entry_problems(&entry(text), "deny[0]", &["ci"], &["push"]) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.iter().map(|(path, _)| path.to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn deny_entries_are_checked_like_rules_claims() {
+        assert_eq!(problems(r#"issuer = "ci""#), Vec::<String>::new());
+        assert_eq!(
+            problems(r#"subject = ["repo:a/*", { regex = "b.*" }]"#),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            problems(""),
+            ["deny[0]"],
+            "an empty entry would deny everyone"
+        );
+        assert_eq!(problems(r#"issuer = "gitlab""#), ["deny[0].issuer"]);
+        assert_eq!(problems(r#"rule = "pull""#), ["deny[0].rule"]);
+        assert_eq!(problems(r#"subject = "repo:[a""#), ["deny[0].subject"]);
+        assert_eq!(problems("subject = []"), ["deny[0].subject"]);
+        assert_eq!(
+            problems(r#"claims = { "/a//b" = "x" }"#),
+            ["deny[0].claims./a//b"]
+        );
+        assert_eq!(
+            problems("issuer = \"ci\"\nreason = \"a\\u0007\""),
+            ["deny[0].reason"]
+        );
+        assert!(toml::from_str::<DenyEntryConfig>("subjects = \"x\"").is_err());
+    }
+
+    #[test]
+    fn api_entries_name_their_fields_without_a_prefix() {
+        let errors = deny_entry_problems(&entry(r#"issuer = "gitlab""#), "", &["ci"], &[])
+            .unwrap_err()
+            .one_line();
+        assert!(errors.starts_with("issuer: unknown issuer"), "{errors}");
+    }
+}
