@@ -33,10 +33,10 @@ if [ -n "$leftovers" ]; then
 fi
 
 log "cargo fmt --check"
-cargo fmt --check
+cargo fmt --all --check
 
 log "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --workspace --locked -- -D warnings
 
 # Deployment files are checked before the tests so that the run ends with
 # cargo test's own summary.
@@ -62,5 +62,10 @@ if [ ${#manifests[@]} -gt 0 ]; then
   "$VENV/bin/kubernetes-validate" --strict --quiet "${manifests[@]}"
 fi
 
+# The integration tests drive the client binary (tests/api/client.rs), which is another
+# package of the workspace: build it first, so that a filtered run finds it too.
+log "cargo build -p ecr-token-broker-client"
+cargo build --locked -p ecr-token-broker-client
+
 log "cargo test"
-cargo test --locked "$@"
+cargo test --locked --workspace "$@"

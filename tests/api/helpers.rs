@@ -753,6 +753,14 @@ pub async fn wait_for<T>(
     }
 }
 
+/// The audit log's fingerprint of an authorization token under [`FINGERPRINT_KEY`].
+pub fn fingerprint(token: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(FINGERPRINT_KEY.as_bytes()).unwrap();
+    mac.update(token.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// The `x-request-id` of a response.
 pub fn request_id(response: &reqwest::Response) -> String {
     response

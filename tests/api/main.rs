@@ -17,6 +17,7 @@ mod cache;
 mod chain;
 mod chain_faults;
 mod cli;
+mod client;
 mod config_secrets;
 mod connections;
 mod deny;
