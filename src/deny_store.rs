@@ -1,7 +1,8 @@
 //! The stored deny list: entries that deny list admins add through `POST /v1/admin/deny`,
 //! kept in Postgres (`deny_entries`) so that every replica sharing the database honours
 //! them. Each replica reads the entries in force every `[admin] deny_poll_interval_secs`
-//! (and at once after a change of its own) into its snapshot; polling is the guarantee.
+//! into its snapshot, at once after a change of its own, and as soon as a change is
+//! announced (LISTEN/NOTIFY); polling is the guarantee, the announcement a wake-up.
 //!
 //! Plain `query`/`query_as` with the column list spelled once here, as the audit store
 //! does: every statement is run by the API tests.
@@ -12,12 +13,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use sqlx::types::Json;
 use tokio::task::JoinHandle;
 
 use crate::app::AppState;
 use crate::config::{ClaimPatterns, DenyEntryConfig};
 use crate::policy::{DenyEntry, DenyList, DenySource};
+
+/// The channel a change is announced on, so that replicas need not wait for their poll.
+const CHANNEL: &str = "ecr_token_broker_deny_entries";
 
 /// Every column of `deny_entries`, in [`StoredEntry`]'s order.
 const COLUMNS: &str = "id, issuer, subject, rule, claims, reason, expires_at, added_at, \
@@ -137,6 +142,7 @@ impl DenyStore {
         .bind(entry.request_id)
         .fetch_one(&mut *tx)
         .await?;
+        announce(&mut tx).await?;
         Ok((tx, row))
     }
 
@@ -158,7 +164,17 @@ impl DenyStore {
         .bind(by.subject)
         .fetch_optional(&mut *tx)
         .await?;
+        if row.is_some() {
+            announce(&mut tx).await?;
+        }
         Ok(row.map(|row| (tx, row)))
+    }
+
+    /// A connection listening for announced changes, when the database can be reached.
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen(CHANNEL).await.ok()?;
+        Some(listener)
     }
 
     /// Every entry not removed (expired ones included, so that the list can show them),
@@ -179,6 +195,16 @@ impl DenyStore {
         .fetch_all(&self.read_pool)
         .await
     }
+}
+
+/// Announces a change to every replica's listener; Postgres delivers it when (and only if)
+/// the transaction commits.
+async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
 }
 
 /// Compiles stored rows; one that no longer compiles (a pattern a newer version refuses)
@@ -218,15 +244,35 @@ pub(crate) async fn refresh(state: &AppState) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Refreshes every `every` until aborted. A failing read keeps the entries read last in
-/// force, and is logged when it starts failing, not at every attempt.
+/// Refreshes every `every`, and when another replica announces a change, until aborted.
+/// The poll is the guarantee: an announcement lost with its connection is caught up by
+/// the next poll, and the listener is connected again. A failing read keeps the entries
+/// read last in force, and is logged when it starts failing, not at every attempt.
 pub(crate) fn spawn_poller(state: AppState, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut listener: Option<PgListener> = None;
         loop {
-            ticks.tick().await;
+            let announced = async {
+                match listener.as_mut() {
+                    Some(listener) => listener.recv().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if listener.is_none() {
+                        listener = state.deny_store.listen().await;
+                    }
+                }
+                heard = announced => {
+                    if !heard {
+                        listener = None;
+                    }
+                }
+            }
             match refresh(&state).await {
                 Ok(()) => failing = false,
                 Err(error) if !failing => {

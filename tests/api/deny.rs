@@ -366,3 +366,36 @@ async fn the_service_role_may_add_and_lift_entries_but_never_rewrite_or_delete_o
     assert_eq!(removed, 200);
     assert!(allowed.is_empty(), "the service role may: {allowed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_announced_change_reaches_a_replica_long_before_its_poll() {
+    let a = builder().spawn().await;
+    // Polling only every five minutes: only the announcement can bring the entry sooner.
+    let b = TestApp::builder()
+        .rules(&rules())
+        .extra_config("[admin]\nrules = [\"deny-admins\"]\ndeny_poll_interval_secs = 300\n")
+        .database_url(&a.database_url)
+        .issuer(a.issuer.clone())
+        .spawn()
+        .await;
+    let caller = a.token();
+    // The replica's listener connects at its first poll, at start; wait until it answers.
+    assert_eq!(status_of_issue(&b, &caller).await, 200);
+
+    let added = post_deny(
+        &a,
+        &admin_token(&a),
+        r#"{"issuer": "test", "subject": "repo:acme/*", "reason": "announced"}"#,
+    )
+    .await;
+
+    assert_eq!(added.status(), 201);
+    let refused = wait_for(REPLICAS_HONOUR_IT, async || {
+        (status_of_issue(&b, &caller).await == 403).then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the announcement did not wake the replica"
+    );
+}
