@@ -332,3 +332,38 @@ async fn a_reload_keeps_unchanged_issuers_keys_and_no_credential_outlives_its_ru
     assert!(refetched.is_some(), "a changed issuer kept its old keys");
     assert_eq!(service.issue(&token).await.status(), 200);
 }
+
+#[tokio::test]
+async fn a_reload_applies_what_it_can_and_names_the_settings_that_take_a_restart() {
+    let service = TestApp::builder().spawn_process().await;
+    let token = service.issuer.token().sign();
+    let changed = service
+        .config_text
+        .replace(r#"name = "acme-main""#, r#"name = "acme-renamed""#)
+        .replace("max_body_bytes = 4096", "max_body_bytes = 8192");
+
+    service.write_config(&changed);
+    service.hangup();
+    let switched = wait_for(RELOAD_SHOWS, async || {
+        (matched_rule(&service, &token).await == "acme-renamed").then_some(())
+    })
+    .await;
+
+    assert!(
+        switched.is_some(),
+        "the rule change was not applied:\n{}",
+        service.log()
+    );
+    let log = wait_for(RELOAD_SHOWS, async || {
+        let log = service.log();
+        log.contains("were not applied").then_some(log)
+    })
+    .await
+    .unwrap_or_else(|| panic!("nothing said what was not applied:\n{}", service.log()));
+    let line = log
+        .lines()
+        .find(|l| l.contains("were not applied"))
+        .unwrap();
+    let not_applied = line.split("not_applied=").nth(1).unwrap_or_default();
+    assert_eq!(not_applied.trim(), "server.max_body_bytes", "{line}");
+}
