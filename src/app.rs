@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -79,6 +80,8 @@ pub(crate) struct Shared {
     pub fingerprinters: Arc<Fingerprinters>,
     /// The stored deny list.
     pub deny_store: DenyStore,
+    /// Set once shutdown has begun: `/readyz` then says not ready, so load balancers drain.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl Shared {
@@ -167,6 +170,7 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([
             HeaderName::from_static(REQUEST_ID_HEADER),
+            HeaderName::from_static(routes::AUDIT_ENTRY_HEADER),
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
             HeaderName::from_static("ratelimit"),
@@ -199,10 +203,21 @@ pub struct Application {
     router: Router,
     server: Arc<ServerConfig>,
     background: Vec<JoinHandle<()>>,
+    /// Ends once every record is committed, after the router (and every handle on the
+    /// writer with it) is gone.
+    writer: JoinHandle<()>,
+    /// How long shutting down waits for the writer.
+    writer_wait: Duration,
+    /// Ends once every committed line is shipped, after the writer.
+    sink: Option<JoinHandle<()>>,
+    draining: Arc<AtomicBool>,
     state: AppState,
     http: reqwest::Client,
     reloader: Option<Reloader>,
 }
+
+/// How long shutting down waits for the sink to write what is queued.
+const SINK_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 impl Application {
     /// Connects everything the service needs and binds its listener.
@@ -231,7 +246,11 @@ impl Application {
                 wait: Duration::from_secs(config.server.request_timeout_secs),
             },
         );
-        let (writer, writer_task) = AuditWriter::spawn(
+        let (shipper, sink) = audit::spawn_sink(&config.audit_sink)?.unzip();
+        // A request waits for its commit as long as for a pooled connection, plus time for
+        // the batch ahead of it.
+        let writer_wait = Duration::from_secs(config.database.acquire_timeout_secs + 5);
+        let (writer, writer_task) = AuditWriter::spawn_shipping(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
             WriterLimits {
@@ -239,14 +258,12 @@ impl Application {
                 refusal_queue_capacity: config.audit.refusal_queue_capacity,
                 shed_report_interval: Duration::from_secs(config.audit.shed_report_interval_secs),
                 max_batch: config.audit.max_batch,
-                // A request waits for its commit as long as for a pooled connection, plus
-                // time for the batch ahead of it.
-                wait: Duration::from_secs(config.database.acquire_timeout_secs + 5),
+                wait: writer_wait,
                 bounds: AppendBounds::from(&config.audit_chain),
             },
+            shipper,
         );
-        let mut background = vec![writer_task];
-        background.push(snapshot.rate_limits.spawn_sweeper());
+        let mut background = vec![snapshot.rate_limits.spawn_sweeper()];
         background.push(credentials.spawn_sweeper());
         background.push(audit::spawn_head_log(
             pool.clone(),
@@ -257,7 +274,9 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         let server = Arc::new(config.server);
+        let draining = Arc::new(AtomicBool::new(false));
         let state = AppState(Arc::new(Shared {
+            draining: Arc::clone(&draining),
             fingerprinters: Arc::new(Fingerprinters::new(
                 &config.audit.fingerprint_key_id,
                 &config.audit.fingerprint_key,
@@ -278,6 +297,10 @@ impl Application {
             router: build_router(state.clone()),
             server,
             background,
+            writer: writer_task,
+            writer_wait,
+            sink,
+            draining,
             state,
             http,
             reloader: None,
@@ -303,21 +326,65 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests; connections are
-    /// bounded as `[server]` says ([`connections`]).
+    /// Serves until `shutdown` resolves, then shuts down in order: `/readyz` says not ready
+    /// while requests are still served for `shutdown_drain_secs`, the listener closes,
+    /// in-flight requests get `shutdown_grace_secs` to finish, every record they queued is
+    /// committed and every committed line shipped. Connections are bounded as `[server]`
+    /// says ([`connections`]).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let mut background = self.background;
-        if let Some(reloader) = self.reloader {
+        let Self {
+            listener,
+            router,
+            server,
+            background,
+            writer,
+            writer_wait,
+            sink,
+            draining,
+            state,
+            http: _,
+            reloader,
+        } = self;
+        let mut background = background;
+        if let Some(reloader) = reloader {
             background.push(tokio::spawn(reloader.run()));
         }
-        drop(self.state);
-        connections::serve(self.listener, self.router, &self.server, shutdown).await;
+        // Only the router and the background tasks hold the state from here on, so that
+        // the writer ends once they are gone.
+        drop(state);
+        let drain = Duration::from_secs(server.shutdown_drain_secs);
+        let stop_accepting = async move {
+            shutdown.await;
+            draining.store(true, Ordering::SeqCst);
+            tracing::info!(
+                drain_secs = drain.as_secs(),
+                "shutting down: not ready, still serving until the load balancers drain"
+            );
+            tokio::time::sleep(drain).await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+        };
+        let grace = Duration::from_secs(server.shutdown_grace_secs);
+        connections::serve(listener, router, &server, stop_accepting, grace).await;
         for task in background {
             task.abort();
         }
+        // The router is gone; once the last request cut off by the grace period (whose task
+        // still holds the state) has its record committed, the writer ends.
+        if tokio::time::timeout(writer_wait + grace, writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutting down: the audit writer did not finish in time");
+        }
+        if let Some(sink) = sink
+            && tokio::time::timeout(SINK_FLUSH_WAIT, sink).await.is_err()
+        {
+            tracing::warn!("shutting down: the audit sink did not finish writing in time");
+        }
+        tracing::info!("shut down");
         Ok(())
     }
 }

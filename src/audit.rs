@@ -8,27 +8,33 @@
 
 mod appender;
 pub(crate) mod chain;
+mod export;
 mod fingerprint;
 mod log;
 mod prune;
 mod query;
 mod record;
 mod shed;
+mod sink;
 mod store;
 mod verify;
 mod witness;
 mod writer;
 
 pub use appender::{AppendBounds, ChainAppender};
+pub use chain::ChainEntry;
+pub(crate) use export::export;
 pub(crate) use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
 pub(crate) use log::AuditLog;
 pub(crate) use prune::{MonthStart, prune};
 pub(crate) use query::{IssuanceFilter, Page, Scope};
 pub use record::{AuditRecord, Outcome};
 pub(crate) use shed::ShedSummary;
+pub(crate) use sink::spawn as spawn_sink;
 pub use store::MIGRATOR;
+pub use store::StoredRow;
 pub(crate) use store::migrate;
-pub(crate) use verify::{ExpectedHead, verify};
+pub(crate) use verify::verify;
 pub(crate) use witness::spawn_head_log;
 pub(crate) use writer::AuditError;
 pub use writer::{AuditWriter, WriterLimits};

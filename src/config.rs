@@ -4,6 +4,7 @@
 //! environment instead of the file, so the file can live in a ConfigMap.
 
 mod audit_chain;
+mod audit_sink;
 mod operations;
 mod toml_error;
 mod validate;
@@ -25,6 +26,7 @@ use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 use crate::policy::Template;
 
 pub(crate) use audit_chain::AuditChainConfig;
+pub(crate) use audit_sink::{AuditSinkConfig, Facility, SinkKind, SyslogTarget};
 pub(crate) use operations::{AdminConfig, DenyEntryConfig, ReloadConfig};
 pub(crate) use validate::ConfigErrors;
 pub(crate) use validate::deny_entry_problems;
@@ -55,6 +57,9 @@ pub struct Config {
     /// Bounds on appending to the audit chain, and publishing its head.
     #[serde(default)]
     pub(crate) audit_chain: AuditChainConfig,
+    /// Where committed audit records are also written, as JSON lines.
+    #[serde(default)]
+    pub(crate) audit_sink: AuditSinkConfig,
     /// AWS call settings; credentials and endpoints come from the standard SDK chain.
     #[serde(default)]
     pub(crate) aws: AwsConfig,
@@ -106,6 +111,12 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// How much `GET /v1/whoami` tells about the rules.
     pub whoami_detail: WhoamiDetail,
+    /// On SIGTERM: how long `/readyz` reports not ready, while requests are still served,
+    /// before the listener closes, so that load balancers stop sending first.
+    pub shutdown_drain_secs: u64,
+    /// On SIGTERM, once the listener is closed: how long in-flight requests may take to
+    /// finish.
+    pub shutdown_grace_secs: u64,
 }
 
 /// How much `GET /v1/whoami` tells: with a public issuer, any stranger can ask.
@@ -135,6 +146,8 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             trusted_proxies: Vec::new(),
             whoami_detail: WhoamiDetail::default(),
+            shutdown_drain_secs: 5,
+            shutdown_grace_secs: 30,
         }
     }
 }

@@ -14,6 +14,7 @@ use axum::Router;
 use crate::app::AppState;
 use endpoint::Routes;
 
+pub(crate) use ecr::AUDIT_ENTRY_HEADER;
 pub use endpoint::Endpoint;
 pub(crate) use meta::RequestMeta;
 

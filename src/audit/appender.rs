@@ -19,7 +19,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::AuditRecord;
 use super::chain::{ChainKey, ChainedRow, Hash, to_micros};
-use super::store::{CHAIN_LOCK, ChainHead, chain_head};
+use super::store::{CHAIN_LOCK, ChainHead, StoredRow, chain_head};
 
 /// How an appender's session names itself in `pg_stat_activity`, so that only appenders are
 /// ever ended as stalled (never `audit prune`).
@@ -124,12 +124,12 @@ impl ChainAppender {
         }
     }
 
-    /// Appends `records` and returns their ids once they are committed.
+    /// Appends `records` and returns their rows as committed, in chain order.
     pub async fn append(
         &mut self,
         key: &ChainKey,
         records: &[&AuditRecord],
-    ) -> Result<Vec<i64>, sqlx::Error> {
+    ) -> Result<Vec<StoredRow>, sqlx::Error> {
         let appended = self.try_append(key, records).await;
         if let Err(error) = &appended {
             self.conn = None;
@@ -145,7 +145,7 @@ impl ChainAppender {
         &mut self,
         key: &ChainKey,
         records: &[&AuditRecord],
-    ) -> Result<Vec<i64>, sqlx::Error> {
+    ) -> Result<Vec<StoredRow>, sqlx::Error> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => self.conn.insert(self.options.connect().await?),
@@ -154,7 +154,7 @@ impl ChainAppender {
             let batch = Batch::after(key, head, records);
             match sqlx::query(LOCK_AND_INSERT)
                 .bind(CHAIN_LOCK)
-                .bind(Json(&batch.rows))
+                .bind(Json(batch.insert_rows()))
                 .execute(&mut *conn)
                 .await
             {
@@ -174,7 +174,7 @@ impl ChainAppender {
         // The lock is held already; taking it again within the transaction costs nothing.
         sqlx::query(LOCK_AND_INSERT)
             .bind(CHAIN_LOCK)
-            .bind(Json(&batch.rows))
+            .bind(Json(batch.insert_rows()))
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -182,9 +182,9 @@ impl ChainAppender {
     }
 }
 
-/// Records chained on after a head, as `jsonb_populate_recordset` reads them.
+/// Records chained on after a head.
 struct Batch {
-    rows: Vec<InsertRow>,
+    rows: Vec<StoredRow>,
 }
 
 impl Batch {
@@ -201,35 +201,47 @@ impl Batch {
                 let row = ChainedRow::new(id, recorded_at, record.clone());
                 let hash = key.row_hash(&prev, &row);
                 let prev_hash = std::mem::replace(&mut prev, hash);
-                InsertRow {
+                StoredRow {
                     row,
-                    prev_hash: ByteaHex(prev_hash),
-                    row_hash: ByteaHex(hash),
+                    prev_hash,
+                    row_hash: hash,
                 }
             })
             .collect();
         Self { rows }
     }
 
-    /// Once committed: moves `head` to the batch's last row and returns the batch's ids.
-    fn commit(self, head: &mut Option<ChainHead>) -> Vec<i64> {
+    /// The rows as `jsonb_populate_recordset` reads them.
+    fn insert_rows(&self) -> Vec<InsertRow<'_>> {
+        self.rows
+            .iter()
+            .map(|stored| InsertRow {
+                row: &stored.row,
+                prev_hash: ByteaHex(stored.prev_hash),
+                row_hash: ByteaHex(stored.row_hash),
+            })
+            .collect()
+    }
+
+    /// Once committed: moves `head` to the batch's last row and returns the batch's rows.
+    fn commit(self, head: &mut Option<ChainHead>) -> Vec<StoredRow> {
         if let Some(last) = self.rows.last() {
             *head = Some(ChainHead {
                 id: last.row.id,
-                hash: last.row_hash.0,
+                hash: last.row_hash,
                 recorded_at: Some(last.row.recorded_at),
             });
         }
-        self.rows.iter().map(|r| r.row.id).collect()
+        self.rows
     }
 }
 
 /// A row as `jsonb_populate_recordset` reads it: the record's fields under their column
-/// names, and the two hashes.
+/// names, and the two hashes in the text form of `bytea`.
 #[derive(Serialize)]
-struct InsertRow {
+struct InsertRow<'a> {
     #[serde(flatten)]
-    row: ChainedRow,
+    row: &'a ChainedRow,
     prev_hash: ByteaHex,
     row_hash: ByteaHex,
 }
@@ -327,14 +339,15 @@ mod tests {
         let mut prev = head.hash;
         for (row, id) in batch.rows.iter().zip(42..) {
             assert_eq!(row.row.id, id);
-            assert_eq!(row.prev_hash.0, prev);
-            assert_eq!(row.row_hash.0, key.row_hash(&prev, &row.row));
+            assert_eq!(row.prev_hash, prev);
+            assert_eq!(row.row_hash, key.row_hash(&prev, &row.row));
             // A head recorded later by a faster clock is never gone back on.
             assert_eq!(row.row.recorded_at, later);
-            prev = row.row_hash.0;
+            prev = row.row_hash;
         }
         let mut moved = Some(head);
-        assert_eq!(batch.commit(&mut moved), [42, 43, 44]);
+        let ids: Vec<i64> = batch.commit(&mut moved).iter().map(|r| r.row.id).collect();
+        assert_eq!(ids, [42, 43, 44]);
         assert_eq!(
             moved,
             Some(ChainHead {

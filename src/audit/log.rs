@@ -1,6 +1,6 @@
 use sqlx::PgPool;
 
-use super::chain::ChainedRow;
+use super::chain::{ChainEntry, ChainedRow};
 use super::query::{self, IssuanceFilter, Page, Scope};
 use super::{AuditError, AuditRecord, AuditWriter, KeyedFingerprint};
 
@@ -25,8 +25,8 @@ impl AuditLog {
         }
     }
 
-    /// Appends the record and returns its chain id once it has committed.
-    pub(crate) async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
+    /// Appends the record and returns its row's id and hash once it has committed.
+    pub(crate) async fn record(&self, record: AuditRecord) -> Result<ChainEntry, AuditError> {
         self.writer.record(record).await
     }
 

@@ -422,7 +422,7 @@ jwks_min_refresh_interval_secs = 1
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "warn")
             .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("service.out")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("service.log")).unwrap())
             .kill_on_drop(true)
             .spawn()
@@ -572,6 +572,11 @@ impl ServiceProcess {
             .json()
             .await
             .expect("whoami answers JSON")
+    }
+
+    /// What the service has written to its standard output so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.out")).unwrap_or_default()
     }
 }
 

@@ -29,5 +29,7 @@ mod limits;
 mod openapi;
 mod reload;
 mod scoping;
+mod shipping;
+mod shutdown;
 mod token_checks;
 mod whoami;
