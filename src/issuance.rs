@@ -43,12 +43,16 @@ impl Issuer<'_> {
             .policy
             .rules
             .first_match(&caller.issuer, &caller.claims);
-        // Before any rule grants anything, whatever the rule: a denied caller's cached
-        // credentials go too, as those of a claims entry can only be found now.
+        // Before any rule grants anything, whatever the rule. An entry on claims reaches the
+        // caller's cached credentials only now (the others dropped them when they took
+        // effect); the scan is kept to those entries, as a denied caller may keep asking.
         if let Some(entry) = self.policy.denial(caller, rule.map(|r| r.name.as_str())) {
-            let dropped = self
-                .credentials
-                .forget_caller(&caller.issuer, &caller.subject);
+            let dropped = if entry.matches_claims() {
+                self.credentials
+                    .forget_caller(&caller.issuer, &caller.subject)
+            } else {
+                0
+            };
             tracing::info!(deny_entry = %entry.source, dropped_credentials = dropped, "caller denied by policy");
             return Err(ApiError::DeniedByPolicy);
         }

@@ -93,6 +93,12 @@ impl DenyEntry {
             && self.claims.iter().all(|m| m.matches(&caller.claims))
     }
 
+    /// Whether it matches on claims, so that the cache cannot tell whose credentials it
+    /// reaches ([`DenyEntry::covers`]) until a denied caller asks again.
+    pub(crate) fn matches_claims(&self) -> bool {
+        !self.claims.is_empty()
+    }
+
     /// Whether every caller a cached credential of `owner` may be served to is denied by
     /// this entry, so that the credential can be dropped now. An entry with claim matchers
     /// cannot tell from the cache alone: the denied caller's own entries go at its next
