@@ -20,6 +20,7 @@ export DATABASE_URL PG_BINDIR
 export MOTO_SERVER="$VENV/bin/moto_server"
 export OPENAPI_SPEC_VALIDATOR="$VENV/bin/openapi-spec-validator"
 export PARLIAMENT="$VENV/bin/parliament"
+export PYTHON="$VENV/bin/python"
 
 # Test databases (ecrtb_test_*) left behind by interrupted runs.
 leftovers="$(psql -w -X -Atq -v ON_ERROR_STOP=1 -d "$DATABASE_URL" </dev/null \

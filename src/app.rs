@@ -35,6 +35,7 @@ use crate::credentials::{Aws, CredentialSource};
 use crate::deny_store::{self, DenyStore};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
+use crate::metrics::Metrics;
 use crate::policy::DenyList;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
@@ -82,6 +83,8 @@ pub(crate) struct Shared {
     pub deny_store: DenyStore,
     /// Set once shutdown has begun: `/readyz` then says not ready, so load balancers drain.
     pub draining: Arc<AtomicBool>,
+    /// This application's Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -120,11 +123,11 @@ impl Shared {
     }
 }
 
-/// Builds the router with all middleware.
+/// Wraps `routes` in all middleware.
 ///
-/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing, CORS, error
-/// rendering, then the limits that produce those errors.
-pub(crate) fn build_router(state: AppState) -> Router {
+/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing,
+/// metrics, CORS, error rendering, then the limits that produce those errors.
+pub(crate) fn build_router(state: AppState, routes: Router<AppState>) -> Router {
     let server = state.server.clone();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let middleware = ServiceBuilder::new()
@@ -141,6 +144,10 @@ pub(crate) fn build_router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::record_http,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(cors(&server.cors_allowed_origins))
         .layer(middleware::from_fn(render_problems))
@@ -151,7 +158,7 @@ pub(crate) fn build_router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::new())
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
-    routes::router().layer(middleware).with_state(state)
+    routes.layer(middleware).with_state(state)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -201,6 +208,8 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `[metrics] listen`'s listener and the router serving `GET /metrics` alone on it.
+    metrics: Option<(TcpListener, Router)>,
     server: Arc<ServerConfig>,
     background: Vec<JoinHandle<()>>,
     /// Ends once every record is committed, after the router (and every handle on the
@@ -234,8 +243,9 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for key sets")?;
-        let snapshot = Snapshot::build(&config, None, &http)?;
-        let aws = Aws::new(sdk, &config.aws)?;
+        let metrics = Metrics::new(routes::endpoints().into_iter().map(|e| e.path));
+        let snapshot = Snapshot::build(&config, None, &http, &metrics)?;
+        let aws = Aws::new(sdk, &config.aws, &metrics)?;
         let credentials = CredentialSource::new(
             aws,
             CacheSettings {
@@ -245,12 +255,13 @@ impl Application {
                 // Waiting for another request's fetch is bounded like the request itself.
                 wait: Duration::from_secs(config.server.request_timeout_secs),
             },
+            metrics.cache(),
         );
         let (shipper, sink) = audit::spawn_sink(&config.audit_sink)?.unzip();
         // A request waits for its commit as long as for a pooled connection, plus time for
         // the batch ahead of it.
         let writer_wait = Duration::from_secs(config.database.acquire_timeout_secs + 5);
-        let (writer, writer_task) = AuditWriter::spawn_shipping(
+        let (writer, writer_task) = AuditWriter::spawn_measured(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
             WriterLimits {
@@ -262,9 +273,11 @@ impl Application {
                 bounds: AppendBounds::from(&config.audit_chain),
             },
             shipper,
+            metrics.audit_writer(),
         );
         let mut background = vec![snapshot.rate_limits.spawn_sweeper()];
         background.push(credentials.spawn_sweeper());
+        background.push(metrics.spawn_upkeep());
         background.push(audit::spawn_head_log(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
@@ -273,6 +286,14 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr} (metrics.listen)"))?,
+            ),
+            None => None,
+        };
         let server = Arc::new(config.server);
         let draining = Arc::new(AtomicBool::new(false));
         let state = AppState(Arc::new(Shared {
@@ -287,14 +308,22 @@ impl Application {
             credentials,
             deny_store: DenyStore::new(pool.clone(), read_pool.clone()),
             audit: AuditLog::new(writer, pool, read_pool),
+            metrics,
         }));
         background.push(deny_store::spawn_poller(
             state.clone(),
             config.admin.deny_poll_interval(),
         ));
+        let metrics = metrics_listener.map(|listener| {
+            (
+                listener,
+                build_router(state.clone(), routes::metrics_router()),
+            )
+        });
         Ok(Self {
             listener,
-            router: build_router(state.clone()),
+            router: build_router(state.clone(), routes::router(metrics.is_none())),
+            metrics,
             server,
             background,
             writer: writer_task,
@@ -326,11 +355,18 @@ impl Application {
         self.listener.local_addr()
     }
 
+    /// The address `GET /metrics` is served on alone, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
+    }
+
     /// Serves until `shutdown` resolves, then shuts down in order: `/readyz` says not ready
-    /// while requests are still served for `shutdown_drain_secs`, the listener closes,
+    /// while requests are still served for `shutdown_drain_secs`, the listeners close,
     /// in-flight requests get `shutdown_grace_secs` to finish, every record they queued is
     /// committed and every committed line shipped. Connections are bounded as `[server]`
-    /// says ([`connections`]).
+    /// says ([`connections`]), on the metrics listener too.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -338,6 +374,7 @@ impl Application {
         let Self {
             listener,
             router,
+            metrics,
             server,
             background,
             writer,
@@ -366,8 +403,16 @@ impl Application {
             tokio::time::sleep(drain).await;
             tracing::info!("shutting down: no new connections, finishing requests in flight");
         };
+        let stop_accepting = futures::FutureExt::shared(futures::FutureExt::boxed(stop_accepting));
         let grace = Duration::from_secs(server.shutdown_grace_secs);
-        connections::serve(listener, router, &server, stop_accepting, grace).await;
+        let api = connections::serve(listener, router, &server, stop_accepting.clone(), grace);
+        match metrics {
+            Some((listener, router)) => {
+                let metrics = connections::serve(listener, router, &server, stop_accepting, grace);
+                futures::join!(api, metrics);
+            }
+            None => api.await,
+        }
         for task in background {
             task.abort();
         }

@@ -149,6 +149,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?
                 .reload_from(path.to_owned(), text, hangups);
             tracing::info!(address = %app.local_addr()?, "serving");
+            if let Some(metrics) = app.metrics_addr() {
+                tracing::info!(address = %metrics?, "serving /metrics alone");
+            }
             app.serve(shutdown_signal()).await.context("serving HTTP")
         }
         Command::Migrate => {

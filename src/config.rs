@@ -76,6 +76,9 @@ pub struct Config {
     /// client address's for requests whose token fails.
     #[serde(default)]
     pub(crate) rate_limit: RateLimitsConfig,
+    /// Where `GET /metrics` is served.
+    #[serde(default)]
+    pub(crate) metrics: MetricsConfig,
     /// The kill switch: callers refused before any rule is considered.
     #[serde(default)]
     pub(crate) deny: Vec<DenyEntryConfig>,
@@ -85,6 +88,15 @@ pub struct Config {
     /// Whether the config file is watched for changes.
     #[serde(default)]
     pub(crate) reload: ReloadConfig,
+}
+
+/// `[metrics]`: the Prometheus exposition.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// A listener of its own for `GET /metrics`, which the main listener then does not
+    /// serve; without it, the main listener serves it.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[server]`

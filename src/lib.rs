@@ -26,6 +26,8 @@
 //! the value types that can only hold valid values. What a config reload replaces (verifier,
 //! rules, admins, rate limits, deny lists) is one snapshot (`app/snapshot.rs`) that each
 //! request loads once, so it finishes on the config it started with (`app/reload.rs`).
+//! `metrics` counts and times every stage for `GET /metrics`; each stage is handed its
+//! handles when the application is built.
 //!
 //! The audit row follows the request: the handler starts an `AuditRecord`
 //! (`audit/record.rs`) when the request arrives, `issuance` fills it in as each stage passes
@@ -50,6 +52,7 @@ mod deny_store;
 mod domain;
 mod error;
 mod issuance;
+mod metrics;
 mod policy;
 mod rate_limit;
 mod request_id;

@@ -28,7 +28,7 @@ const RELOADABLE: &[(&str, Option<&str>)] = &[
 
 /// What a reload names as taking a restart, in its log line and in README.
 const NEEDS_RESTART: &str = "[server], [database], [audit] other than admin_rules, [audit_chain], [aws], [cache], \
-     [admin] deny_poll_interval_secs and [reload] take a restart";
+     [metrics], [audit_sink], [admin] deny_poll_interval_secs and [reload] take a restart";
 
 /// SIGHUP, listened for from the start of `serve`: once installed, the signal no longer
 /// ends the process, whatever happens later.
@@ -131,7 +131,12 @@ impl Reloader {
             }
         };
         let current = self.state.current();
-        let snapshot = match Snapshot::build(&config, Some(&current), &self.http) {
+        let snapshot = match Snapshot::build(
+            &config,
+            Some(&current),
+            &self.http,
+            &self.state.metrics,
+        ) {
             Ok(snapshot) => snapshot,
             Err(error) => {
                 tracing::error!(trigger = trigger.as_str(), %path, error = format!("{error:#}"), "config reload refused; the previous config keeps serving");

@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use super::AppState;
 use crate::auth::{Caller, Verifier};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::policy::{AdminRules, DenyEntry, DenyList, Rules};
 use crate::rate_limit::RateLimits;
 
@@ -52,10 +53,11 @@ impl Snapshot {
         config: &Config,
         previous: Option<&Self>,
         http: &reqwest::Client,
+        metrics: &Metrics,
     ) -> anyhow::Result<Self> {
         let verifier = match previous {
-            Some(previous) => previous.verifier.renewed(&config.issuers, http)?,
-            None => Verifier::new(&config.issuers, http)?,
+            Some(previous) => previous.verifier.renewed(&config.issuers, http, metrics)?,
+            None => Verifier::new(&config.issuers, http, metrics)?,
         };
         verifier.spawn_key_refresh();
         let rate_limits = match previous {

@@ -35,6 +35,11 @@ impl AuditLog {
         self.writer.is_running()
     }
 
+    /// Records waiting for the writer now: issued and failed requests', and refusals.
+    pub(crate) fn queue_depth(&self) -> (usize, usize) {
+        self.writer.queue_depth()
+    }
+
     /// Whether the database answers.
     pub(crate) async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop)

@@ -19,6 +19,7 @@ use super::chain::{ChainEntry, ChainKey};
 use super::shed::ShedTally;
 use super::sink::Shipper;
 use super::{AuditRecord, Outcome};
+use crate::metrics::WriterMetrics;
 
 /// Why a record was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +55,7 @@ pub struct AuditWriter {
     refusals: mpsc::Sender<Job>,
     shed: Arc<ShedTally>,
     wait: Duration,
+    metrics: WriterMetrics,
 }
 
 /// Writer settings.
@@ -78,15 +80,17 @@ impl AuditWriter {
     /// Starts the writer task, shipping nothing. The task ends once every handle is dropped
     /// and every record queued by then is committed.
     pub fn spawn(pool: PgPool, key: ChainKey, limits: WriterLimits) -> (Self, JoinHandle<()>) {
-        Self::spawn_shipping(pool, key, limits, None)
+        Self::spawn_measured(pool, key, limits, None, WriterMetrics::default())
     }
 
-    /// Starts the writer task; after each commit it offers the committed rows to `sink`.
-    pub(crate) fn spawn_shipping(
+    /// Starts the writer task, which records its batches, commits and chain head in
+    /// `metrics` and, after each commit, offers the committed rows to `sink`.
+    pub(crate) fn spawn_measured(
         pool: PgPool,
         key: ChainKey,
         limits: WriterLimits,
         sink: Option<Shipper>,
+        metrics: WriterMetrics,
     ) -> (Self, JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(limits.queue_capacity);
         let (refusals, refusal_queue) = mpsc::channel(limits.refusal_queue_capacity);
@@ -98,13 +102,21 @@ impl AuditWriter {
             report: limits.shed_report_interval,
         };
         let appender = ChainAppender::new(&pool, &limits.bounds);
-        let task = tokio::spawn(run(appender, key, lanes, limits.max_batch, sink));
+        let task = tokio::spawn(run(
+            appender,
+            key,
+            lanes,
+            limits.max_batch,
+            sink,
+            metrics.clone(),
+        ));
         (
             Self {
                 jobs,
                 refusals,
                 shed,
                 wait: limits.wait,
+                metrics,
             },
             task,
         )
@@ -114,6 +126,12 @@ impl AuditWriter {
     /// panicked, and then no request can be recorded.
     pub(crate) fn is_running(&self) -> bool {
         !self.jobs.is_closed()
+    }
+
+    /// Records waiting now: issued and failed requests', and refusals.
+    pub(crate) fn queue_depth(&self) -> (usize, usize) {
+        let waiting = |lane: &mpsc::Sender<Job>| lane.max_capacity() - lane.capacity();
+        (waiting(&self.jobs), waiting(&self.refusals))
     }
 
     /// Queues the record and waits until it is committed; returns its row's id and hash in
@@ -130,6 +148,7 @@ impl AuditWriter {
         lane.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(job) if refusal => {
                 self.shed.add(&job.record);
+                self.metrics.shed.increment(1);
                 AuditError::Shed
             }
             mpsc::error::TrySendError::Full(_) => AuditError::QueueFull,
@@ -198,6 +217,7 @@ struct Chain {
     appender: ChainAppender,
     key: ChainKey,
     sink: Option<Shipper>,
+    metrics: WriterMetrics,
 }
 
 impl Chain {
@@ -205,13 +225,24 @@ impl Chain {
     /// chain or the error, then offers the committed rows to the sink.
     async fn commit(&mut self, batch: &mut Vec<Job>, shed: &ShedTally) {
         let records: Vec<&AuditRecord> = batch.iter().map(|job| &job.record).collect();
+        let started = std::time::Instant::now();
         let result = self
             .appender
             .append(&self.key, &records)
             .await
             .map_err(Arc::new);
-        if let Err(error) = &result {
-            tracing::warn!(error = %error, rows = batch.len(), "audit batch failed");
+        self.metrics.commit_seconds.record(started.elapsed());
+        self.metrics.batch_rows.record(batch.len() as f64);
+        match &result {
+            Ok(rows) => {
+                if let Some(head) = rows.iter().map(|row| row.entry().id).max() {
+                    self.metrics.chain_head.set(head as f64);
+                }
+            }
+            Err(error) => {
+                self.metrics.commit_failures.increment(1);
+                tracing::warn!(error = %error, rows = batch.len(), "audit batch failed");
+            }
         }
         for (i, job) in batch.drain(..).enumerate() {
             let outcome = match &result {
@@ -245,11 +276,13 @@ async fn run(
     mut lanes: Lanes,
     max_batch: usize,
     sink: Option<Shipper>,
+    metrics: WriterMetrics,
 ) {
     let mut chain = Chain {
         appender,
         key,
         sink,
+        metrics,
     };
     let mut batch = Vec::with_capacity(max_batch);
     let mut report = tokio::time::interval(lanes.report);

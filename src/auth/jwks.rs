@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::{KeySource, is_fetchable_url};
+use crate::metrics::KeySetMetrics;
 
 /// Larger key documents are refused: no honest JWKS comes close.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -66,6 +67,7 @@ pub(crate) struct KeySet {
     refresh_every: Duration,
     keys: RwLock<Option<Arc<[Key]>>>,
     last_fetch: Mutex<Option<Instant>>,
+    metrics: KeySetMetrics,
 }
 
 impl KeySet {
@@ -77,6 +79,7 @@ impl KeySet {
         http: reqwest::Client,
         min_refresh_interval: Duration,
         refresh_every: Duration,
+        metrics: KeySetMetrics,
     ) -> Self {
         Self {
             source,
@@ -86,6 +89,7 @@ impl KeySet {
             refresh_every,
             keys: RwLock::new(None),
             last_fetch: Mutex::new(None),
+            metrics,
         }
     }
 
@@ -160,6 +164,13 @@ impl KeySet {
     }
 
     async fn fetch_and_store(&self) -> Result<usize, KeyFetchError> {
+        self.metrics.fetches.increment(1);
+        self.fetch_and_store_uncounted()
+            .await
+            .inspect_err(|_| self.metrics.failures.increment(1))
+    }
+
+    async fn fetch_and_store_uncounted(&self) -> Result<usize, KeyFetchError> {
         let keys = self.fetch().await?;
         if keys.is_empty() {
             return Err(KeyFetchError::Invalid(format!(

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::KeySet;
 use super::checks::IssuerChecks;
 use crate::config::{IssuerConfig, KeySource};
+use crate::metrics::Metrics;
 
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -135,7 +136,11 @@ impl Drop for TrustedIssuer {
 
 impl TrustedIssuer {
     /// Builds the issuer from validated config.
-    pub(crate) fn new(config: &IssuerConfig, http: &reqwest::Client) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        config: &IssuerConfig,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         let validations = config
             .algorithms
             .iter()
@@ -166,6 +171,7 @@ impl TrustedIssuer {
                 http.clone(),
                 config.jwks_min_refresh_interval(),
                 config.jwks_refresh(),
+                metrics.key_set(&config.name),
             ))),
         };
         Ok(Self {
@@ -253,8 +259,12 @@ struct UnverifiedIssuer {
 
 impl Verifier {
     /// Builds verifiers for every configured issuer.
-    pub(crate) fn new(issuers: &[IssuerConfig], http: &reqwest::Client) -> anyhow::Result<Self> {
-        Self::keeping(None, issuers, http)
+    pub(crate) fn new(
+        issuers: &[IssuerConfig],
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        Self::keeping(None, issuers, http, metrics)
     }
 
     /// The verifier of a reloaded config: an issuer whose config did not change is kept as
@@ -264,14 +274,16 @@ impl Verifier {
         &self,
         issuers: &[IssuerConfig],
         http: &reqwest::Client,
+        metrics: &Metrics,
     ) -> anyhow::Result<Self> {
-        Self::keeping(Some(self), issuers, http)
+        Self::keeping(Some(self), issuers, http, metrics)
     }
 
     fn keeping(
         old: Option<&Self>,
         issuers: &[IssuerConfig],
         http: &reqwest::Client,
+        metrics: &Metrics,
     ) -> anyhow::Result<Self> {
         let by_iss = issuers
             .iter()
@@ -281,7 +293,7 @@ impl Verifier {
                     .filter(|existing| existing.config == *c);
                 let issuer = match kept {
                     Some(existing) => Arc::clone(existing),
-                    None => Arc::new(TrustedIssuer::new(c, http)?),
+                    None => Arc::new(TrustedIssuer::new(c, http, metrics)?),
                 };
                 Ok((c.issuer.clone(), issuer))
             })

@@ -206,6 +206,14 @@ fn server(config: &Config, f: &mut Findings) {
             server.request_timeout_secs
         ),
     );
+    if let Some(metrics) = config.metrics.listen {
+        // Port 0 picks a free port for each listener, so only a fixed port can collide.
+        f.check(
+            metrics.port() == 0 || metrics != server.listen,
+            "metrics.listen",
+            format!("{metrics} is server.listen too: give metrics another port, or leave metrics.listen out to serve /metrics there"),
+        );
+    }
     for (i, origin) in server.cors_allowed_origins.iter().enumerate() {
         f.check(
             is_origin(origin),

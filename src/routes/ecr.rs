@@ -133,15 +133,29 @@ async fn record_issuance(
     match outcome {
         Ok(issued) => {
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
-            let receipt = state
-                .audit
-                .record(record)
-                .await
-                .map_err(ApiError::AuditUnavailable)?;
-            Ok(Committed { issued, receipt })
+            let rule = record.rule.clone();
+            // Counted once the outcome is final: without its commit, nothing was issued.
+            match state.audit.record(record).await {
+                Ok(receipt) => {
+                    state
+                        .metrics
+                        .issuance(Outcome::Issued, "issued", rule.as_deref());
+                    Ok(Committed { issued, receipt })
+                }
+                Err(error) => {
+                    let error = ApiError::AuditUnavailable(error);
+                    state
+                        .metrics
+                        .issuance(error.outcome(), &error.reason(), rule.as_deref());
+                    Err(error)
+                }
+            }
         }
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());
+            state
+                .metrics
+                .issuance(record.outcome, &record.reason, record.rule.as_deref());
             let reason = record.reason.clone();
             match state.audit.record(record).await {
                 // Counted in the next aggregate row; a flood must not flood the logs either.

@@ -41,6 +41,17 @@ registry_ids = ["111122223333", "444455556666"]
 session_duration_secs = 1800
 "#;
 
+/// An issuer named `down` whose key URL never answers (port 1 on loopback): give it to
+/// `extra_issuers` with `keys_stay_unloaded("down")`.
+pub const UNREACHABLE_ISSUER: &str = r#"
+[[issuers]]
+name = "down"
+issuer = "https://down.example.com"
+jwks_uri = "http://127.0.0.1:1/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+"#;
+
 pub fn admin_database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())

@@ -26,6 +26,7 @@ mod flood;
 mod health;
 mod issue;
 mod limits;
+mod metrics;
 mod openapi;
 mod reload;
 mod scoping;
