@@ -7,20 +7,26 @@
 #   scripts/dev.sh [start]   start, or restart cleanly what a previous run started
 #   scripts/dev.sh stop      stop everything this script started
 #
-# State, pid files and logs live in .dev/.
+# State, pid files and logs live in .dev/. Another stack can run beside it (scripts/test-docs.sh
+# starts one) when these name other ports, another directory and another database:
+#   ECRTB_DEV_DIR, ECRTB_DEV_LISTEN (127.0.0.1:8080), ECRTB_DEV_MOTO_PORT (5055),
+#   ECRTB_DEV_ISSUER_PORT (5056), ECRTB_DEV_AWS_PROXY_PORT (5057), ECRTB_DEV_DB
+#   (ecr_token_broker_dev), and ECRTB_DEV_CORS_ORIGINS, the browser origins the broker
+#   allows, space-separated (http://localhost:3000).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
-DEV="$REPO/.dev"
-MOTO_PORT=5055
-ISSUER_PORT=5056
+DEV="${ECRTB_DEV_DIR:-$REPO/.dev}"
+MOTO_PORT="${ECRTB_DEV_MOTO_PORT:-5055}"
+ISSUER_PORT="${ECRTB_DEV_ISSUER_PORT:-5056}"
 # The service reaches moto through scripts/moto_proxy.py: moto's ECR says every token
 # expired in 2015, the proxy says twelve hours from now, as real ECR does.
-AWS_PROXY_PORT=5057
-BROKER_LISTEN=127.0.0.1:8080
-DEV_DB=ecr_token_broker_dev
+AWS_PROXY_PORT="${ECRTB_DEV_AWS_PROXY_PORT:-5057}"
+BROKER_LISTEN="${ECRTB_DEV_LISTEN:-127.0.0.1:8080}"
+DEV_DB="${ECRTB_DEV_DB:-ecr_token_broker_dev}"
+CORS_ORIGINS="${ECRTB_DEV_CORS_ORIGINS:-http://localhost:3000}"
 ACCOUNT=123456789012 # moto's default account: everything is created there
 BROKER_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/ecr-token-broker"
 # AWS settings for everything that talks to moto: dummy keys, and nothing
@@ -162,7 +168,7 @@ EOF
     fail_with_log "the dev issuer did not start" "$DEV/issuer.log"
 
   # --- configuration ---
-  write_dev_config "$DEV" "$BROKER_LISTEN" "$db_url" "$ISSUER_PORT" "$ACCOUNT"
+  write_dev_config "$DEV" "$BROKER_LISTEN" "$db_url" "$ISSUER_PORT" "$ACCOUNT" "$CORS_ORIGINS"
 
   # --- the service ---
   log "cargo build"

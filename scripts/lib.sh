@@ -287,12 +287,17 @@ wait_for_http() {
   done
 }
 
-# write_dev_config DIR LISTEN DATABASE_URL ISSUER_PORT ACCOUNT: write DIR/config.toml for a
-# local stack (scripts/dev.sh, scripts/soak.sh): the broker on LISTEN, the development issuer
-# (scripts/dev_issuer.py) on ISSUER_PORT, one rule letting acme's repositories push to
-# ACCOUNT. The audit keys are made once, in DIR/fingerprint-key and DIR/chain-key.
+# write_dev_config DIR LISTEN DATABASE_URL ISSUER_PORT ACCOUNT [CORS_ORIGINS]: write
+# DIR/config.toml for a local stack (scripts/dev.sh, scripts/soak.sh): the broker on LISTEN,
+# the development issuer (scripts/dev_issuer.py) on ISSUER_PORT, one rule letting acme's
+# repositories push to ACCOUNT, browsers allowed from CORS_ORIGINS (space-separated; default
+# http://localhost:3000). The audit keys are made once, in DIR/fingerprint-key and
+# DIR/chain-key.
 write_dev_config() {
-  local dir="$1" listen="$2" db_url="$3" issuer_port="$4" account="$5" key
+  local dir="$1" listen="$2" db_url="$3" issuer_port="$4" account="$5" key origin origins=""
+  for origin in ${6:-http://localhost:3000}; do
+    origins="${origins:+$origins, }\"$origin\""
+  done
   for key in fingerprint-key chain-key; do
     if [ ! -s "$dir/$key" ]; then
       (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >"$dir/$key")
@@ -302,7 +307,7 @@ write_dev_config() {
 # Written by write_dev_config (scripts/lib.sh); rewritten on every start.
 [server]
 listen = "$listen"
-cors_allowed_origins = ["http://localhost:3000"]
+cors_allowed_origins = [$origins]
 whoami_detail = "full"
 
 [database]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: formatting, lints, deployment-file checks, then the whole
-# cargo test suite against a real PostgreSQL and the moto AWS emulator.
+# The test command: formatting, lints, deployment-file checks, the guides in docs/, then
+# the whole cargo test suite against a real PostgreSQL and the moto AWS emulator.
 # Extra arguments go to `cargo test` (e.g. scripts/test.sh -- --nocapture).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -62,6 +62,64 @@ if [ ${#manifests[@]} -gt 0 ]; then
   log "kubernetes-validate ${manifests[*]}"
   "$VENV/bin/kubernetes-validate" --strict --quiet "${manifests[@]}"
 fi
+
+# What kustomize builds from the base and from each overlay: patches that no longer apply,
+# or that produce an invalid object, fail here.
+for dir in deploy/k8s deploy/overlays/*/; do
+  [ -f "${dir%/}/kustomization.yaml" ] || continue
+  log "kubectl kustomize ${dir%/} | kubernetes-validate"
+  rendered="$(mktemp)"
+  "$VENV/bin/kubectl" kustomize "${dir%/}" >"$rendered"
+  "$VENV/bin/kubernetes-validate" --strict --quiet "$rendered"
+  # The autoscaler owns the replica count and never goes as low as the disruption budget.
+  "$VENV/bin/python" - "$rendered" "${dir%/}" <<'EOF'
+import sys, yaml
+docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(open(sys.argv[1])) if d}
+hpa = docs[("HorizontalPodAutoscaler", "ecr-token-broker")]["spec"]
+pdb = docs[("PodDisruptionBudget", "ecr-token-broker")]["spec"]
+deployment = docs[("Deployment", hpa["scaleTargetRef"]["name"])]["spec"]
+problems = []
+if "replicas" in deployment:
+    problems.append("the Deployment sets replicas, which every apply would reset under the HPA")
+if not pdb["minAvailable"] < hpa["minReplicas"] <= hpa["maxReplicas"]:
+    problems.append(f"want PDB minAvailable < HPA minReplicas <= maxReplicas, got "
+                    f"{pdb['minAvailable']}, {hpa['minReplicas']}, {hpa['maxReplicas']}")
+if problems:
+    sys.exit(f"{sys.argv[2]}: " + "; ".join(problems))
+EOF
+  rm -f "$rendered"
+done
+
+# IAM documents: permission policies as they are. parliament knows identity policies only,
+# so a trust policy (*-trust-policy.json) is linted as the identity policy it amounts to:
+# its statements, without their Principal, on a role ARN. That still checks every action
+# and whether each condition key applies to it.
+for f in deploy/iam/*.json; do
+  [ -f "$f" ] || continue
+  log "parliament $f"
+  policy="$(cat "$f")"
+  case "$f" in
+    *-trust-policy.json)
+      policy="$(python3 -c '
+import json, sys
+doc = json.load(open(sys.argv[1]))
+for statement in doc["Statement"]:
+    statement.pop("Principal")
+    statement["Resource"] = "arn:aws:iam::123456789012:role/trusting-role"
+print(json.dumps(doc))' "$f")"
+      ;;
+  esac
+  findings="$("$PARLIAMENT" --string "$policy" --minimum_severity MEDIUM)" || true
+  if [ -n "$findings" ]; then
+    printf '%s\n' "$findings" >&2
+    die "parliament found problems in $f"
+  fi
+done
+
+# The guides in docs/: every snippet runs against a local stack of its own, and the portal
+# example in headless Chromium.
+log "scripts/test-docs.sh"
+scripts/test-docs.sh
 
 # The integration tests drive the client binary (tests/api/client.rs), which is another
 # package of the workspace: build it first, so that a filtered run finds it too.

@@ -80,23 +80,26 @@ fn the_configmap_ships_the_example_config() {
     );
 }
 
+/// The secrets a deployed config takes from the environment.
+const DEPLOYED_SECRETS: [(&str, &str); 3] = [
+    (
+        "ECR_TOKEN_BROKER_DATABASE_URL",
+        "postgres://broker@db.internal/ecr_token_broker",
+    ),
+    (
+        "ECR_TOKEN_BROKER_FINGERPRINT_KEY",
+        "0123456789abcdef0123456789abcdef",
+    ),
+    (
+        "ECR_TOKEN_BROKER_CHAIN_KEY",
+        "fedcba9876543210fedcba9876543210",
+    ),
+];
+
 #[test]
 fn check_config_accepts_the_shipped_example_with_secrets_from_the_environment() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/config.example.toml");
-    let secrets = [
-        (
-            "ECR_TOKEN_BROKER_DATABASE_URL",
-            "postgres://broker@db.internal/ecr_token_broker",
-        ),
-        (
-            "ECR_TOKEN_BROKER_FINGERPRINT_KEY",
-            "0123456789abcdef0123456789abcdef",
-        ),
-        (
-            "ECR_TOKEN_BROKER_CHAIN_KEY",
-            "fedcba9876543210fedcba9876543210",
-        ),
-    ];
+    let secrets = DEPLOYED_SECRETS;
 
     let ok = run(&["check-config", example], &secrets);
     assert!(ok.status.success(), "{}", stderr(&ok));
@@ -109,6 +112,17 @@ fn check_config_accepts_the_shipped_example_with_secrets_from_the_environment() 
         "{}",
         stderr(&missing_key)
     );
+}
+
+/// The production overlay replaces the example config with its own, which must be valid too.
+#[test]
+fn check_config_accepts_the_production_overlay_config() {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/overlays/production/config.toml"
+    );
+    let ok = run(&["check-config", config], &DEPLOYED_SECRETS);
+    assert!(ok.status.success(), "{}", stderr(&ok));
 }
 
 #[test]
