@@ -12,26 +12,17 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::types::Json;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::AuditRecord;
-use super::chain::{ChainKey, ChainedRow, Hash, to_micros};
+use super::chain::{ChainKey, ChainedRow, to_micros};
+use super::columns::{InsertRow, insert};
 use super::store::{CHAIN_LOCK, ChainHead, chain_head};
 
 /// How an appender's session names itself in `pg_stat_activity`, so that only appenders are
 /// ever ended as stalled (never `audit prune`).
 pub(super) const APPENDER: &str = "ecr-token-broker-append";
-
-/// Inserts a batch under the writers' lock, as one statement: the one-row subquery is read,
-/// and the lock taken, before any row is inserted. One parameter and one statement text
-/// whatever the batch size, so Postgres plans it once: a multi-row VALUES list would be a
-/// new statement, parsed and planned, per size.
-const LOCK_AND_INSERT: &str = "INSERT INTO audit_events \
-     SELECT batch.* FROM (SELECT pg_advisory_xact_lock($1)) AS chain_lock, \
-     jsonb_populate_recordset(NULL::audit_events, $2) AS batch";
 
 /// How long an append may wait on the database, whatever the server's defaults: for the
 /// chain lock, for any statement, and idle in its transaction (its writer cut off, holding
@@ -152,12 +143,7 @@ impl ChainAppender {
         };
         if let Some(head) = &self.head {
             let batch = Batch::after(key, head, records);
-            match sqlx::query(LOCK_AND_INSERT)
-                .bind(CHAIN_LOCK)
-                .bind(Json(&batch.rows))
-                .execute(&mut *conn)
-                .await
-            {
+            match insert(CHAIN_LOCK, &batch.rows).execute(&mut *conn).await {
                 Ok(_) => return Ok(batch.commit(&mut self.head)),
                 Err(error) if chain_moved(&error) => {}
                 Err(error) => return Err(error),
@@ -172,17 +158,13 @@ impl ChainAppender {
         let head = chain_head(&mut tx, key).await?;
         let batch = Batch::after(key, &head, records);
         // The lock is held already; taking it again within the transaction costs nothing.
-        sqlx::query(LOCK_AND_INSERT)
-            .bind(CHAIN_LOCK)
-            .bind(Json(&batch.rows))
-            .execute(&mut *tx)
-            .await?;
+        insert(CHAIN_LOCK, &batch.rows).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(batch.commit(&mut self.head))
     }
 }
 
-/// Records chained on after a head, as `jsonb_populate_recordset` reads them.
+/// Records chained on after a head, with their hashes.
 struct Batch {
     rows: Vec<InsertRow>,
 }
@@ -203,8 +185,8 @@ impl Batch {
                 let prev_hash = std::mem::replace(&mut prev, hash);
                 InsertRow {
                     row,
-                    prev_hash: ByteaHex(prev_hash),
-                    row_hash: ByteaHex(hash),
+                    prev_hash,
+                    row_hash: hash,
                 }
             })
             .collect();
@@ -216,30 +198,11 @@ impl Batch {
         if let Some(last) = self.rows.last() {
             *head = Some(ChainHead {
                 id: last.row.id,
-                hash: last.row_hash.0,
+                hash: last.row_hash,
                 recorded_at: Some(last.row.recorded_at),
             });
         }
         self.rows.iter().map(|r| r.row.id).collect()
-    }
-}
-
-/// A row as `jsonb_populate_recordset` reads it: the record's fields under their column
-/// names, and the two hashes.
-#[derive(Serialize)]
-struct InsertRow {
-    #[serde(flatten)]
-    row: ChainedRow,
-    prev_hash: ByteaHex,
-    row_hash: ByteaHex,
-}
-
-/// A hash in the text form of `bytea`.
-struct ByteaHex(Hash);
-
-impl Serialize for ByteaHex {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format!("\\x{}", hex::encode(self.0)))
     }
 }
 
@@ -327,11 +290,11 @@ mod tests {
         let mut prev = head.hash;
         for (row, id) in batch.rows.iter().zip(42..) {
             assert_eq!(row.row.id, id);
-            assert_eq!(row.prev_hash.0, prev);
-            assert_eq!(row.row_hash.0, key.row_hash(&prev, &row.row));
+            assert_eq!(row.prev_hash, prev);
+            assert_eq!(row.row_hash, key.row_hash(&prev, &row.row));
             // A head recorded later by a faster clock is never gone back on.
             assert_eq!(row.row.recorded_at, later);
-            prev = row.row_hash.0;
+            prev = row.row_hash;
         }
         let mut moved = Some(head);
         assert_eq!(batch.commit(&mut moved), [42, 43, 44]);

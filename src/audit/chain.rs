@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use sha2::Sha256;
 
 use super::AuditRecord;
@@ -86,14 +85,13 @@ impl std::fmt::Debug for ChainKey {
 
 /// One audit row as stored and hashed: its place in the chain and its record, with
 /// timestamps in whole microseconds, as Postgres keeps them.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub(crate) struct ChainedRow {
     /// Position in the chain.
     pub id: i64,
     /// When the writer inserted it.
     pub recorded_at: DateTime<Utc>,
     /// What was decided.
-    #[serde(flatten)]
     #[sqlx(flatten)]
     pub record: AuditRecord,
 }
