@@ -23,6 +23,7 @@ mod durability;
 mod flood;
 mod health;
 mod issue;
+mod jwt_cache;
 mod limits;
 mod openapi;
 mod scoping;
