@@ -20,6 +20,7 @@ export DATABASE_URL PG_BINDIR
 export MOTO_SERVER="$VENV/bin/moto_server"
 export OPENAPI_SPEC_VALIDATOR="$VENV/bin/openapi-spec-validator"
 export PARLIAMENT="$VENV/bin/parliament"
+export PYTHON="$VENV/bin/python"
 
 # Test databases (ecrtb_test_*) left behind by interrupted runs.
 leftovers="$(psql -w -X -Atq -v ON_ERROR_STOP=1 -d "$DATABASE_URL" </dev/null \
@@ -33,10 +34,10 @@ if [ -n "$leftovers" ]; then
 fi
 
 log "cargo fmt --check"
-cargo fmt --check
+cargo fmt --all --check
 
 log "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --workspace --locked -- -D warnings
 
 # Deployment files are checked before the tests so that the run ends with
 # cargo test's own summary.
@@ -62,5 +63,10 @@ if [ ${#manifests[@]} -gt 0 ]; then
   "$VENV/bin/kubernetes-validate" --strict --quiet "${manifests[@]}"
 fi
 
+# The integration tests drive the client binary (tests/api/client.rs), which is another
+# package of the workspace: build it first, so that a filtered run finds it too.
+log "cargo build -p ecr-token-broker-client"
+cargo build --locked -p ecr-token-broker-client
+
 log "cargo test"
-cargo test --locked "$@"
+cargo test --locked --workspace "$@"

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,6 +33,7 @@ use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
+use crate::metrics::Metrics;
 use crate::policy::{AuditAdmins, Rules};
 use crate::rate_limit::RateLimits;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
@@ -81,6 +83,10 @@ pub(crate) struct Shared {
     pub audit: AuditLog,
     /// Keyed token fingerprints: the current key and the previous ones.
     pub fingerprinters: Arc<Fingerprinters>,
+    /// Set once shutdown has begun: `/readyz` then says not ready, so load balancers drain.
+    pub draining: Arc<AtomicBool>,
+    /// This application's Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -95,11 +101,11 @@ impl Shared {
     }
 }
 
-/// Builds the router with all middleware.
+/// Wraps `routes` in all middleware.
 ///
-/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing, CORS, error
-/// rendering, then the limits that produce those errors.
-pub(crate) fn build_router(state: AppState) -> Router {
+/// Outermost first: request id (always ours; a caller's sane one is kept beside it), tracing,
+/// metrics, CORS, error rendering, then the limits that produce those errors.
+pub(crate) fn build_router(state: AppState, routes: Router<AppState>) -> Router {
     let server = state.server.clone();
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let middleware = ServiceBuilder::new()
@@ -116,6 +122,10 @@ pub(crate) fn build_router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::record_http,
+        ))
         .layer(PropagateRequestIdLayer::new(request_id))
         .layer(cors(&server.cors_allowed_origins))
         .layer(middleware::from_fn(render_problems))
@@ -126,7 +136,7 @@ pub(crate) fn build_router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::new())
         .layer(DefaultBodyLimit::max(server.max_body_bytes));
-    routes::router().layer(middleware).with_state(state)
+    routes.layer(middleware).with_state(state)
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -145,6 +155,7 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([
             HeaderName::from_static(REQUEST_ID_HEADER),
+            HeaderName::from_static(routes::AUDIT_ENTRY_HEADER),
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
             HeaderName::from_static("ratelimit"),
@@ -175,9 +186,22 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `[metrics] listen`'s listener and the router serving `GET /metrics` alone on it.
+    metrics: Option<(TcpListener, Router)>,
     server: Arc<ServerConfig>,
     background: Vec<JoinHandle<()>>,
+    /// Ends once every record is committed, after the router (and every handle on the
+    /// writer with it) is gone.
+    writer: JoinHandle<()>,
+    /// How long shutting down waits for the writer.
+    writer_wait: Duration,
+    /// Ends once every committed line is shipped, after the writer.
+    sink: Option<JoinHandle<()>>,
+    draining: Arc<AtomicBool>,
 }
+
+/// How long shutting down waits for the sink to write what is queued.
+const SINK_FLUSH_WAIT: Duration = Duration::from_secs(5);
 
 impl Application {
     /// Connects everything the service needs and binds its listener.
@@ -194,10 +218,11 @@ impl Application {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("building the HTTP client for key sets")?;
-        let verifier = Arc::new(Verifier::new(&config.issuers, &http)?);
+        let metrics = Metrics::new(routes::endpoints().into_iter().map(|e| e.path));
+        let verifier = Arc::new(Verifier::new(&config.issuers, &http, &metrics)?);
         let background = verifier.spawn_key_refresh();
         let rules = Rules::compile(&config.rules).context("compiling rules")?;
-        let aws = Aws::new(sdk, &config.aws)?;
+        let aws = Aws::new(sdk, &config.aws, &metrics)?;
         let credentials = CredentialSource::new(
             aws,
             CacheSettings {
@@ -207,8 +232,13 @@ impl Application {
                 // Waiting for another request's fetch is bounded like the request itself.
                 wait: Duration::from_secs(config.server.request_timeout_secs),
             },
+            metrics.cache(),
         );
-        let (writer, writer_task) = AuditWriter::spawn(
+        let (shipper, sink) = audit::spawn_sink(&config.audit_sink)?.unzip();
+        // A request waits for its commit as long as for a pooled connection, plus time for
+        // the batch ahead of it.
+        let writer_wait = Duration::from_secs(config.database.acquire_timeout_secs + 5);
+        let (writer, writer_task) = AuditWriter::spawn_measured(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
             WriterLimits {
@@ -216,17 +246,17 @@ impl Application {
                 refusal_queue_capacity: config.audit.refusal_queue_capacity,
                 shed_report_interval: Duration::from_secs(config.audit.shed_report_interval_secs),
                 max_batch: config.audit.max_batch,
-                // A request waits for its commit as long as for a pooled connection, plus
-                // time for the batch ahead of it.
-                wait: Duration::from_secs(config.database.acquire_timeout_secs + 5),
+                wait: writer_wait,
                 bounds: AppendBounds::from(&config.audit_chain),
             },
+            shipper,
+            metrics.audit_writer(),
         );
         let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, &config.rules));
         let mut background = background;
-        background.push(writer_task);
         background.push(rate_limits.spawn_sweeper());
         background.push(credentials.spawn_sweeper());
+        background.push(metrics.spawn_upkeep());
         background.push(audit::spawn_head_log(
             pool.clone(),
             ChainKey::new(&config.audit.chain_key),
@@ -235,8 +265,18 @@ impl Application {
         let listener = TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding {addr} (metrics.listen)"))?,
+            ),
+            None => None,
+        };
         let server = Arc::new(config.server);
+        let draining = Arc::new(AtomicBool::new(false));
         let state = AppState(Arc::new(Shared {
+            draining: Arc::clone(&draining),
             fingerprinters: Arc::new(Fingerprinters::new(
                 &config.audit.fingerprint_key_id,
                 &config.audit.fingerprint_key,
@@ -249,12 +289,24 @@ impl Application {
             audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
             credentials,
             audit: AuditLog::new(writer, pool, read_pool),
+            metrics,
         }));
+        let metrics = metrics_listener.map(|listener| {
+            (
+                listener,
+                build_router(state.clone(), routes::metrics_router()),
+            )
+        });
         Ok(Self {
             listener,
-            router: build_router(state),
+            router: build_router(state, routes::router(metrics.is_none())),
+            metrics,
             server,
             background,
+            writer: writer_task,
+            writer_wait,
+            sink,
+            draining,
         })
     }
 
@@ -263,16 +315,71 @@ impl Application {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes in-flight requests; connections are
-    /// bounded as `[server]` says ([`connections`]).
+    /// The address `GET /metrics` is served on alone, when `[metrics] listen` is set.
+    pub fn metrics_addr(&self) -> Option<std::io::Result<SocketAddr>> {
+        self.metrics
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down in order: `/readyz` says not ready
+    /// while requests are still served for `shutdown_drain_secs`, the listeners close,
+    /// in-flight requests get `shutdown_grace_secs` to finish, every record they queued is
+    /// committed and every committed line shipped. Connections are bounded as `[server]`
+    /// says ([`connections`]), on the metrics listener too.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        connections::serve(self.listener, self.router, &self.server, shutdown).await;
-        for task in self.background {
+        let Self {
+            listener,
+            router,
+            metrics,
+            server,
+            background,
+            writer,
+            writer_wait,
+            sink,
+            draining,
+        } = self;
+        let drain = Duration::from_secs(server.shutdown_drain_secs);
+        let stop_accepting = async move {
+            shutdown.await;
+            draining.store(true, Ordering::SeqCst);
+            tracing::info!(
+                drain_secs = drain.as_secs(),
+                "shutting down: not ready, still serving until the load balancers drain"
+            );
+            tokio::time::sleep(drain).await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+        };
+        let stop_accepting = futures::FutureExt::shared(futures::FutureExt::boxed(stop_accepting));
+        let grace = Duration::from_secs(server.shutdown_grace_secs);
+        let api = connections::serve(listener, router, &server, stop_accepting.clone(), grace);
+        match metrics {
+            Some((listener, router)) => {
+                let metrics = connections::serve(listener, router, &server, stop_accepting, grace);
+                futures::join!(api, metrics);
+            }
+            None => api.await,
+        }
+        for task in background {
             task.abort();
         }
+        // The router is gone; once the last request cut off by the grace period (whose task
+        // still holds the state) has its record committed, the writer ends.
+        if tokio::time::timeout(writer_wait + grace, writer)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutting down: the audit writer did not finish in time");
+        }
+        if let Some(sink) = sink
+            && tokio::time::timeout(SINK_FLUSH_WAIT, sink).await.is_err()
+        {
+            tracing::warn!("shutting down: the audit sink did not finish writing in time");
+        }
+        tracing::info!("shut down");
         Ok(())
     }
 }

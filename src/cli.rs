@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `check-config FILE`, `audit verify`, `audit prune`.
+//! The command line: `serve`, `migrate`, `check-config FILE`, `audit verify`, `audit export`,
+//! `audit prune`.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +8,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sqlx::ConnectOptions;
 
 use crate::app::{Application, connect_pool};
-use crate::audit::{self, ExpectedHead, MonthStart, chain::ChainKey};
+use chrono::{DateTime, Utc};
+
+use crate::audit::{self, ChainEntry, MonthStart, chain::ChainKey};
 use crate::config::{CONFIG_PATH_ENV, Config};
 use crate::credentials::Aws;
 
@@ -50,7 +53,7 @@ pub enum Command {
         /// The file to check.
         file: PathBuf,
     },
-    /// Check or prune the hash-chained audit log (needs `[audit] chain_key`).
+    /// Check, export or prune the hash-chained audit log (needs `[audit] chain_key`).
     Audit {
         /// What to do with it.
         #[command(subcommand)]
@@ -65,22 +68,47 @@ pub enum AuditCommand {
     ///
     /// Starts from the newest checkpoint left by `audit prune` (or from the first row) and
     /// checks, row by row in id order, that ids are consecutive, that each row points at the
-    /// previous row's hash, and that its hash matches its content. Exits 0 if the chain is
-    /// intact, 1 at the first break, naming the row and what is wrong with it. Rows deleted
-    /// from the very end leave no break by themselves: pass the heads seen earlier (printed
-    /// here as the last intact row, or logged by the service as "audit chain head") with
-    /// --expect-head or --expect-heads, and the chain must still reach each of them with its
-    /// hash. The service's read-only role is enough.
+    /// previous row's hash, and that its hash matches its content. Rows deleted from the very
+    /// end leave no break by themselves, and a chain rewritten from some row on with the key
+    /// verifies by itself: pass entries seen earlier with --expect or --expect-file, and the
+    /// chain must still reach each of them with exactly its hash. An entry is a receipt (an
+    /// issuing response's `Audit-Entry: ID:HASH`), a head the service logged ("audit chain
+    /// head"), a line the audit sink shipped, or the last intact row printed here. Entries
+    /// older than the newest checkpoint were pruned and are not checked, but the
+    /// checkpoint's own. Exit status: 0 if the chain is intact and reaches every entry, 1 at
+    /// the first break or the first entry it does not reach, naming the row and what is
+    /// wrong with it (1 also for a database or input error, with its cause). The service's
+    /// read-only role is enough.
     Verify {
         /// Start at this row, trusting its prev_hash, to spot-check the chain from there.
         #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
         from_id: Option<i64>,
-        /// A head seen earlier, as ID:HASH: the chain must reach row ID with this hash.
-        #[arg(long, value_name = "ID:HASH")]
-        expect_head: Vec<ExpectedHead>,
-        /// A file of heads seen earlier, one ID:HASH a line (# starts a comment line).
-        #[arg(long, value_name = "FILE")]
-        expect_heads: Option<PathBuf>,
+        /// An entry seen earlier, as ID:HASH: the chain must reach row ID with this hash.
+        /// Repeatable.
+        #[arg(long = "expect", visible_alias = "expect-head", value_name = "ID:HASH")]
+        expect: Vec<ChainEntry>,
+        /// A file of entries seen earlier, one ID:HASH a line (# starts a comment line).
+        /// Repeatable.
+        #[arg(
+            long = "expect-file",
+            visible_alias = "expect-heads",
+            value_name = "FILE"
+        )]
+        expect_file: Vec<PathBuf>,
+    },
+    /// Print stored audit rows as JSON lines, the same lines the audit sink ships.
+    ///
+    /// Every row recorded at or after --since and before --until (each open when left
+    /// out), one line each, in chain order, from one snapshot of the database, streamed so
+    /// that memory stays flat: back-fills a log pipeline after the sink dropped lines or
+    /// before it was configured. The service's read-only role is enough.
+    Export {
+        /// Rows recorded at or after this time (RFC 3339, such as 2026-01-01T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        since: Option<DateTime<Utc>>,
+        /// Rows recorded before this time (RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        until: Option<DateTime<Utc>>,
     },
     /// Drop whole months of the audit log, keeping the rest verifiable.
     ///
@@ -116,6 +144,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(cli.config_path()?)?;
             let app = Application::build(config, Aws::load_sdk_config().await).await?;
             tracing::info!(address = %app.local_addr()?, "serving");
+            if let Some(metrics) = app.metrics_addr() {
+                tracing::info!(address = %metrics?, "serving /metrics alone");
+            }
             app.serve(shutdown_signal()).await.context("serving HTTP")
         }
         Command::Migrate => {
@@ -158,12 +189,12 @@ async fn run_audit(
     match command {
         AuditCommand::Verify {
             from_id,
-            expect_head,
-            expect_heads,
+            expect,
+            expect_file,
         } => {
-            let mut expected = expect_head.clone();
-            if let Some(file) = expect_heads {
-                expected.extend(ExpectedHead::read_file(file)?);
+            let mut expected = expect.clone();
+            for file in expect_file {
+                expected.extend(ChainEntry::read_file(file)?);
             }
             let verification = audit::verify(pool, key, *from_id, &expected).await?;
             println!("{verification}");
@@ -174,6 +205,12 @@ async fn run_audit(
                 }
                 Some(broken) => anyhow::bail!("the audit chain is broken: {broken}"),
             }
+        }
+        AuditCommand::Export { since, until } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let exported = audit::export(pool, *since, *until, &mut out).await?;
+            tracing::info!(rows = exported, "audit rows exported");
+            Ok(())
         }
         AuditCommand::Prune { before, force } => {
             let pruned = audit::prune(pool, key, *before, *force).await?;
@@ -202,7 +239,6 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down");
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! environment instead of the file, so the file can live in a ConfigMap.
 
 mod audit_chain;
+mod audit_sink;
 mod toml_error;
 mod validate;
 
@@ -24,6 +25,7 @@ use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 use crate::policy::Template;
 
 pub(crate) use audit_chain::AuditChainConfig;
+pub(crate) use audit_sink::{AuditSinkConfig, Facility, SinkKind, SyslogTarget};
 pub(crate) use validate::ConfigErrors;
 pub(crate) use validate::is_fetchable_url;
 
@@ -52,6 +54,9 @@ pub struct Config {
     /// Bounds on appending to the audit chain, and publishing its head.
     #[serde(default)]
     pub(crate) audit_chain: AuditChainConfig,
+    /// Where committed audit records are also written, as JSON lines.
+    #[serde(default)]
+    pub(crate) audit_sink: AuditSinkConfig,
     /// AWS call settings; credentials and endpoints come from the standard SDK chain.
     #[serde(default)]
     pub(crate) aws: AwsConfig,
@@ -68,6 +73,18 @@ pub struct Config {
     /// client address's for requests whose token fails.
     #[serde(default)]
     pub(crate) rate_limit: RateLimitsConfig,
+    /// Where `GET /metrics` is served.
+    #[serde(default)]
+    pub(crate) metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus exposition.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct MetricsConfig {
+    /// A listener of its own for `GET /metrics`, which the main listener then does not
+    /// serve; without it, the main listener serves it.
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[server]`
@@ -94,6 +111,12 @@ pub struct ServerConfig {
     pub trusted_proxies: Vec<IpNet>,
     /// How much `GET /v1/whoami` tells about the rules.
     pub whoami_detail: WhoamiDetail,
+    /// On SIGTERM: how long `/readyz` reports not ready, while requests are still served,
+    /// before the listener closes, so that load balancers stop sending first.
+    pub shutdown_drain_secs: u64,
+    /// On SIGTERM, once the listener is closed: how long in-flight requests may take to
+    /// finish.
+    pub shutdown_grace_secs: u64,
 }
 
 /// How much `GET /v1/whoami` tells: with a public issuer, any stranger can ask.
@@ -123,6 +146,8 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             trusted_proxies: Vec::new(),
             whoami_detail: WhoamiDetail::default(),
+            shutdown_drain_secs: 5,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -390,7 +415,7 @@ impl Default for CacheConfig {
 /// `[[issuers]]`: one trusted identity provider.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
+pub(crate) struct IssuerConfig {
     /// Short name that rules refer to.
     pub name: String,
     /// The exact `iss` claim of its tokens.
@@ -553,7 +578,7 @@ impl ClaimPatterns {
 
 impl IssuerConfig {
     /// The keys' source, as configured.
-    pub fn key_source(&self) -> Option<KeySource> {
+    pub(crate) fn key_source(&self) -> Option<KeySource> {
         match (
             &self.jwks_uri,
             self.discovery,
@@ -569,19 +594,19 @@ impl IssuerConfig {
     }
 
     /// Refresh period of fetched keys.
-    pub fn jwks_refresh(&self) -> Duration {
+    pub(crate) fn jwks_refresh(&self) -> Duration {
         Duration::from_secs(self.jwks_refresh_secs)
     }
 
     /// Least time between two refetches caused by unknown key IDs.
-    pub fn jwks_min_refresh_interval(&self) -> Duration {
+    pub(crate) fn jwks_min_refresh_interval(&self) -> Duration {
         Duration::from_secs(self.jwks_min_refresh_interval_secs)
     }
 }
 
 /// Where an issuer's verification keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     /// A JWKS URL.
     JwksUri(String),
     /// OIDC discovery from the issuer URL.

@@ -25,6 +25,7 @@ use cache::{CacheKey, CacheMode, CacheSettings, CallerScope, CredentialCache, Se
 
 use crate::config::AwsConfig;
 use crate::domain::Region;
+use crate::metrics::{CacheMetrics, Metrics, Service, UpstreamMetrics};
 use ceiling::Ceiling;
 
 pub(crate) use ecr::AuthorizationData;
@@ -43,12 +44,18 @@ pub(crate) struct Aws {
     /// GetAuthorizationToken: one lane per assumed role's account and region, the unit AWS
     /// throttles by.
     ecr_ceiling: Arc<Ceiling<(Option<String>, Region)>>,
+    sts_metrics: UpstreamMetrics,
+    ecr_metrics: UpstreamMetrics,
 }
 
 impl Aws {
     /// Builds the clients; every call, retries included, is bounded by the operation
     /// timeout, and held to the configured ceilings.
-    pub(crate) fn new(sdk: SdkConfig, config: &AwsConfig) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        sdk: SdkConfig,
+        config: &AwsConfig,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         let operation_timeout = Duration::from_secs(config.operation_timeout_secs);
         anyhow::ensure!(
             sdk.region().is_some(),
@@ -67,6 +74,8 @@ impl Aws {
             timeouts,
             sts_ceiling: Arc::new(Ceiling::new(config.sts_ceiling)),
             ecr_ceiling: Arc::new(Ceiling::new(config.ecr_ceiling)),
+            sts_metrics: metrics.upstream(Service::Sts),
+            ecr_metrics: metrics.upstream(Service::Ecr),
         })
     }
 
@@ -90,10 +99,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
 impl CredentialSource {
     /// AWS with an empty cache in front.
-    pub(crate) fn new(aws: Aws, settings: CacheSettings) -> Self {
+    pub(crate) fn new(aws: Aws, settings: CacheSettings, metrics: CacheMetrics) -> Self {
         Self {
             aws,
-            cache: Arc::new(CredentialCache::new(settings)),
+            cache: Arc::new(CredentialCache::new(settings, metrics)),
         }
     }
 

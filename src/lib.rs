@@ -22,15 +22,19 @@
 //!
 //! `issuance` strings steps 3 and 4 together; `config` is the typed configuration, `domain`
 //! the value types that can only hold valid values.
+//! `metrics` counts and times every stage for `GET /metrics`; each stage is handed its
+//! handles when the application is built.
 //!
 //! The audit row follows the request: the handler starts an `AuditRecord`
 //! (`audit/record.rs`) when the request arrives, `issuance` fills it in as each stage passes
 //! (caller, rule, grant, session, what was issued and whether from the cache), the handler
 //! decides it and hands it to the `AuditWriter` (`audit/writer.rs`), which commits it with
 //! whatever else is waiting in one transaction (`audit/store.rs`), each row hash-chained to
-//! the one before (`audit/chain.rs`); only then is the response built. The record's fields
-//! are the table's columns: the same type is inserted, read back by `GET
-//! /v1/audit/issuances` and `audit verify`, and hashed.
+//! the one before (`audit/chain.rs`); only then is the response built, carrying the row's id
+//! and hash as its receipt. The committed rows then go, as JSON lines, to the audit sink
+//! (`audit/sink.rs`), never holding up a request. The record's fields are the table's
+//! columns: the same type is inserted, read back by `GET /v1/audit/issuances`, `audit
+//! verify` and `audit export`, shipped, and hashed.
 
 // Everything is crate-private but what the binary, the integration tests and the benchmark
 // use, so that the compiler reports dead code and the exported surface stays small.
@@ -43,6 +47,7 @@ mod credentials;
 mod domain;
 mod error;
 mod issuance;
+mod metrics;
 mod policy;
 mod rate_limit;
 mod request_id;
@@ -52,7 +57,8 @@ pub mod telemetry;
 pub use app::{Application, READER_APPLICATION_NAME};
 pub use audit::chain::ChainKey;
 pub use audit::{
-    AppendBounds, AuditRecord, AuditWriter, ChainAppender, MIGRATOR, Outcome, WriterLimits,
+    AppendBounds, AuditRecord, AuditWriter, ChainAppender, ChainEntry, MIGRATOR, Outcome,
+    StoredRow, WriterLimits,
 };
 pub use config::Config;
 pub use routes::{Endpoint, endpoints};

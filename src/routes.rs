@@ -6,6 +6,7 @@ mod endpoint;
 mod health;
 mod json_object;
 mod meta;
+mod metrics;
 mod whoami;
 
 use axum::Router;
@@ -13,22 +14,33 @@ use axum::Router;
 use crate::app::AppState;
 use endpoint::Routes;
 
+pub(crate) use ecr::AUDIT_ENTRY_HEADER;
 pub use endpoint::Endpoint;
 pub(crate) use meta::RequestMeta;
 
-/// Every route of the service.
-pub(crate) fn router() -> Router<AppState> {
-    all().into_router()
+/// Every route of the API; `GET /metrics` too when it has no listener of its own.
+pub(crate) fn router(with_metrics: bool) -> Router<AppState> {
+    let api = api();
+    if with_metrics {
+        api.merge(metrics::router()).into_router()
+    } else {
+        api.into_router()
+    }
 }
 
-/// Every endpoint [`router`] serves, from the same registrations, so that a test can hold
-/// them against the documented ones.
+/// `GET /metrics` alone, for a listener of its own.
+pub(crate) fn metrics_router() -> Router<AppState> {
+    metrics::router().into_router()
+}
+
+/// Every endpoint the service serves, from the same registrations as [`router`] and
+/// [`metrics_router`], so that a test can hold them against the documented ones.
 pub fn endpoints() -> Vec<Endpoint> {
-    all().into_endpoints()
+    api().merge(metrics::router()).into_endpoints()
 }
 
-/// The routes of every resource.
-fn all() -> Routes {
+/// The routes of every resource of the API.
+fn api() -> Routes {
     Routes::new()
         .merge(ecr::router())
         .merge(whoami::router())

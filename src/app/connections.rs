@@ -24,14 +24,15 @@ use crate::config::ServerConfig;
 /// the router and gets a problem+json 431; a larger one gets hyper's bare 431.
 const REQUEST_LINE_ROOM: usize = 8 * 1024;
 
-/// Serves `router` on `listener` until `shutdown` resolves, then waits for in-flight
-/// requests. At most `server.max_connections` connections are open at once; beyond them
+/// Serves `router` on `listener` until `shutdown` resolves, then waits up to `grace` for
+/// in-flight requests. At most `server.max_connections` connections are open at once; beyond them
 /// new connections wait in the listen backlog until one closes.
 pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     server: &ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) {
     let builder = builder(server);
     let mut make_service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -66,7 +67,16 @@ pub(super) async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Idle keep-alive connections close now, the others once their request is answered.
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "requests still in flight when the shutdown grace period ended"
+        );
+    }
 }
 
 /// hyper's connection settings from `[server]`.

@@ -17,8 +17,8 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::AuditRecord;
 use super::chain::{ChainKey, ChainedRow, to_micros};
-use super::columns::{InsertRow, insert};
-use super::store::{CHAIN_LOCK, ChainHead, chain_head};
+use super::columns::insert;
+use super::store::{CHAIN_LOCK, ChainHead, StoredRow, chain_head};
 
 /// How an appender's session names itself in `pg_stat_activity`, so that only appenders are
 /// ever ended as stalled (never `audit prune`).
@@ -115,12 +115,12 @@ impl ChainAppender {
         }
     }
 
-    /// Appends `records` and returns their ids once they are committed.
+    /// Appends `records` and returns their rows as committed, in chain order.
     pub async fn append(
         &mut self,
         key: &ChainKey,
         records: &[&AuditRecord],
-    ) -> Result<Vec<i64>, sqlx::Error> {
+    ) -> Result<Vec<StoredRow>, sqlx::Error> {
         let appended = self.try_append(key, records).await;
         if let Err(error) = &appended {
             self.conn = None;
@@ -136,7 +136,7 @@ impl ChainAppender {
         &mut self,
         key: &ChainKey,
         records: &[&AuditRecord],
-    ) -> Result<Vec<i64>, sqlx::Error> {
+    ) -> Result<Vec<StoredRow>, sqlx::Error> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => self.conn.insert(self.options.connect().await?),
@@ -166,7 +166,7 @@ impl ChainAppender {
 
 /// Records chained on after a head, with their hashes.
 struct Batch {
-    rows: Vec<InsertRow>,
+    rows: Vec<StoredRow>,
 }
 
 impl Batch {
@@ -183,7 +183,7 @@ impl Batch {
                 let row = ChainedRow::new(id, recorded_at, record.clone());
                 let hash = key.row_hash(&prev, &row);
                 let prev_hash = std::mem::replace(&mut prev, hash);
-                InsertRow {
+                StoredRow {
                     row,
                     prev_hash,
                     row_hash: hash,
@@ -193,8 +193,8 @@ impl Batch {
         Self { rows }
     }
 
-    /// Once committed: moves `head` to the batch's last row and returns the batch's ids.
-    fn commit(self, head: &mut Option<ChainHead>) -> Vec<i64> {
+    /// Once committed: moves `head` to the batch's last row and returns the batch's rows.
+    fn commit(self, head: &mut Option<ChainHead>) -> Vec<StoredRow> {
         if let Some(last) = self.rows.last() {
             *head = Some(ChainHead {
                 id: last.row.id,
@@ -202,7 +202,7 @@ impl Batch {
                 recorded_at: Some(last.row.recorded_at),
             });
         }
-        self.rows.iter().map(|r| r.row.id).collect()
+        self.rows
     }
 }
 
@@ -297,7 +297,8 @@ mod tests {
             prev = row.row_hash;
         }
         let mut moved = Some(head);
-        assert_eq!(batch.commit(&mut moved), [42, 43, 44]);
+        let ids: Vec<i64> = batch.commit(&mut moved).iter().map(|r| r.row.id).collect();
+        assert_eq!(ids, [42, 43, 44]);
         assert_eq!(
             moved,
             Some(ChainHead {

@@ -2,9 +2,15 @@
 //! canonical content, keyed with a secret the database never sees, so that nobody with only
 //! database access can edit, delete, insert or reorder rows without breaking the chain.
 
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
 use sha2::Sha256;
 
 use super::AuditRecord;
@@ -34,6 +40,68 @@ impl ChainKey {
         mac.update(prev);
         mac.update(&row.canonical());
         mac.finalize().into_bytes().into()
+    }
+}
+
+/// A row's place in the chain: its id and its hash. Handed to the caller whose request the
+/// row records (its receipt), logged as the chain's head, and given back to `audit verify
+/// --expect`, which checks that the chain still reaches row `id` with exactly this hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainEntry {
+    /// The row's id.
+    pub id: i64,
+    /// Its hash.
+    pub hash: Hash,
+}
+
+impl FromStr for ChainEntry {
+    type Err = String;
+
+    /// `ID:HASH`, the hash as 64 hex digits.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let shape = || format!("{s:?} is not ID:HASH (a row id, a colon, 64 hex digits)");
+        let (id, hash) = s.trim().split_once(':').ok_or_else(shape)?;
+        let id = id.parse().ok().filter(|id| *id > 0).ok_or_else(shape)?;
+        let hash = hex::decode(hash)
+            .ok()
+            .and_then(|h| Hash::try_from(h).ok())
+            .ok_or_else(shape)?;
+        Ok(Self { id, hash })
+    }
+}
+
+impl fmt::Display for ChainEntry {
+    /// `ID:HASH`, the form `audit verify --expect` reads.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.id, hex::encode(self.hash))
+    }
+}
+
+impl Serialize for ChainEntry {
+    /// `{"id": ID, "hash": "HEX"}`.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut entry = serializer.serialize_struct("ChainEntry", 2)?;
+        entry.serialize_field("id", &self.id)?;
+        entry.serialize_field("hash", &hex::encode(self.hash))?;
+        entry.end()
+    }
+}
+
+impl ChainEntry {
+    /// The entries in a file: one `ID:HASH` a line; blank lines and lines starting with `#`
+    /// are skipped.
+    pub fn read_file(path: &Path) -> anyhow::Result<Vec<Self>> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        text.lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+            .map(|(n, line)| {
+                line.parse()
+                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))
+            })
+            .collect()
     }
 }
 
@@ -77,21 +145,22 @@ impl ChainKey {
     }
 }
 
-impl std::fmt::Debug for ChainKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ChainKey([redacted])")
     }
 }
 
 /// One audit row as stored and hashed: its place in the chain and its record, with
 /// timestamps in whole microseconds, as Postgres keeps them.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub(crate) struct ChainedRow {
     /// Position in the chain.
     pub id: i64,
     /// When the writer inserted it.
     pub recorded_at: DateTime<Utc>,
     /// What was decided.
+    #[serde(flatten)]
     #[sqlx(flatten)]
     pub record: AuditRecord,
 }
@@ -367,6 +436,27 @@ mod tests {
         b.record.issuer = Some("a".to_owned());
         b.record.subject = Some("bc".to_owned());
         assert_ne!(a.canonical(), b.canonical());
+    }
+
+    #[test]
+    fn entries_read_as_id_colon_hash_and_serialize_as_id_and_hash() {
+        let hash = "ab".repeat(32);
+        let head: ChainEntry = format!(" 42:{hash}\n").parse().unwrap();
+        assert_eq!((head.id, head.hash), (42, [0xab; 32]));
+        assert_eq!(head.to_string(), format!("42:{hash}"));
+        assert_eq!(
+            serde_json::to_value(head).unwrap(),
+            serde_json::json!({"id": 42, "hash": hash})
+        );
+        for bad in [
+            format!("0:{hash}"),
+            format!("x:{hash}"),
+            format!("42:{}", "ab".repeat(31)),
+            format!("42-{hash}"),
+            "42:zz".to_owned(),
+        ] {
+            assert!(bad.parse::<ChainEntry>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,19 +17,13 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 
 use super::AuditRecord;
-use super::chain::{ChainedRow, Hash};
+use super::chain::Hash;
 use super::record::SessionTags;
 use super::shed::ShedSummary;
-
-/// A row ready to insert: its content and the two hashes stored beside it.
-pub(super) struct InsertRow {
-    pub(super) row: ChainedRow,
-    pub(super) prev_hash: Hash,
-    pub(super) row_hash: Hash,
-}
+use super::store::StoredRow;
 
 /// Defines [`Columns`]: one `Vec` per column, the statement that inserts them, and how a
-/// row's values are pushed. `chain` columns are read from the [`InsertRow`] as `row`;
+/// row's values are pushed. `chain` columns are read from the [`StoredRow`] as `row`;
 /// `record` columns each name a field of [`AuditRecord`], bound by reference under its own
 /// name. A column whose value is sent as text in Postgres's array-literal form (a `text[]`
 /// per row, which no array parameter can hold) names the type it is cast to.
@@ -54,7 +48,7 @@ macro_rules! audit_columns {
         ];
 
         impl<'a> Columns<'a> {
-            fn push(&mut self, $row: &'a InsertRow) {
+            fn push(&mut self, $row: &'a StoredRow) {
                 $(self.$chain.push($chain_value);)*
                 let AuditRecord { $($field,)* } = &$row.row.record;
                 $(self.$field.push($field_value);)*
@@ -133,7 +127,7 @@ pub(super) static LOCK_AND_INSERT: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The statement inserting `rows` after taking the lock `lock`.
-pub(super) fn insert(lock: i64, rows: &[InsertRow]) -> Query<'_, Postgres, PgArguments> {
+pub(super) fn insert(lock: i64, rows: &[StoredRow]) -> Query<'_, Postgres, PgArguments> {
     let mut columns = Columns::default();
     rows.iter().for_each(|row| columns.push(row));
     columns.bind_all(sqlx::query(&LOCK_AND_INSERT).bind(lock))

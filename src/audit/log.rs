@@ -1,6 +1,6 @@
 use sqlx::PgPool;
 
-use super::chain::ChainedRow;
+use super::chain::{ChainEntry, ChainedRow};
 use super::query::{self, IssuanceFilter, Page, Scope};
 use super::{AuditError, AuditRecord, AuditWriter, KeyedFingerprint};
 
@@ -25,14 +25,19 @@ impl AuditLog {
         }
     }
 
-    /// Appends the record and returns its chain id once it has committed.
-    pub(crate) async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
+    /// Appends the record and returns its row's id and hash once it has committed.
+    pub(crate) async fn record(&self, record: AuditRecord) -> Result<ChainEntry, AuditError> {
         self.writer.record(record).await
     }
 
     /// Whether the writer task is alive to commit records.
     pub(crate) fn writer_running(&self) -> bool {
         self.writer.is_running()
+    }
+
+    /// Records waiting for the writer now: issued and failed requests', and refusals.
+    pub(crate) fn queue_depth(&self) -> (usize, usize) {
+        self.writer.queue_depth()
     }
 
     /// Whether the database answers.

@@ -1,7 +1,7 @@
 //! The audit record: one decision, filled in as the request moves along its path. Its field
 //! names are the `audit_events` column names; the same type is written to the database
-//! (one array per field, [`super::columns`]), read back from it (`FromRow`) and hashed
-//! ([`super::chain`]).
+//! (one array per field, [`super::columns`]), read back from it (`FromRow`), exported
+//! (`Serialize`) and hashed ([`super::chain`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -135,7 +135,7 @@ impl<'r> Decode<'r, Postgres> for SessionTags {
 /// canonical encoding in [`super::chain`], and to the API's record type; the insert in
 /// [`super::columns`] does not compile until it is given its array there. Nothing else
 /// spells the columns out.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AuditRecord {
     /// When the request arrived.
     pub occurred_at: DateTime<Utc>,

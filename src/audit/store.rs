@@ -4,7 +4,9 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgPool, Row};
 
-use super::chain::{ChainKey, ChainedRow, Checkpoint, GENESIS, Hash};
+use serde::Serialize;
+
+use super::chain::{ChainEntry, ChainKey, ChainedRow, Checkpoint, GENESIS, Hash};
 
 /// The schema migrations, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -112,12 +114,40 @@ pub(super) fn hash(bytes: Vec<u8>) -> Result<Hash, sqlx::Error> {
 pub(super) const SELECT_CHAIN: &str = "SELECT * FROM audit_events \
      WHERE id > $1 AND ($2::timestamptz IS NULL OR recorded_at < $2) ORDER BY id";
 
+/// The rows recorded at or after `$1` and before `$2`, either unless null, in chain order:
+/// what `audit export` prints. The writer never records a row earlier than the chain's head,
+/// so the range is one stretch of the chain.
+pub(super) const SELECT_RECORDED: &str = "SELECT * FROM audit_events \
+     WHERE ($1::timestamptz IS NULL OR recorded_at >= $1) \
+       AND ($2::timestamptz IS NULL OR recorded_at < $2) ORDER BY id";
+
 /// One stored row: its content as it was hashed, and the two hashes stored beside it.
-#[derive(Debug)]
-pub(super) struct StoredRow {
+///
+/// Serialized, it is the audit log's one JSON line: every column under its name, the hashes
+/// as hex. The sink writes it after each commit and `audit export` prints it for stored rows,
+/// so that the two are the same lines.
+#[derive(Debug, Serialize)]
+pub struct StoredRow {
+    #[serde(flatten)]
     pub(super) row: ChainedRow,
+    #[serde(serialize_with = "hex_hash")]
     pub(super) prev_hash: Hash,
+    #[serde(serialize_with = "hex_hash")]
     pub(super) row_hash: Hash,
+}
+
+impl StoredRow {
+    /// Where the row stands in the chain.
+    pub fn entry(&self) -> ChainEntry {
+        ChainEntry {
+            id: self.row.id,
+            hash: self.row_hash,
+        }
+    }
+}
+
+fn hex_hash<S: serde::Serializer>(hash: &Hash, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&hex::encode(hash))
 }
 
 impl<'r> FromRow<'r, PgRow> for StoredRow {

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::Path;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,7 +10,7 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, TryStreamExt};
 use sqlx::{FromRow, PgConnection, PgPool, Row};
 
-use super::chain::{ChainKey, GENESIS, Hash};
+use super::chain::{ChainEntry, ChainKey, GENESIS, Hash};
 use super::store::{SELECT_CHAIN, StoredRow, hash, latest_checkpoint};
 
 /// What a row's `prev_hash` has to equal.
@@ -239,55 +237,6 @@ impl Walk {
     }
 }
 
-/// A chain head someone saw (in the service's log, or printed by `audit verify`): the chain
-/// must still reach row `id`, with this hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExpectedHead {
-    /// The row's id.
-    pub id: i64,
-    /// Its hash.
-    pub hash: Hash,
-}
-
-impl FromStr for ExpectedHead {
-    type Err = String;
-
-    /// `ID:HASH`, the hash as 64 hex digits.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let shape = || format!("{s:?} is not ID:HASH (a row id, a colon, 64 hex digits)");
-        let (id, hash) = s.trim().split_once(':').ok_or_else(shape)?;
-        let id = id.parse().ok().filter(|id| *id > 0).ok_or_else(shape)?;
-        let hash = hex::decode(hash)
-            .ok()
-            .and_then(|h| Hash::try_from(h).ok())
-            .ok_or_else(shape)?;
-        Ok(Self { id, hash })
-    }
-}
-
-impl fmt::Display for ExpectedHead {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.id, hex::encode(self.hash))
-    }
-}
-
-impl ExpectedHead {
-    /// The heads in a file: one `ID:HASH` a line; blank lines and lines starting with `#`
-    /// are skipped.
-    pub fn read_file(path: &Path) -> anyhow::Result<Vec<Self>> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        text.lines()
-            .enumerate()
-            .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
-            .map(|(n, line)| {
-                line.parse()
-                    .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))
-            })
-            .collect()
-    }
-}
-
 /// Where the chain starts now: the newest checkpoint, or the genesis.
 pub(super) async fn chain_start(
     conn: &mut PgConnection,
@@ -346,7 +295,7 @@ pub(crate) async fn verify(
     pool: &PgPool,
     key: &ChainKey,
     from_id: Option<i64>,
-    expected: &[ExpectedHead],
+    expected: &[ChainEntry],
 ) -> anyhow::Result<Verification> {
     let mut tx = pool
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -390,9 +339,9 @@ pub(crate) async fn verify(
 
 /// The first expected head that an intact walk did not reach with its hash: beyond the
 /// chain's end, or, at the checkpoint it started from, with another hash.
-fn unreached(walk: &Walk, start_hash: Hash, expected: &[ExpectedHead]) -> Option<Break> {
+fn unreached(walk: &Walk, start_hash: Hash, expected: &[ChainEntry]) -> Option<Break> {
     let end = walk.last.map_or(walk.start.id(), |(id, _)| id);
-    let mut heads: Vec<&ExpectedHead> = expected.iter().collect();
+    let mut heads: Vec<&ChainEntry> = expected.iter().collect();
     heads.sort_by_key(|e| e.id);
     heads.into_iter().find_map(|head| {
         if head.id > end {
@@ -538,7 +487,7 @@ mod tests {
         let rows = chain(5);
         let (four, five) = (rows[3].row_hash, rows[4].row_hash);
         let walk = walk(rows).await;
-        let head = |id, hash| ExpectedHead { id, hash };
+        let head = |id, hash| ChainEntry { id, hash };
 
         assert_eq!(
             unreached(&walk, GENESIS, &[head(4, four), head(5, five)]),
@@ -554,23 +503,6 @@ mod tests {
             unreached(&checkpoint, five, &[head(5, four)]),
             Some(Break::WitnessedHash { id: 5 })
         );
-    }
-
-    #[test]
-    fn expected_heads_read_as_id_colon_hash() {
-        let hash = "ab".repeat(32);
-        let head: ExpectedHead = format!(" 42:{hash}\n").parse().unwrap();
-        assert_eq!((head.id, head.hash), (42, [0xab; 32]));
-        assert_eq!(head.to_string(), format!("42:{hash}"));
-        for bad in [
-            format!("0:{hash}"),
-            format!("x:{hash}"),
-            format!("42:{}", "ab".repeat(31)),
-            format!("42-{hash}"),
-            "42:zz".to_owned(),
-        ] {
-            assert!(bad.parse::<ExpectedHead>().is_err(), "{bad}");
-        }
     }
 
     #[test]

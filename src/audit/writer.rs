@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::appender::{AppendBounds, ChainAppender};
-use super::chain::ChainKey;
+use super::chain::{ChainEntry, ChainKey};
 use super::shed::ShedTally;
+use super::sink::Shipper;
 use super::{AuditRecord, Outcome};
+use crate::metrics::WriterMetrics;
 
 /// Why a record was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,7 @@ pub enum AuditError {
 struct Job {
     record: AuditRecord,
     /// Where the commit is reported; none for an aggregate row, which nobody waits for.
-    done: Option<oneshot::Sender<Result<i64, Arc<sqlx::Error>>>>,
+    done: Option<oneshot::Sender<Result<ChainEntry, Arc<sqlx::Error>>>>,
 }
 
 /// Hands records to the writer task. Cheap to clone.
@@ -53,6 +55,7 @@ pub struct AuditWriter {
     refusals: mpsc::Sender<Job>,
     shed: Arc<ShedTally>,
     wait: Duration,
+    metrics: WriterMetrics,
 }
 
 /// Writer settings.
@@ -74,8 +77,21 @@ pub struct WriterLimits {
 }
 
 impl AuditWriter {
-    /// Starts the writer task.
+    /// Starts the writer task, shipping nothing. The task ends once every handle is dropped
+    /// and every record queued by then is committed.
     pub fn spawn(pool: PgPool, key: ChainKey, limits: WriterLimits) -> (Self, JoinHandle<()>) {
+        Self::spawn_measured(pool, key, limits, None, WriterMetrics::default())
+    }
+
+    /// Starts the writer task, which records its batches, commits and chain head in
+    /// `metrics` and, after each commit, offers the committed rows to `sink`.
+    pub(crate) fn spawn_measured(
+        pool: PgPool,
+        key: ChainKey,
+        limits: WriterLimits,
+        sink: Option<Shipper>,
+        metrics: WriterMetrics,
+    ) -> (Self, JoinHandle<()>) {
         let (jobs, queue) = mpsc::channel(limits.queue_capacity);
         let (refusals, refusal_queue) = mpsc::channel(limits.refusal_queue_capacity);
         let shed = Arc::new(ShedTally::default());
@@ -86,13 +102,21 @@ impl AuditWriter {
             report: limits.shed_report_interval,
         };
         let appender = ChainAppender::new(&pool, &limits.bounds);
-        let task = tokio::spawn(run(appender, key, lanes, limits.max_batch));
+        let task = tokio::spawn(run(
+            appender,
+            key,
+            lanes,
+            limits.max_batch,
+            sink,
+            metrics.clone(),
+        ));
         (
             Self {
                 jobs,
                 refusals,
                 shed,
                 wait: limits.wait,
+                metrics,
             },
             task,
         )
@@ -104,9 +128,16 @@ impl AuditWriter {
         !self.jobs.is_closed()
     }
 
-    /// Queues the record and waits until it is committed; returns its chain id. A denied
-    /// record goes to the refusal lane, and is shed ([`AuditError::Shed`]) when that is full.
-    pub async fn record(&self, record: AuditRecord) -> Result<i64, AuditError> {
+    /// Records waiting now: issued and failed requests', and refusals.
+    pub(crate) fn queue_depth(&self) -> (usize, usize) {
+        let waiting = |lane: &mpsc::Sender<Job>| lane.max_capacity() - lane.capacity();
+        (waiting(&self.jobs), waiting(&self.refusals))
+    }
+
+    /// Queues the record and waits until it is committed; returns its row's id and hash in
+    /// the chain. A denied record goes to the refusal lane, and is shed
+    /// ([`AuditError::Shed`]) when that is full.
+    pub async fn record(&self, record: AuditRecord) -> Result<ChainEntry, AuditError> {
         let (done, committed) = oneshot::channel();
         let refusal = record.outcome == Outcome::Denied;
         let lane = if refusal { &self.refusals } else { &self.jobs };
@@ -117,6 +148,7 @@ impl AuditWriter {
         lane.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(job) if refusal => {
                 self.shed.add(&job.record);
+                self.metrics.shed.increment(1);
                 AuditError::Shed
             }
             mpsc::error::TrySendError::Full(_) => AuditError::QueueFull,
@@ -141,20 +173,27 @@ struct Lanes {
 impl Lanes {
     /// Waits for work, then takes up to `max` jobs: issued and failed requests' first,
     /// refusals after them, and the aggregate of shed refusals when its time has come.
-    /// Returns `None` once the lanes are closed.
+    /// Returns `None` once both lanes are closed (every handle dropped) and empty.
     async fn next_batch(
         &mut self,
         batch: &mut Vec<Job>,
         max: usize,
         report: &mut tokio::time::Interval,
     ) -> Option<()> {
+        let drained = |lane: &mpsc::Receiver<Job>| lane.is_closed() && lane.is_empty();
+        let (queue_done, refusals_done) = (drained(&self.queue), drained(&self.refusal_queue));
+        if queue_done && refusals_done {
+            return None;
+        }
         let first = tokio::select! {
             // The report first: it is ready once an interval, and under a flood the lanes
             // always are.
             biased;
             _ = report.tick() => self.shed.take_report().map(|record| Job { record, done: None }),
-            job = self.queue.recv() => Some(job?),
-            job = self.refusal_queue.recv() => Some(job?),
+            // A lane that closes meanwhile yields none: the caller comes back, and the lane
+            // is left out from then on, rather than waiting for the next report.
+            job = self.queue.recv(), if !queue_done => job,
+            job = self.refusal_queue.recv(), if !refusals_done => job,
         };
         batch.extend(first);
         while batch.len() < max {
@@ -173,7 +212,78 @@ impl Lanes {
     }
 }
 
-async fn run(mut appender: ChainAppender, key: ChainKey, mut lanes: Lanes, max_batch: usize) {
+/// What the writer task commits to, and ships to once committed.
+struct Chain {
+    appender: ChainAppender,
+    key: ChainKey,
+    sink: Option<Shipper>,
+    metrics: WriterMetrics,
+}
+
+impl Chain {
+    /// Appends the batch's records, wakes each waiting request with its row's place in the
+    /// chain or the error, then offers the committed rows to the sink.
+    async fn commit(&mut self, batch: &mut Vec<Job>, shed: &ShedTally) {
+        let records: Vec<&AuditRecord> = batch.iter().map(|job| &job.record).collect();
+        let started = std::time::Instant::now();
+        let result = self
+            .appender
+            .append(&self.key, &records)
+            .await
+            .map_err(Arc::new);
+        self.metrics.commit_seconds.record(started.elapsed());
+        self.metrics.batch_rows.record(batch.len() as f64);
+        match &result {
+            Ok(rows) => {
+                if let Some(head) = rows.iter().map(|row| row.entry().id).max() {
+                    self.metrics.chain_head.set(head as f64);
+                }
+            }
+            Err(error) => {
+                self.metrics.commit_failures.increment(1);
+                tracing::warn!(error = %error, rows = batch.len(), "audit batch failed");
+            }
+        }
+        for (i, job) in batch.drain(..).enumerate() {
+            let outcome = match &result {
+                Ok(rows) => Ok(rows[i].entry()),
+                Err(error) => Err(Arc::clone(error)),
+            };
+            match job.done {
+                // The request may have timed out meanwhile; its row is committed all the same.
+                Some(done) => {
+                    let _ = done.send(outcome);
+                }
+                // An aggregate that could not be written goes into the next one.
+                None if outcome.is_err() => {
+                    if let Some(summary) = &job.record.shed {
+                        shed.restore(summary);
+                    }
+                }
+                None => {}
+            }
+        }
+        // After every request is woken: shipping never delays an answer.
+        if let (Ok(rows), Some(sink)) = (result, &self.sink) {
+            sink.ship(rows);
+        }
+    }
+}
+
+async fn run(
+    appender: ChainAppender,
+    key: ChainKey,
+    mut lanes: Lanes,
+    max_batch: usize,
+    sink: Option<Shipper>,
+    metrics: WriterMetrics,
+) {
+    let mut chain = Chain {
+        appender,
+        key,
+        sink,
+        metrics,
+    };
     let mut batch = Vec::with_capacity(max_batch);
     let mut report = tokio::time::interval(lanes.report);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -185,30 +295,12 @@ async fn run(mut appender: ChainAppender, key: ChainKey, mut lanes: Lanes, max_b
         if batch.is_empty() {
             continue;
         }
-        let records: Vec<&AuditRecord> = batch.iter().map(|job| &job.record).collect();
-        let result = appender.append(&key, &records).await.map_err(Arc::new);
-        if let Err(error) = &result {
-            tracing::warn!(error = %error, rows = batch.len(), "audit batch failed");
-        }
-        for (i, job) in batch.drain(..).enumerate() {
-            let outcome = match &result {
-                Ok(ids) => Ok(ids[i]),
-                Err(error) => Err(Arc::clone(error)),
-            };
-            match job.done {
-                // The request may have timed out meanwhile; its row is committed all the same.
-                Some(done) => {
-                    let _ = done.send(outcome);
-                }
-                // An aggregate that could not be written goes into the next one.
-                None if outcome.is_err() => {
-                    if let Some(shed) = &job.record.shed {
-                        lanes.shed.restore(shed);
-                    }
-                }
-                None => {}
-            }
-        }
+        chain.commit(&mut batch, &lanes.shed).await;
+    }
+    // Shutting down: the refusals shed since the last report are written now, not lost.
+    if let Some(record) = lanes.shed.take_report() {
+        batch.push(Job { record, done: None });
+        chain.commit(&mut batch, &lanes.shed).await;
     }
 }
 

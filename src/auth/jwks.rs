@@ -9,6 +9,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::{KeySource, is_fetchable_url};
+use crate::metrics::KeySetMetrics;
 
 /// Larger key documents are refused: no honest JWKS comes close.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -74,17 +75,19 @@ pub struct KeySet {
     refresh_every: Duration,
     keys: RwLock<Option<Loaded>>,
     last_fetch: Mutex<Option<Instant>>,
+    metrics: KeySetMetrics,
 }
 
 impl KeySet {
     /// A key set that loads from `source`; nothing is fetched until [`KeySet::refresh`] or
     /// [`KeySet::keep_fresh`].
-    pub fn new(
+    pub(crate) fn new(
         source: KeySource,
         issuer: &str,
         http: reqwest::Client,
         min_refresh_interval: Duration,
         refresh_every: Duration,
+        metrics: KeySetMetrics,
     ) -> Self {
         Self {
             source,
@@ -94,6 +97,7 @@ impl KeySet {
             refresh_every,
             keys: RwLock::new(None),
             last_fetch: Mutex::new(None),
+            metrics,
         }
     }
 
@@ -184,6 +188,13 @@ impl KeySet {
     }
 
     async fn fetch_and_store(&self) -> Result<usize, KeyFetchError> {
+        self.metrics.fetches.increment(1);
+        self.fetch_and_store_uncounted()
+            .await
+            .inspect_err(|_| self.metrics.failures.increment(1))
+    }
+
+    async fn fetch_and_store_uncounted(&self) -> Result<usize, KeyFetchError> {
         let keys = self.fetch().await?;
         if keys.is_empty() {
             return Err(KeyFetchError::Invalid(format!(

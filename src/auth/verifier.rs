@@ -12,6 +12,7 @@ use super::checks::{IssuerChecks, numeric_date};
 use super::expiring::digest;
 use super::verified::{Verified, VerifiedTokens};
 use crate::config::{IssuerConfig, KeySource};
+use crate::metrics::Metrics;
 
 /// Tokens longer than this are refused before any parsing.
 const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -126,7 +127,11 @@ pub struct TrustedIssuer {
 }
 impl TrustedIssuer {
     /// Builds the issuer from validated config.
-    pub fn new(config: &IssuerConfig, http: &reqwest::Client) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        config: &IssuerConfig,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         let validations = config
             .algorithms
             .iter()
@@ -157,6 +162,7 @@ impl TrustedIssuer {
                 http.clone(),
                 config.jwks_min_refresh_interval(),
                 config.jwks_refresh(),
+                metrics.key_set(&config.name),
             ))),
         };
         Ok(Self {
@@ -288,10 +294,17 @@ struct UnverifiedIssuer {
 
 impl Verifier {
     /// Builds verifiers for every configured issuer.
-    pub fn new(issuers: &[IssuerConfig], http: &reqwest::Client) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        issuers: &[IssuerConfig],
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         let by_iss = issuers
             .iter()
-            .map(|c| Ok((c.issuer.clone(), Arc::new(TrustedIssuer::new(c, http)?))))
+            .map(|c| {
+                let issuer = TrustedIssuer::new(c, http, metrics)?;
+                Ok((c.issuer.clone(), Arc::new(issuer)))
+            })
             .collect::<anyhow::Result<_>>()?;
         Ok(Self {
             by_iss,

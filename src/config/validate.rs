@@ -138,6 +138,7 @@ pub(super) fn validate(
         );
         rules::rule_entry(rule, &at, config, &mut f);
     }
+    audit_sink(config, &mut f);
     rules::shadowed_rules(config, &mut f);
     limits::limits(config, &mut f);
     if f.0.is_empty() {
@@ -167,11 +168,50 @@ fn server(config: &Config, f: &mut Findings) {
         1..=300,
         "server.header_read_timeout_secs",
     );
+    f.within(
+        server.shutdown_drain_secs,
+        0..=300,
+        "server.shutdown_drain_secs",
+    );
+    // A request may run for request_timeout_secs: a shorter grace would cut off requests
+    // that are still within their time.
+    f.check(
+        (server.request_timeout_secs..=3600).contains(&server.shutdown_grace_secs),
+        "server.shutdown_grace_secs",
+        format!(
+            "must be server.request_timeout_secs ({}) to 3600, so that a request in flight at shutdown may take its whole time",
+            server.request_timeout_secs
+        ),
+    );
+    if let Some(metrics) = config.metrics.listen {
+        // Port 0 picks a free port for each listener, so only a fixed port can collide.
+        f.check(
+            metrics.port() == 0 || metrics != server.listen,
+            "metrics.listen",
+            format!("{metrics} is server.listen too: give metrics another port, or leave metrics.listen out to serve /metrics there"),
+        );
+    }
     for (i, origin) in server.cors_allowed_origins.iter().enumerate() {
         f.check(
             is_origin(origin),
             format!("server.cors_allowed_origins[{i}]"),
             format!("{origin:?} is not an origin like \"https://portal.example.com\" (no path, no wildcard)"),
+        );
+    }
+}
+
+fn audit_sink(config: &Config, f: &mut Findings) {
+    let sink = &config.audit_sink;
+    f.within(
+        sink.queue_capacity,
+        1..=1_000_000,
+        "audit_sink.queue_capacity",
+    );
+    if sink.kind == super::SinkKind::File {
+        f.check(
+            sink.path.as_ref().is_some_and(|p| p.is_absolute()),
+            "audit_sink.path",
+            "kind = \"file\" needs the absolute path of the file to append to",
         );
     }
 }

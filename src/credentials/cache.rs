@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::{AwsError, AwsErrorKind, Issued};
+use crate::metrics::CacheMetrics;
 use lifetime::Lifetime;
 
 pub(crate) use key::{CacheKey, CacheMode, CallerScope};
@@ -86,14 +87,16 @@ impl Slot {
 pub(crate) struct CredentialCache {
     slots: Mutex<HashMap<CacheKey, Slot>>,
     settings: CacheSettings,
+    metrics: CacheMetrics,
 }
 
 impl CredentialCache {
-    /// An empty cache.
-    pub(crate) fn new(settings: CacheSettings) -> Self {
+    /// An empty cache, counting its hits, misses, renewals and stale answers in `metrics`.
+    pub(crate) fn new(settings: CacheSettings, metrics: CacheMetrics) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
             settings,
+            metrics,
         }
     }
 
@@ -124,9 +127,15 @@ impl CredentialCache {
                 let retry_due = slot.retry_at.is_none_or(|at| now >= at);
                 if lifetime.due(now) && slot.flight.is_none() && retry_due {
                     slot.flight = Some(self.start(key, fetch()));
+                    self.metrics.refreshes.increment(1);
+                }
+                self.metrics.hits.increment(1);
+                if served.hidden_error.is_some() {
+                    self.metrics.stale_serves.increment(1);
                 }
                 return Ok(served);
             }
+            self.metrics.misses.increment(1);
             if !slots.contains_key(&key) && slots.len() >= self.settings.max_entries {
                 self.make_room(&mut slots, now);
             }

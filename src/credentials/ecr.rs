@@ -103,7 +103,8 @@ impl Aws {
         let _admitted = self
             .ecr_ceiling
             .admit(&(account, region.clone()), OPERATION)
-            .await?;
+            .await
+            .inspect_err(|e| self.ecr_metrics.failed(e))?;
         let config = aws_sdk_ecr::config::Builder::from(&self.sdk)
             .region(aws_sdk_ecr::config::Region::new(region.to_string()))
             .credentials_provider(session.credentials.clone())
@@ -116,10 +117,15 @@ impl Aws {
         let request = aws_sdk_ecr::Client::from_conf(config)
             .get_authorization_token()
             .set_registry_ids(Some(registry_ids.iter().map(|id| id.to_string()).collect()));
-        let output = request
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(OPERATION, e))?;
+        let output = self
+            .ecr_metrics
+            .call(async {
+                request
+                    .send()
+                    .await
+                    .map_err(|e| AwsError::from_sdk(OPERATION, e))
+            })
+            .await?;
         let invalid = || AwsError::new(OPERATION, AwsErrorKind::Unavailable);
         let data = output
             .authorization_data

@@ -50,8 +50,12 @@ impl Aws {
         input: &AssumeRole,
     ) -> Result<SessionCredentials, AwsError> {
         const OPERATION: &str = "AssumeRole";
-        let _admitted = self.sts_ceiling.admit(&(), OPERATION).await?;
-        let output = self
+        let _admitted = self
+            .sts_ceiling
+            .admit(&(), OPERATION)
+            .await
+            .inspect_err(|e| self.sts_metrics.failed(e))?;
+        let call = self
             .sts
             .assume_role()
             .role_arn(input.role_arn.as_str())
@@ -69,9 +73,11 @@ impl Aws {
             .set_transitive_tag_keys(
                 (!input.transitive_tag_keys.is_empty()).then(|| input.transitive_tag_keys.to_vec()),
             )
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk(OPERATION, e))?;
+            .send();
+        let output = self
+            .sts_metrics
+            .call(async { call.await.map_err(|e| AwsError::from_sdk(OPERATION, e)) })
+            .await?;
         let credentials = output
             .credentials
             .ok_or_else(|| AwsError::new(OPERATION, AwsErrorKind::Unavailable))?;

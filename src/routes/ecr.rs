@@ -1,5 +1,7 @@
+use std::sync::Arc;
+
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
 use tracing::Instrument;
@@ -7,9 +9,9 @@ use tracing::Instrument;
 use super::RequestMeta;
 use super::json_object::{BodyRejection, JsonObject};
 use crate::app::AppState;
-use crate::audit::{AuditError, AuditRecord, Outcome};
+use crate::audit::{AuditError, AuditRecord, ChainEntry, Outcome};
 use crate::auth::{AuthError, Caller};
-use crate::credentials::AuthorizationData;
+use crate::credentials::{AuthorizationData, Issued};
 use crate::error::ApiError;
 use crate::issuance;
 use crate::policy::IssueRequest;
@@ -27,20 +29,78 @@ async fn post_authorization_token(
     caller: Result<Caller, AuthError>,
     body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
 ) -> Result<Response, ApiError> {
-    // Runs to completion in its own task even when the client goes away or the request
-    // times out, so that every decision that reached AWS is recorded.
-    let work = issue_and_record(state, meta, caller, issue_request(body));
+    let request_id = meta.request_id.clone();
+    let committed = issue_and_record(state, meta, caller, issue_request(body)).await?;
+    Ok(committed.respond(IssueResponse {
+        authorization_data: committed
+            .issued
+            .data
+            .iter()
+            .map(AuthorizationDataJson::from)
+            .collect(),
+        request_id,
+    }))
+}
+
+/// An issuance whose audit row is committed: every credential response is built from one,
+/// and carries the row's place in the chain as its receipt.
+pub(super) struct Committed {
+    /// What was issued.
+    pub issued: Arc<Issued>,
+    /// The audit row's id and hash in the committed chain.
+    pub receipt: ChainEntry,
+}
+
+/// The response header carrying the receipt, as `ID:HASH`.
+pub(crate) const AUDIT_ENTRY_HEADER: &str = "audit-entry";
+
+/// A response body with the receipt beside its own fields.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WithReceipt<'a, T> {
+    #[serde(flatten)]
+    body: T,
+    audit_entry: &'a ChainEntry,
+}
+
+impl Committed {
+    /// `body` as a no-store JSON response, with the receipt as `auditEntry` in it and in the
+    /// `Audit-Entry` header.
+    pub(super) fn respond(&self, body: impl Serialize) -> Response {
+        let mut response = no_store_json(WithReceipt {
+            body,
+            audit_entry: &self.receipt,
+        });
+        let receipt = HeaderValue::from_str(&self.receipt.to_string())
+            .expect("digits, a colon and hex are a valid header value");
+        response.headers_mut().insert(AUDIT_ENTRY_HEADER, receipt);
+        response
+    }
+}
+
+/// Runs the issuing path and commits its audit record, whatever the outcome, before anything
+/// is returned: the credential with its receipt, or the refusal.
+///
+/// Runs to completion in its own task even when the client goes away or the request times
+/// out, so that every decision that reached AWS is recorded.
+pub(super) async fn issue_and_record(
+    state: AppState,
+    meta: RequestMeta,
+    caller: Result<Caller, AuthError>,
+    request: Result<IssueRequest, ApiError>,
+) -> Result<Committed, ApiError> {
+    let work = record_issuance(state, meta, caller, request);
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
 }
 
-async fn issue_and_record(
+async fn record_issuance(
     state: AppState,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     request: Result<IssueRequest, ApiError>,
-) -> Result<Response, ApiError> {
+) -> Result<Committed, ApiError> {
     let mut record = AuditRecord::start(
         &meta.request_id,
         meta.client_addr,
@@ -66,15 +126,29 @@ async fn issue_and_record(
     match outcome {
         Ok(issued) => {
             record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
-            state
-                .audit
-                .record(record)
-                .await
-                .map_err(ApiError::AuditUnavailable)?;
-            Ok(credential_response(&issued.data, meta.request_id))
+            let rule = record.rule.clone();
+            // Counted once the outcome is final: without its commit, nothing was issued.
+            match state.audit.record(record).await {
+                Ok(receipt) => {
+                    state
+                        .metrics
+                        .issuance(Outcome::Issued, "issued", rule.as_deref());
+                    Ok(Committed { issued, receipt })
+                }
+                Err(error) => {
+                    let error = ApiError::AuditUnavailable(error);
+                    state
+                        .metrics
+                        .issuance(error.outcome(), &error.reason(), rule.as_deref());
+                    Err(error)
+                }
+            }
         }
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());
+            state
+                .metrics
+                .issuance(record.outcome, &record.reason, record.rule.as_deref());
             let reason = record.reason.clone();
             match state.audit.record(record).await {
                 // Counted in the next aggregate row; a flood must not flood the logs either.
@@ -104,26 +178,21 @@ struct AuthorizationDataJson<'a> {
     proxy_endpoint: &'a str,
 }
 
+impl<'a> From<&'a AuthorizationData> for AuthorizationDataJson<'a> {
+    fn from(d: &'a AuthorizationData) -> Self {
+        Self {
+            authorization_token: d.authorization_token.expose(),
+            expires_at: d
+                .expires_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            proxy_endpoint: &d.proxy_endpoint,
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct IssueResponse<'a> {
     authorization_data: Vec<AuthorizationDataJson<'a>>,
     request_id: String,
-}
-
-fn credential_response(data: &[AuthorizationData], request_id: String) -> Response {
-    let body = IssueResponse {
-        authorization_data: data
-            .iter()
-            .map(|d| AuthorizationDataJson {
-                authorization_token: d.authorization_token.expose(),
-                expires_at: d
-                    .expires_at
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                proxy_endpoint: &d.proxy_endpoint,
-            })
-            .collect(),
-        request_id,
-    };
-    no_store_json(body)
 }

@@ -30,7 +30,18 @@ const KEYS_NOT_LOADED: &str = "keys not loaded";
 /// could be recorded. Each issuer's key state is reported but does not decide readiness:
 /// one identity provider's outage must not take every new pod out for all the others, and
 /// a token of that issuer is refused with 401 all the same.
+///
+/// Once shutdown has begun it is not ready whatever else holds, so that load balancers stop
+/// sending while the requests they already sent are still answered.
 async fn get_readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemType::NotReady,
+            "shutting down",
+        )
+        .into_response();
+    }
     let database = matches!(
         tokio::time::timeout(Duration::from_secs(2), state.audit.ping()).await,
         Ok(Ok(()))

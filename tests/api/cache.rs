@@ -186,11 +186,7 @@ async fn throttling_is_hidden_while_an_entry_lives_and_an_entry_past_its_life_is
     let first = issue_ok(&app, &token, None).await;
     app.proxy().set_faults(vec![
         Fault::ExpiresIn(Duration::from_secs(8)),
-        Fault::Error {
-            operation: Operation::AssumeRole,
-            status: 400,
-            code: "Throttling",
-        },
+        Fault::throttling(Operation::AssumeRole),
     ]);
 
     // Renewing is attempted and throttled; the cached entry is served all the same.

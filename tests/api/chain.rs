@@ -479,7 +479,10 @@ async fn the_service_role_may_only_add_and_read_rows() {
     let ids = ChainAppender::new(&service_db, &AppendBounds::default())
         .append(&key, &[&record])
         .await
-        .expect("INSERT");
+        .expect("INSERT")
+        .iter()
+        .map(|row| row.entry().id)
+        .collect::<Vec<_>>();
     let count: i64 = scalar(&service_db, "SELECT count(*) FROM audit_events").await;
     let mut refused = Vec::new();
     for statement in [
@@ -504,6 +507,7 @@ async fn the_service_role_may_only_add_and_read_rows() {
     }
     let prune = run(&role_url, &["audit", "prune", "--before", &next_month]).await;
     let verify = run(&role_url, &["audit", "verify"]).await;
+    let export = run(&role_url, &["audit", "export"]).await;
     service_db.close().await;
 
     let as_role = TestApp::builder()
@@ -544,6 +548,12 @@ async fn the_service_role_may_only_add_and_read_rows() {
     );
     assert!(verify.status.success(), "{}", stderr(&verify));
     assert!(stdout(&verify).contains("checked 7 rows"));
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert_eq!(
+        stdout(&export).lines().count(),
+        7,
+        "export needs only reads"
+    );
     assert_eq!(status, 200, "the service runs as the role");
     let rows = app.audit_rows().await;
     assert_eq!(rows.len(), 8);

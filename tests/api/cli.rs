@@ -41,7 +41,7 @@ pub(crate) fn stderr(output: &Output) -> String {
 }
 
 /// Runs `check-config` on `text`, which it must refuse; returns what it printed.
-fn refused_config(text: &str) -> String {
+pub(crate) fn refused_config(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, text).unwrap();

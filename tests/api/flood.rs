@@ -129,6 +129,12 @@ async fn a_flood_of_junk_is_limited_and_shed_while_real_callers_are_served() {
         aggregates.len()
     );
     assert!(shed > 0, "the refusal lane overflowed and was shed");
+    let metrics = crate::metrics::scrape(&app.url("/metrics")).await;
+    assert_eq!(
+        metrics.get("ecr_token_broker_audit_shed_refusals_total", &[]),
+        shed as f64,
+        "every shed refusal is counted in the metrics as in the aggregate rows"
+    );
     for aggregate in &aggregates {
         assert_eq!(aggregate["outcome"], "denied");
         assert_eq!(aggregate["reason"], "shed");

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{PORTAL_ORIGIN, TestApp, assert_problem, request_id};
+use crate::helpers::{PORTAL_ORIGIN, TestApp, UNREACHABLE_ISSUER, assert_problem, request_id};
 
 #[tokio::test]
 async fn healthz_and_readyz_answer_when_all_is_well() {
@@ -28,16 +28,7 @@ async fn healthz_and_readyz_answer_when_all_is_well() {
 #[tokio::test]
 async fn one_issuers_key_outage_is_reported_but_leaves_the_service_ready() {
     let app = TestApp::builder()
-        .extra_issuers(
-            r#"
-[[issuers]]
-name = "down"
-issuer = "https://down.example.com"
-jwks_uri = "http://127.0.0.1:1/jwks"
-audiences = ["ecr-token-broker"]
-algorithms = ["RS256"]
-"#,
-        )
+        .extra_issuers(UNREACHABLE_ISSUER)
         .keys_stay_unloaded("down")
         .spawn()
         .await;

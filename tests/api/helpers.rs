@@ -41,6 +41,17 @@ registry_ids = ["111122223333", "444455556666"]
 session_duration_secs = 1800
 "#;
 
+/// An issuer named `down` whose key URL never answers (port 1 on loopback): give it to
+/// `extra_issuers` with `keys_stay_unloaded("down")`.
+pub const UNREACHABLE_ISSUER: &str = r#"
+[[issuers]]
+name = "down"
+issuer = "https://down.example.com"
+jwks_uri = "http://127.0.0.1:1/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+"#;
+
 pub fn admin_database_url() -> String {
     std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
@@ -394,7 +405,7 @@ jwks_min_refresh_interval_secs = 1
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("RUST_LOG", "warn")
             .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(std::process::Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("service.out")).unwrap())
             .stderr(std::fs::File::create(dir.path().join("service.log")).unwrap())
             .kill_on_drop(true)
             .spawn()
@@ -492,6 +503,11 @@ impl ServiceProcess {
     /// What the service has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+
+    /// What the service has written to its standard output so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.out")).unwrap_or_default()
     }
 }
 
@@ -679,6 +695,14 @@ pub async fn wait_for<T>(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The audit log's fingerprint of an authorization token under [`FINGERPRINT_KEY`].
+pub fn fingerprint(token: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(FINGERPRINT_KEY.as_bytes()).unwrap();
+    mac.update(token.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 /// The `x-request-id` of a response.

@@ -2,20 +2,12 @@ use std::collections::HashSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
 
 use crate::helpers::{
-    DEFAULT_RULES, FINGERPRINT_KEY, Fault, ROLE_ACCOUNT, ROLE_ARN, SECOND_ACCOUNT, TestApp,
+    DEFAULT_RULES, Fault, ROLE_ACCOUNT, ROLE_ARN, SECOND_ACCOUNT, TestApp, fingerprint,
     proxy_endpoints, request_id,
 };
-
-fn fingerprint(token: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(FINGERPRINT_KEY.as_bytes()).unwrap();
-    mac.update(token.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
 
 #[tokio::test]
 async fn issues_authorization_data_for_the_rules_role_and_records_it() {

@@ -134,6 +134,16 @@ async fn assert_held_at_the_ceiling(
     assert!(issued >= 1, "{answers:?}");
     assert!(!refused.is_empty(), "{answers:?}");
     assert_eq!(issued + refused.len(), answers.len(), "{answers:?}");
+    let metrics = crate::metrics::scrape(&app.url("/metrics")).await;
+    let operation_label = [("operation", operation)];
+    assert_eq!(
+        metrics.get(
+            "ecr_token_broker_upstream_ceiling_refusals_total",
+            &operation_label
+        ),
+        refused.len() as f64,
+        "each call held back at the ceiling is counted, and none was sent"
+    );
     for (_, id, retry_after) in refused {
         assert_eq!(retry_after.as_deref(), Some("1"), "{answers:?}");
         let row = app.audit_row(id).await;

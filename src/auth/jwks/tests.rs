@@ -33,6 +33,7 @@ fn key_set(path: &Path) -> KeySet {
         reqwest::Client::new(),
         INTERVAL,
         Duration::from_secs(3600),
+        KeySetMetrics::default(),
     )
 }
 

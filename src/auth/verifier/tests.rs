@@ -44,7 +44,8 @@ async fn verifier(path: &Path, extra: &str) -> Verifier {
          audiences = [\"broker\"]\nalgorithms = [\"EdDSA\"]\n{extra}"
     ))
     .unwrap();
-    let verifier = Verifier::new(&[config], &reqwest::Client::new()).unwrap();
+    let metrics = crate::metrics::Metrics::new(["/healthz"]);
+    let verifier = Verifier::new(&[config], &reqwest::Client::new(), &metrics).unwrap();
     for issuer in verifier.issuers() {
         issuer.key_set().unwrap().refresh().await.unwrap();
     }

@@ -18,12 +18,15 @@ const MIN_REMAINING: Duration = Duration::from_secs(300);
 const LIFE: Duration = Duration::from_secs(900);
 
 fn cache(max_entries: usize) -> Arc<CredentialCache> {
-    Arc::new(CredentialCache::new(CacheSettings {
-        max_entries,
-        min_remaining: MIN_REMAINING,
-        refresh_fraction: 0.5,
-        wait: Duration::from_secs(30),
-    }))
+    Arc::new(CredentialCache::new(
+        CacheSettings {
+            max_entries,
+            min_remaining: MIN_REMAINING,
+            refresh_fraction: 0.5,
+            wait: Duration::from_secs(30),
+        },
+        CacheMetrics::default(),
+    ))
 }
 
 fn key(n: u8) -> CacheKey {

@@ -56,7 +56,8 @@ fn url_decode_form(body: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn moto_binary() -> PathBuf {
+/// The `moto_server` of the virtualenv (`$MOTO_SERVER`); its `python` has the test tools.
+pub fn moto_binary() -> PathBuf {
     std::env::var_os("MOTO_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server"))

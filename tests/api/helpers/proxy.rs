@@ -41,6 +41,17 @@ pub enum Fault {
     },
 }
 
+impl Fault {
+    /// `operation` answered with AWS's throttling error.
+    pub fn throttling(operation: Operation) -> Self {
+        Self::Error {
+            operation,
+            status: 400,
+            code: "Throttling",
+        }
+    }
+}
+
 #[derive(Clone)]
 struct ProxyState {
     upstream: String,
