@@ -1,6 +1,7 @@
 //! The audit record: one decision, filled in as the request moves along its path. Its field
 //! names are the `audit_events` column names; the same type is written to the database
-//! (`Serialize`), read back from it (`FromRow`) and hashed ([`super::chain`]).
+//! (one array per field, [`super::columns`]), read back from it (`FromRow`), exported
+//! (`Serialize`) and hashed ([`super::chain`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -134,7 +135,8 @@ impl<'r> Decode<'r, Postgres> for SessionTags {
 /// One audit row, filled in as the request moves along its path.
 ///
 /// A new field is added here (with its column in a migration, so the names match), to the
-/// canonical encoding in [`super::chain`], and to the API's record type; nothing else
+/// canonical encoding in [`super::chain`], and to the API's record type; the insert in
+/// [`super::columns`] does not compile until it is given its array there. Nothing else
 /// spells the columns out.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AuditRecord {

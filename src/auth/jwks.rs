@@ -57,6 +57,14 @@ struct Key {
     key: DecodingKey,
 }
 
+/// One loaded set of keys, and which it is: every set stored gets the next generation, so
+/// that whatever a key verified can tell whether the set it came from is still the one in
+/// use.
+struct Loaded {
+    generation: u64,
+    keys: Arc<[Key]>,
+}
+
 /// The keys of one issuer, refreshed in the background and on demand when a token names an
 /// unknown key ID (at most once per `min_refresh_interval`, however many requests ask).
 pub(crate) struct KeySet {
@@ -65,7 +73,7 @@ pub(crate) struct KeySet {
     http: reqwest::Client,
     min_refresh_interval: Duration,
     refresh_every: Duration,
-    keys: RwLock<Option<Arc<[Key]>>>,
+    keys: RwLock<Option<Loaded>>,
     last_fetch: Mutex<Option<Instant>>,
     metrics: KeySetMetrics,
 }
@@ -96,6 +104,17 @@ impl KeySet {
     /// Whether keys have been loaded at least once.
     pub(crate) fn is_loaded(&self) -> bool {
         self.keys.read().expect("key lock poisoned").is_some()
+    }
+
+    /// Which set of keys is in use: it changes whenever a fetch replaces them (0 before the
+    /// first). Read it before [`KeySet::find`]: what that key verifies then belongs to this
+    /// generation or a later one.
+    pub(crate) fn generation(&self) -> u64 {
+        self.keys
+            .read()
+            .expect("key lock poisoned")
+            .as_ref()
+            .map_or(0, |loaded| loaded.generation)
     }
 
     /// Loads the keys now, replacing the current set on success.
@@ -147,7 +166,12 @@ impl KeySet {
     }
 
     fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
-        let keys = self.keys.read().expect("key lock poisoned").clone()?;
+        let keys = self
+            .keys
+            .read()
+            .expect("key lock poisoned")
+            .as_ref()
+            .map(|loaded| loaded.keys.clone())?;
         let usable = |k: &&Key| k.key.family() == alg.family() && k.alg.is_none_or(|a| a == alg);
         match kid {
             Some(kid) => keys
@@ -179,7 +203,12 @@ impl KeySet {
             )));
         }
         let count = keys.len();
-        *self.keys.write().expect("key lock poisoned") = Some(keys.into());
+        let mut loaded = self.keys.write().expect("key lock poisoned");
+        let generation = loaded.as_ref().map_or(0, |l| l.generation) + 1;
+        *loaded = Some(Loaded {
+            generation,
+            keys: keys.into(),
+        });
         Ok(count)
     }
 

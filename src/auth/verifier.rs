@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::KeySet;
-use super::checks::IssuerChecks;
+use super::checks::{IssuerChecks, numeric_date};
+use super::expiring::digest;
+use super::verified::{Verified, VerifiedTokens};
 use crate::config::{IssuerConfig, KeySource};
 use crate::metrics::Metrics;
 
@@ -124,6 +126,8 @@ pub(crate) struct TrustedIssuer {
     config: IssuerConfig,
     /// The task keeping a published key set fresh, which ends with the issuer.
     refresh: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// How far `exp` and `nbf` may be off, as `validations` allow.
+    leeway_secs: u64,
 }
 
 impl Drop for TrustedIssuer {
@@ -181,6 +185,7 @@ impl TrustedIssuer {
             checks: IssuerChecks::new(config),
             config: config.clone(),
             refresh: std::sync::OnceLock::new(),
+            leeway_secs: config.leeway_secs,
         })
     }
 
@@ -197,15 +202,27 @@ impl TrustedIssuer {
         }
     }
 
+    /// Which set of keys is in use (always 0 for a shared secret).
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            Keys::Shared(_) => 0,
+            Keys::Published(set) => set.generation(),
+        }
+    }
+
+    /// Verifies `token` in full: signature, claims and the issuer's checks.
     async fn verify(
-        &self,
+        self: &Arc<Self>,
         token: &str,
         header: &jsonwebtoken::Header,
-    ) -> Result<Caller, AuthError> {
+    ) -> Result<Verified, AuthError> {
         let Some((_, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg)
         else {
             return Err(AuthError::AlgorithmNotAllowed);
         };
+        // Read before the key is found: if the set is replaced meanwhile, what this key
+        // verifies is remembered as of the older set, and verified in full again.
+        let key_generation = self.key_generation();
         let key = match &self.keys {
             Keys::Shared(key) => key.clone(),
             Keys::Published(set) => set
@@ -238,18 +255,51 @@ impl TrustedIssuer {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => return Err(AuthError::MissingClaim),
         };
+        // jsonwebtoken rounds a fractional date and this truncates it: an `exp` remembered a
+        // second early, never late.
+        let date = |name| data.claims.get(name).map(numeric_date).transpose();
+        let exp = date("exp")?.ok_or(AuthError::MissingClaim)?;
+        let nbf = date("nbf")?;
         self.checks.check(&self.name, header, &data.claims)?;
-        Ok(Caller {
-            issuer: self.name.clone(),
-            subject,
-            claims: data.claims,
+        Ok(Verified {
+            issuer: self.clone(),
+            key_generation,
+            header: header.clone(),
+            caller: Caller {
+                issuer: self.name.clone(),
+                subject,
+                claims: data.claims,
+            },
+            exp,
+            nbf,
         })
+    }
+
+    /// Runs again, for a remembered token, every check that depends on more than the token.
+    /// `None` when the remembered verification no longer stands (the key set that verified
+    /// it was replaced, or by the clock `exp` or `nbf` fail now): then the token is verified
+    /// in full, which gives the authoritative answer.
+    fn recheck(&self, verified: &Verified, now: u64) -> Option<Result<Caller, AuthError>> {
+        let expired = verified.exp < now.saturating_sub(self.leeway_secs);
+        let early = verified
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway_secs));
+        if expired || early || verified.key_generation != self.key_generation() {
+            return None;
+        }
+        Some(
+            self.checks
+                .check(&self.name, &verified.header, &verified.caller.claims)
+                .map(|()| verified.caller.clone()),
+        )
     }
 }
 
 /// Verifies tokens of every trusted issuer.
 pub(crate) struct Verifier {
     by_iss: HashMap<String, Arc<TrustedIssuer>>,
+    /// Tokens these issuers verified lately; a new `Verifier` starts with none.
+    verified: VerifiedTokens,
 }
 
 #[derive(Deserialize)]
@@ -298,7 +348,10 @@ impl Verifier {
                 Ok((c.issuer.clone(), issuer))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { by_iss })
+        Ok(Self {
+            by_iss,
+            verified: VerifiedTokens::new(),
+        })
     }
 
     /// How many of this verifier's issuers are the very ones of `other`.
@@ -343,10 +396,19 @@ impl Verifier {
         }
     }
 
-    /// Verifies a bearer token completely, or says why not.
+    /// Verifies a bearer token completely, or says why not. A token that verified lately is
+    /// spared its signature check, and only that ([`super::verified`]).
     pub(crate) async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
+        }
+        let digest = digest(token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(verified) = self.verified.get(&digest, now) {
+            match verified.issuer.recheck(&verified, now) {
+                Some(checked) => return checked,
+                None => self.verified.remove(&digest),
+            }
         }
         // Fails for `alg: none` and anything else jsonwebtoken does not implement.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
@@ -359,6 +421,12 @@ impl Verifier {
         let UnverifiedIssuer { iss } = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| AuthError::Malformed)?;
         let issuer = self.by_iss.get(&iss).ok_or(AuthError::UnknownIssuer)?;
-        issuer.verify(token, &header).await
+        let verified = issuer.verify(token, &header).await?;
+        let caller = verified.caller.clone();
+        self.verified.insert(digest, verified, now);
+        Ok(caller)
     }
 }
+
+#[cfg(test)]
+mod tests;

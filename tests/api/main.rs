@@ -25,6 +25,7 @@ mod durability;
 mod flood;
 mod health;
 mod issue;
+mod jwt_cache;
 mod limits;
 mod metrics;
 mod openapi;

@@ -162,6 +162,16 @@ impl TestIssuer {
         self.published.keys.lock().unwrap().push(key.jwk());
     }
 
+    /// Stops publishing `key`, as an issuer does when it retires a key.
+    pub fn retire(&self, key: &SigningKey) {
+        let kid = Some(key.kid.clone());
+        self.published
+            .keys
+            .lock()
+            .unwrap()
+            .retain(|jwk| jwk.common.key_id != kid);
+    }
+
     /// How often the JWKS was fetched.
     pub fn jwks_fetches(&self) -> usize {
         self.published.jwks_fetches.load(Ordering::SeqCst)
