@@ -169,7 +169,7 @@ fn cors(origins: &[String]) -> CorsLayer {
     // Bearer tokens travel in a header, never in cookies, so credentials mode stays off.
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
