@@ -2,11 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use aws_config::SdkConfig;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, MatchedPath, Request, State};
@@ -27,19 +29,24 @@ use tracing::Level;
 
 use crate::audit::chain::ChainKey;
 use crate::audit::{self, AppendBounds, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
-use crate::auth::Verifier;
 use crate::config::{Config, ServerConfig};
 use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
+use crate::deny_store::{self, DenyStore};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
 use crate::metrics::Metrics;
-use crate::policy::{AuditAdmins, Rules};
-use crate::rate_limit::RateLimits;
+use crate::policy::DenyList;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
+use reload::Reloader;
 
 mod connections;
+mod reload;
+mod snapshot;
+
+pub(crate) use reload::Hangups;
+pub(crate) use snapshot::{Current, Snapshot};
 
 /// What every request shares, behind one `Arc`: a request clones one pointer, not each part.
 #[derive(Clone)]
@@ -53,12 +60,6 @@ impl std::ops::Deref for AppState {
     }
 }
 
-impl FromRef<AppState> for Arc<Verifier> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.verifier)
-    }
-}
-
 impl FromRef<AppState> for Arc<ServerConfig> {
     fn from_ref(state: &AppState) -> Self {
         Arc::clone(&state.server)
@@ -69,20 +70,17 @@ impl FromRef<AppState> for Arc<ServerConfig> {
 pub(crate) struct Shared {
     /// Listener limits and CORS.
     pub server: Arc<ServerConfig>,
-    /// Verifies bearer JWTs.
-    pub verifier: Arc<Verifier>,
-    /// The ordered rules.
-    pub rules: Arc<Rules>,
-    /// Which rules' callers administer the audit log.
-    pub audit_admins: Arc<AuditAdmins>,
-    /// Each caller's token bucket on the issuing endpoint.
-    pub rate_limits: Arc<RateLimits>,
+    /// What a reload replaces: verifier, rules, admins, rate limits, deny lists. Requests
+    /// take it through [`Current`], once each.
+    snapshot: ArcSwap<Snapshot>,
     /// The credential cache, and STS and ECR behind it.
     pub credentials: CredentialSource,
     /// The audit table.
     pub audit: AuditLog,
     /// Keyed token fingerprints: the current key and the previous ones.
     pub fingerprinters: Arc<Fingerprinters>,
+    /// The stored deny list.
+    pub deny_store: DenyStore,
     /// Set once shutdown has begun: `/readyz` then says not ready, so load balancers drain.
     pub draining: Arc<AtomicBool>,
     /// This application's Prometheus metrics.
@@ -90,13 +88,37 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The parts of the state that the issuing path uses.
-    pub(crate) fn issuer(&self) -> Issuer<'_> {
+    /// Installs a reloaded config's snapshot, keeping the stored deny list as last read,
+    /// and drops the cached credentials its `[[deny]]` entries reach; returns how many.
+    pub(crate) fn install(&self, snapshot: Snapshot) -> usize {
+        self.snapshot.rcu(|current| Snapshot {
+            stored_deny: Arc::clone(&current.stored_deny),
+            ..snapshot.clone()
+        });
+        self.credentials.forget_denied(&snapshot.deny)
+    }
+
+    /// Installs a new read of the stored deny list, and drops the cached credentials its
+    /// entries reach; returns how many.
+    pub(crate) fn install_stored_deny(&self, list: Arc<DenyList>) -> usize {
+        self.snapshot.rcu(|current| Snapshot {
+            stored_deny: Arc::clone(&list),
+            ..Snapshot::clone(current)
+        });
+        self.credentials.forget_denied(&list)
+    }
+
+    /// The snapshot now; a request takes [`Current`] instead, so that all of it sees one.
+    pub(crate) fn current(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// The parts of the state that the issuing path uses, with the request's snapshot.
+    pub(crate) fn issuer<'a>(&'a self, policy: &'a Snapshot) -> Issuer<'a> {
         Issuer {
-            rules: &self.rules,
+            policy,
             credentials: &self.credentials,
             fingerprinter: self.fingerprinters.current(),
-            rate_limits: &self.rate_limits,
         }
     }
 }
@@ -147,7 +169,7 @@ fn cors(origins: &[String]) -> CorsLayer {
     // Bearer tokens travel in a header, never in cookies, so credentials mode stays off.
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
@@ -198,6 +220,9 @@ pub struct Application {
     /// Ends once every committed line is shipped, after the writer.
     sink: Option<JoinHandle<()>>,
     draining: Arc<AtomicBool>,
+    state: AppState,
+    http: reqwest::Client,
+    reloader: Option<Reloader>,
 }
 
 /// How long shutting down waits for the sink to write what is queued.
@@ -219,9 +244,7 @@ impl Application {
             .build()
             .context("building the HTTP client for key sets")?;
         let metrics = Metrics::new(routes::endpoints().into_iter().map(|e| e.path));
-        let verifier = Arc::new(Verifier::new(&config.issuers, &http, &metrics)?);
-        let background = verifier.spawn_key_refresh();
-        let rules = Rules::compile(&config.rules).context("compiling rules")?;
+        let snapshot = Snapshot::build(&config, None, &http, &metrics)?;
         let aws = Aws::new(sdk, &config.aws, &metrics)?;
         let credentials = CredentialSource::new(
             aws,
@@ -252,9 +275,7 @@ impl Application {
             shipper,
             metrics.audit_writer(),
         );
-        let rate_limits = Arc::new(RateLimits::new(&config.rate_limit, &config.rules));
-        let mut background = background;
-        background.push(rate_limits.spawn_sweeper());
+        let mut background = vec![snapshot.rate_limits.spawn_sweeper()];
         background.push(credentials.spawn_sweeper());
         background.push(metrics.spawn_upkeep());
         background.push(audit::spawn_head_log(
@@ -283,14 +304,16 @@ impl Application {
                 &config.audit.previous_fingerprint_keys,
             )),
             server: Arc::clone(&server),
-            verifier,
-            rules: Arc::new(rules),
-            rate_limits,
-            audit_admins: Arc::new(AuditAdmins::new(&config.audit.admin_rules)),
+            snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
+            deny_store: DenyStore::new(pool.clone(), read_pool.clone()),
             audit: AuditLog::new(writer, pool, read_pool),
             metrics,
         }));
+        background.push(deny_store::spawn_poller(
+            state.clone(),
+            config.admin.deny_poll_interval(),
+        ));
         let metrics = metrics_listener.map(|listener| {
             (
                 listener,
@@ -299,7 +322,7 @@ impl Application {
         });
         Ok(Self {
             listener,
-            router: build_router(state, routes::router(metrics.is_none())),
+            router: build_router(state.clone(), routes::router(metrics.is_none())),
             metrics,
             server,
             background,
@@ -307,7 +330,24 @@ impl Application {
             writer_wait,
             sink,
             draining,
+            state,
+            http,
+            reloader: None,
         })
+    }
+
+    /// Reloads the config from `path` on SIGHUP (`hangups`, installed before anything
+    /// else so that the signal never ends the process) and, when `[reload]` asks, when the
+    /// file's content changes. `applied` is the text the service was built from.
+    pub(crate) fn reload_from(mut self, path: PathBuf, applied: String, hangups: Hangups) -> Self {
+        self.reloader = Some(Reloader::new(
+            self.state.clone(),
+            self.http.clone(),
+            path,
+            applied,
+            hangups,
+        ));
+        self
     }
 
     /// The bound address (useful when the config asked for port 0).
@@ -341,7 +381,17 @@ impl Application {
             writer_wait,
             sink,
             draining,
+            state,
+            http: _,
+            reloader,
         } = self;
+        let mut background = background;
+        if let Some(reloader) = reloader {
+            background.push(tokio::spawn(reloader.run()));
+        }
+        // Only the router and the background tasks hold the state from here on, so that
+        // the writer ends once they are gone.
+        drop(state);
         let drain = Duration::from_secs(server.shutdown_drain_secs);
         let stop_accepting = async move {
             shutdown.await;

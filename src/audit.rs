@@ -8,6 +8,7 @@
 
 mod appender;
 pub(crate) mod chain;
+mod columns;
 mod export;
 mod fingerprint;
 mod log;

@@ -4,11 +4,14 @@
 //! then the signature, `alg` allowlist, `iss`, `aud`, `exp` and `nbf` are all checked with
 //! that issuer's keys and settings before any claim is believed, and after them what the
 //! issuer asks for beyond that: `typ`, `iat` and token age, and single use of each `jti`.
+//! A token that verified lately is spared only its signature check ([`verified`]).
 
 mod bearer;
 mod checks;
+mod expiring;
 mod jwks;
 mod replay;
+mod verified;
 mod verifier;
 
 pub(crate) use jwks::KeySet;

@@ -7,9 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use sqlx::ConnectOptions;
 
-use crate::app::{Application, connect_pool};
 use chrono::{DateTime, Utc};
 
+use crate::app::{Application, Hangups, connect_pool};
 use crate::audit::{self, ChainEntry, MonthStart, chain::ChainKey};
 use crate::config::{CONFIG_PATH_ENV, Config};
 use crate::credentials::Aws;
@@ -41,7 +41,7 @@ pub enum LogFormat {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API until SIGTERM or Ctrl-C.
+    /// Serve the HTTP API until SIGTERM or Ctrl-C; SIGHUP reloads the config.
     Serve,
     /// Apply pending database migrations and create the coming months' audit partitions.
     ///
@@ -141,8 +141,13 @@ impl Cli {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve => {
-            let config = Config::load(cli.config_path()?)?;
-            let app = Application::build(config, Aws::load_sdk_config().await).await?;
+            // First, so that a SIGHUP sent while the service starts cannot end it.
+            let hangups = Hangups::listen().context("installing the SIGHUP handler")?;
+            let path = cli.config_path()?;
+            let (config, text) = Config::read(path)?;
+            let app = Application::build(config, Aws::load_sdk_config().await)
+                .await?
+                .reload_from(path.to_owned(), text, hangups);
             tracing::info!(address = %app.local_addr()?, "serving");
             if let Some(metrics) = app.metrics_addr() {
                 tracing::info!(address = %metrics?, "serving /metrics alone");

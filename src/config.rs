@@ -5,6 +5,7 @@
 
 mod audit_chain;
 mod audit_sink;
+mod operations;
 mod toml_error;
 mod validate;
 
@@ -18,7 +19,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::credentials::cache::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
@@ -26,7 +27,9 @@ use crate::policy::Template;
 
 pub(crate) use audit_chain::AuditChainConfig;
 pub(crate) use audit_sink::{AuditSinkConfig, Facility, SinkKind, SyslogTarget};
+pub(crate) use operations::{AdminConfig, DenyEntryConfig, ReloadConfig};
 pub(crate) use validate::ConfigErrors;
+pub(crate) use validate::deny_entry_problems;
 pub(crate) use validate::is_fetchable_url;
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -76,6 +79,15 @@ pub struct Config {
     /// Where `GET /metrics` is served.
     #[serde(default)]
     pub(crate) metrics: MetricsConfig,
+    /// The kill switch: callers refused before any rule is considered.
+    #[serde(default)]
+    pub(crate) deny: Vec<DenyEntryConfig>,
+    /// Who administers the deny list, and how often the stored one is read.
+    #[serde(default)]
+    pub(crate) admin: AdminConfig,
+    /// Whether the config file is watched for changes.
+    #[serde(default)]
+    pub(crate) reload: ReloadConfig,
 }
 
 /// `[metrics]`: the Prometheus exposition.
@@ -413,7 +425,7 @@ impl Default for CacheConfig {
 }
 
 /// `[[issuers]]`: one trusted identity provider.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IssuerConfig {
     /// Short name that rules refer to.
@@ -536,7 +548,7 @@ fn default_identity_template() -> Template {
 
 /// One claim pattern as written in the config: a string (exact, or a glob when it contains
 /// `*`, `?` or `[`), or `{ regex = "..." }` (anchored at both ends).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum ClaimPattern {
     /// Exact value or glob.
@@ -546,7 +558,7 @@ pub(crate) enum ClaimPattern {
 }
 
 /// `{ regex = "..." }`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegexPattern {
     /// The expression; it must match the whole value.
@@ -557,7 +569,7 @@ pub(crate) struct RegexPattern {
 ///
 /// The list is tried first: serde reads a struct from a sequence too, so `["v*"]` tried as
 /// one pattern would become the regex `v*`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum ClaimPatterns {
     /// Any of these patterns.
@@ -573,6 +585,50 @@ impl ClaimPatterns {
             Self::One(p) => std::slice::from_ref(p),
             Self::AnyOf(ps) => ps,
         }
+    }
+}
+
+/// Field by field, the shared secret by value: an issuer whose config compares equal keeps
+/// its keys, and its memory of used `jti`s, across a reload.
+impl PartialEq for IssuerConfig {
+    fn eq(&self, other: &Self) -> bool {
+        use secrecy::ExposeSecret;
+        // Destructured without `..`: a new field does not compile until it is compared.
+        let Self {
+            name,
+            issuer,
+            jwks_uri,
+            discovery,
+            jwks_file,
+            shared_secret_env,
+            shared_secret,
+            audiences,
+            algorithms,
+            leeway_secs,
+            jwks_refresh_secs,
+            jwks_min_refresh_interval_secs,
+            required_typ,
+            max_token_age_secs,
+            reject_replayed_jti,
+            jti_cache_capacity,
+        } = self;
+        let secret = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_owned());
+        *name == other.name
+            && *issuer == other.issuer
+            && *jwks_uri == other.jwks_uri
+            && *discovery == other.discovery
+            && *jwks_file == other.jwks_file
+            && *shared_secret_env == other.shared_secret_env
+            && secret(shared_secret) == secret(&other.shared_secret)
+            && *audiences == other.audiences
+            && *algorithms == other.algorithms
+            && *leeway_secs == other.leeway_secs
+            && *jwks_refresh_secs == other.jwks_refresh_secs
+            && *jwks_min_refresh_interval_secs == other.jwks_min_refresh_interval_secs
+            && *required_typ == other.required_typ
+            && *max_token_age_secs == other.max_token_age_secs
+            && *reject_replayed_jti == other.reject_replayed_jti
+            && *jti_cache_capacity == other.jti_cache_capacity
     }
 }
 
@@ -620,10 +676,16 @@ pub(crate) enum KeySource {
 impl Config {
     /// Reads, parses and validates the file at `path`, applying environment overrides.
     pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+        Self::read(path).map(|(config, _)| config)
+    }
+
+    /// [`Config::load`], also returning the file's text, which a reload compares with.
+    pub(crate) fn read(path: &Path) -> anyhow::Result<(Self, String)> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        Self::parse(&text, |name| std::env::var(name).ok())
-            .with_context(|| format!("invalid config file {}", path.display()))
+        let config = Self::parse(&text, |name| std::env::var(name).ok())
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok((config, text))
     }
 
     /// Parses and validates config text; `env` looks up environment overrides.

@@ -21,6 +21,7 @@ use aws_config::timeout::TimeoutConfig;
 use tokio::task::JoinHandle;
 
 use crate::domain::Access;
+use crate::policy::{CachedOwner, DenyList};
 use cache::{CacheKey, CacheMode, CacheSettings, CallerScope, CredentialCache, Served};
 
 use crate::config::AwsConfig;
@@ -106,6 +107,18 @@ impl CredentialSource {
         }
     }
 
+    /// Drops the cached credentials whose every possible caller `deny` refuses, now;
+    /// returns how many.
+    pub(crate) fn forget_denied(&self, deny: &DenyList) -> usize {
+        self.cache.forget(|owner| deny.covers(owner))
+    }
+
+    /// Drops the credentials cached for this one caller alone: it has been denied.
+    pub(crate) fn forget_caller(&self, issuer: &str, subject: &str) -> usize {
+        self.cache
+            .forget(|owner| owner.issuer == issuer && owner.subject == Some(subject))
+    }
+
     /// Starts the task that evicts expired entries.
     pub(crate) fn spawn_sweeper(&self) -> JoinHandle<()> {
         self.cache.spawn_sweeper(SWEEP_EVERY)
@@ -134,9 +147,14 @@ impl CredentialSource {
             CacheMode::Shared => None,
         };
         let key = CacheKey::new(rule, scope, access, &request);
+        let owner = CachedOwner {
+            rule,
+            issuer: caller.issuer,
+            subject: scope.map(|c| c.subject),
+        };
         // The client is cloned only when this request has to fetch: a hit stays cheap.
         self.cache
-            .get(key, || {
+            .get(key, owner, || {
                 let aws = self.aws.clone();
                 async move { aws.issue(&request).await }
             })

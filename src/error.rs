@@ -38,6 +38,15 @@ pub(crate) enum ApiError {
     /// 403: the caller is authenticated but no rule matches it.
     #[error("no rule allows this caller")]
     NoMatchingRule,
+    /// 403: the caller is on the deny list (the config's or the stored one).
+    #[error("this caller is denied by policy")]
+    DeniedByPolicy,
+    /// 403: the endpoint is for deny list admins, and the caller's rule is not an admin rule.
+    #[error("only deny list admins may use this endpoint")]
+    NotDenyAdmin,
+    /// 404: no such deny entry.
+    #[error("no such deny entry")]
+    NoSuchDenyEntry,
     /// 403: the matched rule does not allow what was asked.
     #[error("{0}")]
     NotAllowed(#[from] Refusal),
@@ -57,6 +66,9 @@ pub(crate) enum ApiError {
     /// 503 with Retry-After: the audit record could not be committed, so nothing was issued.
     #[error("the audit log is unavailable")]
     AuditUnavailable(#[source] AuditError),
+    /// 503 with Retry-After: the stored deny list could not be read or changed.
+    #[error("the stored deny list is unavailable")]
+    DenyStoreUnavailable(#[source] sqlx::Error),
     /// 503 with Retry-After: the audit log could not be read.
     #[error("reading the audit log failed")]
     AuditUnreadable(#[source] sqlx::Error),
@@ -73,9 +85,12 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NoMatchingRule
+            | Self::DeniedByPolicy
+            | Self::NotDenyAdmin
             | Self::NotAllowed(_)
             | Self::RuleUnusable(_)
             | Self::NotAuditAdmin => StatusCode::FORBIDDEN,
+            Self::NoSuchDenyEntry => StatusCode::NOT_FOUND,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Aws(e) => match e.kind {
                 AwsErrorKind::Throttled | AwsErrorKind::Ceiling { .. } => {
@@ -84,7 +99,9 @@ impl ApiError {
                 AwsErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 AwsErrorKind::Refused { .. } | AwsErrorKind::Unavailable => StatusCode::BAD_GATEWAY,
             },
-            Self::AuditUnavailable(_) | Self::AuditUnreadable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::AuditUnavailable(_)
+            | Self::AuditUnreadable(_)
+            | Self::DenyStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -105,12 +122,16 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large".to_owned(),
             Self::Unauthorized(e) => format!("invalid_token:{}", e.code()),
             Self::NoMatchingRule => "no_matching_rule".to_owned(),
+            Self::DeniedByPolicy => "denied_by_policy".to_owned(),
+            Self::NotDenyAdmin => "not_deny_admin".to_owned(),
+            Self::NoSuchDenyEntry => "no_such_deny_entry".to_owned(),
             Self::NotAllowed(_) => "not_allowed".to_owned(),
             Self::RuleUnusable(_) => "rule_unusable".to_owned(),
             Self::NotAuditAdmin => "not_audit_admin".to_owned(),
             Self::RateLimited(limited) => limited.reason().to_owned(),
             Self::Aws(e) => e.reason(),
             Self::AuditUnavailable(_) | Self::AuditUnreadable(_) => "audit_unavailable".to_owned(),
+            Self::DenyStoreUnavailable(_) => "deny_store_unavailable".to_owned(),
             Self::Internal(_) => "internal".to_owned(),
         }
     }
@@ -123,6 +144,19 @@ impl ApiError {
             Self::NoMatchingRule => (
                 ProblemType::Forbidden,
                 "the token is valid, but no rule maps its claims to a role".to_owned(),
+            ),
+            Self::DeniedByPolicy => (
+                ProblemType::Forbidden,
+                "the token is valid, but this caller is on the deny list".to_owned(),
+            ),
+            Self::NotDenyAdmin => (
+                ProblemType::Forbidden,
+                "only deny list admins may use this endpoint: the token's first matching rule is not one of [admin] rules"
+                    .to_owned(),
+            ),
+            Self::NoSuchDenyEntry => (
+                ProblemType::NotFound,
+                "no deny entry has this id, or it was removed already".to_owned(),
             ),
             Self::NotAllowed(refusal) => (ProblemType::Forbidden, refusal.to_string()),
             Self::RuleUnusable(detail) => (ProblemType::Forbidden, detail.clone()),
@@ -166,6 +200,11 @@ impl ApiError {
             Self::AuditUnreadable(_) => (
                 ProblemType::AuditUnavailable,
                 "the audit log could not be read; retry later".to_owned(),
+            ),
+            Self::DenyStoreUnavailable(_) => (
+                ProblemType::DenyListUnavailable,
+                "the stored deny list could not be read or changed, so nothing changed; retry later"
+                    .to_owned(),
             ),
             Self::Internal(_) => (
                 ProblemType::Internal,
@@ -212,6 +251,7 @@ impl IntoResponse for ApiError {
             }
             Self::AuditUnavailable(_)
             | Self::AuditUnreadable(_)
+            | Self::DenyStoreUnavailable(_)
             | Self::Aws(AwsError {
                 kind: AwsErrorKind::Throttled,
                 ..

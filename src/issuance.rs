@@ -4,25 +4,24 @@
 
 use std::sync::Arc;
 
+use crate::app::Snapshot;
 use crate::audit::{AuditRecord, Fingerprinter};
 use crate::auth::Caller;
 use crate::credentials::cache::CallerScope;
 use crate::credentials::{AssumeRole, CredentialRequest, CredentialSource, Issued};
 use crate::error::ApiError;
-use crate::policy::{IssueRequest, Rules};
-use crate::rate_limit::RateLimits;
+use crate::policy::IssueRequest;
 
-/// What the issuing path uses: the rules, the credentials, and the fingerprint key.
+/// What the issuing path uses: the request's snapshot (deny lists, rules, rate limits), the
+/// credentials, and the fingerprint key.
 #[derive(Clone, Copy)]
 pub(crate) struct Issuer<'a> {
-    /// The ordered rules.
-    pub rules: &'a Rules,
+    /// The deny lists, the ordered rules and each caller's token bucket.
+    pub policy: &'a Snapshot,
     /// The credential cache and AWS behind it.
     pub credentials: &'a CredentialSource,
     /// Fingerprints the issued tokens for the record.
     pub fingerprinter: &'a Fingerprinter,
-    /// Each caller's token bucket.
-    pub rate_limits: &'a RateLimits,
 }
 
 /// Names the verified caller in the record, before anything else can fail.
@@ -41,12 +40,26 @@ impl Issuer<'_> {
         request: &IssueRequest,
     ) -> Result<Arc<Issued>, ApiError> {
         let rule = self
+            .policy
             .rules
-            .first_match(&caller.issuer, &caller.claims)
-            .ok_or(ApiError::NoMatchingRule)?;
+            .first_match(&caller.issuer, &caller.claims);
+        // Before any rule grants anything, whatever the rule. An entry on claims reaches the
+        // caller's cached credentials only now (the others dropped them when they took
+        // effect); the scan is kept to those entries, as a denied caller may keep asking.
+        if let Some(entry) = self.policy.denial(caller, rule.map(|r| r.name.as_str())) {
+            let dropped = if entry.matches_claims() {
+                self.credentials
+                    .forget_caller(&caller.issuer, &caller.subject)
+            } else {
+                0
+            };
+            tracing::info!(deny_entry = %entry.source, dropped_credentials = dropped, "caller denied by policy");
+            return Err(ApiError::DeniedByPolicy);
+        }
+        let rule = rule.ok_or(ApiError::NoMatchingRule)?;
         record.rule = Some(rule.name.clone());
         record.role_arn = Some(rule.role_arn.to_string());
-        self.rate_limits.check(caller, rule)?;
+        self.policy.rate_limits.check(caller, rule)?;
         let grant = rule.grant(request, &caller.claims)?;
         record.grant(&grant);
 

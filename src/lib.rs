@@ -9,7 +9,9 @@
 //!    problem+json rendering of every error (`error`). `routes` holds the handlers, one
 //!    module per resource; `routes/ecr.rs` is this one.
 //! 2. `auth` — the bearer JWT is verified against the keys of the issuer its `iss` names.
-//! 3. `policy` — the first rule whose claim matchers all match picks the role; `rate_limit`
+//! 3. `policy` — a caller on the deny list (the config's `[[deny]]`, or the entries admins
+//!    store through `/v1/admin/deny`, read by `deny_store`) is refused before any rule;
+//!    then the first rule whose claim matchers all match picks the role; `rate_limit`
 //!    takes one request from the caller's token bucket (429 when empty); the request body may
 //!    only narrow what that rule allows, and the grant becomes a session policy.
 //! 4. `credentials` — a cached credential while it has enough life left (`credentials/cache`);
@@ -21,7 +23,9 @@
 //!    cannot be, the caller gets 503 and no token.
 //!
 //! `issuance` strings steps 3 and 4 together; `config` is the typed configuration, `domain`
-//! the value types that can only hold valid values.
+//! the value types that can only hold valid values. What a config reload replaces (verifier,
+//! rules, admins, rate limits, deny lists) is one snapshot (`app/snapshot.rs`) that each
+//! request loads once, so it finishes on the config it started with (`app/reload.rs`).
 //! `metrics` counts and times every stage for `GET /metrics`; each stage is handed its
 //! handles when the application is built.
 //!
@@ -44,6 +48,7 @@ mod auth;
 pub mod cli;
 mod config;
 mod credentials;
+mod deny_store;
 mod domain;
 mod error;
 mod issuance;

@@ -3,8 +3,9 @@
 //! A rule matches a verified caller when the caller's issuer is the rule's and every claim
 //! matcher of the rule matches. The request may then only narrow what the rule allows.
 
-mod audit_admins;
+mod admin_rules;
 mod claim_path;
+mod deny;
 mod grant;
 mod matcher;
 mod request;
@@ -13,8 +14,9 @@ pub(crate) mod session_policy;
 mod session_tags;
 mod template;
 
-pub(crate) use audit_admins::AuditAdmins;
+pub(crate) use admin_rules::AdminRules;
 pub(crate) use claim_path::{ClaimPath, InvalidPointer};
+pub(crate) use deny::{CachedOwner, DenyEntry, DenyList, DenySource};
 pub(crate) use grant::{Denial, Grant, Refusal};
 pub(crate) use matcher::{ClaimMatcher, InvalidPattern, Mismatch};
 pub(crate) use request::IssueRequest;

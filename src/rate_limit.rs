@@ -98,14 +98,42 @@ impl RateLimits {
         client.map_or(Ok(()), |addr| self.unauthenticated.take(&addr))
     }
 
-    /// Drops refilled buckets every minute, until the returned task is aborted.
+    /// These buckets when the limits of a reloaded config are the same, so that no caller's
+    /// bucket refills by a reload; otherwise new ones (every bucket starts full).
+    pub(crate) fn renewed(
+        self: &Arc<Self>,
+        global: &RateLimitsConfig,
+        rules: &[RuleConfig],
+    ) -> Arc<Self> {
+        let fresh = Self::new(global, rules);
+        let same = fresh.global.limit == self.global.limit
+            && fresh.unauthenticated.limit == self.unauthenticated.limit
+            && fresh.by_rule.len() == self.by_rule.len()
+            && fresh
+                .by_rule
+                .iter()
+                .all(|(rule, b)| self.by_rule.get(rule).is_some_and(|o| o.limit == b.limit));
+        if same {
+            Arc::clone(self)
+        } else {
+            let fresh = Arc::new(fresh);
+            fresh.spawn_sweeper();
+            fresh
+        }
+    }
+
+    /// Drops refilled buckets every minute, until these limits are dropped (replaced by a
+    /// reload) or the returned task is aborted.
     pub(crate) fn spawn_sweeper(self: &Arc<Self>) -> JoinHandle<()> {
-        let limits = Arc::clone(self);
+        let limits = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 ticks.tick().await;
-                limits.sweep();
+                match limits.upgrade() {
+                    Some(limits) => limits.sweep(),
+                    None => return,
+                }
             }
         })
     }

@@ -1,5 +1,6 @@
 //! The HTTP API, one module per resource; handlers are named `<verb>_<resource>`.
 
+mod admin;
 mod audit;
 mod ecr;
 mod endpoint;
@@ -46,6 +47,7 @@ fn api() -> Routes {
         .merge(ecr::router())
         .merge(whoami::router())
         .merge(audit::router())
+        .merge(admin::router())
         .merge(health::router())
         .merge(spec::router())
 }

@@ -12,26 +12,17 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::types::Json;
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use super::AuditRecord;
-use super::chain::{ChainKey, ChainedRow, Hash, to_micros};
+use super::chain::{ChainKey, ChainedRow, to_micros};
+use super::columns::insert;
 use super::store::{CHAIN_LOCK, ChainHead, StoredRow, chain_head};
 
 /// How an appender's session names itself in `pg_stat_activity`, so that only appenders are
 /// ever ended as stalled (never `audit prune`).
 pub(super) const APPENDER: &str = "ecr-token-broker-append";
-
-/// Inserts a batch under the writers' lock, as one statement: the one-row subquery is read,
-/// and the lock taken, before any row is inserted. One parameter and one statement text
-/// whatever the batch size, so Postgres plans it once: a multi-row VALUES list would be a
-/// new statement, parsed and planned, per size.
-const LOCK_AND_INSERT: &str = "INSERT INTO audit_events \
-     SELECT batch.* FROM (SELECT pg_advisory_xact_lock($1)) AS chain_lock, \
-     jsonb_populate_recordset(NULL::audit_events, $2) AS batch";
 
 /// How long an append may wait on the database, whatever the server's defaults: for the
 /// chain lock, for any statement, and idle in its transaction (its writer cut off, holding
@@ -152,12 +143,7 @@ impl ChainAppender {
         };
         if let Some(head) = &self.head {
             let batch = Batch::after(key, head, records);
-            match sqlx::query(LOCK_AND_INSERT)
-                .bind(CHAIN_LOCK)
-                .bind(Json(batch.insert_rows()))
-                .execute(&mut *conn)
-                .await
-            {
+            match insert(CHAIN_LOCK, &batch.rows).execute(&mut *conn).await {
                 Ok(_) => return Ok(batch.commit(&mut self.head)),
                 Err(error) if chain_moved(&error) => {}
                 Err(error) => return Err(error),
@@ -172,17 +158,13 @@ impl ChainAppender {
         let head = chain_head(&mut tx, key).await?;
         let batch = Batch::after(key, &head, records);
         // The lock is held already; taking it again within the transaction costs nothing.
-        sqlx::query(LOCK_AND_INSERT)
-            .bind(CHAIN_LOCK)
-            .bind(Json(batch.insert_rows()))
-            .execute(&mut *tx)
-            .await?;
+        insert(CHAIN_LOCK, &batch.rows).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(batch.commit(&mut self.head))
     }
 }
 
-/// Records chained on after a head.
+/// Records chained on after a head, with their hashes.
 struct Batch {
     rows: Vec<StoredRow>,
 }
@@ -211,18 +193,6 @@ impl Batch {
         Self { rows }
     }
 
-    /// The rows as `jsonb_populate_recordset` reads them.
-    fn insert_rows(&self) -> Vec<InsertRow<'_>> {
-        self.rows
-            .iter()
-            .map(|stored| InsertRow {
-                row: &stored.row,
-                prev_hash: ByteaHex(stored.prev_hash),
-                row_hash: ByteaHex(stored.row_hash),
-            })
-            .collect()
-    }
-
     /// Once committed: moves `head` to the batch's last row and returns the batch's rows.
     fn commit(self, head: &mut Option<ChainHead>) -> Vec<StoredRow> {
         if let Some(last) = self.rows.last() {
@@ -233,25 +203,6 @@ impl Batch {
             });
         }
         self.rows
-    }
-}
-
-/// A row as `jsonb_populate_recordset` reads it: the record's fields under their column
-/// names, and the two hashes in the text form of `bytea`.
-#[derive(Serialize)]
-struct InsertRow<'a> {
-    #[serde(flatten)]
-    row: &'a ChainedRow,
-    prev_hash: ByteaHex,
-    row_hash: ByteaHex,
-}
-
-/// A hash in the text form of `bytea`.
-struct ByteaHex(Hash);
-
-impl Serialize for ByteaHex {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&format!("\\x{}", hex::encode(self.0)))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The audit record: one decision, filled in as the request moves along its path. Its field
 //! names are the `audit_events` column names; the same type is written to the database
-//! (`Serialize`), read back from it (`FromRow`) and hashed ([`super::chain`]).
+//! (one array per field, [`super::columns`]), read back from it (`FromRow`), exported
+//! (`Serialize`) and hashed ([`super::chain`]).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -35,11 +36,13 @@ pub enum Outcome {
     Denied,
     /// Something failed on the way: AWS, the audit log itself.
     Error,
+    /// An admin changed the deny list (reason `deny_added:ID` or `deny_removed:ID`).
+    Admin,
 }
 
 /// A stored or asked-for outcome that is none of the three.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("must be issued, denied or error")]
+#[error("must be issued, denied, error or admin")]
 pub struct UnknownOutcome;
 
 impl Outcome {
@@ -49,6 +52,7 @@ impl Outcome {
             Self::Issued => "issued",
             Self::Denied => "denied",
             Self::Error => "error",
+            Self::Admin => "admin",
         }
     }
 }
@@ -57,7 +61,7 @@ impl std::str::FromStr for Outcome {
     type Err = UnknownOutcome;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
-        [Self::Issued, Self::Denied, Self::Error]
+        [Self::Issued, Self::Denied, Self::Error, Self::Admin]
             .into_iter()
             .find(|o| o.as_str() == value)
             .ok_or(UnknownOutcome)
@@ -131,7 +135,8 @@ impl<'r> Decode<'r, Postgres> for SessionTags {
 /// One audit row, filled in as the request moves along its path.
 ///
 /// A new field is added here (with its column in a migration, so the names match), to the
-/// canonical encoding in [`super::chain`], and to the API's record type; nothing else
+/// canonical encoding in [`super::chain`], and to the API's record type; the insert in
+/// [`super::columns`] does not compile until it is given its array there. Nothing else
 /// spells the columns out.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AuditRecord {

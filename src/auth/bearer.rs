@@ -1,21 +1,20 @@
-use std::sync::Arc;
-
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 
-use super::{AuthError, Caller, Verifier};
+use super::{AuthError, Caller};
+use crate::app::{AppState, Current};
 
-/// Extracts and verifies `Authorization: Bearer <jwt>`. Take it as `Result<Caller, AuthError>`
-/// in handlers that must record refusals too.
-impl<S> FromRequestParts<S> for Caller
-where
-    Arc<Verifier>: FromRef<S>,
-    S: Send + Sync,
-{
+/// Extracts and verifies `Authorization: Bearer <jwt>` with the request's snapshot's
+/// verifier. Take it as `Result<Caller, AuthError>` in handlers that must record refusals too.
+impl FromRequestParts<AppState> for Caller {
     type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(current) = Current::from_request_parts(parts, state).await;
         let mut values = parts.headers.get_all(AUTHORIZATION).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             // None, or several: ambiguous credentials are no credentials.
@@ -30,6 +29,6 @@ where
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Missing);
         }
-        Arc::<Verifier>::from_ref(state).verify(token.trim()).await
+        current.verifier.verify(token.trim()).await
     }
 }

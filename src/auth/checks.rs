@@ -91,7 +91,7 @@ fn same_type(actual: &str, required: &str) -> bool {
 }
 
 /// A NumericDate claim (seconds since the epoch, possibly fractional) in whole seconds.
-fn numeric_date(value: &Value) -> Result<u64, AuthError> {
+pub(super) fn numeric_date(value: &Value) -> Result<u64, AuthError> {
     match value.as_f64() {
         // Finite and non-negative: the cast keeps the whole seconds.
         Some(secs) if secs.is_finite() && secs >= 0.0 => Ok(secs as u64),

@@ -16,7 +16,7 @@ const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
 
 /// Why keys could not be loaded.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyFetchError {
+pub(crate) enum KeyFetchError {
     /// The HTTP request failed or returned an error status.
     #[error("fetching {url}: {source}")]
     Http {
@@ -57,15 +57,23 @@ struct Key {
     key: DecodingKey,
 }
 
+/// One loaded set of keys, and which it is: every set stored gets the next generation, so
+/// that whatever a key verified can tell whether the set it came from is still the one in
+/// use.
+struct Loaded {
+    generation: u64,
+    keys: Arc<[Key]>,
+}
+
 /// The keys of one issuer, refreshed in the background and on demand when a token names an
 /// unknown key ID (at most once per `min_refresh_interval`, however many requests ask).
-pub struct KeySet {
+pub(crate) struct KeySet {
     source: KeySource,
     issuer: String,
     http: reqwest::Client,
     min_refresh_interval: Duration,
     refresh_every: Duration,
-    keys: RwLock<Option<Arc<[Key]>>>,
+    keys: RwLock<Option<Loaded>>,
     last_fetch: Mutex<Option<Instant>>,
     metrics: KeySetMetrics,
 }
@@ -94,12 +102,23 @@ impl KeySet {
     }
 
     /// Whether keys have been loaded at least once.
-    pub fn is_loaded(&self) -> bool {
+    pub(crate) fn is_loaded(&self) -> bool {
         self.keys.read().expect("key lock poisoned").is_some()
     }
 
+    /// Which set of keys is in use: it changes whenever a fetch replaces them (0 before the
+    /// first). Read it before [`KeySet::find`]: what that key verifies then belongs to this
+    /// generation or a later one.
+    pub(crate) fn generation(&self) -> u64 {
+        self.keys
+            .read()
+            .expect("key lock poisoned")
+            .as_ref()
+            .map_or(0, |loaded| loaded.generation)
+    }
+
     /// Loads the keys now, replacing the current set on success.
-    pub async fn refresh(&self) -> Result<usize, KeyFetchError> {
+    pub(crate) async fn refresh(&self) -> Result<usize, KeyFetchError> {
         let mut last_fetch = self.last_fetch.lock().await;
         *last_fetch = Some(Instant::now());
         self.fetch_and_store().await
@@ -107,7 +126,7 @@ impl KeySet {
 
     /// Refreshes forever: every `refresh_every`, or every `min_refresh_interval` while
     /// fetching fails. Run it as a background task.
-    pub async fn keep_fresh(self: Arc<Self>) {
+    pub(crate) async fn keep_fresh(self: Arc<Self>) {
         loop {
             let wait = match self.refresh().await {
                 Ok(count) => {
@@ -124,7 +143,7 @@ impl KeySet {
     }
 
     /// The key for a token's `kid` and `alg`, refetching once if the `kid` is unknown.
-    pub async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+    pub(crate) async fn find(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
         if let Some(key) = self.lookup(kid, alg) {
             return Some(key);
         }
@@ -147,7 +166,12 @@ impl KeySet {
     }
 
     fn lookup(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
-        let keys = self.keys.read().expect("key lock poisoned").clone()?;
+        let keys = self
+            .keys
+            .read()
+            .expect("key lock poisoned")
+            .as_ref()
+            .map(|loaded| loaded.keys.clone())?;
         let usable = |k: &&Key| k.key.family() == alg.family() && k.alg.is_none_or(|a| a == alg);
         match kid {
             Some(kid) => keys
@@ -179,7 +203,12 @@ impl KeySet {
             )));
         }
         let count = keys.len();
-        *self.keys.write().expect("key lock poisoned") = Some(keys.into());
+        let mut loaded = self.keys.write().expect("key lock poisoned");
+        let generation = loaded.as_ref().map_or(0, |l| l.generation) + 1;
+        *loaded = Some(Loaded {
+            generation,
+            keys: keys.into(),
+        });
         Ok(count)
     }
 

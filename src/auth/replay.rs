@@ -1,10 +1,6 @@
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
-
-/// A `jti` as remembered: its SHA-256, so an entry costs the same whatever the token says.
-type JtiDigest = [u8; 32];
+use super::expiring::{ExpiringMap, digest};
 
 /// Why a `jti` was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,14 +18,8 @@ pub(super) enum Replay {
 /// Per process: behind a load balancer a token can be used once per replica.
 pub(super) struct ReplayCache {
     capacity: usize,
-    seen: Mutex<Seen>,
-}
-
-#[derive(Default)]
-struct Seen {
-    until: HashMap<JtiDigest, u64>,
-    /// The same entries ordered by expiry, so expired ones are dropped without a scan.
-    by_expiry: BTreeSet<(u64, JtiDigest)>,
+    /// Each accepted `jti`'s SHA-256, so an entry costs the same whatever the token says.
+    seen: Mutex<ExpiringMap<()>>,
 }
 
 impl ReplayCache {
@@ -37,35 +27,28 @@ impl ReplayCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            seen: Mutex::new(Seen::default()),
+            seen: Mutex::new(ExpiringMap::default()),
         }
     }
 
     /// Accepts `jti` once until `until` (a Unix time in seconds); `now` is the current one.
     pub(super) fn accept(&self, jti: &str, until: u64, now: u64) -> Result<(), Replay> {
-        let digest: JtiDigest = Sha256::digest(jti.as_bytes()).into();
+        let digest = digest(jti);
         let mut seen = self.seen.lock().expect("replay cache lock poisoned");
-        while let Some(&(expiry, old)) = seen.by_expiry.first() {
-            if expiry >= now {
-                break;
-            }
-            seen.by_expiry.pop_first();
-            seen.until.remove(&old);
-        }
-        if seen.until.contains_key(&digest) {
+        seen.purge(now);
+        if seen.contains(&digest) {
             return Err(Replay::Seen);
         }
-        if seen.until.len() >= self.capacity {
+        if seen.len() >= self.capacity {
             return Err(Replay::Full);
         }
-        seen.until.insert(digest, until);
-        seen.by_expiry.insert((until, digest));
+        seen.insert(digest, until, ());
         Ok(())
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.seen.lock().unwrap().until.len()
+        self.seen.lock().unwrap().len()
     }
 }
 

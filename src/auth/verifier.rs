@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::KeySet;
-use super::checks::IssuerChecks;
+use super::checks::{IssuerChecks, numeric_date};
+use super::expiring::digest;
+use super::verified::{Verified, VerifiedTokens};
 use crate::config::{IssuerConfig, KeySource};
 use crate::metrics::Metrics;
 
@@ -18,7 +20,7 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Why a bearer token was not accepted. Each variant is a 401; the message is safe to show
 /// the caller and never contains the token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
+pub(crate) enum AuthError {
     /// No `Authorization: Bearer` header.
     #[error("missing bearer token")]
     Missing,
@@ -73,7 +75,7 @@ pub enum AuthError {
 
 impl AuthError {
     /// A short machine-readable reason for the audit log.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Self::Missing => "missing_token",
             Self::Malformed => "malformed_token",
@@ -97,7 +99,7 @@ impl AuthError {
 
 /// A verified caller.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// The issuer's configured name.
     pub issuer: Arc<str>,
     /// The `sub` claim.
@@ -112,7 +114,7 @@ enum Keys {
 }
 
 /// One trusted issuer: its validation settings and keys.
-pub struct TrustedIssuer {
+pub(crate) struct TrustedIssuer {
     name: Arc<str>,
     /// One `Validation` per allowed algorithm: jsonwebtoken wants a single key family per
     /// validation, and pinning the exact algorithm is stricter anyway.
@@ -120,7 +122,22 @@ pub struct TrustedIssuer {
     keys: Keys,
     /// What jsonwebtoken does not check: `typ`, `iat`, `jti`.
     checks: IssuerChecks,
+    /// The config it was built from: a reload that leaves it unchanged keeps this issuer.
+    config: IssuerConfig,
+    /// The task keeping a published key set fresh, which ends with the issuer.
+    refresh: std::sync::OnceLock<tokio::task::AbortHandle>,
+    /// How far `exp` and `nbf` may be off, as `validations` allow.
+    leeway_secs: u64,
 }
+
+impl Drop for TrustedIssuer {
+    fn drop(&mut self) {
+        if let Some(refresh) = self.refresh.get() {
+            refresh.abort();
+        }
+    }
+}
+
 impl TrustedIssuer {
     /// Builds the issuer from validated config.
     pub(crate) fn new(
@@ -166,31 +183,46 @@ impl TrustedIssuer {
             validations,
             keys,
             checks: IssuerChecks::new(config),
+            config: config.clone(),
+            refresh: std::sync::OnceLock::new(),
+            leeway_secs: config.leeway_secs,
         })
     }
 
     /// The issuer's configured name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The published key set, if keys are fetched rather than shared.
-    pub fn key_set(&self) -> Option<&Arc<KeySet>> {
+    pub(crate) fn key_set(&self) -> Option<&Arc<KeySet>> {
         match &self.keys {
             Keys::Published(set) => Some(set),
             Keys::Shared(_) => None,
         }
     }
 
+    /// Which set of keys is in use (always 0 for a shared secret).
+    fn key_generation(&self) -> u64 {
+        match &self.keys {
+            Keys::Shared(_) => 0,
+            Keys::Published(set) => set.generation(),
+        }
+    }
+
+    /// Verifies `token` in full: signature, claims and the issuer's checks.
     async fn verify(
-        &self,
+        self: &Arc<Self>,
         token: &str,
         header: &jsonwebtoken::Header,
-    ) -> Result<Caller, AuthError> {
+    ) -> Result<Verified, AuthError> {
         let Some((_, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg)
         else {
             return Err(AuthError::AlgorithmNotAllowed);
         };
+        // Read before the key is found: if the set is replaced meanwhile, what this key
+        // verifies is remembered as of the older set, and verified in full again.
+        let key_generation = self.key_generation();
         let key = match &self.keys {
             Keys::Shared(key) => key.clone(),
             Keys::Published(set) => set
@@ -223,18 +255,51 @@ impl TrustedIssuer {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             _ => return Err(AuthError::MissingClaim),
         };
+        // jsonwebtoken rounds a fractional date and this truncates it: an `exp` remembered a
+        // second early, never late.
+        let date = |name| data.claims.get(name).map(numeric_date).transpose();
+        let exp = date("exp")?.ok_or(AuthError::MissingClaim)?;
+        let nbf = date("nbf")?;
         self.checks.check(&self.name, header, &data.claims)?;
-        Ok(Caller {
-            issuer: self.name.clone(),
-            subject,
-            claims: data.claims,
+        Ok(Verified {
+            issuer: self.clone(),
+            key_generation,
+            header: header.clone(),
+            caller: Caller {
+                issuer: self.name.clone(),
+                subject,
+                claims: data.claims,
+            },
+            exp,
+            nbf,
         })
+    }
+
+    /// Runs again, for a remembered token, every check that depends on more than the token.
+    /// `None` when the remembered verification no longer stands (the key set that verified
+    /// it was replaced, or by the clock `exp` or `nbf` fail now): then the token is verified
+    /// in full, which gives the authoritative answer.
+    fn recheck(&self, verified: &Verified, now: u64) -> Option<Result<Caller, AuthError>> {
+        let expired = verified.exp < now.saturating_sub(self.leeway_secs);
+        let early = verified
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(self.leeway_secs));
+        if expired || early || verified.key_generation != self.key_generation() {
+            return None;
+        }
+        Some(
+            self.checks
+                .check(&self.name, &verified.header, &verified.caller.claims)
+                .map(|()| verified.caller.clone()),
+        )
     }
 }
 
 /// Verifies tokens of every trusted issuer.
-pub struct Verifier {
+pub(crate) struct Verifier {
     by_iss: HashMap<String, Arc<TrustedIssuer>>,
+    /// Tokens these issuers verified lately; a new `Verifier` starts with none.
+    verified: VerifiedTokens,
 }
 
 #[derive(Deserialize)]
@@ -249,24 +314,67 @@ impl Verifier {
         http: &reqwest::Client,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
+        Self::keeping(None, issuers, http, metrics)
+    }
+
+    /// The verifier of a reloaded config: an issuer whose config did not change is kept as
+    /// it is, with its loaded keys, their refresh and the `jti`s it has seen; only new and
+    /// changed issuers are built afresh (and their keys fetched once started).
+    pub(crate) fn renewed(
+        &self,
+        issuers: &[IssuerConfig],
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        Self::keeping(Some(self), issuers, http, metrics)
+    }
+
+    fn keeping(
+        old: Option<&Self>,
+        issuers: &[IssuerConfig],
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
         let by_iss = issuers
             .iter()
             .map(|c| {
-                let issuer = TrustedIssuer::new(c, http, metrics)?;
-                Ok((c.issuer.clone(), Arc::new(issuer)))
+                let kept = old
+                    .and_then(|old| old.by_iss.get(&c.issuer))
+                    .filter(|existing| existing.config == *c);
+                let issuer = match kept {
+                    Some(existing) => Arc::clone(existing),
+                    None => Arc::new(TrustedIssuer::new(c, http, metrics)?),
+                };
+                Ok((c.issuer.clone(), issuer))
             })
             .collect::<anyhow::Result<_>>()?;
-        Ok(Self { by_iss })
+        Ok(Self {
+            by_iss,
+            verified: VerifiedTokens::new(),
+        })
+    }
+
+    /// How many of this verifier's issuers are the very ones of `other`.
+    pub(crate) fn shared_with(&self, other: &Self) -> usize {
+        self.by_iss
+            .iter()
+            .filter(|(iss, issuer)| {
+                other
+                    .by_iss
+                    .get(*iss)
+                    .is_some_and(|o| Arc::ptr_eq(o, issuer))
+            })
+            .count()
     }
 
     /// Every trusted issuer.
-    pub fn issuers(&self) -> impl Iterator<Item = &Arc<TrustedIssuer>> {
+    pub(crate) fn issuers(&self) -> impl Iterator<Item = &Arc<TrustedIssuer>> {
         self.by_iss.values()
     }
 
     /// Each issuer's name and whether its keys are loaded (a shared secret always is),
     /// sorted by name.
-    pub fn key_states(&self) -> Vec<(&str, bool)> {
+    pub(crate) fn key_states(&self) -> Vec<(&str, bool)> {
         let mut states: Vec<_> = self
             .issuers()
             .map(|i| (i.name(), i.key_set().is_none_or(|set| set.is_loaded())))
@@ -275,18 +383,32 @@ impl Verifier {
         states
     }
 
-    /// Starts one background task per published key set that keeps its keys fresh.
-    pub fn spawn_key_refresh(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        self.issuers()
-            .filter_map(|i| i.key_set().cloned())
-            .map(|set| tokio::spawn(set.keep_fresh()))
-            .collect()
+    /// Starts, for each published key set that has none yet, the background task that
+    /// keeps its keys fresh; it ends when its issuer is dropped (a reload that removed or
+    /// changed it, once no request uses the old one any more).
+    pub(crate) fn spawn_key_refresh(&self) {
+        for issuer in self.issuers() {
+            if let Some(set) = issuer.key_set() {
+                issuer
+                    .refresh
+                    .get_or_init(|| tokio::spawn(Arc::clone(set).keep_fresh()).abort_handle());
+            }
+        }
     }
 
-    /// Verifies a bearer token completely, or says why not.
-    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+    /// Verifies a bearer token completely, or says why not. A token that verified lately is
+    /// spared its signature check, and only that ([`super::verified`]).
+    pub(crate) async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
+        }
+        let digest = digest(token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(verified) = self.verified.get(&digest, now) {
+            match verified.issuer.recheck(&verified, now) {
+                Some(checked) => return checked,
+                None => self.verified.remove(&digest),
+            }
         }
         // Fails for `alg: none` and anything else jsonwebtoken does not implement.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
@@ -299,6 +421,12 @@ impl Verifier {
         let UnverifiedIssuer { iss } = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| AuthError::Malformed)?;
         let issuer = self.by_iss.get(&iss).ok_or(AuthError::UnknownIssuer)?;
-        issuer.verify(token, &header).await
+        let verified = issuer.verify(token, &header).await?;
+        let caller = verified.caller.clone();
+        self.verified.insert(digest, verified, now);
+        Ok(caller)
     }
 }
+
+#[cfg(test)]
+mod tests;

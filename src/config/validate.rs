@@ -1,7 +1,10 @@
 //! Checks that serde's types cannot express: cross-references, sizes, exclusive options.
 
 mod limits;
+mod operations;
 mod rules;
+
+pub(crate) use operations::deny_entry_problems;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -20,6 +23,21 @@ impl ConfigErrors {
     /// The file's syntax or types are wrong; `text` is the file, which is not quoted.
     pub(super) fn from_toml(error: &toml::de::Error, text: &str) -> Self {
         Self(vec![super::toml_error::describe(error, text)])
+    }
+
+    /// Every problem on one line, as a log line or a problem's detail wants it.
+    pub fn one_line(&self) -> String {
+        self.iter()
+            .map(|(path, message)| {
+                let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+                if path.is_empty() {
+                    message
+                } else {
+                    format!("{path}: {message}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// The problems as `(field path, message)` pairs.
@@ -50,6 +68,14 @@ impl std::error::Error for ConfigErrors {}
 struct Findings(Vec<(String, String)>);
 
 impl Findings {
+    fn into_result(self) -> Result<(), ConfigErrors> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(self.0))
+        }
+    }
+
     fn check(&mut self, ok: bool, path: impl Into<String>, message: impl Into<String>) {
         if !ok {
             self.0.push((path.into(), message.into()));
@@ -141,11 +167,8 @@ pub(super) fn validate(
     audit_sink(config, &mut f);
     rules::shadowed_rules(config, &mut f);
     limits::limits(config, &mut f);
-    if f.0.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigErrors(f.0))
-    }
+    operations::operations(config, &mut f);
+    f.into_result()
 }
 
 fn server(config: &Config, f: &mut Findings) {

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use super::{AwsError, AwsErrorKind, Issued};
 use crate::metrics::CacheMetrics;
+use crate::policy::CachedOwner;
 use lifetime::Lifetime;
 
 pub(crate) use key::{CacheKey, CacheMode, CallerScope};
@@ -63,9 +64,35 @@ pub(crate) struct Served {
 type Fetched = Result<Arc<Issued>, AwsError>;
 type Flight = Shared<BoxFuture<'static, Fetched>>;
 
+/// Whom a slot's credential was issued to, so that the kill switch can find it: the key
+/// itself is a digest.
+struct Owner {
+    rule: Box<str>,
+    issuer: Box<str>,
+    subject: Option<Box<str>>,
+}
+
+impl Owner {
+    fn new(owner: CachedOwner<'_>) -> Self {
+        Self {
+            rule: owner.rule.into(),
+            issuer: owner.issuer.into(),
+            subject: owner.subject.map(Into::into),
+        }
+    }
+
+    fn as_ref(&self) -> CachedOwner<'_> {
+        CachedOwner {
+            rule: &self.rule,
+            issuer: &self.issuer,
+            subject: self.subject.as_deref(),
+        }
+    }
+}
+
 /// One key's state: its credential, the fetch under way, the latest refresh failure.
-#[derive(Default)]
 struct Slot {
+    owner: Owner,
     entry: Option<(Arc<Issued>, Lifetime)>,
     flight: Option<Flight>,
     failed: Option<AwsError>,
@@ -73,6 +100,16 @@ struct Slot {
 }
 
 impl Slot {
+    fn new(owner: CachedOwner<'_>) -> Self {
+        Self {
+            owner: Owner::new(owner),
+            entry: None,
+            flight: None,
+            failed: None,
+            retry_at: None,
+        }
+    }
+
     fn usable(&self, now: Instant) -> Option<&(Arc<Issued>, Lifetime)> {
         self.entry.as_ref().filter(|(_, l)| l.usable(now))
     }
@@ -100,12 +137,13 @@ impl CredentialCache {
         }
     }
 
-    /// The credential for `key`: a cached one while it may be served, otherwise the result
-    /// of `fetch`, or of the fetch another request already started for the same key.
-    /// `fetch` is called only when this request has to start one.
+    /// The credential for `key`, which `owner` describes: a cached one while it may be
+    /// served, otherwise the result of `fetch`, or of the fetch another request already
+    /// started for the same key. `fetch` is called only when this request has to start one.
     pub(crate) async fn get<F, Fut>(
         self: &Arc<Self>,
         key: CacheKey,
+        owner: CachedOwner<'_>,
         fetch: F,
     ) -> Result<Served, AwsError>
     where
@@ -139,7 +177,7 @@ impl CredentialCache {
             if !slots.contains_key(&key) && slots.len() >= self.settings.max_entries {
                 self.make_room(&mut slots, now);
             }
-            let slot = slots.entry(key).or_default();
+            let slot = slots.entry(key).or_insert_with(|| Slot::new(owner));
             match &slot.flight {
                 Some(flight) => (flight.clone(), true),
                 None => {
@@ -190,7 +228,10 @@ impl CredentialCache {
         let now = Instant::now();
         let settings = &self.settings;
         let mut slots = self.lock();
-        let slot = slots.entry(key).or_default();
+        // Gone when the kill switch dropped it meanwhile: it must not come back.
+        let Some(slot) = slots.get_mut(&key) else {
+            return;
+        };
         slot.flight = None;
         match fetched {
             Ok(issued) => {
@@ -224,6 +265,16 @@ impl CredentialCache {
         if slot.dead(now) {
             slots.remove(&key);
         }
+    }
+
+    /// Drops every entry whose owner `doomed` says, with any fetch under way for it (its
+    /// waiting requests still get that fetch's answer, but the cache keeps nothing of it);
+    /// returns how many.
+    pub(crate) fn forget(&self, doomed: impl Fn(CachedOwner<'_>) -> bool) -> usize {
+        let mut slots = self.lock();
+        let before = slots.len();
+        slots.retain(|_, slot| !doomed(slot.owner.as_ref()));
+        before - slots.len()
     }
 
     /// Drops every entry that can no longer be served.

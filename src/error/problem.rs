@@ -38,6 +38,8 @@ pub(crate) enum ProblemType {
     AuditUnavailable,
     /// 503.
     AwsThrottled,
+    /// 503: the stored deny list could not be read or changed.
+    DenyListUnavailable,
     /// 503, from the readiness check.
     NotReady,
     /// 429: the caller's token bucket is empty.
@@ -66,6 +68,7 @@ impl ProblemType {
             Self::AwsFailed => ("aws-error", "AWS failed"),
             Self::AuditUnavailable => ("audit-unavailable", "Audit log unavailable"),
             Self::AwsThrottled => ("aws-throttled", "AWS is throttling"),
+            Self::DenyListUnavailable => ("deny-list-unavailable", "Deny list unavailable"),
             Self::NotReady => ("not-ready", "Not ready"),
             Self::RateLimited => ("rate-limited", "Too many requests"),
             Self::UpstreamCeiling => ("upstream-ceiling", "Too many AWS calls at once"),

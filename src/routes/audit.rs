@@ -8,7 +8,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::app::AppState;
+use crate::app::{AppState, Current};
 use crate::audit::Scope;
 use crate::auth::{AuthError, Caller};
 
@@ -42,17 +42,20 @@ impl FromRequestParts<AppState> for AuditReader {
     type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AuthError> {
+        let Ok(current) = Current::from_request_parts(parts, state).await;
         let caller = Caller::from_request_parts(parts, state).await?;
-        let admin = state
-            .audit_admins
-            .admits(&state.rules, &caller.issuer, &caller.claims);
+        // The kill switch takes an admin's powers too.
+        let admin = !current.is_denied(&caller)
+            && current
+                .audit_admins
+                .admits(&current.rules, &caller.issuer, &caller.claims);
         Ok(Self { caller, admin })
     }
 }
 
 /// When something happened, to the microsecond the audit log keeps, so that a value read
 /// here can be given back as `since` or `until` exactly.
-fn instant(time: DateTime<Utc>) -> String {
+pub(super) fn instant(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 

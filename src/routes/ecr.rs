@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use super::RequestMeta;
 use super::json_object::{BodyRejection, JsonObject};
-use crate::app::AppState;
+use crate::app::{AppState, Current};
 use crate::audit::{AuditError, AuditRecord, ChainEntry, Outcome};
 use crate::auth::{AuthError, Caller};
 use crate::credentials::Issued;
@@ -41,6 +41,7 @@ struct Wanted {
 /// response is built; if it cannot be, the caller gets 503 and no token.
 async fn post_authorization_token(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
@@ -49,13 +50,14 @@ async fn post_authorization_token(
         request,
         format: CredentialFormat::AuthorizationData,
     });
-    issue(state, meta, caller, wanted).await
+    issue(state, current, meta, caller, wanted).await
 }
 
 /// The password alone, for `docker login --username AWS --password-stdin HOST`; the query
 /// narrows the request as the issuing body does, and must leave exactly one endpoint.
 async fn get_login_password(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -71,13 +73,14 @@ async fn get_login_password(
                 "{QUERY_REFUSAL}a password is for one registry endpoint, and this request asks for {n}: narrow it to one region and one registry, or one of registries"
             ))),
         });
-    issue(state, meta, caller, wanted).await
+    issue(state, current, meta, caller, wanted).await
 }
 
 /// A Docker config.json, or with `format=kubernetes-secret` a Secret manifest holding one;
 /// the other parameters narrow the request as the issuing body does.
 async fn get_docker_config(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
@@ -89,7 +92,7 @@ async fn get_docker_config(
             format,
         })
     });
-    issue(state, meta, caller, wanted).await
+    issue(state, current, meta, caller, wanted).await
 }
 
 /// How every refusal of a query starts, as [`super::json_object`]'s do for bodies.
@@ -163,6 +166,7 @@ fn docker_config_format(pairs: &mut Vec<(String, String)>) -> Result<CredentialF
 /// credential in the format asked for.
 async fn issue(
     state: AppState,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     wanted: Result<Wanted, ApiError>,
@@ -173,7 +177,7 @@ async fn issue(
         // The refusal is recorded like any other, and nothing is written in any format.
         Err(error) => (Err(error), CredentialFormat::AuthorizationData),
     };
-    let committed = issue_and_record(state, meta, caller, request).await?;
+    let committed = issue_and_record(state, current, meta, caller, request).await?;
     Ok(format.render(&committed, request_id))
 }
 
@@ -222,14 +226,16 @@ impl Committed {
 /// is returned: the credential with its receipt, or the refusal.
 ///
 /// Runs to completion in its own task even when the client goes away or the request times
-/// out, so that every decision that reached AWS is recorded.
+/// out, so that every decision that reached AWS is recorded. `current` is the request's
+/// snapshot, on which it runs to its end whatever a reload does meanwhile.
 pub(super) async fn issue_and_record(
     state: AppState,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     request: Result<IssueRequest, ApiError>,
 ) -> Result<Committed, ApiError> {
-    let work = record_issuance(state, meta, caller, request);
+    let work = record_issuance(state, current, meta, caller, request);
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
@@ -237,6 +243,7 @@ pub(super) async fn issue_and_record(
 
 async fn record_issuance(
     state: AppState,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
     request: Result<IssueRequest, ApiError>,
@@ -252,7 +259,7 @@ async fn record_issuance(
             Ok(caller) => caller,
             // Without a verified caller there is nobody to charge but the client address.
             Err(error) => {
-                state
+                current
                     .rate_limits
                     .check_unauthenticated(record.client_addr)?;
                 return Err(error.into());
@@ -260,7 +267,10 @@ async fn record_issuance(
         };
         issuance::record_caller(&mut record, &caller);
         let request = request?;
-        state.issuer().issue(&mut record, &caller, &request).await
+        state
+            .issuer(&current)
+            .issue(&mut record, &caller, &request)
+            .await
     }
     .await;
     match outcome {

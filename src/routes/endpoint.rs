@@ -11,9 +11,9 @@ use crate::app::AppState;
 /// One operation the service serves: an HTTP method on a path, as the router matches it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
-    /// The method, `GET` or `POST`.
+    /// The method, `GET`, `POST` or `DELETE`.
     pub method: Method,
-    /// The path, in the router's syntax (which is also OpenAPI's while no path has parameters).
+    /// The path, in the router's syntax (which is also OpenAPI's: parameters as `{name}`).
     pub path: &'static str,
 }
 
@@ -50,6 +50,15 @@ impl Routes {
         self.on(Method::POST, path, handler)
     }
 
+    /// Serves `DELETE path` with `handler`.
+    pub(super) fn delete<H, T>(self, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.on(Method::DELETE, path, handler)
+    }
+
     /// Both sets of routes; axum panics at start-up if they overlap.
     pub(super) fn merge(mut self, other: Self) -> Self {
         self.router = self.router.merge(other.router);
@@ -74,7 +83,7 @@ impl Routes {
         T: 'static,
     {
         let filter = MethodFilter::try_from(method.clone())
-            .expect("get and post are methods axum can route");
+            .expect("get, post and delete are methods axum can route");
         self.router = self.router.route(path, on(filter, handler));
         self.endpoints.push(Endpoint { method, path });
         self

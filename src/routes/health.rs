@@ -47,7 +47,8 @@ async fn get_readyz(State(state): State<AppState>) -> Response {
         Ok(Ok(()))
     );
     let writer = state.audit.writer_running();
-    let issuers: BTreeMap<&str, &str> = state
+    let current = state.current();
+    let issuers: BTreeMap<&str, &str> = current
         .verifier
         .key_states()
         .into_iter()

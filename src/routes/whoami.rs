@@ -5,9 +5,10 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::RequestMeta;
-use crate::app::AppState;
+use crate::app::{AppState, Current};
 use crate::auth::{AuthError, Caller};
 use crate::config::WhoamiDetail;
+use crate::error::ApiError;
 use crate::policy::{Denial, Rule};
 use crate::routes::no_store_json;
 
@@ -24,6 +25,9 @@ struct WhoAmI {
     rule: Option<String>,
     /// What the matched rule lets this caller ask for.
     allowed: Option<Allowed>,
+    /// Whether the caller is on the deny list: then nothing is issued to it, whatever rule
+    /// matches.
+    denied: bool,
     /// Why the matched rule cannot be applied to this token, if it cannot.
     problem: Option<String>,
     /// The issuer's rules in order, up to the one that matched; with minimal detail only
@@ -66,6 +70,7 @@ struct ClaimMismatch {
 /// calling no AWS API: the answer to "why am I denied".
 async fn get_whoami(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     caller: Result<Caller, AuthError>,
 ) -> Result<Response, AuthError> {
@@ -73,7 +78,7 @@ async fn get_whoami(
     let full = state.server.whoami_detail == WhoamiDetail::Full;
     let mut rules = Vec::new();
     let mut matched = None;
-    for rule in state.rules.of_issuer(&caller.issuer) {
+    for rule in current.rules.of_issuer(&caller.issuer) {
         let mismatch = rule.first_mismatch(&caller.claims);
         rules.push(RuleCheck {
             name: rule.name.clone(),
@@ -92,7 +97,12 @@ async fn get_whoami(
     if matched.is_some() && !full {
         rules.clear();
     }
+    // Which entry denies it is the operators' business: the entry may name other callers.
+    let denied = current
+        .denial(&caller, matched.map(|r| r.name.as_str()))
+        .is_some();
     let (allowed, problem) = match matched.map(|rule| allowed(rule, &caller)) {
+        _ if denied => (None, Some(ApiError::DeniedByPolicy.to_string())),
         Some(Ok(allowed)) => (Some(allowed), None),
         Some(Err(denial)) => (None, Some(denial.to_string())),
         None => (None, None),
@@ -102,6 +112,7 @@ async fn get_whoami(
         subject: caller.subject,
         rule: matched.map(|r| r.name.clone()),
         allowed,
+        denied,
         problem,
         rules,
         request_id: meta.request_id,

@@ -121,3 +121,93 @@ async fn a_nul_in_a_claim_is_stored_escaped_and_never_sinks_its_neighbours() {
     assert_eq!(row["http_status"], odd_status);
     crate::chain::verifies(&app.database_url, &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_column_is_stored_as_appended_whatever_its_text_holds() {
+    use ecr_token_broker::{AppendBounds, AuditRecord, ChainAppender, ChainKey, Outcome};
+    use secrecy::SecretString;
+
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    // Text that Postgres's array syntax gives a meaning to, in every list column.
+    let awkward: Vec<String> = [
+        "",
+        "NULL",
+        "a,b",
+        "{x}",
+        "q\"uote",
+        "back\\slash",
+        " sp ",
+        "é✓",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let mut record = AuditRecord::start(
+        "all-columns",
+        Some("::1".parse().unwrap()),
+        Some("ua \"x\""),
+    );
+    record.issuer = Some("ci".to_owned());
+    record.subject = Some("sub \\ \"".to_owned());
+    record.rule = Some("r".to_owned());
+    record.role_arn = Some("arn:aws:iam::123456789012:role/ecr".to_owned());
+    record.session_name = Some("s".to_owned());
+    record.regions = awkward.clone();
+    record.registry_ids = awkward.clone();
+    record.access = Some("push".to_owned());
+    record.repositories = Some(awkward.clone());
+    record.session_tags = [("k\"".to_owned(), "v\\".to_owned())].into_iter().collect();
+    record.proxy_endpoints = awkward.clone();
+    record.expires_at = Some(record.occurred_at + chrono::Duration::hours(1));
+    record.token_fingerprints = awkward.clone();
+    record.fingerprint_key_id = Some("k1".to_owned());
+    record.from_cache = true;
+    record.upstream_error = Some("aws_throttled:AssumeRole".to_owned());
+    record.caller_request_id = Some("caller-1".to_owned());
+    record.decide(Outcome::Issued, "issued", 200);
+    let mut empty = AuditRecord::start("no-optional-columns", None, None);
+    empty.decide(Outcome::Denied, "missing_token", 401);
+    empty.repositories = Some(Vec::new());
+
+    let key = ChainKey::new(&SecretString::from(crate::helpers::CHAIN_KEY));
+    let mut appender = ChainAppender::new(&db, &AppendBounds::default());
+    // The first batch takes the long way (the head is read), the second one round trip.
+    let first = appender.append(&key, &[&record, &empty]).await.unwrap();
+    let second = appender.append(&key, &[&empty, &record]).await.unwrap();
+    assert_eq!(first.len() + second.len(), 4);
+    db.close().await;
+
+    let rows = app.audit_rows().await;
+    assert_eq!(rows.len(), 4);
+    for row in [&rows[0], &rows[3]] {
+        assert_eq!(row["request_id"], "all-columns");
+        for list in ["regions", "registry_ids", "repositories", "proxy_endpoints"] {
+            assert_eq!(row[list], serde_json::json!(awkward), "{list}");
+        }
+        assert_eq!(row["token_fingerprints"], serde_json::json!(awkward));
+        assert_eq!(row["session_tags"], serde_json::json!({"k\"": "v\\"}));
+        assert_eq!(row["subject"], "sub \\ \"");
+        assert_eq!(row["user_agent"], "ua \"x\"");
+        assert_eq!(row["client_addr"], "::1");
+        assert_eq!(row["http_status"], 200);
+        assert_eq!(row["from_cache"], true);
+        assert_eq!(row["upstream_error"], "aws_throttled:AssumeRole");
+        assert_eq!(row["caller_request_id"], "caller-1");
+        assert!(row["expires_at"].is_string());
+    }
+    for row in [&rows[1], &rows[2]] {
+        assert_eq!(row["request_id"], "no-optional-columns");
+        assert_eq!(row["regions"], serde_json::json!([]));
+        assert_eq!(row["repositories"], serde_json::json!([]));
+        for absent in [
+            "issuer",
+            "session_tags",
+            "expires_at",
+            "client_addr",
+            "shed",
+        ] {
+            assert!(row[absent].is_null(), "{absent}");
+        }
+    }
+    crate::chain::verifies(&app.database_url, &[]).await;
+}

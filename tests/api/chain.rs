@@ -430,7 +430,7 @@ async fn migrate_keeps_partitions_ready_for_the_coming_months() {
 }
 
 /// A login role in the service's group role, unique to the test, which drops it.
-async fn service_login_role(admin: &PgPool) -> String {
+pub(crate) async fn service_login_role(admin: &PgPool) -> String {
     let name = format!("ecrtb_app_{}", uuid::Uuid::new_v4().simple());
     // The name is ours (a UUID), not input.
     sqlx::query(&format!(
@@ -442,13 +442,13 @@ async fn service_login_role(admin: &PgPool) -> String {
     name
 }
 
-fn url_as(database_url: &str, role: &str) -> String {
+pub(crate) fn url_as(database_url: &str, role: &str) -> String {
     let mut url = reqwest::Url::parse(database_url).unwrap();
     url.set_username(role).unwrap();
     url.to_string()
 }
 
-fn is_permission_denied(error: &sqlx::Error) -> bool {
+pub(crate) fn is_permission_denied(error: &sqlx::Error) -> bool {
     error
         .as_database_error()
         .is_some_and(|e| e.code().as_deref() == Some("42501"))

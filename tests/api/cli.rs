@@ -291,6 +291,51 @@ cache = "shared"
     );
 }
 
+#[test]
+fn check_config_checks_the_kill_switch_and_reload_settings() {
+    let message = refused_config(&format!(
+        "{BASE}{CI_ISSUER}{}",
+        r#"
+[[rules]]
+name = "push"
+issuer = "ci"
+claims = { sub = "a" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1"]
+
+[admin]
+rules = ["push", "nope"]
+deny_poll_interval_secs = 0
+
+[reload]
+watch_interval_secs = 7200
+
+[[deny]]
+reason = "nothing named"
+
+[[deny]]
+issuer = "gitlab"
+rule = "pull"
+subject = "repo:[broken"
+claims = { ref = [] }
+"#
+    ));
+    assert_mentions(
+        &message,
+        &[
+            "admin.rules[1]: no rule is named \"nope\"",
+            "admin.deny_poll_interval_secs: must be 1 to 300",
+            "reload.watch_interval_secs: must be 0 (off) to 3600",
+            "deny[0]: name at least one of issuer, subject, rule, claims",
+            "deny[1].issuer: unknown issuer \"gitlab\"",
+            "deny[1].rule: no rule is named \"pull\"",
+            "deny[1].subject: pattern \"repo:[broken\"",
+            "deny[1].claims.ref: an empty list can never match",
+        ],
+    );
+    assert!(!message.contains("admin.rules[0]"), "{message}");
+}
+
 #[tokio::test]
 async fn migrate_creates_the_schema_and_is_idempotent() {
     let url = crate::helpers::empty_database().await;

@@ -114,6 +114,14 @@ async fn cors_lets_the_portal_in_and_no_one_else() {
             .get("access-control-allow-credentials")
             .is_none()
     );
+    // An admin in the portal lifts a deny entry with DELETE.
+    let allowed_methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_uppercase();
+    for method in ["GET", "POST", "DELETE"] {
+        assert!(allowed_methods.contains(method), "{allowed_methods}");
+    }
 
     let other = preflight("https://evil.example.com").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());

@@ -57,6 +57,24 @@ pub fn admin_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// Every audit row of the database at `database_url`, oldest first, as JSON objects.
+pub async fn audit_rows_in(database_url: &str) -> Vec<Value> {
+    let db = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(database_url)
+        .await
+        .expect("connect test database");
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT row_to_json(a)::text FROM audit_events a ORDER BY id")
+            .fetch_all(&db)
+            .await
+            .expect("read audit rows");
+    db.close().await;
+    rows.iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect()
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -129,6 +147,7 @@ pub struct TestAppBuilder {
     database: String,
     audit: String,
     prepare_issuer: Option<PrepareIssuer>,
+    issuer: Option<TestIssuer>,
 }
 
 /// Limits far above what any test sends, so that only the tests about limits meet them
@@ -182,6 +201,12 @@ impl TestAppBuilder {
     /// More `[[issuers]]` entries; `{issuer}` and `{jwks_uri}` expand to the test issuer's.
     pub fn extra_issuers(mut self, toml: &str) -> Self {
         self.extra_issuers = toml.to_owned();
+        self
+    }
+
+    /// Trust this issuer (another app's) instead of a fresh one.
+    pub fn issuer(mut self, issuer: TestIssuer) -> Self {
+        self.issuer = Some(issuer);
         self
     }
 
@@ -295,7 +320,10 @@ impl TestAppBuilder {
             Some(FaultProxy::start(&moto.url, self.faults).await)
         };
         let aws_endpoint = proxy.as_ref().map_or(moto.url.clone(), |p| p.url.clone());
-        let issuer = TestIssuer::start().await;
+        let issuer = match self.issuer {
+            Some(issuer) => issuer,
+            None => TestIssuer::start().await,
+        };
         if let Some(prepare) = self.prepare_issuer {
             prepare(&issuer);
         }
@@ -412,6 +440,7 @@ jwks_min_refresh_interval_secs = 1
             .expect("start the service binary");
         let service = ServiceProcess {
             address: format!("http://127.0.0.1:{port}"),
+            config_text: p.text,
             child,
             database_url: p.database_url,
             _moto: p.moto,
@@ -491,6 +520,8 @@ jwks_min_refresh_interval_secs = 1
 /// The service running as its own process.
 pub struct ServiceProcess {
     pub address: String,
+    /// The config it was started with.
+    pub config_text: String,
     pub child: tokio::process::Child,
     pub database_url: String,
     pub issuer: TestIssuer,
@@ -503,6 +534,55 @@ impl ServiceProcess {
     /// What the service has logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+
+    /// Replaces the config file as a ConfigMap update does: the new file is written beside
+    /// it and renamed over it, so the service never reads half a file.
+    pub fn write_config(&self, text: &str) {
+        let next = self.dir.path().join("config.toml.next");
+        std::fs::write(&next, text).expect("write the new config");
+        std::fs::rename(&next, self.dir.path().join("config.toml")).expect("swap the config");
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        let pid = self.child.id().expect("the service runs").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {pid}");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("wait on the service")
+            .is_none()
+    }
+
+    /// `POST /v1/ecr/authorization-token` with this bearer token.
+    pub async fn issue(&self, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(format!("{}/v1/ecr/authorization-token", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the service answers")
+    }
+
+    /// `GET /v1/whoami` with this bearer token, as JSON.
+    pub async fn whoami(&self, token: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/v1/whoami", self.address))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("the service answers")
+            .json()
+            .await
+            .expect("whoami answers JSON")
     }
 
     /// What the service has written to its standard output so far.
@@ -556,6 +636,7 @@ impl TestApp {
             database: String::new(),
             audit: String::new(),
             prepare_issuer: None,
+            issuer: None,
         }
     }
 
@@ -649,16 +730,7 @@ impl TestApp {
 
     /// Every audit row, oldest first, as JSON objects.
     pub async fn audit_rows(&self) -> Vec<Value> {
-        let db = self.db().await;
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT row_to_json(a)::text FROM audit_events a ORDER BY id")
-                .fetch_all(&db)
-                .await
-                .expect("read audit rows");
-        db.close().await;
-        rows.iter()
-            .map(|r| serde_json::from_str(r).unwrap())
-            .collect()
+        audit_rows_in(&self.database_url).await
     }
 
     /// The one audit row of a request.

@@ -6,10 +6,22 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::Findings;
-use crate::config::{ClaimPattern, Config, RuleConfig};
+use crate::config::{ClaimPattern, ClaimPatterns, Config, RuleConfig};
 use crate::credentials::cache::CacheMode;
 use crate::domain::RepositoryPattern;
 use crate::policy::{ClaimMatcher, SessionTagTemplates, Template, ValueRule};
+
+/// One claim's patterns, at `path`: not an empty list, and each compiles.
+pub(super) fn claim_patterns(claim: &str, patterns: &ClaimPatterns, path: &str, f: &mut Findings) {
+    f.check(
+        !patterns.as_slice().is_empty(),
+        path,
+        "an empty list can never match",
+    );
+    if let Err(e) = ClaimMatcher::new(claim, patterns.as_slice()) {
+        f.check(false, path, e.to_string());
+    }
+}
 
 pub(super) fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut Findings) {
     let issuer = config.issuers.iter().find(|i| i.name == rule.issuer);
@@ -49,15 +61,7 @@ pub(super) fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut F
         "name at least one claim; to accept every token of the issuer say so with sub = \"*\"",
     );
     for (claim, patterns) in &rule.claims {
-        let path = format!("{at}.claims.{claim}");
-        f.check(
-            !patterns.as_slice().is_empty(),
-            &path,
-            "an empty list can never match",
-        );
-        if let Err(e) = ClaimMatcher::new(claim, patterns.as_slice()) {
-            f.check(false, &path, e.to_string());
-        }
+        claim_patterns(claim, patterns, &format!("{at}.claims.{claim}"), f);
     }
     f.check(
         !rule.regions.is_empty(),

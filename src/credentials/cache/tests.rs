@@ -33,6 +33,13 @@ fn key(n: u8) -> CacheKey {
     CacheKey([n; 32])
 }
 
+/// Whom the tests' entries belong to, unless a test says otherwise.
+const OWNER: CachedOwner<'static> = CachedOwner {
+    rule: "r",
+    issuer: "ci",
+    subject: Some("alice"),
+};
+
 fn issued(life: Duration) -> Issued {
     Issued {
         data: Vec::new(),
@@ -85,7 +92,7 @@ impl Upstream {
 }
 
 async fn get(cache: &Arc<CredentialCache>, upstream: &Upstream) -> Result<Served, AwsError> {
-    cache.get(key(1), upstream.fetch()).await
+    cache.get(key(1), OWNER, upstream.fetch()).await
 }
 
 /// Lets spawned fetches run to completion on the paused clock.
@@ -290,7 +297,10 @@ async fn a_panicking_fetch_ends_its_flight() {
         panic!("a bug in a fetch")
     }
 
-    let error = cache.get(key(1), || async { buggy() }).await.unwrap_err();
+    let error = cache
+        .get(key(1), OWNER, || async { buggy() })
+        .await
+        .unwrap_err();
 
     assert_eq!(error.kind, AwsErrorKind::Unavailable);
     assert!(!get(&cache, &upstream).await.unwrap().from_cache);
@@ -302,11 +312,11 @@ async fn the_cache_holds_at_most_max_entries_keys() {
     let upstream = Upstream::new();
 
     for n in 0..=255 {
-        cache.get(key(n), upstream.fetch()).await.unwrap();
+        cache.get(key(n), OWNER, upstream.fetch()).await.unwrap();
         assert!(cache.len() <= 32, "{} keys after {n}", cache.len());
     }
 
-    let newest = cache.get(key(255), upstream.fetch()).await.unwrap();
+    let newest = cache.get(key(255), OWNER, upstream.fetch()).await.unwrap();
     assert!(newest.from_cache, "the newest key is kept");
 }
 
@@ -314,22 +324,22 @@ async fn the_cache_holds_at_most_max_entries_keys() {
 async fn the_entries_closest_to_their_end_are_evicted_first() {
     let cache = cache(2);
     let upstream = Upstream::new();
-    cache.get(key(1), upstream.fetch()).await.unwrap();
+    cache.get(key(1), OWNER, upstream.fetch()).await.unwrap();
     tokio::time::advance(Duration::from_secs(10)).await;
-    cache.get(key(2), upstream.fetch()).await.unwrap();
+    cache.get(key(2), OWNER, upstream.fetch()).await.unwrap();
 
-    cache.get(key(3), upstream.fetch()).await.unwrap();
+    cache.get(key(3), OWNER, upstream.fetch()).await.unwrap();
 
     assert!(
         cache
-            .get(key(2), upstream.fetch())
+            .get(key(2), OWNER, upstream.fetch())
             .await
             .unwrap()
             .from_cache
     );
     assert!(
         cache
-            .get(key(3), upstream.fetch())
+            .get(key(3), OWNER, upstream.fetch())
             .await
             .unwrap()
             .from_cache
@@ -342,7 +352,7 @@ async fn expired_entries_are_swept() {
     let cache = cache(100);
     let upstream = Upstream::new();
     for n in 0..10 {
-        cache.get(key(n), upstream.fetch()).await.unwrap();
+        cache.get(key(n), OWNER, upstream.fetch()).await.unwrap();
     }
     let sweeper = cache.spawn_sweeper(Duration::from_secs(30));
 
@@ -354,4 +364,45 @@ async fn expired_entries_are_swept() {
 
     assert!(cache.is_empty());
     sweeper.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn forgetting_an_owner_drops_its_entries_and_a_fetch_under_way_stays_out() {
+    let cache = cache(100);
+    let upstream = Upstream::new();
+    let bob = CachedOwner {
+        subject: Some("bob"),
+        ..OWNER
+    };
+    cache.get(key(1), OWNER, upstream.fetch()).await.unwrap();
+    cache.get(key(2), bob, upstream.fetch()).await.unwrap();
+    // A fetch of alice's under way when she is denied.
+    let slow = Upstream {
+        latency: Duration::from_secs(5),
+        ..upstream.clone()
+    };
+    let in_flight = {
+        let cache = Arc::clone(&cache);
+        tokio::spawn(async move { cache.get(key(3), OWNER, slow.fetch()).await })
+    };
+    tokio::task::yield_now().await;
+
+    let dropped = cache.forget(|owner| owner.subject == Some("alice"));
+
+    assert_eq!(dropped, 2);
+    assert!(
+        in_flight.await.unwrap().is_ok(),
+        "the waiting request gets its answer"
+    );
+    settle().await;
+    assert_eq!(
+        cache.len(),
+        1,
+        "only bob's entry is left; the finished fetch was not kept"
+    );
+    let again = cache.get(key(1), OWNER, upstream.fetch()).await.unwrap();
+    assert!(
+        !again.from_cache,
+        "alice's credential is fetched anew, not served"
+    );
 }

@@ -361,7 +361,7 @@ mod tests {
             (&[("limit", "201")], "`limit`"),
             (
                 &[("outcome", "granted")],
-                "`outcome`: must be issued, denied or error",
+                "`outcome`: must be issued, denied, error or admin",
             ),
             (&[("since", "yesterday")], "`since`: must be an RFC 3339"),
             (&[("until", "2026-11-23T21:04:05 01:00")], "send it as %2B"),

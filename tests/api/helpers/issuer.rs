@@ -96,15 +96,20 @@ struct Published {
     redirects: Arc<AtomicUsize>,
 }
 
+/// The issuer: clones share one server, which stops when the last of them is dropped
+/// (services that share a database may trust the same issuer).
+#[derive(Clone)]
 pub struct TestIssuer {
     pub url: String,
     published: Published,
-    server: tokio::task::JoinHandle<()>,
+    _server: Arc<ServerTask>,
 }
 
-impl Drop for TestIssuer {
+struct ServerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ServerTask {
     fn drop(&mut self) {
-        self.server.abort();
+        self.0.abort();
     }
 }
 
@@ -144,7 +149,7 @@ impl TestIssuer {
         Self {
             url,
             published,
-            server,
+            _server: Arc::new(ServerTask(server)),
         }
     }
 
@@ -155,6 +160,16 @@ impl TestIssuer {
     /// Adds a key to the published set, as an issuer does when it rotates.
     pub fn publish(&self, key: &SigningKey) {
         self.published.keys.lock().unwrap().push(key.jwk());
+    }
+
+    /// Stops publishing `key`, as an issuer does when it retires a key.
+    pub fn retire(&self, key: &SigningKey) {
+        let kid = Some(key.kid.clone());
+        self.published
+            .keys
+            .lock()
+            .unwrap()
+            .retain(|jwk| jwk.common.key_id != kid);
     }
 
     /// How often the JWKS was fetched.

@@ -4,22 +4,22 @@ use serde_json::{Map, Value};
 
 use super::Rules;
 
-/// The rules whose callers administer the audit log (`[audit] admin_rules`): they read every
-/// caller's records and look up tokens.
+/// The rules whose callers administer something: the audit log (`[audit] admin_rules`:
+/// they read every caller's records and look up tokens) or the deny list (`[admin] rules`).
 ///
-/// A caller is an audit admin when its first matching rule, the one that also decides what
+/// A caller is an admin when its first matching rule, the one that also decides what
 /// it may be issued, is one of them. An admin rule that an earlier rule shadows for some
 /// caller makes no admin of that caller, exactly as it would issue nothing to it.
 #[derive(Debug, Default)]
-pub(crate) struct AuditAdmins(HashSet<String>);
+pub(crate) struct AdminRules(HashSet<String>);
 
-impl AuditAdmins {
-    /// Callers of the rules named `rule_names` are audit admins.
+impl AdminRules {
+    /// Callers of the rules named `rule_names` are admins.
     pub(crate) fn new(rule_names: &[String]) -> Self {
         Self(rule_names.iter().cloned().collect())
     }
 
-    /// Whether a verified caller of `issuer` with these claims is an audit admin.
+    /// Whether a verified caller of `issuer` with these claims is an admin.
     pub(crate) fn admits(&self, rules: &Rules, issuer: &str, claims: &Map<String, Value>) -> bool {
         rules
             .first_match(issuer, claims)
@@ -45,12 +45,12 @@ mod tests {
     fn only_the_first_matching_rule_counts() {
         let rules =
             Rules::compile(&[rule_config("acme", "acme"), rule_config("auditors", "*")]).unwrap();
-        let admins = AuditAdmins::new(&["auditors".to_owned()]);
+        let admins = AdminRules::new(&["auditors".to_owned()]);
 
         assert!(admins.admits(&rules, "ci", &claims("platform")));
         // "auditors" matches acme too, but "acme" comes first.
         assert!(!admins.admits(&rules, "ci", &claims("acme")));
         assert!(!admins.admits(&rules, "portal", &claims("platform")));
-        assert!(!AuditAdmins::default().admits(&rules, "ci", &claims("platform")));
+        assert!(!AdminRules::default().admits(&rules, "ci", &claims("platform")));
     }
 }

@@ -1,0 +1,129 @@
+//! The reloadable part of the state, replaced as a whole by a config reload or a new read
+//! of the stored deny list, and loaded once by each request when it starts, so that a
+//! request runs to its end on the config it started with.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::AppState;
+use crate::auth::{Caller, Verifier};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::policy::{AdminRules, DenyEntry, DenyList, Rules};
+use crate::rate_limit::RateLimits;
+
+/// Everything a config reload may change, and the stored deny list.
+#[derive(Clone)]
+pub(crate) struct Snapshot {
+    /// Verifies bearer JWTs.
+    pub verifier: Arc<Verifier>,
+    /// The ordered rules.
+    pub rules: Arc<Rules>,
+    /// Which rules' callers administer the audit log.
+    pub audit_admins: Arc<AdminRules>,
+    /// Which rules' callers administer the deny list.
+    pub deny_admins: Arc<AdminRules>,
+    /// Each caller's token bucket on the issuing endpoint.
+    pub rate_limits: Arc<RateLimits>,
+    /// `[[deny]]` of the config.
+    pub deny: Arc<DenyList>,
+    /// The deny list stored in the database, as last read.
+    pub stored_deny: Arc<DenyList>,
+    /// The configured issuers' and rules' names, which deny entries may name.
+    pub names: Arc<Names>,
+}
+
+/// The names deny entries may refer to.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    /// Issuers' configured names.
+    pub issuers: Vec<String>,
+    /// Rules' names.
+    pub rules: Vec<String>,
+}
+
+impl Snapshot {
+    /// The snapshot of a validated config. With `previous`, what did not change is kept:
+    /// issuers (with their keys), and rate limit buckets when the limits are the same; the
+    /// stored deny list is always the previous one's, until the next read replaces it.
+    pub(crate) fn build(
+        config: &Config,
+        previous: Option<&Self>,
+        http: &reqwest::Client,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        let verifier = match previous {
+            Some(previous) => previous.verifier.renewed(&config.issuers, http, metrics)?,
+            None => Verifier::new(&config.issuers, http, metrics)?,
+        };
+        verifier.spawn_key_refresh();
+        let rate_limits = match previous {
+            Some(previous) => previous
+                .rate_limits
+                .renewed(&config.rate_limit, &config.rules),
+            None => Arc::new(RateLimits::new(&config.rate_limit, &config.rules)),
+        };
+        Ok(Self {
+            verifier: Arc::new(verifier),
+            rules: Arc::new(Rules::compile(&config.rules).context("compiling rules")?),
+            audit_admins: Arc::new(AdminRules::new(&config.audit.admin_rules)),
+            deny_admins: Arc::new(AdminRules::new(&config.admin.rules)),
+            rate_limits,
+            deny: Arc::new(DenyList::compile(&config.deny).context("compiling [[deny]]")?),
+            stored_deny: previous
+                .map(|p| Arc::clone(&p.stored_deny))
+                .unwrap_or_default(),
+            names: Arc::new(Names {
+                issuers: config.issuers.iter().map(|i| i.name.clone()).collect(),
+                rules: config.rules.iter().map(|r| r.name.clone()).collect(),
+            }),
+        })
+    }
+
+    /// The deny entry that refuses `caller`, whose first matching rule is `rule`, if any:
+    /// the config's first, then the stored ones.
+    pub(crate) fn denial(&self, caller: &Caller, rule: Option<&str>) -> Option<&DenyEntry> {
+        self.deny
+            .first_denial(caller, rule)
+            .or_else(|| self.stored_deny.first_denial(caller, rule))
+    }
+
+    /// Whether a caller is denied: the config's `[[deny]]` and the stored deny list are
+    /// checked after the token is verified and before any rule may grant anything.
+    pub(crate) fn is_denied(&self, caller: &Caller) -> bool {
+        let rule = self.rules.first_match(&caller.issuer, &caller.claims);
+        self.denial(caller, rule.map(|r| r.name.as_str())).is_some()
+    }
+}
+
+/// The request's snapshot: loaded by whichever extractor asks first, and the same for
+/// everything else in the request.
+#[derive(Clone)]
+pub(crate) struct Current(pub Arc<Snapshot>);
+
+impl FromRequestParts<AppState> for Current {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(current) = parts.extensions.get::<Self>() {
+            return Ok(current.clone());
+        }
+        let current = Self(state.snapshot.load_full());
+        parts.extensions.insert(current.clone());
+        Ok(current)
+    }
+}
+
+impl std::ops::Deref for Current {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}

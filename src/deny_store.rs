@@ -1,0 +1,286 @@
+//! The stored deny list: entries that deny list admins add through `POST /v1/admin/deny`,
+//! kept in Postgres (`deny_entries`) so that every replica sharing the database honours
+//! them. Each replica reads the entries in force every `[admin] deny_poll_interval_secs`
+//! into its snapshot, at once after a change of its own, and as soon as a change is
+//! announced (LISTEN/NOTIFY); polling is the guarantee, the announcement a wake-up.
+//!
+//! Plain `query`/`query_as` with the column list spelled once here, as the audit store
+//! does: every statement is run by the API tests.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use sqlx::types::Json;
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::config::{ClaimPatterns, DenyEntryConfig};
+use crate::policy::{DenyEntry, DenyList, DenySource};
+
+/// The channel a change is announced on, so that replicas need not wait for their poll.
+const CHANNEL: &str = "ecr_token_broker_deny_entries";
+
+/// Every column of `deny_entries`, in [`StoredEntry`]'s order.
+const COLUMNS: &str = "id, issuer, subject, rule, claims, reason, expires_at, added_at, \
+     added_by_issuer, added_by_subject, request_id, removed_at, removed_by_issuer, removed_by_subject";
+
+/// One row of `deny_entries`.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct StoredEntry {
+    /// Its id.
+    pub id: i64,
+    /// The issuer's configured name.
+    pub issuer: String,
+    /// The subject's patterns.
+    pub subject: Option<Json<ClaimPatterns>>,
+    /// The caller's first matching rule.
+    pub rule: Option<String>,
+    /// Claim matchers.
+    pub claims: Json<BTreeMap<String, ClaimPatterns>>,
+    /// Why it was added.
+    pub reason: String,
+    /// When it stops denying, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was added.
+    pub added_at: DateTime<Utc>,
+    /// The issuer of the admin who added it.
+    pub added_by_issuer: String,
+    /// The subject of the admin who added it.
+    pub added_by_subject: String,
+    /// The request that added it.
+    pub request_id: String,
+    /// When it was removed, if it was.
+    pub removed_at: Option<DateTime<Utc>>,
+    /// The issuer of the admin who removed it.
+    pub removed_by_issuer: Option<String>,
+    /// The subject of the admin who removed it.
+    pub removed_by_subject: Option<String>,
+}
+
+impl StoredEntry {
+    /// What it matches, in the config's `[[deny]]` shape.
+    pub(crate) fn matcher(&self) -> DenyEntryConfig {
+        DenyEntryConfig {
+            issuer: Some(self.issuer.clone()),
+            subject: self.subject.as_ref().map(|s| s.0.clone()),
+            rule: self.rule.clone(),
+            claims: self.claims.0.clone(),
+            reason: Some(self.reason.clone()),
+        }
+    }
+}
+
+/// An entry to add: a validated matcher with its issuer and reason, and who adds it.
+pub(crate) struct NewEntry<'a> {
+    /// What it matches; `issuer` and `reason` are set.
+    pub matcher: &'a DenyEntryConfig,
+    /// When it stops denying, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The admin's issuer.
+    pub by_issuer: &'a str,
+    /// The admin's subject.
+    pub by_subject: &'a str,
+    /// The request adding it.
+    pub request_id: &'a str,
+}
+
+/// The admin who removes an entry.
+pub(crate) struct Remover<'a> {
+    /// The admin's issuer.
+    pub issuer: &'a str,
+    /// The admin's subject.
+    pub subject: &'a str,
+}
+
+/// The `deny_entries` table: changes through the writers' pool, reads through the
+/// read-only one.
+#[derive(Debug)]
+pub(crate) struct DenyStore {
+    pool: PgPool,
+    read_pool: PgPool,
+    /// Held from reading the entries to installing them, so that a slower, older read
+    /// never replaces a newer one.
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl DenyStore {
+    /// The store in the database behind these pools.
+    pub(crate) fn new(pool: PgPool, read_pool: PgPool) -> Self {
+        Self {
+            pool,
+            read_pool,
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Starts adding `entry`: the row is inserted in the returned transaction, which the
+    /// caller commits once the change is in the audit log, so that no change goes
+    /// unrecorded.
+    pub(crate) async fn add(
+        &self,
+        entry: &NewEntry<'_>,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, StoredEntry), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let m = entry.matcher;
+        let row = sqlx::query_as::<_, StoredEntry>(&format!(
+            "INSERT INTO deny_entries (issuer, subject, rule, claims, reason, expires_at, \
+             added_by_issuer, added_by_subject, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+        ))
+        .bind(m.issuer.as_deref().unwrap_or_default())
+        .bind(m.subject.as_ref().map(Json))
+        .bind(m.rule.as_deref())
+        .bind(Json(&m.claims))
+        .bind(m.reason.as_deref().unwrap_or_default())
+        .bind(entry.expires_at)
+        .bind(entry.by_issuer)
+        .bind(entry.by_subject)
+        .bind(entry.request_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        announce(&mut tx).await?;
+        Ok((tx, row))
+    }
+
+    /// Starts removing entry `id`, in the returned transaction as [`DenyStore::add`] does;
+    /// `None` when no entry in force has that id.
+    pub(crate) async fn remove(
+        &self,
+        id: i64,
+        by: &Remover<'_>,
+    ) -> Result<Option<(sqlx::Transaction<'static, sqlx::Postgres>, StoredEntry)>, sqlx::Error>
+    {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query_as::<_, StoredEntry>(&format!(
+            "UPDATE deny_entries SET removed_at = now(), removed_by_issuer = $2, \
+             removed_by_subject = $3 WHERE id = $1 AND removed_at IS NULL RETURNING {COLUMNS}"
+        ))
+        .bind(id)
+        .bind(by.issuer)
+        .bind(by.subject)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_some() {
+            announce(&mut tx).await?;
+        }
+        Ok(row.map(|row| (tx, row)))
+    }
+
+    /// A connection listening for announced changes, when the database can be reached.
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen(CHANNEL).await.ok()?;
+        Some(listener)
+    }
+
+    /// Every entry not removed (expired ones included, so that the list can show them),
+    /// oldest first.
+    pub(crate) async fn not_removed(&self) -> Result<Vec<StoredEntry>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM deny_entries WHERE removed_at IS NULL ORDER BY id"
+        ))
+        .fetch_all(&self.read_pool)
+        .await
+    }
+
+    async fn in_force(&self) -> Result<Vec<StoredEntry>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM deny_entries WHERE removed_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > now()) ORDER BY id"
+        ))
+        .fetch_all(&self.read_pool)
+        .await
+    }
+}
+
+/// Announces a change to every replica's listener; Postgres delivers it when (and only if)
+/// the transaction commits.
+async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// Compiles stored rows; one that no longer compiles (a pattern a newer version refuses)
+/// is left out, with a warning, rather than keeping all the others out.
+fn compile(rows: &[StoredEntry]) -> DenyList {
+    DenyList::new(
+        rows.iter()
+            .filter_map(|row| {
+                DenyEntry::compile(&row.matcher(), DenySource::Stored(row.id), row.expires_at)
+                    .inspect_err(|error| {
+                        tracing::warn!(id = row.id, %error, "a stored deny entry does not compile; it is ignored");
+                    })
+                    .ok()
+            })
+            .collect(),
+    )
+}
+
+/// Reads the entries in force and installs them in the snapshot, unless they are the ones
+/// installed already; then drops the cached credentials they deny.
+pub(crate) async fn refresh(state: &AppState) -> Result<(), sqlx::Error> {
+    let store = &state.deny_store;
+    let _one_at_a_time = store.refresh.lock().await;
+    let rows = store.in_force().await?;
+    let list = compile(&rows);
+    let installed: Vec<DenySource> = state.current().stored_deny.sources().collect();
+    if installed == list.sources().collect::<Vec<_>>() {
+        return Ok(());
+    }
+    let entries = rows.len();
+    let dropped = state.install_stored_deny(Arc::new(list));
+    tracing::info!(
+        entries,
+        dropped_credentials = dropped,
+        "stored deny list changed"
+    );
+    Ok(())
+}
+
+/// Refreshes every `every`, and when another replica announces a change, until aborted.
+/// The poll is the guarantee: an announcement lost with its connection is caught up by
+/// the next poll, and the listener is connected again. A failing read keeps the entries
+/// read last in force, and is logged when it starts failing, not at every attempt.
+pub(crate) fn spawn_poller(state: AppState, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        let mut listener: Option<PgListener> = None;
+        loop {
+            let announced = async {
+                match listener.as_mut() {
+                    Some(listener) => listener.recv().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = ticks.tick() => {
+                    if listener.is_none() {
+                        listener = state.deny_store.listen().await;
+                    }
+                }
+                heard = announced => {
+                    if !heard {
+                        listener = None;
+                    }
+                }
+            }
+            match refresh(&state).await {
+                Ok(()) => failing = false,
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "reading the stored deny list failed; the entries read last stay in force");
+                }
+                Err(_) => {}
+            }
+        }
+    })
+}
