@@ -19,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
+use tower_http::LatencyUnit;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -142,7 +143,12 @@ pub(crate) fn build_router(state: AppState, routes: Router<AppState>) -> Router 
                     let caller_id = request.extensions().get::<CallerRequestId>().map_or("", |c| c.0.as_str());
                     tracing::info_span!("request", request_id = %id, caller_request_id = %caller_id, method = %request.method(), path = %path)
                 })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(
+                    // Whole milliseconds would log most answers as taking 0 ms.
+                    DefaultOnResponse::new()
+                        .level(Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                ),
         )
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),

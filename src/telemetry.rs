@@ -18,7 +18,9 @@ pub fn init(format: LogFormat) {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
+            // The request's span once: its list of spans would repeat it on every line.
             .with_current_span(true)
+            .with_span_list(false)
             .init(),
         LogFormat::Text => builder.init(),
     }

@@ -1,4 +1,5 @@
 use std::collections::HashSet;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -6,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     DEFAULT_RULES, Fault, ROLE_ACCOUNT, ROLE_ARN, SECOND_ACCOUNT, TestApp, fingerprint,
-    proxy_endpoints, request_id,
+    proxy_endpoints, request_id, wait_for,
 };
 
 #[tokio::test]
@@ -220,4 +221,56 @@ async fn a_caller_request_id_is_recorded_beside_ours_and_never_becomes_the_rows_
             &Value::Null
         ]
     );
+}
+
+#[tokio::test]
+async fn each_answer_is_logged_once_as_json_with_its_ids_and_never_a_secret() {
+    let service = TestApp::builder()
+        .env("RUST_LOG", "info")
+        .env("ECR_TOKEN_BROKER_LOG_FORMAT", "json")
+        .spawn_process()
+        .await;
+    let jwt = service.issuer.token().sign();
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/ecr/authorization-token", service.address))
+        .bearer_auth(&jwt)
+        .header("x-request-id", "ci-run-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let id = request_id(&response);
+    let body: Value = response.json().await.unwrap();
+    let token = body["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let line: Value = wait_for(Duration::from_secs(10), async || {
+        service
+            .log()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| {
+                line["message"] == "finished processing request" && line["span"]["request_id"] == id
+            })
+    })
+    .await
+    .unwrap_or_else(|| panic!("the answer was never logged:\n{}", service.log()));
+
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["span"]["caller_request_id"], "ci-run-7");
+    assert_eq!(line["span"]["path"], "/v1/ecr/authorization-token");
+    // The request's span once, not again as a list of one.
+    assert!(line.get("spans").is_none(), "{line}");
+    let latency = line["latency"].as_str().unwrap();
+    let micros = latency
+        .strip_suffix(" μs")
+        .unwrap_or_else(|| panic!("{latency}"));
+    assert!(micros.parse::<u64>().unwrap() > 0, "{latency}");
+    let log = service.log();
+    assert_eq!(log.matches(id.as_str()).count(), 1, "{log}");
+    for secret in [jwt.as_str(), token.as_str()] {
+        assert!(!log.contains(secret), "a secret reached the log:\n{log}");
+    }
 }
