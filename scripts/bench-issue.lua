@@ -3,6 +3,7 @@
 --   wrk ... -s scripts/bench-issue.lua URL              GETs URL (wrk's static fast path)
 --   wrk ... -s scripts/bench-issue.lua URL -- FILE      POSTs to URL, rotating the JWTs in
 --                                                       FILE (one a line) across requests
+--   wrk ... -s scripts/bench-issue.lua URL -- FILE GET  the same, as GETs without a body
 --
 -- Either way it ends with one line for the caller to parse:
 --   WRK requests=N seconds=S rps=R p50_ms=A p99_ms=B non2xx=C socket_errors=D
@@ -19,13 +20,13 @@ function init(args)
   if not path then
     return -- no request() defined: wrk sends its one prebuilt request
   end
+  local get = args[2] == "GET"
   local requests = {}
   for line in io.lines(path) do
     if #line > 0 then
-      requests[#requests + 1] = wrk.format("POST", nil, {
-        ["Authorization"] = "Bearer " .. line,
-        ["Content-Type"] = "application/json",
-      }, "{}")
+      local auth = "Bearer " .. line
+      requests[#requests + 1] = get and wrk.format("GET", nil, { ["Authorization"] = auth })
+        or wrk.format("POST", nil, { ["Authorization"] = auth, ["Content-Type"] = "application/json" }, "{}")
     end
   end
   assert(#requests > 0, "no JWTs in " .. path)

@@ -5,10 +5,14 @@
 # service, all on 127.0.0.1, and prints in one run:
 #
 #   - GET /healthz req/s under wrk: the floor of the same HTTP stack;
-#   - POST /v1/ecr/authorization-token req/s, p50 and p99 under wrk, rotating the JWTs
-#     of $CALLERS callers who have each asked once before (so: cached issuance, every
-#     answer with its committed audit row), and its ratio to /healthz; the 200s are checked against the
-#     audit rows committed meanwhile;
+#   - GET /v1/whoami under wrk, rotating the JWTs of $CALLERS callers: the token checks and
+#     rules of an issuance without its audit row, the bound of what caching can reach;
+#   - POST /v1/ecr/authorization-token req/s, p50 and p99 under wrk, rotating the same
+#     JWTs, each caller having asked once before (so: cached issuance, every answer with
+#     its committed audit row), and its ratio to /healthz; the 200s are checked against
+#     the audit rows committed meanwhile, and the audit writer's commits are summed up;
+#   - each of those three $ROUNDS times in turn, as median and range, with the service's
+#     CPU time per request;
 #   - upstream (AWS) calls per 10,000 issuances during that run;
 #   - a cold burst: $BURST concurrent requests for one new key, and the upstream calls
 #     they caused;
@@ -18,7 +22,8 @@
 #     service through curl, each timed as the whole command a user would run.
 #
 # Everything it starts is stopped on exit, however it exits; logs are kept only when it
-# fails. Environment: BENCH_DURATION (seconds per wrk run, default 10), DATABASE_URL.
+# fails. Environment: BENCH_DURATION (seconds per wrk run, default 10), BENCH_ROUNDS
+# (rounds of the three runs, default 3), DATABASE_URL.
 # Results of a run on the reference machine are in README.md, "Performance".
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -26,6 +31,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
 DURATION="${BENCH_DURATION:-10}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 THREADS=2
 CONNECTIONS=64
 CALLERS=100
@@ -100,14 +106,32 @@ settle() {
   done
 }
 
-# wrk_run OUT URL [JWT_FILE]: $CONNECTIONS connections for $DURATION seconds; the script's
-# summary line goes to OUT.
-wrk_run() {
+# cpu_ticks: the service's user and system CPU time so far, in clock ticks.
+cpu_ticks() {
+  awk '{ print $14 + $15 }' "/proc/$BROKER_PID/stat"
+}
+
+# writer_metrics: the audit writer's commits so far, as "COMMITS SECONDS ROWS".
+writer_metrics() {
+  curl -sSf --max-time 5 "$BROKER/metrics" | awk '
+    $1 == "ecr_token_broker_audit_commit_duration_seconds_count" { n = $2 }
+    $1 == "ecr_token_broker_audit_commit_duration_seconds_sum" { s = $2 }
+    $1 == "ecr_token_broker_audit_batch_rows_sum" { r = $2 }
+    END { print n, s, r }'
+}
+
+# measured OUT URL [JWT_FILE [GET]]: $CONNECTIONS connections for $DURATION seconds (the
+# wrk script's arguments after the URL); the script's summary line goes to OUT.wrk, the
+# service's CPU ticks before and after to OUT.cpu.
+measured() {
   local out="$1" url="$2" script_args=()
-  [ $# -lt 3 ] || script_args=(-- "$3")
+  shift 2
+  [ $# -eq 0 ] || script_args=(-- "$@")
+  cpu_ticks >"$out.cpu"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 30s \
     -s "$REPO/scripts/bench-issue.lua" "$url" "${script_args[@]}" >"$out.full"
-  grep '^WRK ' "$out.full" >"$out" || { cat "$out.full" >&2; die "wrk printed no summary"; }
+  cpu_ticks >>"$out.cpu"
+  grep '^WRK ' "$out.full" >"$out.wrk" || { cat "$out.full" >&2; die "wrk printed no summary"; }
 }
 
 mint() {
@@ -222,20 +246,25 @@ timeout 900 python3 scripts/bench_client.py once --url "$ISSUE_URL" --tokens "$W
   --concurrency "$CONNECTIONS" >"$WORK/keys.json"
 grep -E '^Vm(HWM|RSS):' "/proc/$BROKER_PID/status" >"$WORK/keys.rss"
 
-log "GET /healthz: wrk, $CONNECTIONS connections, ${DURATION}s"
-wrk_run "$WORK/healthz.wrk" "$BROKER/healthz"
-
-# Each caller's first request fetches its credential from AWS; the run measures what
+# Each caller's first request fetches its credential from AWS; the runs measure what
 # callers get all day after that: cached, audited issuance (and any renewal that falls due).
-log "$CALLERS callers' first requests, so that the run below measures cached issuance"
+log "$CALLERS callers' first requests, so that the runs below measure cached issuance"
 timeout 300 python3 scripts/bench_client.py once --url "$ISSUE_URL" --tokens "$WORK/callers.jwt" \
   --concurrency "$CONNECTIONS" >"$WORK/warm.json"
 
-log "POST /v1/ecr/authorization-token: wrk, $CONNECTIONS connections, ${DURATION}s, $CALLERS callers"
+# Rounds of the three runs side by side, since two runs of one binary on a shared machine
+# differ by more than most changes do: the report gives each figure's median and range.
 upstream_calls >"$WORK/issue.calls.before"
 issued_rows >"$WORK/issue.rows.before"
-wrk_run "$WORK/issue.wrk" "$ISSUE_URL" "$WORK/callers.jwt"
-settle
+for round in $(seq "$ROUNDS"); do
+  log "round $round of $ROUNDS: GET /healthz, GET /v1/whoami, POST /v1/ecr/authorization-token"
+  measured "$WORK/healthz.$round" "$BROKER/healthz"
+  measured "$WORK/whoami.$round" "$BROKER/v1/whoami" "$WORK/callers.jwt" GET
+  writer_metrics >"$WORK/issue.$round.writer.before"
+  measured "$WORK/issue.$round" "$ISSUE_URL" "$WORK/callers.jwt"
+  writer_metrics >"$WORK/issue.$round.writer.after"
+  settle
+done
 upstream_calls >"$WORK/issue.calls.after"
 issued_rows >"$WORK/issue.rows.after"
 
@@ -254,18 +283,31 @@ python3 scripts/bench_client.py serial --runs "$SERIAL_RUNS" -- "${AWS_BENCH_ENV
   "$BENCH_VENV/bin/aws" ecr get-login-password --region us-east-1 >"$WORK/serial-awscli.json"
 
 # ---------------------------------------------------------------- report
-python3 - "$WORK" "$CONNECTIONS" "$DURATION" "$CALLERS" "$CACHED_KEYS" "$BURST" \
+python3 - "$WORK" "$CONNECTIONS" "$DURATION" "$CALLERS" "$CACHED_KEYS" "$BURST" "$ROUNDS" \
+  "$(getconf CLK_TCK)" \
   "$(psql -w -X -Atq -d "$DATABASE_URL" </dev/null -c 'show server_version' | cut -d' ' -f1)" <<'EOF'
 import json, os, sys
 from pathlib import Path
 
 work = Path(sys.argv[1])
-connections, duration, callers, keys, burst, pg = sys.argv[2:]
+connections, duration, callers, keys, burst, rounds, clk_tck, pg = sys.argv[2:]
+rounds, clk_tck = int(rounds), int(clk_tck)
 
 
 def wrk(name):
     fields = (work / f"{name}.wrk").read_text().split()[1:]
-    return {k: float(v) for k, v in (f.split("=") for f in fields)}
+    run = {k: float(v) for k, v in (f.split("=") for f in fields)}
+    before, after = map(int, (work / f"{name}.cpu").read_text().split())
+    run["cpu_us"] = (after - before) * 1e6 / clk_tck / run["requests"]
+    return run
+
+
+def spread(values, fmt):
+    values = sorted(values)
+    median = values[len(values) // 2]
+    if len(values) == 1:
+        return fmt.format(median)
+    return f"{fmt.format(median)} ({fmt.format(values[0])}-{fmt.format(values[-1])})"
 
 
 def calls(name):
@@ -282,28 +324,50 @@ def statuses(result):
     return ", ".join(f"{n:,}x {s}" for s, n in sorted(result["statuses"].items()))
 
 
+def summary(runs):
+    return (f"{spread([r['rps'] for r in runs], '{:,.0f}')} req/s, "
+            f"p50 {spread([r['p50_ms'] for r in runs], '{:.2f}')} ms, "
+            f"p99 {spread([r['p99_ms'] for r in runs], '{:.2f}')} ms, "
+            f"{spread([r['cpu_us'] for r in runs], '{:.0f}')} µs of service CPU a request"
+            + (f"; {sum(r['non2xx'] for r in runs):,.0f} answers not 2xx" if any(r["non2xx"] for r in runs) else ""))
+
+
 mem_gib = int(next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))) / 2**20
 print()
 print(f"ecr-token-broker load benchmark: release build, everything on loopback, {os.cpu_count()} CPUs, "
       f"{mem_gib:.0f} GiB, PostgreSQL {pg} over TCP, moto behind the counting proxy")
-print(f"wrk: {connections} connections, {duration} s a run")
+print(f"wrk: {connections} connections, {duration} s a run, {rounds} rounds of three runs; "
+      "each figure is the median of its rounds (lowest-highest)")
 print()
 rows = []
-healthz, issue = wrk("healthz"), wrk("issue")
-rows.append(("GET /healthz (the HTTP floor)",
-             f"{healthz['rps']:,.0f} req/s, p50 {healthz['p50_ms']:.2f} ms, p99 {healthz['p99_ms']:.2f} ms"))
-ok = int(issue["requests"] - issue["non2xx"])
-rows.append((f"POST /v1/ecr/authorization-token, {callers} callers",
-             f"{issue['rps']:,.0f} req/s, p50 {issue['p50_ms']:.2f} ms, p99 {issue['p99_ms']:.2f} ms"))
-rows.append(("  ratio to /healthz", f"{issue['rps'] / healthz['rps']:.3f}"))
+runs = {name: [wrk(f"{name}.{n}") for n in range(1, rounds + 1)] for name in ("healthz", "whoami", "issue")}
+rows.append(("GET /healthz (the HTTP floor)", summary(runs["healthz"])))
+rows.append((f"GET /v1/whoami, {callers} callers (token checks and rules, no audit row)",
+             summary(runs["whoami"])))
+rows.append((f"POST /v1/ecr/authorization-token, {callers} callers", summary(runs["issue"])))
+ratios = [i["rps"] / h["rps"] for i, h in zip(runs["issue"], runs["healthz"])]
+rows.append(("  ratio to /healthz, round by round", spread(ratios, "{:.3f}")))
+ok = int(sum(r["requests"] - r["non2xx"] for r in runs["issue"]))
+other = int(sum(r["non2xx"] for r in runs["issue"]))
+socket_errors = int(sum(r["socket_errors"] for r in runs["issue"]))
+commits = [tuple(map(float, (work / f"issue.{n}.writer.{w}").read_text().split()))
+           for n in range(1, rounds + 1) for w in ("before", "after")]
+n_commits = sum(a[0] - b[0] for b, a in zip(commits[::2], commits[1::2]))
+commit_seconds = sum(a[1] - b[1] for b, a in zip(commits[::2], commits[1::2]))
+batch_rows = sum(a[2] - b[2] for b, a in zip(commits[::2], commits[1::2]))
+rows.append(("  audit writer during those runs",
+             f"{n_commits:,.0f} commits of {batch_rows / n_commits:.1f} rows on average, "
+             f"{1000 * commit_seconds / n_commits:.2f} ms each, committing "
+             f"{100 * commit_seconds / (rounds * float(duration)):.0f}% of the time"))
 before, after = ((work / f"issue.rows.{n}").read_text().split() for n in ("before", "after"))
 issued, cached = (int(a) - int(b) for a, b in zip(after, before))
 # wrk counts only the answers it read before it stopped; up to one request per connection
 # was still in flight, and the service finishes and audits those too.
 unseen = issued - ok
-check = (f"every 200 has its row; {unseen} more finished after wrk stopped" if 0 <= unseen <= int(connections)
-         else f"MISMATCH: more than {connections} rows apart")
-rows.append(("  answers", f"{ok:,} x 200, {int(issue['non2xx']):,} other, {int(issue['socket_errors'])} socket errors"))
+check = (f"every 200 has its row; {unseen} more finished after wrk stopped"
+         if 0 <= unseen <= int(connections) * rounds
+         else f"MISMATCH: more than {connections} rows a run apart")
+rows.append(("  answers", f"{ok:,} x 200, {other:,} other, {socket_errors} socket errors"))
 rows.append(("  audit rows", f"{issued:,} issued, {cached:,} of them from the cache ({check})"))
 up = calls("issue")
 per = sum(up.values()) * 10_000 / issued if issued else float("nan")
