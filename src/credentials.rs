@@ -136,7 +136,9 @@ impl CredentialSource {
     ) -> Result<Served, AwsError> {
         let scope = match mode {
             CacheMode::Off => {
-                let issued = self.aws.issue(&request).await?;
+                // Boxed: the AWS calls' future is many kilobytes, and inline it would make
+                // every request's future that large, cached answers too.
+                let issued = Box::pin(self.aws.issue(&request)).await?;
                 return Ok(Served {
                     issued: Arc::new(issued),
                     from_cache: false,

@@ -235,7 +235,9 @@ pub(super) async fn issue_and_record(
     caller: Result<Caller, AuthError>,
     request: Result<IssueRequest, ApiError>,
 ) -> Result<Committed, ApiError> {
-    let work = record_issuance(state, current, meta, caller, request);
+    // Boxed once here: the issuing future is about 3 KB, and spawning it moves it through
+    // several frames, each a copy of all of it.
+    let work = Box::pin(record_issuance(state, current, meta, caller, request));
     tokio::spawn(work.instrument(tracing::Span::current()))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
