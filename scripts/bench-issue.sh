@@ -122,15 +122,15 @@ writer_metrics() {
 
 # measured OUT URL [JWT_FILE [GET]]: $CONNECTIONS connections for $DURATION seconds (the
 # wrk script's arguments after the URL); the script's summary line goes to OUT.wrk, the
-# service's CPU ticks before and after to OUT.cpu.
+# service's CPU ticks before and after to OUT.cpu.before and OUT.cpu.after.
 measured() {
   local out="$1" url="$2" script_args=()
   shift 2
   [ $# -eq 0 ] || script_args=(-- "$@")
-  cpu_ticks >"$out.cpu"
+  cpu_ticks >"$out.cpu.before"
   wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 30s \
     -s "$REPO/scripts/bench-issue.lua" "$url" "${script_args[@]}" >"$out.full"
-  cpu_ticks >>"$out.cpu"
+  cpu_ticks >"$out.cpu.after"
   grep '^WRK ' "$out.full" >"$out.wrk" || { cat "$out.full" >&2; die "wrk printed no summary"; }
 }
 
@@ -286,7 +286,7 @@ python3 scripts/bench_client.py serial --runs "$SERIAL_RUNS" -- "${AWS_BENCH_ENV
 python3 - "$WORK" "$CONNECTIONS" "$DURATION" "$CALLERS" "$CACHED_KEYS" "$BURST" "$ROUNDS" \
   "$(getconf CLK_TCK)" \
   "$(psql -w -X -Atq -d "$DATABASE_URL" </dev/null -c 'show server_version' | cut -d' ' -f1)" <<'EOF'
-import json, os, sys
+import json, os, statistics, sys
 from pathlib import Path
 
 work = Path(sys.argv[1])
@@ -294,20 +294,23 @@ connections, duration, callers, keys, burst, rounds, clk_tck, pg = sys.argv[2:]
 rounds, clk_tck = int(rounds), int(clk_tck)
 
 
+def delta(stem):
+    """The numbers in STEM.after less those in STEM.before."""
+    before, after = ((work / f"{stem}.{w}").read_text().split() for w in ("before", "after"))
+    return [float(a) - float(b) for a, b in zip(after, before)]
+
+
 def wrk(name):
     fields = (work / f"{name}.wrk").read_text().split()[1:]
     run = {k: float(v) for k, v in (f.split("=") for f in fields)}
-    before, after = map(int, (work / f"{name}.cpu").read_text().split())
-    run["cpu_us"] = (after - before) * 1e6 / clk_tck / run["requests"]
+    (ticks,) = delta(f"{name}.cpu")
+    run["cpu_us"] = ticks * 1e6 / clk_tck / run["requests"]
     return run
 
 
 def spread(values, fmt):
-    values = sorted(values)
-    median = values[len(values) // 2]
-    if len(values) == 1:
-        return fmt.format(median)
-    return f"{fmt.format(median)} ({fmt.format(values[0])}-{fmt.format(values[-1])})"
+    median = fmt.format(statistics.median(values))
+    return median if len(values) == 1 else f"{median} ({fmt.format(min(values))}-{fmt.format(max(values))})"
 
 
 def calls(name):
@@ -350,17 +353,13 @@ rows.append(("  ratio to /healthz, round by round", spread(ratios, "{:.3f}")))
 ok = int(sum(r["requests"] - r["non2xx"] for r in runs["issue"]))
 other = int(sum(r["non2xx"] for r in runs["issue"]))
 socket_errors = int(sum(r["socket_errors"] for r in runs["issue"]))
-commits = [tuple(map(float, (work / f"issue.{n}.writer.{w}").read_text().split()))
-           for n in range(1, rounds + 1) for w in ("before", "after")]
-n_commits = sum(a[0] - b[0] for b, a in zip(commits[::2], commits[1::2]))
-commit_seconds = sum(a[1] - b[1] for b, a in zip(commits[::2], commits[1::2]))
-batch_rows = sum(a[2] - b[2] for b, a in zip(commits[::2], commits[1::2]))
+n_commits, commit_seconds, batch_rows = map(
+    sum, zip(*(delta(f"issue.{n}.writer") for n in range(1, rounds + 1))))
 rows.append(("  audit writer during those runs",
              f"{n_commits:,.0f} commits of {batch_rows / n_commits:.1f} rows on average, "
              f"{1000 * commit_seconds / n_commits:.2f} ms each, committing "
              f"{100 * commit_seconds / (rounds * float(duration)):.0f}% of the time"))
-before, after = ((work / f"issue.rows.{n}").read_text().split() for n in ("before", "after"))
-issued, cached = (int(a) - int(b) for a, b in zip(after, before))
+issued, cached = map(int, delta("issue.rows"))
 # wrk counts only the answers it read before it stopped; up to one request per connection
 # was still in flight, and the service finishes and audits those too.
 unseen = issued - ok
