@@ -445,12 +445,7 @@ async fn the_binary_serves_metrics_on_its_own_port() {
         .await;
     let token = service.issuer.token().sign();
 
-    let issued = reqwest::Client::new()
-        .post(format!("{}{ISSUE_ROUTE}", service.address))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let issued = service.issue(&token).await;
     assert_eq!(issued.status(), 200);
 
     let scrape = scrape(&format!("http://127.0.0.1:{port}/metrics")).await;
