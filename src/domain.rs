@@ -8,6 +8,7 @@ mod registry_host;
 mod registry_id;
 mod repository;
 mod role_arn;
+mod search_text;
 mod session;
 
 pub(crate) use access::Access;
@@ -18,6 +19,7 @@ pub(crate) use registry_host::RegistryHost;
 pub(crate) use registry_id::RegistryId;
 pub(crate) use repository::{MAX_REPOSITORY_NAME_LEN, RepositoryPattern, is_repository_name_text};
 pub(crate) use role_arn::RoleArn;
+pub(crate) use search_text::SearchText;
 pub(crate) use session::{RoleSessionName, SessionDuration, SourceIdentity};
 
 /// Why a value was refused by one of the domain parsers.

@@ -6,7 +6,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::chain::ChainedRow;
 use super::{KeyedFingerprint, Outcome};
-use crate::domain::RoleArn;
+use crate::domain::{RoleArn, SearchText};
 
 /// At most this many records are returned for one token (a cached token could be handed out
 /// many times).
@@ -30,11 +30,11 @@ pub(crate) enum Scope {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct IssuanceFilter {
     /// The verified `sub`.
-    pub subject: Option<String>,
+    pub subject: Option<SearchText>,
     /// The issuer's configured name.
-    pub issuer: Option<String>,
+    pub issuer: Option<SearchText>,
     /// The matched rule.
-    pub rule: Option<String>,
+    pub rule: Option<SearchText>,
     /// The assumed role.
     pub role_arn: Option<RoleArn>,
     /// The decision.
@@ -80,7 +80,7 @@ pub(super) async fn issuances(
             // The column name is one of the constants above, never input.
             query
                 .push(format_args!(" AND {column} = "))
-                .push_bind(value.clone());
+                .push_bind(value.as_str().to_owned());
         }
     }
     if let Some(role_arn) = &filter.role_arn {

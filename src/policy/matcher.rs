@@ -19,6 +19,10 @@ pub(crate) enum InvalidPattern {
     /// The claim is a JSON pointer that does not parse.
     #[error(transparent)]
     Claim(#[from] InvalidPointer),
+    /// A claim name or pattern holds NUL, which no stored deny entry can hold (Postgres
+    /// refuses it in text and JSON); a regex can still match one as `\x00`.
+    #[error("{0:?}: must not contain NUL (a regex may match it as \\x00)")]
+    Nul(String),
 }
 
 /// One compiled pattern.
@@ -88,6 +92,16 @@ impl ClaimMatcher {
     /// Compiles the patterns for `claim` (a claim name, or a JSON pointer such as
     /// `/realm_access/roles`); any of them may match.
     pub(crate) fn new(claim: &str, patterns: &[ClaimPattern]) -> Result<Self, InvalidPattern> {
+        let texts = patterns.iter().map(|pattern| match pattern {
+            ClaimPattern::Text(text) => text.as_str(),
+            ClaimPattern::Regex(r) => r.regex.as_str(),
+        });
+        if let Some(nul) = std::iter::once(claim)
+            .chain(texts)
+            .find(|t| t.contains('\0'))
+        {
+            return Err(InvalidPattern::Nul(nul.to_owned()));
+        }
         Ok(Self {
             claim: ClaimPath::parse(claim)?,
             patterns: patterns
@@ -267,5 +281,22 @@ mod tests {
                 Err(InvalidPattern::Pattern { .. })
             ));
         }
+    }
+
+    #[test]
+    fn nul_is_refused_in_names_and_patterns_but_a_regex_may_match_it() {
+        for (claim, pattern) in [
+            ("a\0", text("x")),
+            ("/a/b\0", text("x")),
+            ("sub", text("repo:\0*")),
+            ("sub", regex("a\0")),
+        ] {
+            assert!(matches!(
+                ClaimMatcher::new(claim, &[pattern]),
+                Err(InvalidPattern::Nul(_))
+            ));
+        }
+        let m = ClaimMatcher::new("sub", &[regex("a\\x00")]).unwrap();
+        assert!(m.matches(&claims(json!({"sub": "a\u{0}"}))));
     }
 }

@@ -420,7 +420,8 @@ async fn a_cursor_stays_put_while_records_are_appended() {
 async fn bad_parameters_are_refused_naming_the_parameter() {
     let app = builder().spawn().await;
     let token = alice(&app);
-    let cases: [(&[(&str, &str)], &str); 11] = [
+    let too_long = "x".repeat(1025);
+    let cases: [(&[(&str, &str)], &str); 14] = [
         (&[("limit", "0")], "`limit`"),
         (&[("limit", "201")], "`limit`"),
         (&[("limit", "ten")], "`limit`"),
@@ -432,6 +433,11 @@ async fn bad_parameters_are_refused_naming_the_parameter() {
         (&[("subject", "")], "`subject`"),
         (&[("limit", "5"), ("limit", "6")], "`limit`"),
         (&[("page", "2")], "`page`"),
+        // Text Postgres cannot hold, and text longer than any name: the caller's mistake,
+        // never a failed read.
+        (&[("issuer", "\u{db}\0%")], "`issuer`"),
+        (&[("subject", "a\0")], "`subject`"),
+        (&[("rule", &too_long)], "`rule`"),
     ];
     for (query, name) in cases {
         let response = app.audit_issuances(&token, query).await;

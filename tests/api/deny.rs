@@ -286,6 +286,11 @@ async fn malformed_entries_are_refused_and_store_nothing() {
         r#"{"issuer": "test", "subject": {"regex": "(unclosed"}, "reason": "broken regex"}"#
             .to_owned(),
         r#"{"issuer": "test", "claims": {"/a//b": "x"}, "reason": "broken pointer"}"#.to_owned(),
+        // NUL, which Postgres cannot store, anywhere in what an entry matches.
+        r#"{"issuer": "test", "subject": "repo:\u0000*", "reason": "nul"}"#.to_owned(),
+        r#"{"issuer": "test", "claims": {"V": [{"regex": "a\u0000"}]}, "reason": "nul"}"#
+            .to_owned(),
+        r#"{"issuer": "test", "claims": {"a\u0000": "x"}, "reason": "nul"}"#.to_owned(),
         r#"{"issuer": "test", "subject": "x", "rule": "nope", "reason": "unknown rule"}"#
             .to_owned(),
         r#"{"issuer": "test", "subject": 7, "reason": "not a pattern"}"#.to_owned(),

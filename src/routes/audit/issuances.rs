@@ -12,7 +12,7 @@ use super::{AuditReader, expiry, instant};
 use crate::app::AppState;
 use crate::audit::chain::ChainedRow;
 use crate::audit::{IssuanceFilter, Outcome, Page, ShedSummary};
-use crate::domain::RoleArn;
+use crate::domain::{RoleArn, SearchText};
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
 use crate::routes::no_store_json;
@@ -128,11 +128,13 @@ impl IssuancesQuery {
             if value.is_empty() {
                 return Err(invalid("must not be empty"));
             }
+            let text =
+                |value: String| SearchText::try_from(value).map_err(|e| invalid(&e.to_string()));
             let filter = &mut query.filter;
             match parameter {
-                Parameter::Subject => filter.subject = Some(value),
-                Parameter::Issuer => filter.issuer = Some(value),
-                Parameter::Rule => filter.rule = Some(value),
+                Parameter::Subject => filter.subject = Some(text(value)?),
+                Parameter::Issuer => filter.issuer = Some(text(value)?),
+                Parameter::Rule => filter.rule = Some(text(value)?),
                 Parameter::Role => {
                     filter.role_arn =
                         Some(RoleArn::try_from(value).map_err(|e| invalid(&e.to_string()))?);
@@ -340,7 +342,10 @@ mod tests {
             ("cursor", &Cursor(9).encode()),
         ])
         .unwrap();
-        assert_eq!(query.filter.subject.as_deref(), Some("repo:acme/api"));
+        assert_eq!(
+            query.filter.subject.as_ref().map(SearchText::as_str),
+            Some("repo:acme/api")
+        );
         assert_eq!(query.filter.outcome, Some(Outcome::Denied));
         assert_eq!(
             query.filter.since.unwrap().to_rfc3339(),
@@ -353,7 +358,7 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_named() {
-        let cases: [(&[(&str, &str)], &str); 10] = [
+        let cases: [(&[(&str, &str)], &str); 11] = [
             (
                 &[("limit", "0")],
                 "`limit`: must be an integer from 1 to 200",
@@ -371,6 +376,7 @@ mod tests {
             ),
             (&[("cursor", "nope")], "`cursor`"),
             (&[("subject", "")], "`subject`: must not be empty"),
+            (&[("issuer", "\u{db}\0%")], "`issuer`: must not contain NUL"),
             (
                 &[("rule", "a"), ("rule", "b")],
                 "`rule`: given more than once",

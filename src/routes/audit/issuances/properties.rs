@@ -32,6 +32,7 @@ fn value() -> impl Strategy<Value = String> {
             "201",
             "-1",
             "AQAAAAAAAAAB",
+            "\u{db}\0%",
         ])
         .prop_map(str::to_owned),
         "[0-9]{1,20}",
@@ -66,7 +67,9 @@ proptest! {
             ("issuer", filter.issuer.as_ref()),
             ("rule", filter.rule.as_ref()),
         ] {
-            prop_assert_eq!(parsed, given(field).first().copied());
+            let parsed = parsed.map(SearchText::as_str);
+            prop_assert_eq!(parsed, given(field).first().map(|v| v.as_str()));
+            prop_assert!(!parsed.is_some_and(|text| text.contains('\0')));
         }
         prop_assert_eq!(filter.role_arn.is_some(), !given("role").is_empty());
         prop_assert_eq!(filter.outcome.is_some(), !given("outcome").is_empty());
