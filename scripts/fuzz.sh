@@ -12,14 +12,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
-ensure_toolchain
-ensure_venv
-ensure_postgres
-
-export DATABASE_URL
-export MOTO_SERVER="$VENV/bin/moto_server"
-export SCHEMATHESIS="$VENV/bin/schemathesis"
-export PYTHON="$VENV/bin/python"
+prepare_test_environment
 export SCHEMATHESIS_MAX_TIME="${1:-600}"
 export SCHEMATHESIS_SEED="${SCHEMATHESIS_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers shared by scripts/test.sh and scripts/dev.sh. Source it; it defines
+# Helpers shared by the scripts in this folder. Source it; it defines
 # functions and REPO, and changes no shell options of the caller.
 #
 # Everything here installs what it needs itself (Debian packages, the Python
@@ -340,4 +340,19 @@ source_identity = "{actor}"
 session_tags = { repository = "{repository}", actor = "{actor}" }
 EOF
   chmod 600 "$dir/config.toml"
+}
+
+# Everything the test suite needs, installed and started, and the variables it reads
+# exported: the tools in the virtualenv and a Postgres admin URL (the integration tests
+# create their own databases on that server and start their own moto servers).
+prepare_test_environment() {
+  ensure_toolchain
+  ensure_venv
+  ensure_postgres
+  export DATABASE_URL PG_BINDIR
+  export MOTO_SERVER="$VENV/bin/moto_server"
+  export OPENAPI_SPEC_VALIDATOR="$VENV/bin/openapi-spec-validator"
+  export PARLIAMENT="$VENV/bin/parliament"
+  export SCHEMATHESIS="$VENV/bin/schemathesis"
+  export PYTHON="$VENV/bin/python"
 }

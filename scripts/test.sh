@@ -7,21 +7,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO"
 
-ensure_toolchain
-ensure_venv
-ensure_postgres
+prepare_test_environment
 # One test stops and starts a cluster of its own, so the server programs must be here
 # even when DATABASE_URL points elsewhere.
 ensure_postgres_server_binaries
-
-# Read by the integration tests: they create their own databases on this server
-# and start their own moto servers from $MOTO_SERVER.
-export DATABASE_URL PG_BINDIR
-export MOTO_SERVER="$VENV/bin/moto_server"
-export OPENAPI_SPEC_VALIDATOR="$VENV/bin/openapi-spec-validator"
-export PARLIAMENT="$VENV/bin/parliament"
-export SCHEMATHESIS="$VENV/bin/schemathesis"
-export PYTHON="$VENV/bin/python"
 
 # Test databases (ecrtb_test_*) left behind by interrupted runs.
 leftovers="$(psql -w -X -Atq -v ON_ERROR_STOP=1 -d "$DATABASE_URL" </dev/null \
