@@ -14,5 +14,6 @@ mod replay;
 mod verified;
 mod verifier;
 
+pub(crate) use bearer::verify_bearer;
 pub(crate) use jwks::KeySet;
 pub(crate) use verifier::{AuthError, Caller, Verifier};

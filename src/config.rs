@@ -370,8 +370,32 @@ pub(crate) struct RateLimitsConfig {
     pub per_second: f64,
     /// Each caller's requests at once after a quiet period.
     pub burst: u32,
+    /// Each verified caller that no rule admits (none matches, or the deny list refuses
+    /// it): the bucket of everything it sends, instead of the per-caller one.
+    pub unadmitted: RateLimitConfig,
     /// Each client address's bucket of requests that fail authentication.
     pub unauthenticated: RateLimitConfig,
+    /// How much of a client address names its bucket of failed authentications.
+    pub unauthenticated_prefix: AddressPrefix,
+}
+
+/// The leading bits of a client address that name its network: one bucket per network, so
+/// that rotating through the addresses of one IPv6 /64 (which any host may) is no way
+/// around a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct AddressPrefix {
+    /// Bits of an IPv4 address, 0 to 32.
+    pub ipv4: u8,
+    /// Bits of an IPv6 address, 0 to 128.
+    pub ipv6: u8,
+}
+
+impl Default for AddressPrefix {
+    /// A host's own IPv4 address, and the /64 an IPv6 host is given as its own.
+    fn default() -> Self {
+        Self { ipv4: 32, ipv6: 64 }
+    }
 }
 
 impl RateLimitsConfig {
@@ -386,16 +410,20 @@ impl RateLimitsConfig {
 
 impl Default for RateLimitsConfig {
     /// An honest client rarely fails authentication (an expired token now and then), so
-    /// a client address gets a few dozen failures at once and one a second after that.
+    /// a client address gets a few dozen failures at once and one a second after that; a
+    /// verified caller that no rule admits gets as much, enough to ask `/v1/whoami` why.
     fn default() -> Self {
         let per_caller = RateLimitConfig::default();
+        let suspect = RateLimitConfig {
+            per_second: 1.0,
+            burst: 30,
+        };
         Self {
             per_second: per_caller.per_second,
             burst: per_caller.burst,
-            unauthenticated: RateLimitConfig {
-                per_second: 1.0,
-                burst: 30,
-            },
+            unadmitted: suspect,
+            unauthenticated: suspect,
+            unauthenticated_prefix: AddressPrefix::default(),
         }
     }
 }

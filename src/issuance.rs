@@ -16,7 +16,7 @@ use crate::policy::IssueRequest;
 /// credentials, and the fingerprint key.
 #[derive(Clone, Copy)]
 pub(crate) struct Issuer<'a> {
-    /// The deny lists, the ordered rules and each caller's token bucket.
+    /// The deny lists and the ordered rules.
     pub policy: &'a Snapshot,
     /// The credential cache and AWS behind it.
     pub credentials: &'a CredentialSource,
@@ -59,7 +59,8 @@ impl Issuer<'_> {
         let rule = rule.ok_or(ApiError::NoMatchingRule)?;
         record.rule = Some(rule.name.clone());
         record.role_arn = Some(rule.role_arn.to_string());
-        self.policy.rate_limits.check(caller, rule)?;
+        // Admitted: only now does the token use up its `jti`, if its issuer counts them.
+        self.policy.verifier.take_jti(caller)?;
         let grant = rule.grant(request, &caller.claims)?;
         record.grant(&grant);
 

@@ -1,12 +1,21 @@
-//! The per-caller rate limit on the issuing endpoint: a token bucket per caller (issuer and
-//! subject), from `[rate_limit]` or the caller's rule's own `rate_limit`. It is checked after
-//! the token is verified and the rule matched, so only a known caller spends its own bucket
-//! and nobody can spend another's. A caller over its limit gets 429 with `Retry-After` and
-//! the IETF `RateLimit-Policy` and `RateLimit` fields ([`headers`]).
+//! Rate limits: one token bucket per verified identity (issuer and subject) for everything
+//! it sends, and one per client network for requests whose token fails.
+//!
+//! A verified caller is charged once per request, on every endpoint behind a bearer token,
+//! before anything else is decided about it: a refusal (no rule, a deny entry, a malformed
+//! body, a request wider than its rule) costs the same as an issuance, so a validly signed
+//! stranger cannot make the service do unbounded work or write unbounded audit rows. Its
+//! bucket's limit depends on where it stands ([`Standing`]): a caller whose first matching
+//! rule admits it has `[rate_limit]`'s per-caller limit or its rule's own; a caller that no
+//! rule admits has the stricter `[rate_limit] unadmitted`. Nobody can spend another's
+//! bucket. A caller over its limit gets 429 with `Retry-After` and the IETF
+//! `RateLimit-Policy` and `RateLimit` fields ([`headers`]).
 //!
 //! Requests whose token fails verification have no caller to charge, so they are charged to
-//! their client address instead ([`RateLimits::check_unauthenticated`]): junk from one
-//! place is answered with 429 soon, while verified callers at that address are unaffected.
+//! their client's network instead ([`RateLimits::check_unauthenticated`]): the address cut
+//! to `[rate_limit] unauthenticated_prefix` (/32 for IPv4 and /64 for IPv6 by default), so
+//! junk from one place is answered with 429 soon, however many of its network's addresses
+//! it rotates through, while verified callers there are unaffected.
 //!
 //! Buckets live in memory, per replica. A bucket that has refilled completely is
 //! indistinguishable from a new one, so a sweep drops those periodically and the memory
@@ -24,11 +33,11 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
+use ipnet::IpNet;
 use tokio::task::JoinHandle;
 
 use crate::auth::Caller;
-use crate::config::{RateLimitConfig, RateLimitsConfig, RuleConfig};
-use crate::error::ApiError;
+use crate::config::{AddressPrefix, RateLimitConfig, RateLimitsConfig, RuleConfig};
 use crate::policy::Rule;
 
 pub(crate) use headers::{Policy, RateLimited};
@@ -36,15 +45,26 @@ pub(crate) use headers::{Policy, RateLimited};
 /// How often buckets that have refilled are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Every bucket: the global one, each overriding rule's, and each client address's for
-/// requests that fail authentication.
+/// Every bucket: the global per-caller one, each overriding rule's, the unadmitted
+/// callers', and each client network's for requests that fail authentication.
 pub(crate) struct RateLimits {
     global: Buckets,
     by_rule: HashMap<String, Buckets>,
-    unauthenticated: Buckets<IpAddr>,
+    unadmitted: Buckets,
+    unauthenticated: Buckets<IpNet>,
+    prefix: AddressPrefix,
 }
 
-/// One limit and the buckets of the callers (or addresses) under it.
+/// Where a verified caller stands with the rules, which decides whose limit it is held to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Standing<'a> {
+    /// Its first matching rule admits it, and no deny entry refuses it.
+    Admitted(&'a Rule),
+    /// No rule matches it, or a deny entry refuses it.
+    Unadmitted,
+}
+
+/// One limit and the buckets of the callers (or networks) under it.
 struct Buckets<K: Hash + Eq + Clone = CallerKey> {
     policy: Policy,
     limit: RateLimitConfig,
@@ -81,21 +101,43 @@ impl RateLimits {
                     ))
                 })
                 .collect(),
+            unadmitted: Buckets::new(Policy::Unadmitted, global.unadmitted),
             unauthenticated: Buckets::new(Policy::Unauthenticated, global.unauthenticated),
+            prefix: global.unauthenticated_prefix,
         }
     }
 
-    /// Takes one request from the caller's bucket under its rule's limit, or refuses with
-    /// 429 when the bucket is empty.
-    pub(crate) fn check(&self, caller: &Caller, rule: &Rule) -> Result<(), ApiError> {
-        let buckets = self.by_rule.get(&rule.name).unwrap_or(&self.global);
+    /// Takes one request from the verified caller's bucket under the limit its standing
+    /// gives it, or refuses when the bucket is empty.
+    pub(crate) fn charge(
+        &self,
+        caller: &Caller,
+        standing: Standing<'_>,
+    ) -> Result<(), RateLimited> {
+        let buckets = match standing {
+            Standing::Admitted(rule) => self.by_rule.get(&rule.name).unwrap_or(&self.global),
+            Standing::Unadmitted => &self.unadmitted,
+        };
         buckets.take(&CallerKey::of(caller))
     }
 
-    /// Takes one failed authentication from the client address's bucket, or refuses with
-    /// 429 when it is empty. Without an address (never over TCP) nothing is charged.
-    pub(crate) fn check_unauthenticated(&self, client: Option<IpAddr>) -> Result<(), ApiError> {
-        client.map_or(Ok(()), |addr| self.unauthenticated.take(&addr))
+    /// Takes one failed authentication from the client network's bucket, or refuses when
+    /// it is empty. Without an address (never over TCP) nothing is charged.
+    pub(crate) fn check_unauthenticated(&self, client: Option<IpAddr>) -> Result<(), RateLimited> {
+        client.map_or(Ok(()), |addr| {
+            self.unauthenticated.take(&self.network(addr))
+        })
+    }
+
+    /// The network `addr` is charged as: the address cut to the configured prefix.
+    fn network(&self, addr: IpAddr) -> IpNet {
+        let bits = match addr {
+            IpAddr::V4(_) => self.prefix.ipv4,
+            IpAddr::V6(_) => self.prefix.ipv6,
+        };
+        IpNet::new(addr, bits)
+            .expect("prefix lengths are validated to fit their address family")
+            .trunc()
     }
 
     /// These buckets when the limits of a reloaded config are the same, so that no caller's
@@ -107,7 +149,9 @@ impl RateLimits {
     ) -> Arc<Self> {
         let fresh = Self::new(global, rules);
         let same = fresh.global.limit == self.global.limit
+            && fresh.unadmitted.limit == self.unadmitted.limit
             && fresh.unauthenticated.limit == self.unauthenticated.limit
+            && fresh.prefix == self.prefix
             && fresh.by_rule.len() == self.by_rule.len()
             && fresh
                 .by_rule
@@ -139,17 +183,21 @@ impl RateLimits {
     }
 
     fn sweep(&self) {
-        for buckets in std::iter::once(&self.global).chain(self.by_rule.values()) {
+        for buckets in [&self.global, &self.unadmitted]
+            .into_iter()
+            .chain(self.by_rule.values())
+        {
             buckets.sweep();
         }
         self.unauthenticated.sweep();
     }
 
-    /// Callers and addresses currently holding a bucket (refilled ones may linger until the
+    /// Callers and networks currently holding a bucket (refilled ones may linger until the
     /// next sweep).
     #[cfg(test)]
     fn tracked_callers(&self) -> usize {
-        std::iter::once(&self.global)
+        [&self.global, &self.unadmitted]
+            .into_iter()
             .chain(self.by_rule.values())
             .map(|b| b.limiter.len())
             .sum::<usize>()
@@ -158,11 +206,11 @@ impl RateLimits {
 }
 
 impl<K: Hash + Eq + Clone> Buckets<K> {
-    /// Takes one request from `key`'s bucket, or refuses with 429.
-    fn take(&self, key: &K) -> Result<(), ApiError> {
+    /// Takes one request from `key`'s bucket, or refuses.
+    fn take(&self, key: &K) -> Result<(), RateLimited> {
         self.limiter.check_key(key).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.limiter.clock().now());
-            ApiError::RateLimited(RateLimited::new(self.policy, self.limit, wait))
+            RateLimited::new(self.policy, self.limit, wait)
         })
     }
 
@@ -208,7 +256,9 @@ mod tests {
         RateLimitsConfig {
             per_second,
             burst,
+            unadmitted: limit(0.001, 1),
             unauthenticated: limit(0.001, 2),
+            unauthenticated_prefix: AddressPrefix::default(),
         }
     }
 
@@ -239,23 +289,34 @@ mod tests {
         let limits = RateLimits::new(&config(0.001, 2), &configs);
         let (alice, bob) = (caller("ci", "alice"), caller("ci", "bob"));
 
-        assert!(limits.check(&alice, open).is_ok());
-        assert!(limits.check(&alice, open).is_ok());
-        let Err(ApiError::RateLimited(refused)) = limits.check(&alice, open) else {
+        assert!(limits.charge(&alice, Standing::Admitted(open)).is_ok());
+        assert!(limits.charge(&alice, Standing::Admitted(open)).is_ok());
+        let Err(refused) = limits.charge(&alice, Standing::Admitted(open)) else {
             panic!("the third request within the burst of 2 is refused");
         };
         assert!(refused.retry_after_secs >= 999, "{refused:?}");
-        assert!(limits.check(&bob, open).is_ok(), "bob has his own bucket");
+        assert!(
+            limits.charge(&bob, Standing::Admitted(open)).is_ok(),
+            "bob has his own bucket"
+        );
 
         assert!(
-            limits.check(&alice, strict).is_ok(),
+            limits.charge(&alice, Standing::Admitted(strict)).is_ok(),
             "the rule's own bucket"
         );
         assert!(
-            limits.check(&alice, strict).is_err(),
+            limits.charge(&alice, Standing::Admitted(strict)).is_err(),
             "the rule's burst is 1"
         );
-        assert_eq!(limits.tracked_callers(), 3);
+        assert!(
+            limits.charge(&alice, Standing::Unadmitted).is_ok(),
+            "an unadmitted caller's own bucket"
+        );
+        let Err(refused) = limits.charge(&alice, Standing::Unadmitted) else {
+            panic!("the unadmitted burst is 1");
+        };
+        assert_eq!(refused.reason(), "rate_limited:unadmitted");
+        assert_eq!(limits.tracked_callers(), 4);
     }
 
     #[test]
@@ -263,8 +324,11 @@ mod tests {
         let limits = RateLimits::new(&config(1_000_000.0, 1), &[]);
         let slow = RateLimits::new(&config(0.001, 1), &[]);
         let rule = &Rule::compile(&rule_config("open", "*")).unwrap();
-        limits.check(&caller("ci", "a"), rule).unwrap();
-        slow.check(&caller("ci", "a"), rule).unwrap();
+        limits
+            .charge(&caller("ci", "a"), Standing::Admitted(rule))
+            .unwrap();
+        slow.charge(&caller("ci", "a"), Standing::Admitted(rule))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5));
 
         limits.sweep();
@@ -281,7 +345,7 @@ mod tests {
 
         assert!(limits.check_unauthenticated(a).is_ok());
         assert!(limits.check_unauthenticated(a).is_ok());
-        let Err(ApiError::RateLimited(refused)) = limits.check_unauthenticated(a) else {
+        let Err(refused) = limits.check_unauthenticated(a) else {
             panic!("the third failure within the burst of 2 is refused");
         };
         assert_eq!(refused.reason(), "rate_limited:unauthenticated");
@@ -290,5 +354,36 @@ mod tests {
             "b has its own bucket"
         );
         assert!(limits.check_unauthenticated(None).is_ok());
+    }
+
+    #[test]
+    fn failed_authentications_are_charged_to_the_clients_network() {
+        let limits = RateLimits::new(&config(1.0, 100), &[]);
+        let addr = |text: &str| text.parse().ok();
+        assert!(limits.check_unauthenticated(addr("2001:db8::1")).is_ok());
+        assert!(
+            limits
+                .check_unauthenticated(addr("2001:db8::ffff:2"))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check_unauthenticated(addr("2001:db8:0:0:8000::3"))
+                .is_err(),
+            "one /64 is one bucket, whichever of its addresses sends"
+        );
+        assert!(
+            limits
+                .check_unauthenticated(addr("2001:db8:0:1::1"))
+                .is_ok()
+        );
+
+        let mut wide = config(1.0, 100);
+        wide.unauthenticated_prefix = AddressPrefix { ipv4: 24, ipv6: 48 };
+        let limits = RateLimits::new(&wide, &[]);
+        assert!(limits.check_unauthenticated(addr("192.0.2.1")).is_ok());
+        assert!(limits.check_unauthenticated(addr("192.0.2.200")).is_ok());
+        assert!(limits.check_unauthenticated(addr("192.0.2.99")).is_err());
+        assert!(limits.check_unauthenticated(addr("192.0.3.1")).is_ok());
     }
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod caller;
 mod ecr;
 mod endpoint;
 mod health;

@@ -13,7 +13,7 @@ use crate::auth::{Caller, Verifier};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::policy::{AdminRules, DenyEntry, DenyList, Rules};
-use crate::rate_limit::RateLimits;
+use crate::rate_limit::{RateLimits, Standing};
 
 /// Everything a config reload may change, and the stored deny list.
 #[derive(Clone)]
@@ -96,6 +96,18 @@ impl Snapshot {
     pub(crate) fn is_denied(&self, caller: &Caller) -> bool {
         let rule = self.rules.first_match(&caller.issuer, &caller.claims);
         self.denial(caller, rule.map(|r| r.name.as_str())).is_some()
+    }
+
+    /// Where a verified caller stands: admitted by its first matching rule, unless no rule
+    /// matches or a deny entry refuses it.
+    pub(crate) fn standing(&self, caller: &Caller) -> Standing<'_> {
+        let rule = self.rules.first_match(&caller.issuer, &caller.claims);
+        match rule {
+            Some(rule) if self.denial(caller, Some(&rule.name)).is_none() => {
+                Standing::Admitted(rule)
+            }
+            _ => Standing::Unadmitted,
+        }
     }
 }
 

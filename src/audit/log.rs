@@ -30,6 +30,11 @@ impl AuditLog {
         self.writer.record(record).await
     }
 
+    /// Counts a refusal in the next aggregate row instead of appending a row of its own.
+    pub(crate) fn tally(&self, record: &AuditRecord) {
+        self.writer.tally(record);
+    }
+
     /// Whether the writer task is alive to commit records.
     pub(crate) fn writer_running(&self) -> bool {
         self.writer.is_running()

@@ -134,6 +134,14 @@ impl AuditWriter {
         (waiting(&self.jobs), waiting(&self.refusals))
     }
 
+    /// Counts a refusal in the next aggregate row instead of writing it: for refusals
+    /// whose number the refused side decides (a caller over its rate limit), so that
+    /// sending faster never writes more rows.
+    pub(crate) fn tally(&self, record: &AuditRecord) {
+        self.shed.add(record);
+        self.metrics.shed.increment(1);
+    }
+
     /// Queues the record and waits until it is committed; returns its row's id and hash in
     /// the chain. A denied record goes to the refusal lane, and is shed
     /// ([`AuditError::Shed`]) when that is full.

@@ -26,11 +26,10 @@ impl IssuerChecks {
         }
     }
 
-    /// Checks `typ`, `iat` against now and the maximum age, and, last, so that only tokens
-    /// accepted otherwise take a slot, that the `jti` is new.
+    /// Checks `typ`, `iat` against now and the maximum age, and that the `jti` was not used
+    /// before (taking no slot: see [`IssuerChecks::take_jti`]).
     pub(super) fn check(
         &self,
-        issuer: &str,
         header: &Header,
         claims: &Map<String, Value>,
     ) -> Result<(), AuthError> {
@@ -54,26 +53,46 @@ impl IssuerChecks {
             }
         }
         if let Some(replays) = &self.replays {
-            let jti = match claims.get("jti") {
-                Some(Value::String(jti)) if !jti.is_empty() => jti,
-                _ => return Err(AuthError::MissingClaim),
-            };
-            let exp = claims.get("exp").map_or(Ok(now), numeric_date)?;
-            let until = exp.saturating_add(self.leeway_secs);
-            replays
-                .accept(jti, until, now)
-                .map_err(|replay| match replay {
-                    Replay::Seen => AuthError::Replayed,
-                    Replay::Full => {
-                        tracing::warn!(
-                            issuer,
-                            "the jti replay cache is full: refusing tokens until some expire"
-                        );
-                        AuthError::ReplayCacheFull
-                    }
-                })?;
+            let jti = jti(claims)?;
+            replays.check(jti, now).map_err(|_| AuthError::Replayed)?;
         }
         Ok(())
+    }
+
+    /// Uses the `jti` of a verified token whose caller a rule admits, when the issuer
+    /// refuses replays: from now until the token expires, it is refused.
+    pub(super) fn take_jti(
+        &self,
+        issuer: &str,
+        subject: &str,
+        claims: &Map<String, Value>,
+    ) -> Result<(), AuthError> {
+        let Some(replays) = &self.replays else {
+            return Ok(());
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let exp = claims.get("exp").map_or(Ok(now), numeric_date)?;
+        let until = exp.saturating_add(self.leeway_secs);
+        replays
+            .take(jti(claims)?, subject, until, now)
+            .map_err(|replay| match replay {
+                Replay::Seen => AuthError::Replayed,
+                Replay::Full => {
+                    tracing::warn!(
+                        issuer,
+                        "the jti replay cache is full: refusing the tokens of the caller holding the most"
+                    );
+                    AuthError::ReplayCacheFull
+                }
+            })
+    }
+}
+
+/// The token's `jti`, which an issuer that refuses replays requires.
+fn jti(claims: &Map<String, Value>) -> Result<&str, AuthError> {
+    match claims.get("jti") {
+        Some(Value::String(jti)) if !jti.is_empty() => Ok(jti),
+        _ => Err(AuthError::MissingClaim),
     }
 }
 

@@ -34,13 +34,35 @@ impl<V> Default for ExpiringMap<V> {
 impl<V> ExpiringMap<V> {
     /// Drops every entry that expired before `now`.
     pub(super) fn purge(&mut self, now: u64) {
+        self.purge_with(now, drop);
+    }
+
+    /// Drops every entry that expired before `now`, handing each dropped value to `dropped`.
+    pub(super) fn purge_with(&mut self, now: u64, mut dropped: impl FnMut(V)) {
         while let Some(&(expiry, old)) = self.by_expiry.first() {
             if expiry >= now {
                 break;
             }
             self.by_expiry.pop_first();
-            self.entries.remove(&old);
+            if let Some((_, value)) = self.entries.remove(&old) {
+                dropped(value);
+            }
         }
+    }
+
+    /// Drops every entry whose value satisfies `doomed`; returns the latest expiry among
+    /// them, if there were any.
+    pub(super) fn remove_where(&mut self, doomed: impl Fn(&V) -> bool) -> Option<u64> {
+        let mut latest = None;
+        self.entries.retain(|key, (until, value)| {
+            if !doomed(value) {
+                return true;
+            }
+            self.by_expiry.remove(&(*until, *key));
+            latest = latest.max(Some(*until));
+            false
+        });
+        latest
     }
 
     /// The entry for `key`, whether or not it has expired (purge first).
@@ -102,5 +124,20 @@ mod tests {
         map.remove(&digest("c"));
         assert_eq!(map.len(), 0);
         map.purge(u64::MAX);
+    }
+
+    #[test]
+    fn entries_can_be_dropped_by_value_and_purged_ones_are_handed_back() {
+        let mut map = ExpiringMap::default();
+        map.insert(digest("a"), 10, 'x');
+        map.insert(digest("b"), 30, 'x');
+        map.insert(digest("c"), 20, 'y');
+        assert_eq!(map.remove_where(|v| *v == 'x'), Some(30));
+        assert_eq!(map.remove_where(|v| *v == 'x'), None);
+        assert_eq!(map.len(), 1);
+        let mut purged = Vec::new();
+        map.purge_with(21, |v| purged.push(v));
+        assert_eq!(purged, ['y']);
+        assert_eq!(map.len(), 0);
     }
 }

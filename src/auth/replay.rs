@@ -1,25 +1,66 @@
+//! The `jti`s an issuer's admitted tokens were used with, so that each is used once.
+//!
+//! Verifying a token only checks that its `jti` was not used before; a slot is taken only
+//! when a rule admits the caller and it acts on that ([`ReplayCache::take`]). Minting fresh
+//! tokens costs nothing on a public issuer, so a slot for every verified token would let any
+//! stranger fill the cache and lock every caller of the issuer out. Admitted callers are
+//! held to their rate limit, and when the cache is full all the same, whoever holds the
+//! most slots is refused, not the others: it loses its slots and, as its tokens could then
+//! be replayed unnoticed, all its tokens are refused until the last of them expires.
+
+use std::collections::HashMap;
 use std::sync::Mutex;
 
-use super::expiring::{ExpiringMap, digest};
+use super::expiring::{Digest, ExpiringMap, digest};
 
 /// Why a `jti` was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Replay {
-    /// The `jti` was accepted before and its token has not expired yet.
+    /// The `jti` was used before and its token has not expired yet.
     Seen,
-    /// Every slot holds a token that has not expired yet; accepting one more without
-    /// remembering it would let that one be replayed, so it is refused instead.
+    /// The caller holds its share of a full cache, or lost its slots to make room: taking
+    /// one more without remembering it would let that one be replayed, so it is refused.
     Full,
 }
 
-/// The `jti`s of one issuer's tokens accepted so far, each kept until its token could no
-/// longer be accepted anyway (`exp` plus leeway), at most `capacity` of them.
+/// The `jti`s of one issuer's admitted tokens, each kept until its token could no longer
+/// be accepted anyway (`exp` plus leeway), at most `capacity` of them.
 ///
 /// Per process: behind a load balancer a token can be used once per replica.
 pub(super) struct ReplayCache {
     capacity: usize,
-    /// Each accepted `jti`'s SHA-256, so an entry costs the same whatever the token says.
-    seen: Mutex<ExpiringMap<()>>,
+    slots: Mutex<Slots>,
+}
+
+/// Each used `jti`'s SHA-256 with the SHA-256 of the subject it was used by, so an entry
+/// costs the same whatever the token says.
+#[derive(Default)]
+struct Slots {
+    used: ExpiringMap<Digest>,
+    /// How many slots each subject holds.
+    held: HashMap<Digest, usize>,
+    /// Subjects that lost their slots to make room, refused until these times.
+    barred: HashMap<Digest, u64>,
+}
+
+impl Slots {
+    /// Forgets what expired before `now`.
+    fn purge(&mut self, now: u64) {
+        let held = &mut self.held;
+        self.used
+            .purge_with(now, |holder| release(held, &holder, 1));
+        self.barred.retain(|_, until| *until >= now);
+    }
+}
+
+/// Gives back `count` of `holder`'s slots.
+fn release(held: &mut HashMap<Digest, usize>, holder: &Digest, count: usize) {
+    if let Some(n) = held.get_mut(holder) {
+        *n = n.saturating_sub(count);
+        if *n == 0 {
+            held.remove(holder);
+        }
+    }
 }
 
 impl ReplayCache {
@@ -27,28 +68,64 @@ impl ReplayCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            seen: Mutex::new(ExpiringMap::default()),
+            slots: Mutex::new(Slots::default()),
         }
     }
 
-    /// Accepts `jti` once until `until` (a Unix time in seconds); `now` is the current one.
-    pub(super) fn accept(&self, jti: &str, until: u64, now: u64) -> Result<(), Replay> {
-        let digest = digest(jti);
-        let mut seen = self.seen.lock().expect("replay cache lock poisoned");
-        seen.purge(now);
-        if seen.contains(&digest) {
+    /// Whether `jti` is unused, as of `now` (a Unix time in seconds); takes no slot.
+    pub(super) fn check(&self, jti: &str, now: u64) -> Result<(), Replay> {
+        let mut slots = self.lock();
+        slots.purge(now);
+        if slots.used.contains(&digest(jti)) {
             return Err(Replay::Seen);
         }
-        if seen.len() >= self.capacity {
+        Ok(())
+    }
+
+    /// Uses `jti` once for `subject` until `until`; `now` is the current time.
+    pub(super) fn take(
+        &self,
+        jti: &str,
+        subject: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<(), Replay> {
+        let (jti, holder) = (digest(jti), digest(subject));
+        let mut slots = self.lock();
+        slots.purge(now);
+        if slots.used.contains(&jti) {
+            return Err(Replay::Seen);
+        }
+        if slots.barred.contains_key(&holder) {
             return Err(Replay::Full);
         }
-        seen.insert(digest, until, ());
+        if slots.used.len() >= self.capacity {
+            let share = self.capacity / slots.held.len().max(1);
+            if slots.held.get(&holder).copied().unwrap_or(0) >= share.max(1) {
+                return Err(Replay::Full);
+            }
+            // Someone holds more than its share: it gives all of its slots up.
+            let (&largest, &count) = slots
+                .held
+                .iter()
+                .max_by_key(|(_, count)| **count)
+                .expect("a full cache has holders");
+            let last = slots.used.remove_where(|h| *h == largest);
+            release(&mut slots.held, &largest, count);
+            slots.barred.insert(largest, last.unwrap_or(now));
+        }
+        slots.used.insert(jti, until, holder);
+        *slots.held.entry(holder).or_default() += 1;
         Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().expect("replay cache lock poisoned")
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.seen.lock().unwrap().len()
+        self.lock().used.len()
     }
 }
 
@@ -57,25 +134,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_jti_is_accepted_once_until_its_token_expires() {
+    fn a_jti_is_used_once_until_its_token_expires_and_checking_takes_no_slot() {
         let cache = ReplayCache::new(10);
-        assert_eq!(cache.accept("a", 100, 0), Ok(()));
-        assert_eq!(cache.accept("a", 100, 50), Err(Replay::Seen));
-        assert_eq!(cache.accept("b", 100, 50), Ok(()));
-        assert_eq!(cache.accept("a", 100, 100), Err(Replay::Seen));
+        assert_eq!(cache.check("a", 0), Ok(()));
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.take("a", "s", 100, 0), Ok(()));
+        assert_eq!(cache.check("a", 50), Err(Replay::Seen));
+        assert_eq!(cache.take("a", "s", 100, 50), Err(Replay::Seen));
+        assert_eq!(cache.take("b", "s", 100, 50), Ok(()));
+        assert_eq!(cache.take("a", "t", 100, 100), Err(Replay::Seen));
         // Past its expiry the token itself is refused, so its entry can go.
-        assert_eq!(cache.accept("a", 200, 101), Ok(()));
+        assert_eq!(cache.take("a", "s", 200, 101), Ok(()));
         assert_eq!(cache.len(), 1);
     }
 
     #[test]
-    fn a_full_cache_refuses_until_entries_expire() {
-        let cache = ReplayCache::new(2);
-        assert_eq!(cache.accept("a", 10, 0), Ok(()));
-        assert_eq!(cache.accept("b", 20, 0), Ok(()));
-        assert_eq!(cache.accept("c", 30, 5), Err(Replay::Full));
-        assert_eq!(cache.accept("c", 30, 11), Ok(()));
+    fn a_full_cache_refuses_whoever_fills_it_and_nobody_else() {
+        let cache = ReplayCache::new(4);
+        for jti in ["m1", "m2", "m3"] {
+            assert_eq!(cache.take(jti, "mallory", 100, 0), Ok(()));
+        }
+        assert_eq!(cache.take("a1", "alice", 50, 0), Ok(()));
+        // Full: mallory holds more than a half share, so mallory is refused...
+        assert_eq!(cache.take("m4", "mallory", 100, 1), Err(Replay::Full));
+        // ...while bob, holding nothing, gets a slot: mallory's slots make room, and
+        // mallory's tokens are refused until the last of them would have expired, since
+        // one of them could now be replayed unnoticed.
+        assert_eq!(cache.take("b1", "bob", 50, 1), Ok(()));
         assert_eq!(cache.len(), 2);
-        assert_eq!(cache.accept("b", 30, 11), Err(Replay::Seen));
+        assert_eq!(cache.take("m1", "mallory", 100, 2), Err(Replay::Full));
+        assert_eq!(cache.take("m5", "mallory", 100, 2), Err(Replay::Full));
+        assert_eq!(cache.take("a1", "alice", 50, 2), Err(Replay::Seen));
+        assert_eq!(cache.take("a2", "alice", 50, 2), Ok(()));
+        // Once mallory's last token has expired, mallory is a caller like any other.
+        assert_eq!(cache.take("m6", "mallory", 200, 101), Ok(()));
+        assert_eq!(cache.len(), 1, "everything else expired meanwhile");
+    }
+
+    #[test]
+    fn a_caller_within_its_share_of_a_full_cache_waits_for_nothing() {
+        let cache = ReplayCache::new(2);
+        assert_eq!(cache.take("a", "alice", 10, 0), Ok(()));
+        assert_eq!(cache.take("b", "bob", 20, 0), Ok(()));
+        // Full, shares of one each: each holder is at its share.
+        assert_eq!(cache.take("a2", "alice", 30, 5), Err(Replay::Full));
+        assert_eq!(
+            cache.take("a2", "alice", 30, 11),
+            Ok(()),
+            "alice's first expired"
+        );
+        assert_eq!(cache.len(), 2);
     }
 }

@@ -260,7 +260,7 @@ impl TrustedIssuer {
         let date = |name| data.claims.get(name).map(numeric_date).transpose();
         let exp = date("exp")?.ok_or(AuthError::MissingClaim)?;
         let nbf = date("nbf")?;
-        self.checks.check(&self.name, header, &data.claims)?;
+        self.checks.check(header, &data.claims)?;
         Ok(Verified {
             issuer: self.clone(),
             key_generation,
@@ -289,7 +289,7 @@ impl TrustedIssuer {
         }
         Some(
             self.checks
-                .check(&self.name, &verified.header, &verified.caller.claims)
+                .check(&verified.header, &verified.caller.claims)
                 .map(|()| verified.caller.clone()),
         )
     }
@@ -425,6 +425,21 @@ impl Verifier {
         let caller = verified.caller.clone();
         self.verified.insert(digest, verified, now);
         Ok(caller)
+    }
+
+    /// Uses the caller's token once, when its issuer refuses replays: called when a rule
+    /// admits the caller and it acts on that, so that only admitted tokens take a slot of
+    /// the replay cache. From then on, the token is refused as replayed.
+    pub(crate) fn take_jti(&self, caller: &Caller) -> Result<(), AuthError> {
+        let issuer = caller
+            .claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .and_then(|iss| self.by_iss.get(iss))
+            .ok_or(AuthError::UnknownIssuer)?;
+        issuer
+            .checks
+            .take_jti(&issuer.name, &caller.subject, &caller.claims)
     }
 }
 

@@ -18,7 +18,9 @@ use crate::error::whole_seconds;
 pub(crate) enum Policy {
     /// A verified caller's own bucket.
     PerCaller,
-    /// A client address's bucket of requests whose token failed.
+    /// The bucket of a verified caller that no rule admits.
+    Unadmitted,
+    /// A client network's bucket of requests whose token failed.
     Unauthenticated,
 }
 
@@ -27,6 +29,7 @@ impl Policy {
     fn name(self) -> &'static str {
         match self {
             Self::PerCaller => "per-caller",
+            Self::Unadmitted => "unadmitted-per-caller",
             Self::Unauthenticated => "unauthenticated-per-address",
         }
     }
@@ -34,6 +37,7 @@ impl Policy {
     fn who(self) -> &'static str {
         match self {
             Self::PerCaller => "this caller sent more requests",
+            Self::Unadmitted => "this caller, whom no rule admits, sent more requests",
             Self::Unauthenticated => "this client address sent more requests without a valid token",
         }
     }
@@ -63,10 +67,12 @@ impl RateLimited {
         }
     }
 
-    /// The audit reason: `rate_limited`, or `rate_limited:unauthenticated`.
+    /// The audit reason: `rate_limited`, `rate_limited:unadmitted` or
+    /// `rate_limited:unauthenticated`.
     pub(crate) fn reason(&self) -> &'static str {
         match self.policy {
             Policy::PerCaller => "rate_limited",
+            Policy::Unadmitted => "rate_limited:unadmitted",
             Policy::Unauthenticated => "rate_limited:unauthenticated",
         }
     }

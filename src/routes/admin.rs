@@ -42,16 +42,21 @@ impl FromRequestParts<AppState> for DenyAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Ok(current) = Current::from_request_parts(parts, state).await;
-        let caller = Caller::from_request_parts(parts, state).await?;
+        let caller = Caller::from_request_parts(parts, state)
+            .await
+            .map_err(ApiError::from)?;
         let rule = current.rules.first_match(&caller.issuer, &caller.claims);
         let admin = current
             .deny_admins
             .admits(&current.rules, &caller.issuer, &caller.claims);
         match rule {
-            Some(rule) if admin && !current.is_denied(&caller) => Ok(Self {
-                rule: rule.name.clone(),
-                caller,
-            }),
+            Some(rule) if admin && !current.is_denied(&caller) => {
+                current.verifier.take_jti(&caller)?;
+                Ok(Self {
+                    rule: rule.name.clone(),
+                    caller,
+                })
+            }
             _ => Err(ApiError::NotDenyAdmin),
         }
     }

@@ -8,9 +8,10 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::caller::CallerRefusal;
 use crate::app::{AppState, Current};
 use crate::audit::Scope;
-use crate::auth::{AuthError, Caller};
+use crate::auth::Caller;
 
 pub(super) fn router() -> super::Routes {
     super::Routes::new()
@@ -39,9 +40,12 @@ impl AuditReader {
 }
 
 impl FromRequestParts<AppState> for AuditReader {
-    type Rejection = AuthError;
+    type Rejection = CallerRefusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AuthError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, CallerRefusal> {
         let Ok(current) = Current::from_request_parts(parts, state).await;
         let caller = Caller::from_request_parts(parts, state).await?;
         // The kill switch takes an admin's powers too.
@@ -49,6 +53,13 @@ impl FromRequestParts<AppState> for AuditReader {
             && current
                 .audit_admins
                 .admits(&current.rules, &caller.issuer, &caller.claims);
+        // Reading one's own records needs no rule; reading everyone's acts on one.
+        if admin {
+            current
+                .verifier
+                .take_jti(&caller)
+                .map_err(CallerRefusal::Unauthenticated)?;
+        }
         Ok(Self { caller, admin })
     }
 }

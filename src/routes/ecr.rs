@@ -12,10 +12,11 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::RequestMeta;
+use super::caller::CallerRefusal;
 use super::json_object::{BodyRejection, JsonObject};
 use crate::app::{AppState, Current};
 use crate::audit::{AuditError, AuditRecord, ChainEntry, Outcome};
-use crate::auth::{AuthError, Caller};
+use crate::auth::Caller;
 use crate::credentials::Issued;
 use crate::domain::{Namespace, SecretName};
 use crate::error::ApiError;
@@ -43,7 +44,7 @@ async fn post_authorization_token(
     State(state): State<AppState>,
     current: Current,
     meta: RequestMeta,
-    caller: Result<Caller, AuthError>,
+    caller: Result<Caller, CallerRefusal>,
     body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     let wanted = issue_request(body).map(|request| Wanted {
@@ -59,7 +60,7 @@ async fn get_login_password(
     State(state): State<AppState>,
     current: Current,
     meta: RequestMeta,
-    caller: Result<Caller, AuthError>,
+    caller: Result<Caller, CallerRefusal>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let wanted = query_pairs(query)
@@ -82,7 +83,7 @@ async fn get_docker_config(
     State(state): State<AppState>,
     current: Current,
     meta: RequestMeta,
-    caller: Result<Caller, AuthError>,
+    caller: Result<Caller, CallerRefusal>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let wanted = query_pairs(query).and_then(|mut pairs| {
@@ -168,7 +169,7 @@ async fn issue(
     state: AppState,
     current: Current,
     meta: RequestMeta,
-    caller: Result<Caller, AuthError>,
+    caller: Result<Caller, CallerRefusal>,
     wanted: Result<Wanted, ApiError>,
 ) -> Result<Response, ApiError> {
     let request_id = meta.request_id.clone();
@@ -232,7 +233,7 @@ pub(super) async fn issue_and_record(
     state: AppState,
     current: Current,
     meta: RequestMeta,
-    caller: Result<Caller, AuthError>,
+    caller: Result<Caller, CallerRefusal>,
     request: Result<IssueRequest, ApiError>,
 ) -> Result<Committed, ApiError> {
     // Boxed once here: the issuing future is about 3 KB, and spawning it moves it through
@@ -247,7 +248,7 @@ async fn record_issuance(
     state: AppState,
     current: Current,
     meta: RequestMeta,
-    caller: Result<Caller, AuthError>,
+    caller: Result<Caller, CallerRefusal>,
     request: Result<IssueRequest, ApiError>,
 ) -> Result<Committed, ApiError> {
     let mut record = AuditRecord::start(
@@ -259,12 +260,16 @@ async fn record_issuance(
     let outcome = async {
         let caller = match caller {
             Ok(caller) => caller,
-            // Without a verified caller there is nobody to charge but the client address.
-            Err(error) => {
+            // Without a verified caller there is nobody to charge but the client's network.
+            Err(CallerRefusal::Unauthenticated(error)) => {
                 current
                     .rate_limits
                     .check_unauthenticated(record.client_addr)?;
                 return Err(error.into());
+            }
+            Err(CallerRefusal::OverBudget { caller, limited }) => {
+                issuance::record_caller(&mut record, &caller);
+                return Err(limited.into());
             }
         };
         issuance::record_caller(&mut record, &caller);
@@ -301,6 +306,12 @@ async fn record_issuance(
             state
                 .metrics
                 .issuance(record.outcome, &record.reason, record.rule.as_deref());
+            // However fast a caller sends, its refusals for sending too fast add no rows:
+            // they are counted in the next aggregate row.
+            if matches!(error, ApiError::RateLimited(_)) {
+                state.audit.tally(&record);
+                return Err(error);
+            }
             let reason = record.reason.clone();
             match state.audit.record(record).await {
                 // Counted in the next aggregate row; a flood must not flood the logs either.

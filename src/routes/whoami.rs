@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::RequestMeta;
 use crate::app::{AppState, Current};
-use crate::auth::{AuthError, Caller};
+use crate::auth::Caller;
 use crate::config::WhoamiDetail;
 use crate::error::ApiError;
 use crate::policy::{Denial, Rule};
@@ -72,9 +72,8 @@ async fn get_whoami(
     State(state): State<AppState>,
     current: Current,
     meta: RequestMeta,
-    caller: Result<Caller, AuthError>,
-) -> Result<Response, AuthError> {
-    let caller = caller?;
+    caller: Caller,
+) -> Response {
     let full = state.server.whoami_detail == WhoamiDetail::Full;
     let mut rules = Vec::new();
     let mut matched = None;
@@ -117,7 +116,7 @@ async fn get_whoami(
         rules,
         request_id: meta.request_id,
     };
-    Ok(no_store_json(body))
+    no_store_json(body)
 }
 
 fn allowed(rule: &Rule, caller: &Caller) -> Result<Allowed, Denial> {

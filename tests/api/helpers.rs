@@ -678,6 +678,16 @@ impl TestApp {
         self.http.get(self.url(path)).send().await.expect("GET")
     }
 
+    /// `GET /v1/whoami` with this bearer token.
+    pub async fn whoami(&self, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url("/v1/whoami"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("GET /v1/whoami")
+    }
+
     /// `POST /v1/ecr/authorization-token` with an optional bearer token and JSON body.
     pub async fn issue(&self, token: Option<&str>, body: Option<Value>) -> reqwest::Response {
         let mut request = self.http.post(self.url("/v1/ecr/authorization-token"));

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::authentication::assert_refused;
-use crate::helpers::{TestApp, wait_for};
+use crate::helpers::{TestApp, assert_problem, request_id, wait_for};
 
 #[tokio::test]
 async fn a_critical_header_extension_is_refused() {
@@ -99,22 +99,81 @@ async fn tokens_are_reusable_unless_the_issuer_refuses_replays() {
     assert_refused(&app, Some(&anonymous), "missing_claim").await;
 }
 
-#[tokio::test]
-async fn the_replay_cache_is_bounded() {
-    let app = TestApp::builder()
-        .issuer_keys(
-            "jwks_uri = \"{jwks_uri}\"\nreject_replayed_jti = true\njti_cache_capacity = 2",
-        )
+/// An app whose issuer refuses replayed `jti`s and remembers at most `capacity` of them.
+async fn counting_jtis(capacity: usize) -> TestApp {
+    TestApp::builder()
+        .issuer_keys(&format!(
+            "jwks_uri = \"{{jwks_uri}}\"\nreject_replayed_jti = true\njti_cache_capacity = {capacity}"
+        ))
         .spawn()
-        .await;
+        .await
+}
+
+/// A 401 for a verified token refused by the replay cache: the caller is named, since its
+/// token verified.
+async fn assert_replay_refusal(app: &TestApp, token: &str, reason: &str) {
+    let response = app.issue(Some(token), None).await;
+    let id = request_id(&response);
+    assert_problem(response, 401, "invalid-token").await;
+    let row = app.audit_row(&id).await;
+    assert_eq!(row["reason"], format!("invalid_token:{reason}"));
+    assert!(row["token_fingerprints"].as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_replay_cache_is_bounded_and_refuses_only_whoever_fills_it() {
+    let app = counting_jtis(2).await;
+    let mallory = |jti: &str| {
+        app.issuer
+            .token()
+            .claim("sub", "repo:acme/api:mallory")
+            .claim("jti", jti)
+            .sign()
+    };
     for jti in ["a", "b"] {
-        let token = app.issuer.token().claim("jti", jti).sign();
-        assert_eq!(app.issue(Some(&token), None).await.status(), 200);
+        assert_eq!(app.issue(Some(&mallory(jti)), None).await.status(), 200);
     }
-    // Both remembered tokens are still valid, so a third cannot be remembered: refused
-    // rather than accepted unprotected.
-    let third = app.issuer.token().claim("jti", "c").sign();
-    assert_refused(&app, Some(&third), "replay_cache_full").await;
+    // Both remembered tokens are still valid and mallory holds every slot: a third of its
+    // tokens cannot be remembered, so it is refused rather than accepted unprotected.
+    assert_replay_refusal(&app, &mallory("c"), "replay_cache_full").await;
+
+    // Anyone else still gets in: mallory's slots make room, and mallory's tokens, any of
+    // which could now be replayed unnoticed, are refused until they expire.
+    let alice = app.issuer.token().claim("jti", "alice-1").sign();
+    assert_eq!(app.issue(Some(&alice), None).await.status(), 200);
+    assert_replay_refusal(&app, &mallory("a"), "replay_cache_full").await;
+    assert_replay_refusal(&app, &mallory("d"), "replay_cache_full").await;
+    assert_refused(&app, Some(&alice), "replayed").await;
+}
+
+#[tokio::test]
+async fn strangers_cannot_fill_the_replay_cache() {
+    let app = counting_jtis(4).await;
+    // Validly signed tokens that no rule admits, each with a fresh `jti`: free to mint on
+    // a public issuer. Asking who they are, issuing, or reading their own records takes
+    // no slot.
+    for i in 0..12 {
+        let stranger = app
+            .issuer
+            .token()
+            .claim("sub", format!("repo:evil/x{i}:ref:refs/heads/main"))
+            .claim("repository_owner", "evil")
+            .claim("jti", format!("stranger-{i}"))
+            .sign();
+        let whoami = app.whoami(&stranger).await;
+        assert_eq!(whoami.status(), 200);
+        assert_eq!(app.issue(Some(&stranger), None).await.status(), 403);
+        assert_eq!(app.audit_issuances(&stranger, &[]).await.status(), 200);
+    }
+    // An admitted caller's token may be looked at first, then used once.
+    let real = app.issuer.token().claim("jti", "real-1").sign();
+    assert_eq!(app.whoami(&real).await.status(), 200);
+    assert_eq!(app.issue(Some(&real), None).await.status(), 200);
+    assert_refused(&app, Some(&real), "replayed").await;
+    for i in 2..=4 {
+        let next = app.issuer.token().claim("jti", format!("real-{i}")).sign();
+        assert_eq!(app.issue(Some(&next), None).await.status(), 200);
+    }
 }
 
 #[tokio::test]

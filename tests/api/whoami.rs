@@ -23,15 +23,6 @@ session_duration_secs = 1800
 session_tags = { repo = "{repository}" }
 "#;
 
-async fn whoami(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .get(app.url("/v1/whoami"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// An app with [`RULES`] whose whoami tells everything, as for development.
 async fn full_detail_app() -> TestApp {
     TestApp::builder()
@@ -46,7 +37,7 @@ async fn whoami_shows_the_matching_rule_and_what_it_allows_without_issuing() {
     let app = full_detail_app().await;
     app.moto.start_recording().await;
 
-    let response = whoami(&app, &app.token()).await;
+    let response = app.whoami(&app.token()).await;
 
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["cache-control"], "no-store");
@@ -106,8 +97,8 @@ async fn whoami_explains_a_denial_rule_by_rule() {
         .claim("repository_owner", "not-acme")
         .sign();
 
-    let feature_branch: Value = whoami(&app, &feature_branch).await.json().await.unwrap();
-    let other_owner: Value = whoami(&app, &other_owner).await.json().await.unwrap();
+    let feature_branch: Value = app.whoami(&feature_branch).await.json().await.unwrap();
+    let other_owner: Value = app.whoami(&other_owner).await.json().await.unwrap();
 
     assert_eq!(feature_branch["rule"], Value::Null);
     assert_eq!(feature_branch["allowed"], Value::Null);
@@ -136,7 +127,7 @@ async fn whoami_says_when_the_matching_rule_cannot_be_applied() {
     let app = TestApp::builder().rules(RULES).spawn().await;
     let token = app.issuer.token().claim("repository", "acme/*").sign();
 
-    let body: Value = whoami(&app, &token).await.json().await.unwrap();
+    let body: Value = app.whoami(&token).await.json().await.unwrap();
 
     assert_eq!(body["rule"], "main-branch");
     assert_eq!(body["allowed"], Value::Null);
@@ -171,7 +162,7 @@ async fn whoami_tells_a_stranger_no_expected_value_by_default() {
         .claim("ref", "refs/heads/dev")
         .sign();
 
-    let denied: Value = whoami(&app, &stranger).await.json().await.unwrap();
+    let denied: Value = app.whoami(&stranger).await.json().await.unwrap();
 
     assert_eq!(denied["rule"], Value::Null);
     assert_eq!(
@@ -186,7 +177,7 @@ async fn whoami_tells_a_stranger_no_expected_value_by_default() {
     }
 
     // A matching caller learns what its rule grants, and nothing of the rules before it.
-    let matched: Value = whoami(&app, &app.token()).await.json().await.unwrap();
+    let matched: Value = app.whoami(&app.token()).await.json().await.unwrap();
     assert_eq!(matched["rule"], "main-branch");
     assert_eq!(matched["allowed"]["repositories"], json!(["acme/api/*"]));
     assert_eq!(matched["rules"], json!([]));
@@ -203,7 +194,7 @@ async fn whoami_tells_expected_values_when_configured_to() {
         .claim("ref", "refs/heads/dev")
         .sign();
 
-    let body: Value = whoami(&app, &stranger).await.json().await.unwrap();
+    let body: Value = app.whoami(&stranger).await.json().await.unwrap();
 
     let reasons = [&body["rules"][0], &body["rules"][1]].map(|r| r["mismatch"]["reason"].clone());
     assert_eq!(

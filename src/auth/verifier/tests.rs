@@ -143,8 +143,12 @@ async fn a_remembered_token_still_passes_every_check_that_is_not_its_own() {
 
     let replays = verifier(&path, "reject_replayed_jti = true").await;
     let once = token("k1", 600, json!({"jti": "job-1"}));
-    replays.verify(&once).await.unwrap();
+    let caller = replays.verify(&once).await.unwrap();
     assert!(remembered(&replays, &once));
+    // Verifying alone uses nothing up; acting on the token as an admitted caller does.
+    replays.verify(&once).await.unwrap();
+    replays.take_jti(&caller).unwrap();
+    assert_eq!(replays.take_jti(&caller), Err(AuthError::Replayed));
     assert_eq!(
         replays.verify(&once).await.unwrap_err(),
         AuthError::Replayed

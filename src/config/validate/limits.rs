@@ -18,10 +18,22 @@ pub(super) fn limits(config: &Config, f: &mut Findings) {
         f,
     );
     rate_limit(&config.rate_limit.per_caller(), "rate_limit", f);
+    rate_limit(&config.rate_limit.unadmitted, "rate_limit.unadmitted", f);
     rate_limit(
         &config.rate_limit.unauthenticated,
         "rate_limit.unauthenticated",
         f,
+    );
+    let prefix = &config.rate_limit.unauthenticated_prefix;
+    f.check(
+        prefix.ipv4 <= 32,
+        "rate_limit.unauthenticated_prefix.ipv4",
+        "must be from 0 to 32",
+    );
+    f.check(
+        prefix.ipv6 <= 128,
+        "rate_limit.unauthenticated_prefix.ipv6",
+        "must be from 0 to 128",
     );
     for (i, rule) in config.rules.iter().enumerate() {
         if let Some(limit) = &rule.rate_limit {
