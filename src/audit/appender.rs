@@ -231,12 +231,18 @@ fn is_lock_timeout(error: &sqlx::Error) -> bool {
 /// message: the server waits for the rest of it, untimed, while every replica's appends time
 /// out on the lock. Its transaction rolls back, so its batch is never committed and none of
 /// its callers got a token for it.
+///
+/// Only a holder of this database's chain lock is ever ended. Advisory locks are per
+/// database, so a broker of another database on the same cluster (staging beside production)
+/// holds a lock of the same key that blocks nobody here, and its appender, named alike, is
+/// none of this broker's business.
 async fn end_stalled_holder(pool: &PgPool, stalled_after: Duration) {
     let ended = sqlx::query_scalar::<_, i32>(
         // Materialized, so that the filter has run in full before anything is ended.
         "WITH stalled AS MATERIALIZED ( \
              SELECT a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                AND l.classid = ($1 >> 32)::oid AND l.objid = ($1 & 4294967295)::oid \
                AND a.application_name = $2 \
                AND a.state_change < clock_timestamp() - make_interval(secs => $3)) \

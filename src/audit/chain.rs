@@ -14,6 +14,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use super::AuditRecord;
+use super::shed::{ShedCount, ShedSummary};
 
 /// A row hash: HMAC-SHA256 output.
 pub(crate) type Hash = [u8; 32];
@@ -235,23 +236,57 @@ impl ChainedRow {
     /// Fields added after the first version are encoded only when present, so that rows
     /// written before them keep their hashes.
     pub(crate) fn canonical(&self) -> Vec<u8> {
-        let r = &self.record;
+        // Destructured without `..`, down to the shed summary: a field added to the row does
+        // not compile until it is encoded here, so no column is ever stored outside the MAC.
+        let Self {
+            id,
+            recorded_at,
+            record,
+        } = self;
+        let AuditRecord {
+            occurred_at,
+            request_id,
+            outcome,
+            reason,
+            http_status,
+            issuer,
+            subject,
+            rule,
+            role_arn,
+            session_name,
+            regions,
+            registry_ids,
+            access,
+            repositories,
+            session_tags,
+            proxy_endpoints,
+            expires_at,
+            token_fingerprints,
+            fingerprint_key_id,
+            from_cache,
+            client_addr,
+            user_agent,
+            latency_ms,
+            upstream_error,
+            caller_request_id,
+            shed,
+        } = record;
         let mut c = Canonical(b"ecr-token-broker audit v1".to_vec());
-        c.int(self.id);
-        c.time(self.recorded_at);
-        c.time(r.occurred_at);
-        c.text(&r.request_id);
-        c.text(r.outcome.as_str());
-        c.text(&r.reason);
-        c.int(r.http_status.into());
-        for field in [&r.issuer, &r.subject, &r.rule, &r.role_arn, &r.session_name] {
+        c.int(*id);
+        c.time(*recorded_at);
+        c.time(*occurred_at);
+        c.text(request_id);
+        c.text(outcome.as_str());
+        c.text(reason);
+        c.int((*http_status).into());
+        for field in [issuer, subject, rule, role_arn, session_name] {
             c.option(field.as_deref(), Canonical::text);
         }
-        c.list(&r.regions);
-        c.list(&r.registry_ids);
-        c.option(r.access.as_deref(), Canonical::text);
-        c.option(r.repositories.as_deref(), Canonical::list);
-        let tags = (!r.session_tags.is_empty()).then(|| r.session_tags.as_slice());
+        c.list(regions);
+        c.list(registry_ids);
+        c.option(access.as_deref(), Canonical::text);
+        c.option(repositories.as_deref(), Canonical::list);
+        let tags = (!session_tags.is_empty()).then(|| session_tags.as_slice());
         c.option(tags, |c, tags| {
             let flat: Vec<String> = tags
                 .iter()
@@ -259,34 +294,41 @@ impl ChainedRow {
                 .collect();
             c.list(&flat);
         });
-        c.list(&r.proxy_endpoints);
-        c.option(r.expires_at.as_ref(), |c, t| c.time(*t));
-        c.list(&r.token_fingerprints);
-        c.option(r.fingerprint_key_id.as_deref(), Canonical::text);
-        c.int(r.from_cache.into());
+        c.list(proxy_endpoints);
+        c.option(expires_at.as_ref(), |c, t| c.time(*t));
+        c.list(token_fingerprints);
+        c.option(fingerprint_key_id.as_deref(), Canonical::text);
+        c.int((*from_cache).into());
         c.option(
-            r.client_addr.map(|a| a.to_string()).as_deref(),
+            client_addr.map(|a| a.to_string()).as_deref(),
             Canonical::text,
         );
-        c.option(r.user_agent.as_deref(), Canonical::text);
-        c.int(r.latency_ms.into());
-        if let Some(error) = &r.upstream_error {
+        c.option(user_agent.as_deref(), Canonical::text);
+        c.int((*latency_ms).into());
+        if let Some(error) = upstream_error {
             c.0.push(b'u');
             c.text(error);
         }
-        if let Some(id) = &r.caller_request_id {
+        if let Some(id) = caller_request_id {
             c.0.push(b'c');
             c.text(id);
         }
-        if let Some(shed) = &r.shed {
+        if let Some(ShedSummary {
+            count,
+            since,
+            until,
+            clients,
+            reasons,
+        }) = shed
+        {
             c.0.push(b'S');
-            c.int(i64::try_from(shed.count).unwrap_or(i64::MAX));
-            c.time(shed.since);
-            c.time(shed.until);
-            for counts in [&shed.clients, &shed.reasons] {
+            c.int(i64::try_from(*count).unwrap_or(i64::MAX));
+            c.time(*since);
+            c.time(*until);
+            for counts in [clients, reasons] {
                 let flat: Vec<String> = counts
                     .iter()
-                    .flat_map(|c| [c.key.clone(), c.count.to_string()])
+                    .flat_map(|ShedCount { key, count }| [key.clone(), count.to_string()])
                     .collect();
                 c.list(&flat);
             }

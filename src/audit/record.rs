@@ -134,10 +134,10 @@ impl<'r> Decode<'r, Postgres> for SessionTags {
 
 /// One audit row, filled in as the request moves along its path.
 ///
-/// A new field is added here (with its column in a migration, so the names match), to the
-/// canonical encoding in [`super::chain`], and to the API's record type; the insert in
-/// [`super::columns`] does not compile until it is given its array there. Nothing else
-/// spells the columns out.
+/// A new field is added here (with its column in a migration, so the names match) and to
+/// the API's record type; neither the insert in [`super::columns`] nor the canonical
+/// encoding in [`super::chain`] compiles until it is given its array and its place under the
+/// MAC there. Nothing else spells the columns out.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AuditRecord {
     /// When the request arrived.

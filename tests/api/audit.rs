@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use ecr_token_broker::{AppendBounds, AuditRecord, ChainAppender, ChainKey, Outcome};
+use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::helpers::{Fault, Operation, TestApp, assert_problem, wait_for};
@@ -122,15 +124,9 @@ async fn a_nul_in_a_claim_is_stored_escaped_and_never_sinks_its_neighbours() {
     crate::chain::verifies(&app.database_url, &[]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_column_is_stored_as_appended_whatever_its_text_holds() {
-    use ecr_token_broker::{AppendBounds, AuditRecord, ChainAppender, ChainKey, Outcome};
-    use secrecy::SecretString;
-
-    let app = TestApp::spawn().await;
-    let db = app.db().await;
-    // Text that Postgres's array syntax gives a meaning to, in every list column.
-    let awkward: Vec<String> = [
+/// Text that Postgres's array syntax gives a meaning to.
+fn awkward_text() -> Vec<String> {
+    [
         "",
         "NULL",
         "a,b",
@@ -141,7 +137,13 @@ async fn every_column_is_stored_as_appended_whatever_its_text_holds() {
         "é✓",
     ]
     .map(str::to_owned)
-    .to_vec();
+    .to_vec()
+}
+
+/// An issued record with every field set (but `shed`, which only the writer's aggregate of
+/// shed refusals has), awkward text in every list.
+pub(crate) fn record_with_every_field() -> AuditRecord {
+    let awkward = awkward_text();
     let mut record = AuditRecord::start(
         "all-columns",
         Some("::1".parse().unwrap()),
@@ -159,12 +161,21 @@ async fn every_column_is_stored_as_appended_whatever_its_text_holds() {
     record.session_tags = [("k\"".to_owned(), "v\\".to_owned())].into_iter().collect();
     record.proxy_endpoints = awkward.clone();
     record.expires_at = Some(record.occurred_at + chrono::Duration::hours(1));
-    record.token_fingerprints = awkward.clone();
+    record.token_fingerprints = awkward;
     record.fingerprint_key_id = Some("k1".to_owned());
     record.from_cache = true;
     record.upstream_error = Some("aws_throttled:AssumeRole".to_owned());
     record.caller_request_id = Some("caller-1".to_owned());
     record.decide(Outcome::Issued, "issued", 200);
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_column_is_stored_as_appended_whatever_its_text_holds() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    let awkward = awkward_text();
+    let record = record_with_every_field();
     let mut empty = AuditRecord::start("no-optional-columns", None, None);
     empty.decide(Outcome::Denied, "missing_token", 401);
     empty.repositories = Some(Vec::new());

@@ -3,10 +3,12 @@
 //! access; the service's own role cannot change rows at all.
 
 use std::process::Output;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ecr_token_broker::ChainKey;
-use ecr_token_broker::{AppendBounds, AuditRecord, ChainAppender, Outcome};
+use ecr_token_broker::{
+    AppendBounds, AuditRecord, AuditWriter, ChainAppender, Outcome, WriterLimits,
+};
 use secrecy::SecretString;
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
@@ -126,14 +128,20 @@ async fn breaks(database_url: &str) -> String {
     stderr(&output)
 }
 
-/// Runs `sql` as the superuser with the append-only triggers off (replica mode skips
-/// ordinary triggers): what someone with full access to the database could do.
-pub async fn tamper(app: &TestApp, sql: &'static str) {
-    let mut db = PgConnection::connect(&app.database_url).await.unwrap();
+/// A superuser session with the append-only triggers off (replica mode skips ordinary
+/// triggers): what someone with full access to the database could do.
+async fn owner_session(database_url: &str) -> PgConnection {
+    let mut db = PgConnection::connect(database_url).await.unwrap();
     sqlx::raw_sql("SET session_replication_role = replica")
         .execute(&mut db)
         .await
         .unwrap();
+    db
+}
+
+/// Runs `sql` in an [`owner_session`].
+pub async fn tamper(app: &TestApp, sql: &'static str) {
+    let mut db = owner_session(&app.database_url).await;
     sqlx::raw_sql(sql).execute(&mut db).await.expect(sql);
     db.close().await.unwrap();
 }
@@ -230,6 +238,122 @@ async fn an_edited_row_breaks_the_chain_at_that_row_and_cannot_be_pruned() {
     assert_eq!(
         scalar::<i64>(&db, "SELECT count(*) FROM audit_checkpoints").await,
         0
+    );
+}
+
+/// Columns whose edit `audit verify` catches before it compares the row's MAC, and so names
+/// otherwise: the row's place (an edited `id` leaves a gap) and its link to the row before
+/// (an edited `prev_hash` no longer points at it). Both are hashed all the same, the id in
+/// the row's content and the link as the MAC's first input. `row_hash` is the MAC itself: an
+/// edited one no longer matches the content, as with any other column.
+const CAUGHT_BEFORE_THE_MAC: [(&str, &str); 2] = [
+    (
+        "id",
+        "id 2: expected id 1 (a row is missing or was inserted)",
+    ),
+    (
+        "prev_hash",
+        "id 1: prev_hash does not match the genesis hash",
+    ),
+];
+
+#[tokio::test]
+async fn an_edit_of_any_column_breaks_the_chain_and_restoring_it_mends_it() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    let key = ChainKey::new(&SecretString::from(CHAIN_KEY));
+    let limits = WriterLimits {
+        queue_capacity: 8,
+        refusal_queue_capacity: 1,
+        // Never within the test: the aggregate of shed refusals is written at shutdown.
+        shed_report_interval: Duration::from_secs(3600),
+        max_batch: 8,
+        wait: Duration::from_secs(10),
+        bounds: AppendBounds::default(),
+    };
+    let (writer, task) = AuditWriter::spawn(db.clone(), key, limits);
+    // Row 1 holds a value in every column but `shed`, and row 2 or 3 another one in each,
+    // for the edits below to take.
+    // An error, not an issuance, so that the database's check on issued rows (fingerprints
+    // and their key) lets every edit through.
+    let mut full = crate::audit::record_with_every_field();
+    full.decide(Outcome::Error, "aws_unavailable:GetAuthorizationToken", 502);
+    full.latency_ms = 12;
+    writer.record(full).await.expect("row 1");
+    // Row 2 a refusal, row 3 the aggregate with a `shed` value. The writer task cannot run
+    // between these hand-offs (a single-threaded runtime), so the first fills the one-place
+    // refusal lane and the other two are shed.
+    let refusals = (0..3).map(|n| {
+        let mut record = AuditRecord::start(&format!("refused-{n}"), None, None);
+        record.decide(Outcome::Denied, "missing_token", 401);
+        writer.record(record)
+    });
+    let refused = futures::future::join_all(refusals).await;
+    assert!(refused[0].is_ok(), "{refused:?}");
+    assert!(refused[1..].iter().all(Result::is_err), "{refused:?}");
+    drop(writer);
+    task.await.unwrap();
+    assert_eq!(
+        scalar::<i64>(&db, "SELECT count(*) FROM audit_events").await,
+        3
+    );
+    verifies(&app.database_url, &[]).await;
+    // Every column the table has, whatever the code knows of: one stored outside the MAC
+    // would survive its edit.
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = 'audit_events' \
+         ORDER BY ordinal_position",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    for (column, _) in CAUGHT_BEFORE_THE_MAC {
+        assert!(columns.iter().any(|c| c == column), "{column}: {columns:?}");
+    }
+    let mut owner = owner_session(&app.database_url).await;
+    sqlx::raw_sql("CREATE TEMP TABLE original AS SELECT * FROM audit_events")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+
+    let mut unnoticed = Vec::new();
+    for column in &columns {
+        // Row 1's value becomes another row's, so that it is one the service could have
+        // written and reads back: only the MAC can tell. (The names are the table's own.)
+        let edited = sqlx::query(&format!(
+            "UPDATE audit_events e SET \"{column}\" = other.\"{column}\" \
+             FROM (SELECT o.\"{column}\" FROM original o, original one \
+                   WHERE one.id = 1 AND o.\"{column}\" IS DISTINCT FROM one.\"{column}\" \
+                   ORDER BY o.id LIMIT 1) other \
+             WHERE e.id = 1"
+        ))
+        .execute(&mut owner)
+        .await
+        .unwrap_or_else(|e| panic!("editing {column}: {e}"));
+        assert_eq!(
+            edited.rows_affected(),
+            1,
+            "no row differs from row 1 in {column}: give one a value of its own above"
+        );
+        let verify = run(&app.database_url, &["audit", "verify"]).await;
+        let expected = CAUGHT_BEFORE_THE_MAC
+            .iter()
+            .find(|(caught, _)| caught == column)
+            .map_or("id 1: row hash does not match its content", |(_, how)| how);
+        if verify.status.code() != Some(1) || !stderr(&verify).contains(expected) {
+            unnoticed.push(format!("{column}: {}{}", stdout(&verify), stderr(&verify)));
+        }
+        sqlx::raw_sql("DELETE FROM audit_events; INSERT INTO audit_events SELECT * FROM original")
+            .execute(&mut owner)
+            .await
+            .unwrap();
+        verifies(&app.database_url, &[]).await;
+    }
+
+    assert!(
+        unnoticed.is_empty(),
+        "edits not caught as they should be:\n{unnoticed:#?}"
     );
 }
 

@@ -1,7 +1,7 @@
 //! The audit chain under faulty databases and writers: it cannot fork whatever the server's
 //! defaults, a duplicate or out-of-place chain id is refused by the database itself, and a
 //! session stuck holding the writers' lock, or an appender stalled in the middle of a message,
-//! costs bounded 503s, not an outage.
+//! costs bounded 503s, not an outage; and the clean-up never ends another database's appender.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::chain::{app_with_history, run, stderr, stdout, tamper, token, verifies};
-use crate::helpers::{TestApp, assert_problem, wait_for};
+use crate::helpers::{TestApp, admin_database_url, assert_problem, empty_database, wait_for};
 
 /// The writers' advisory lock key (`CHAIN_LOCK` in src/audit/store.rs).
 const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469;
@@ -563,5 +563,77 @@ async fn an_appender_stalled_in_the_middle_of_a_message_is_ended_by_the_next_one
         .find(|line| line.contains("ended the session of a stalled audit appender"))
         .unwrap_or_else(|| panic!("no stalled appender was ended:\n{log}"));
     assert!(line.contains(&format!("[{}]", stalled.pid)), "{line}");
+    verifies(&service.database_url, &[]).await;
+}
+
+#[tokio::test]
+async fn a_stalled_appender_is_ended_only_in_its_own_database() {
+    let service = TestApp::builder()
+        .extra_config(SHORT_CHAIN_BOUNDS)
+        .spawn_process()
+        .await;
+    // Another broker's database on the same cluster (staging beside production, or another
+    // test's), its appender holding that database's chain lock under the same name, idle in
+    // its transaction for as long as it likes: no concern of this broker's.
+    let mut elsewhere = RawSession::connect(&empty_database().await).await;
+    // And one in the service's own database, which the service must still end.
+    let mut here = RawSession::connect(&service.database_url).await;
+    for holder in [&mut elsewhere, &mut here] {
+        holder
+            .query(&format!(
+                "BEGIN; SET LOCAL application_name = 'ecr-token-broker-append'; \
+                 SELECT pg_advisory_xact_lock({CHAIN_LOCK})"
+            ))
+            .await;
+    }
+    let pids = vec![elsewhere.pid, here.pid];
+    let mut admin = PgConnection::connect(&admin_database_url()).await.unwrap();
+    // Both held for longer than the service's bounds allow (1.3 s: the longer of the
+    // statement and idle timeouts, plus the lock timeout), so that only the database can
+    // tell them apart.
+    let stalled = wait_for(Duration::from_secs(15), async || {
+        let stalled: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1) \
+             AND state_change < clock_timestamp() - interval '1.5 seconds'",
+        )
+        .bind(&pids)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        (stalled == 2).then_some(())
+    })
+    .await;
+    assert!(stalled.is_some(), "the lock holders never looked stalled");
+
+    let token = service.issuer.token().sign();
+    assert_problem(service.issue(&token).await, 503, "audit-unavailable").await;
+    let recovered = wait_for(Duration::from_secs(15), async || {
+        (service.issue(&token).await.status() == 200).then_some(())
+    })
+    .await;
+
+    assert!(recovered.is_some(), "the service never recovered");
+    let alive: Vec<i32> =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE pid = ANY($1) ORDER BY pid")
+            .bind(&pids)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(
+        alive,
+        [elsewhere.pid],
+        "only the other database's holder is left"
+    );
+    let log = service.log();
+    let ended: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("ended the session of a stalled audit appender"))
+        .collect();
+    assert_eq!(ended.len(), 1, "{log}");
+    assert!(
+        ended[0].contains(&format!("[{}]", here.pid)),
+        "{}",
+        ended[0]
+    );
     verifies(&service.database_url, &[]).await;
 }
