@@ -273,6 +273,16 @@ impl Metrics {
         }
     }
 
+    /// How many used `jti`s the replay cache of the issuer named `issuer` holds.
+    pub(crate) fn jti_cache(&self, issuer: &str) -> Gauge {
+        register(
+            &self.0.recorder,
+            names::JTI_CACHE_ENTRIES,
+            &[("issuer", issuer)],
+            Recorder::register_gauge,
+        )
+    }
+
     /// The exposition, with the queue depths as they are now.
     pub(crate) fn render(&self, queue_depth: (usize, usize)) -> Response {
         let [records, refusals] = &self.0.audit_queue_depth;

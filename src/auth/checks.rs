@@ -4,6 +4,7 @@ use serde_json::{Map, Value};
 use super::AuthError;
 use super::replay::{Replay, ReplayCache};
 use crate::config::IssuerConfig;
+use crate::metrics::Metrics;
 
 /// The checks of an issuer beyond jsonwebtoken's, run on a token whose signature verified.
 pub(super) struct IssuerChecks {
@@ -14,15 +15,15 @@ pub(super) struct IssuerChecks {
 }
 
 impl IssuerChecks {
-    /// The checks `config` asks for.
-    pub(super) fn new(config: &IssuerConfig) -> Self {
+    /// The checks `config` asks for; a replay cache shows its size in `metrics`.
+    pub(super) fn new(config: &IssuerConfig, metrics: &Metrics) -> Self {
         Self {
             leeway_secs: config.leeway_secs,
             required_typ: config.required_typ.clone(),
             max_token_age_secs: config.max_token_age_secs,
-            replays: config
-                .reject_replayed_jti
-                .then(|| ReplayCache::new(config.jti_cache_capacity)),
+            replays: config.reject_replayed_jti.then(|| {
+                ReplayCache::new(config.jti_cache_capacity, metrics.jti_cache(&config.name))
+            }),
         }
     }
 

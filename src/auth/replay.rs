@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use metrics::Gauge;
+
 use super::expiring::{Digest, ExpiringMap, digest};
 
 /// Why a `jti` was not accepted.
@@ -30,6 +32,8 @@ pub(super) enum Replay {
 pub(super) struct ReplayCache {
     capacity: usize,
     slots: Mutex<Slots>,
+    /// How many `jti`s it holds, as of the last check or use.
+    entries: Gauge,
 }
 
 /// Each used `jti`'s SHA-256 with the SHA-256 of the subject it was used by, so an entry
@@ -64,11 +68,12 @@ fn release(held: &mut HashMap<Digest, usize>, holder: &Digest, count: usize) {
 }
 
 impl ReplayCache {
-    /// An empty cache holding at most `capacity` live entries.
-    pub(super) fn new(capacity: usize) -> Self {
+    /// An empty cache holding at most `capacity` live entries, its size shown on `entries`.
+    pub(super) fn new(capacity: usize, entries: Gauge) -> Self {
         Self {
             capacity,
             slots: Mutex::new(Slots::default()),
+            entries,
         }
     }
 
@@ -76,6 +81,7 @@ impl ReplayCache {
     pub(super) fn check(&self, jti: &str, now: u64) -> Result<(), Replay> {
         let mut slots = self.lock();
         slots.purge(now);
+        self.entries.set(slots.used.len() as f64);
         if slots.used.contains(&digest(jti)) {
             return Err(Replay::Seen);
         }
@@ -93,6 +99,7 @@ impl ReplayCache {
         let (jti, holder) = (digest(jti), digest(subject));
         let mut slots = self.lock();
         slots.purge(now);
+        self.entries.set(slots.used.len() as f64);
         if slots.used.contains(&jti) {
             return Err(Replay::Seen);
         }
@@ -116,6 +123,7 @@ impl ReplayCache {
         }
         slots.used.insert(jti, until, holder);
         *slots.held.entry(holder).or_default() += 1;
+        self.entries.set(slots.used.len() as f64);
         Ok(())
     }
 
@@ -135,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_jti_is_used_once_until_its_token_expires_and_checking_takes_no_slot() {
-        let cache = ReplayCache::new(10);
+        let cache = ReplayCache::new(10, Gauge::noop());
         assert_eq!(cache.check("a", 0), Ok(()));
         assert_eq!(cache.len(), 0);
         assert_eq!(cache.take("a", "s", 100, 0), Ok(()));
@@ -150,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_full_cache_refuses_whoever_fills_it_and_nobody_else() {
-        let cache = ReplayCache::new(4);
+        let cache = ReplayCache::new(4, Gauge::noop());
         for jti in ["m1", "m2", "m3"] {
             assert_eq!(cache.take(jti, "mallory", 100, 0), Ok(()));
         }
@@ -173,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_caller_within_its_share_of_a_full_cache_waits_for_nothing() {
-        let cache = ReplayCache::new(2);
+        let cache = ReplayCache::new(2, Gauge::noop());
         assert_eq!(cache.take("a", "alice", 10, 0), Ok(()));
         assert_eq!(cache.take("b", "bob", 20, 0), Ok(()));
         // Full, shares of one each: each holder is at its share.

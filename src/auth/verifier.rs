@@ -182,7 +182,7 @@ impl TrustedIssuer {
             name: config.name.as_str().into(),
             validations,
             keys,
-            checks: IssuerChecks::new(config),
+            checks: IssuerChecks::new(config, metrics),
             config: config.clone(),
             refresh: std::sync::OnceLock::new(),
             leeway_secs: config.leeway_secs,

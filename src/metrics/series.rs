@@ -44,6 +44,8 @@ pub(crate) mod names {
     pub(crate) const JWKS_FETCHES: &str = "ecr_token_broker_jwks_fetches_total";
     /// Counter: failed key set loads by `issuer`.
     pub(crate) const JWKS_FAILURES: &str = "ecr_token_broker_jwks_fetch_failures_total";
+    /// Gauge: `jti`s the replay cache of an `issuer` that refuses replays holds.
+    pub(crate) const JTI_CACHE_ENTRIES: &str = "ecr_token_broker_jti_cache_entries";
 }
 
 /// Bucket bounds of every `_seconds` histogram: from a cached answer to an AWS timeout.
@@ -151,6 +153,10 @@ pub(super) fn describe(recorder: &PrometheusRecorder) {
         (
             AUDIT_CHAIN_HEAD,
             "Id of the last audit row this process committed",
+        ),
+        (
+            JTI_CACHE_ENTRIES,
+            "Used jtis remembered by the replay cache of an issuer that refuses replays",
         ),
     ];
     for (name, help) in gauges {

@@ -165,6 +165,12 @@ async fn strangers_cannot_fill_the_replay_cache() {
         assert_eq!(app.issue(Some(&stranger), None).await.status(), 403);
         assert_eq!(app.audit_issuances(&stranger, &[]).await.status(), 200);
     }
+    let jtis = async || {
+        crate::metrics::scrape(&app.url("/metrics"))
+            .await
+            .get("ecr_token_broker_jti_cache_entries", &[("issuer", "test")])
+    };
+    assert_eq!(jtis().await, 0.0, "strangers took no slot");
     // An admitted caller's token may be looked at first, then used once.
     let real = app.issuer.token().claim("jti", "real-1").sign();
     assert_eq!(app.whoami(&real).await.status(), 200);
@@ -174,6 +180,7 @@ async fn strangers_cannot_fill_the_replay_cache() {
         let next = app.issuer.token().claim("jti", format!("real-{i}")).sign();
         assert_eq!(app.issue(Some(&next), None).await.status(), 200);
     }
+    assert_eq!(jtis().await, 4.0);
 }
 
 #[tokio::test]
