@@ -3,8 +3,12 @@
 # hostile traffic, everything on 127.0.0.1, then checks that no 5xx but documented 503s
 # came back, that RSS stayed flat and that every 200 has its committed audit row.
 #
-#   scripts/soak.sh [SECONDS] [WORKERS]   traffic for SECONDS (default 300) from WORKERS
-#                                         client threads (default 16)
+#   scripts/soak.sh [SECONDS] [WORKERS] [PROFILE]
+#       traffic for SECONDS (default 300) from WORKERS client threads (default 16), of
+#       PROFILE (default mixed): `mixed` is valid, invalid and hostile requests of one
+#       caller whose rate limit is opened wide; `strangers` is real callers among verified
+#       strangers, a denied identity, malformed bodies, junk from a rotating IPv6 /64 and
+#       slow-header connections, under the default rate limits (see scripts/soak.py)
 #   SOAK_BINARY=path scripts/soak.sh ...  soak that binary instead of a fresh release build
 #
 # It starts its own moto, development issuer, broker and database (ecrtb_soak_<pid>) on
@@ -17,6 +21,8 @@ cd "$REPO"
 
 SECONDS_OF_TRAFFIC="${1:-300}"
 WORKERS="${2:-16}"
+PROFILE="${3:-mixed}"
+case "$PROFILE" in mixed | strangers) ;; *) die "unknown profile $PROFILE (mixed or strangers)" ;; esac
 SOAK="$REPO/.soak"
 DB="ecrtb_soak_$$"
 ACCOUNT=123456789012 # moto's default account
@@ -65,16 +71,30 @@ PIDS+=($!)
 wait_for_http "http://127.0.0.1:$issuer_port/jwks.json" 30 "${PIDS[-1]}" || die "the issuer did not start"
 
 write_dev_config "$SOAK" "127.0.0.1:$broker_port" "$db_url" "$issuer_port" "$ACCOUNT"
-# Every honest scenario speaks for one caller, far more often than a caller should: the
-# per-caller bucket would answer most of them 429. The soak is about the service under mixed
-# traffic, so that bucket is opened wide; failed authentications keep the default
-# per-address bucket, and their 429s are among the answers the hostile scenarios allow.
-cat >>"$SOAK/config.toml" <<'EOF'
+if [ "$PROFILE" = mixed ]; then
+  # Every honest scenario speaks for one caller, far more often than a caller should: the
+  # per-caller bucket would answer most of them 429. The soak is about the service under
+  # mixed traffic, so that bucket is opened wide; failed authentications keep the default
+  # per-address bucket, and their 429s are among the answers the hostile scenarios allow.
+  cat >>"$SOAK/config.toml" <<'EOF'
 
 [rate_limit]
 per_second = 1000000
 burst = 1000000
 EOF
+else
+  # The default rate limits; soak.py names the client addresses of its junk (this machine is
+  # the trusted proxy), counts the issuer's jtis, and sends as a denied identity.
+  sed -i -e 's/^whoami_detail = "full"$/&\ntrusted_proxies = ["127.0.0.1\/32"]/' \
+    -e 's/^algorithms = \["RS256"\]$/&\nreject_replayed_jti = true/' "$SOAK/config.toml"
+  cat >>"$SOAK/config.toml" <<'EOF'
+
+[[deny]]
+issuer = "dev"
+subject = "repo:acme/leaky:*"
+reason = "soak: a leaked repository"
+EOF
+fi
 
 # Nothing from the caller's AWS set-up, and the database from the config file.
 broker_env=(env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN -u DATABASE_URL
@@ -87,7 +107,8 @@ PIDS+=($!)
 broker_pid="${PIDS[-1]}"
 wait_for_http "http://127.0.0.1:$broker_port/readyz" 60 "$broker_pid" || die "the broker did not become ready"
 
-log "soaking for ${SECONDS_OF_TRAFFIC}s with $WORKERS workers"
+log "soaking for ${SECONDS_OF_TRAFFIC}s with $WORKERS workers ($PROFILE)"
 "$VENV/bin/python" scripts/soak.py --broker "http://127.0.0.1:$broker_port" \
   --issuer-port "$issuer_port" --state-dir "$SOAK" --pid "$broker_pid" \
-  --seconds "$SECONDS_OF_TRAFFIC" --workers "$WORKERS" --database-url "$db_url"
+  --seconds "$SECONDS_OF_TRAFFIC" --workers "$WORKERS" --database-url "$db_url" \
+  --profile "$PROFILE"
