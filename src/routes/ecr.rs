@@ -260,15 +260,11 @@ async fn record_issuance(
     let outcome = async {
         let caller = match caller {
             Ok(caller) => caller,
-            // Without a verified caller there is nobody to charge but the client's network.
-            Err(CallerRefusal::Unauthenticated(error)) => {
-                current
-                    .rate_limits
-                    .check_unauthenticated(record.client_addr)?;
-                return Err(error.into());
-            }
+            Err(CallerRefusal::Unauthenticated(error)) => return Err(error.into()),
             Err(CallerRefusal::OverBudget { caller, limited }) => {
-                issuance::record_caller(&mut record, &caller);
+                if let Some(caller) = &caller {
+                    issuance::record_caller(&mut record, caller);
+                }
                 return Err(limited.into());
             }
         };

@@ -348,6 +348,16 @@ async fn junk_from_rotating_ipv6_addresses_shares_its_networks_bucket() {
     }
     assert_eq!(statuses[..5], [401; 5], "{statuses:?}");
     assert_eq!(statuses[5..], [429; 15], "{statuses:?}");
+    // The same bucket on every endpoint behind a bearer token.
+    let whoami = app
+        .http
+        .get(app.url("/v1/whoami"))
+        .header("x-forwarded-for", "2001:db8:1:2::99")
+        .bearer_auth("not-a-jwt")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(whoami.status(), 429);
     // The next network has a bucket of its own.
     let other = junk("2001:db8:1:3::1".to_owned()).await.unwrap();
     assert_eq!(other.status(), 401);
