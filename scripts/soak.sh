@@ -66,6 +66,14 @@ broker_port="$(free_port)"
 (cd "$SOAK/moto" && exec "$VENV/bin/moto_server" -H 127.0.0.1 -p "$moto_port") >"$SOAK/moto.log" 2>&1 &
 PIDS+=($!)
 wait_for_http "http://127.0.0.1:$moto_port/moto-api/" 30 "${PIDS[-1]}" || die "moto did not start"
+# The broker reaches moto through the proxy that gives ECR tokens real ECR's twelve hours
+# (moto's own expiry is in 2015), so that credentials are cached as they would be.
+aws_port="$(free_port)"
+python3 scripts/moto_proxy.py --upstream "http://127.0.0.1:$moto_port" --port "$aws_port" \
+  >"$SOAK/moto-proxy.log" 2>&1 &
+PIDS+=($!)
+wait_for_http "http://127.0.0.1:$aws_port/_proxy/calls" 30 "${PIDS[-1]}" ||
+  die "the proxy in front of moto did not start"
 "$VENV/bin/python" scripts/dev_issuer.py serve --port "$issuer_port" --state-dir "$SOAK" >"$SOAK/issuer.log" 2>&1 &
 PIDS+=($!)
 wait_for_http "http://127.0.0.1:$issuer_port/jwks.json" 30 "${PIDS[-1]}" || die "the issuer did not start"
@@ -99,7 +107,7 @@ fi
 # Nothing from the caller's AWS set-up, and the database from the config file.
 broker_env=(env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN -u DATABASE_URL
   -u ECR_TOKEN_BROKER_DATABASE_URL AWS_ACCESS_KEY_ID=soak AWS_SECRET_ACCESS_KEY=soak
-  AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
+  AWS_EC2_METADATA_DISABLED=true AWS_ENDPOINT_URL="http://127.0.0.1:$aws_port"
   AWS_REGION=us-east-1 RUST_LOG=warn)
 "${broker_env[@]}" "$BIN" --config "$SOAK/config.toml" migrate
 "${broker_env[@]}" "$BIN" --config "$SOAK/config.toml" serve >"$SOAK/broker.log" 2>&1 &
