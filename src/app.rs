@@ -33,11 +33,10 @@ use crate::audit::{self, AppendBounds, AuditLog, AuditWriter, Fingerprinters, Wr
 use crate::config::{Config, ServerConfig};
 use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
-use crate::deny_store::{self, DenyStore};
+use crate::deny_store::{self, DenyStore, StoredDeny, StoredEntry};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
 use crate::metrics::Metrics;
-use crate::policy::DenyList;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
 use reload::Reloader;
@@ -47,7 +46,7 @@ mod reload;
 mod snapshot;
 
 pub(crate) use reload::Hangups;
-pub(crate) use snapshot::{Current, Snapshot};
+pub(crate) use snapshot::{Current, Names, Snapshot};
 
 /// What every request shares, behind one `Arc`: a request clones one pointer, not each part.
 #[derive(Clone)]
@@ -89,24 +88,47 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Installs a reloaded config's snapshot, keeping the stored deny list as last read,
-    /// and drops the cached credentials its `[[deny]]` entries reach; returns how many.
+    /// Installs a reloaded config's snapshot with the stored deny list in force, compiled
+    /// against the new config, and drops the cached credentials either deny list reaches;
+    /// returns how many.
     pub(crate) fn install(&self, snapshot: Snapshot) -> usize {
         self.snapshot.rcu(|current| Snapshot {
-            stored_deny: Arc::clone(&current.stored_deny),
+            stored_deny: Arc::new(StoredDeny::compile(
+                current.stored_deny.rows().to_vec(),
+                &snapshot.names,
+            )),
             ..snapshot.clone()
         });
-        self.credentials.forget_denied(&snapshot.deny)
+        let installed = self.current();
+        self.credentials.forget_denied(&installed.deny)
+            + self.credentials.forget_denied(&installed.stored_deny.list)
     }
 
-    /// Installs a new read of the stored deny list, and drops the cached credentials its
-    /// entries reach; returns how many.
-    pub(crate) fn install_stored_deny(&self, list: Arc<DenyList>) -> usize {
-        self.snapshot.rcu(|current| Snapshot {
-            stored_deny: Arc::clone(&list),
-            ..Snapshot::clone(current)
+    /// Installs the stored deny entries `rows`. When they differ from those in force, they
+    /// are compiled against the config and the cached credentials they reach are dropped:
+    /// returns how many, or `None` when the entries did not change.
+    pub(crate) fn install_stored_deny(&self, rows: &[StoredEntry]) -> Option<usize> {
+        let mut changed = false;
+        self.snapshot.rcu(|current| {
+            changed = !current
+                .stored_deny
+                .rows()
+                .iter()
+                .map(|r| r.id)
+                .eq(rows.iter().map(|r| r.id));
+            Snapshot {
+                stored_deny: if changed {
+                    Arc::new(StoredDeny::compile(rows.to_vec(), &current.names))
+                } else {
+                    Arc::clone(&current.stored_deny)
+                },
+                ..Snapshot::clone(current)
+            }
         });
-        self.credentials.forget_denied(&list)
+        changed.then(|| {
+            self.credentials
+                .forget_denied(&self.current().stored_deny.list)
+        })
     }
 
     /// The snapshot now; a request takes [`Current`] instead, so that all of it sees one.

@@ -4,11 +4,13 @@
 //! into its snapshot, at once after a change of its own, and as soon as a change is
 //! announced (LISTEN/NOTIFY); polling is the guarantee, the announcement a wake-up.
 //!
+//! Entries are bound to their issuer's `iss`, and resolved against the running config
+//! each time it or the entries change ([`resolve`]).
+//!
 //! Plain `query`/`query_as` with the column list spelled once here, as the audit store
 //! does: every statement is run by the API tests.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -19,13 +21,16 @@ use tokio::task::JoinHandle;
 
 use crate::app::AppState;
 use crate::config::{ClaimPatterns, DenyEntryConfig};
-use crate::policy::{DenyEntry, DenyList, DenySource};
+
+mod resolve;
+
+pub(crate) use resolve::StoredDeny;
 
 /// The channel a change is announced on, so that replicas need not wait for their poll.
 const CHANNEL: &str = "ecr_token_broker_deny_entries";
 
 /// Every column of `deny_entries`, in [`StoredEntry`]'s order.
-const COLUMNS: &str = "id, issuer, subject, rule, claims, reason, expires_at, added_at, \
+const COLUMNS: &str = "id, issuer, iss, subject, rule, claims, reason, expires_at, added_at, \
      added_by_issuer, added_by_subject, request_id, removed_at, removed_by_issuer, removed_by_subject";
 
 /// One row of `deny_entries`.
@@ -33,8 +38,11 @@ const COLUMNS: &str = "id, issuer, subject, rule, claims, reason, expires_at, ad
 pub(crate) struct StoredEntry {
     /// Its id.
     pub id: i64,
-    /// The issuer's configured name.
+    /// The issuer's configured name when the entry was added.
     pub issuer: String,
+    /// The issuer's `iss`, which the entry is bound to; `None` for entries stored before it
+    /// was recorded, which are resolved by `issuer`.
+    pub iss: Option<String>,
     /// The subject's patterns.
     pub subject: Option<Json<ClaimPatterns>>,
     /// The caller's first matching rule.
@@ -61,23 +69,12 @@ pub(crate) struct StoredEntry {
     pub removed_by_subject: Option<String>,
 }
 
-impl StoredEntry {
-    /// What it matches, in the config's `[[deny]]` shape.
-    pub(crate) fn matcher(&self) -> DenyEntryConfig {
-        DenyEntryConfig {
-            issuer: Some(self.issuer.clone()),
-            subject: self.subject.as_ref().map(|s| s.0.clone()),
-            rule: self.rule.clone(),
-            claims: self.claims.0.clone(),
-            reason: Some(self.reason.clone()),
-        }
-    }
-}
-
 /// An entry to add: a validated matcher with its issuer and reason, and who adds it.
 pub(crate) struct NewEntry<'a> {
     /// What it matches; `issuer` and `reason` are set.
     pub matcher: &'a DenyEntryConfig,
+    /// The `iss` of the issuer it names.
+    pub iss: &'a str,
     /// When it stops denying, if ever.
     pub expires_at: Option<DateTime<Utc>>,
     /// The admin's issuer.
@@ -127,11 +124,12 @@ impl DenyStore {
         let mut tx = self.pool.begin().await?;
         let m = entry.matcher;
         let row = sqlx::query_as::<_, StoredEntry>(&format!(
-            "INSERT INTO deny_entries (issuer, subject, rule, claims, reason, expires_at, \
+            "INSERT INTO deny_entries (issuer, iss, subject, rule, claims, reason, expires_at, \
              added_by_issuer, added_by_subject, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
         ))
         .bind(m.issuer.as_deref().unwrap_or_default())
+        .bind(entry.iss)
         .bind(m.subject.as_ref().map(Json))
         .bind(m.rule.as_deref())
         .bind(Json(&m.claims))
@@ -207,40 +205,20 @@ async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result
         .map(drop)
 }
 
-/// Compiles stored rows; one that no longer compiles (a pattern a newer version refuses)
-/// is left out, with a warning, rather than keeping all the others out.
-fn compile(rows: &[StoredEntry]) -> DenyList {
-    DenyList::new(
-        rows.iter()
-            .filter_map(|row| {
-                DenyEntry::compile(&row.matcher(), DenySource::Stored(row.id), row.expires_at)
-                    .inspect_err(|error| {
-                        tracing::warn!(id = row.id, %error, "a stored deny entry does not compile; it is ignored");
-                    })
-                    .ok()
-            })
-            .collect(),
-    )
-}
-
-/// Reads the entries in force and installs them in the snapshot, unless they are the ones
-/// installed already; then drops the cached credentials they deny.
+/// Reads the entries in force and installs them in the snapshot (compiled against its
+/// config) unless they are the ones installed already; then drops the cached credentials
+/// they deny.
 pub(crate) async fn refresh(state: &AppState) -> Result<(), sqlx::Error> {
     let store = &state.deny_store;
     let _one_at_a_time = store.refresh.lock().await;
     let rows = store.in_force().await?;
-    let list = compile(&rows);
-    let installed: Vec<DenySource> = state.current().stored_deny.sources().collect();
-    if installed == list.sources().collect::<Vec<_>>() {
-        return Ok(());
+    if let Some(dropped) = state.install_stored_deny(&rows) {
+        tracing::info!(
+            entries = rows.len(),
+            dropped_credentials = dropped,
+            "stored deny list changed"
+        );
     }
-    let entries = rows.len();
-    let dropped = state.install_stored_deny(Arc::new(list));
-    tracing::info!(
-        entries,
-        dropped_credentials = dropped,
-        "stored deny list changed"
-    );
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! of the stored deny list, and loaded once by each request when it starts, so that a
 //! request runs to its end on the config it started with.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,6 +12,7 @@ use axum::http::request::Parts;
 use super::AppState;
 use crate::auth::{Caller, Verifier};
 use crate::config::Config;
+use crate::deny_store::StoredDeny;
 use crate::metrics::Metrics;
 use crate::policy::{AdminRules, DenyEntry, DenyList, Rules};
 use crate::rate_limit::RateLimits;
@@ -30,8 +32,8 @@ pub(crate) struct Snapshot {
     pub rate_limits: Arc<RateLimits>,
     /// `[[deny]]` of the config.
     pub deny: Arc<DenyList>,
-    /// The deny list stored in the database, as last read.
-    pub stored_deny: Arc<DenyList>,
+    /// The deny list stored in the database, as last read, compiled against this config.
+    pub stored_deny: Arc<StoredDeny>,
     /// The configured issuers' and rules' names, which deny entries may name.
     pub names: Arc<Names>,
 }
@@ -39,16 +41,27 @@ pub(crate) struct Snapshot {
 /// The names deny entries may refer to.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    /// Issuers' configured names.
-    pub issuers: Vec<String>,
+    /// Issuers' configured names, each with the `iss` of its tokens.
+    pub issuers: BTreeMap<String, String>,
     /// Rules' names.
     pub rules: Vec<String>,
 }
 
+impl Names {
+    /// The configured name of the issuer whose tokens carry `iss`.
+    pub(crate) fn issuer_with_iss(&self, iss: &str) -> Option<String> {
+        self.issuers
+            .iter()
+            .find(|(_, i)| *i == iss)
+            .map(|(name, _)| name.clone())
+    }
+}
+
 impl Snapshot {
     /// The snapshot of a validated config. With `previous`, what did not change is kept:
-    /// issuers (with their keys), and rate limit buckets when the limits are the same; the
-    /// stored deny list is always the previous one's, until the next read replaces it.
+    /// issuers (with their keys), and rate limit buckets when the limits are the same. The
+    /// stored deny list starts empty: installing the snapshot carries the one in force
+    /// over, compiled against this config ([`super::Shared::install`]).
     pub(crate) fn build(
         config: &Config,
         previous: Option<&Self>,
@@ -73,11 +86,13 @@ impl Snapshot {
             deny_admins: Arc::new(AdminRules::new(&config.admin.rules)),
             rate_limits,
             deny: Arc::new(DenyList::compile(&config.deny).context("compiling [[deny]]")?),
-            stored_deny: previous
-                .map(|p| Arc::clone(&p.stored_deny))
-                .unwrap_or_default(),
+            stored_deny: Arc::default(),
             names: Arc::new(Names {
-                issuers: config.issuers.iter().map(|i| i.name.clone()).collect(),
+                issuers: config
+                    .issuers
+                    .iter()
+                    .map(|i| (i.name.clone(), i.issuer.clone()))
+                    .collect(),
                 rules: config.rules.iter().map(|r| r.name.clone()).collect(),
             }),
         })
@@ -88,7 +103,7 @@ impl Snapshot {
     pub(crate) fn denial(&self, caller: &Caller, rule: Option<&str>) -> Option<&DenyEntry> {
         self.deny
             .first_denial(caller, rule)
-            .or_else(|| self.stored_deny.first_denial(caller, rule))
+            .or_else(|| self.stored_deny.list.first_denial(caller, rule))
     }
 
     /// Whether a caller is denied: the config's `[[deny]]` and the stored deny list are

@@ -154,11 +154,6 @@ impl DenyList {
         let now = Utc::now();
         self.0.iter().any(|e| e.covers(owner, now))
     }
-
-    /// Where each entry comes from, in order.
-    pub(crate) fn sources(&self) -> impl Iterator<Item = DenySource> + '_ {
-        self.0.iter().map(|e| e.source)
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::RequestMeta;
 use super::audit::instant;
 use super::json_object::{BodyRejection, JsonObject, refused};
-use crate::app::{AppState, Current};
+use crate::app::{AppState, Current, Names};
 use crate::audit::{AuditRecord, Outcome};
 use crate::auth::Caller;
 use crate::config::{ClaimPatterns, DenyEntryConfig, deny_entry_problems};
@@ -95,7 +95,7 @@ impl DenyRequest {
             claims: self.claims,
             reason: Some(self.reason),
         };
-        let issuers: Vec<&str> = current.names.issuers.iter().map(String::as_str).collect();
+        let issuers: Vec<&str> = current.names.issuers.keys().map(String::as_str).collect();
         let rules: Vec<&str> = current.names.rules.iter().map(String::as_str).collect();
         deny_entry_problems(&entry, "", &issuers, &rules)
             .map_err(|problems| refused(&problems.one_line()))?;
@@ -109,6 +109,8 @@ impl DenyRequest {
 struct EntryJson {
     id: i64,
     issuer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<ClaimPatterns>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +126,10 @@ struct EntryJson {
     removed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     removed_by: Option<Admin>,
+    /// What the answering replica's config cannot resolve: the entry denies by its other
+    /// fields there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unresolved: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -132,8 +138,10 @@ struct Admin {
     subject: String,
 }
 
-impl From<StoredEntry> for EntryJson {
-    fn from(row: StoredEntry) -> Self {
+impl EntryJson {
+    /// The row as resolved against the config whose names are `names`.
+    fn new(row: StoredEntry, names: &Names) -> Self {
+        let (_, unresolved) = row.matcher(names);
         let removed_by = match (row.removed_by_issuer, row.removed_by_subject) {
             (Some(issuer), Some(subject)) => Some(Admin { issuer, subject }),
             _ => None,
@@ -141,6 +149,7 @@ impl From<StoredEntry> for EntryJson {
         Self {
             id: row.id,
             issuer: row.issuer,
+            iss: row.iss,
             subject: row.subject.map(|s| s.0),
             rule: row.rule,
             claims: row.claims.0,
@@ -154,6 +163,7 @@ impl From<StoredEntry> for EntryJson {
             request_id: row.request_id,
             removed_at: row.removed_at.map(instant),
             removed_by,
+            unresolved,
         }
     }
 }
@@ -178,8 +188,14 @@ async fn post_deny(
     let admin = admin?;
     let JsonObject(request) = body?;
     let (matcher, expires_at) = request.entry(&current)?;
+    let iss = matcher
+        .issuer
+        .as_ref()
+        .and_then(|name| current.names.issuers.get(name))
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a checked entry names no issuer")))?;
     let new = NewEntry {
         matcher: &matcher,
+        iss,
         expires_at,
         by_issuer: &admin.caller.issuer,
         by_subject: &admin.caller.subject,
@@ -200,7 +216,7 @@ async fn post_deny(
     .await?;
     tx.commit().await.map_err(ApiError::DenyStoreUnavailable)?;
     apply_now(&state).await;
-    let mut response = no_store_json(EntryJson::from(row));
+    let mut response = no_store_json(EntryJson::new(row, &current.names));
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
 }
@@ -208,6 +224,7 @@ async fn post_deny(
 /// Lists the stored entries not removed, expired ones included, oldest first.
 async fn get_deny(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     admin: Result<DenyAdmin, ApiError>,
 ) -> Result<Response, ApiError> {
@@ -218,7 +235,10 @@ async fn get_deny(
         .await
         .map_err(ApiError::DenyStoreUnavailable)?;
     Ok(no_store_json(EntriesJson {
-        entries: rows.into_iter().map(EntryJson::from).collect(),
+        entries: rows
+            .into_iter()
+            .map(|row| EntryJson::new(row, &current.names))
+            .collect(),
         request_id: meta.request_id,
     }))
 }
@@ -227,6 +247,7 @@ async fn get_deny(
 /// every replica within the poll interval. The row stays, marked with who removed it.
 async fn delete_deny(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     admin: Result<DenyAdmin, ApiError>,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
@@ -255,7 +276,7 @@ async fn delete_deny(
     .await?;
     tx.commit().await.map_err(ApiError::DenyStoreUnavailable)?;
     apply_now(&state).await;
-    Ok(no_store_json(EntryJson::from(row)))
+    Ok(no_store_json(EntryJson::new(row, &current.names)))
 }
 
 /// Commits the audit row of a change, before the change itself commits.
