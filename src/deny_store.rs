@@ -1,8 +1,13 @@
 //! The stored deny list: entries that deny list admins add through `POST /v1/admin/deny`,
 //! kept in Postgres (`deny_entries`) so that every replica sharing the database honours
 //! them. Each replica reads the entries in force every `[admin] deny_poll_interval_secs`
-//! into its snapshot, at once after a change of its own, and as soon as a change is
-//! announced (LISTEN/NOTIFY); polling is the guarantee, the announcement a wake-up.
+//! into its snapshot, and as soon as a change is announced (LISTEN/NOTIFY); polling is the
+//! guarantee, the announcement a wake-up. A change made on this replica is put in force
+//! here without reading the table back, so that it is in force before it is answered.
+//!
+//! The poll reads through a pool of its own, so that no caller-driven read (audit queries,
+//! the listing) can hold it up; a list not read for `[admin] deny_max_staleness_secs` is
+//! not trusted (see [`crate::app::Snapshot::denial`]).
 //!
 //! Entries are bound to their issuer's `iss`, and resolved against the running config
 //! each time it or the entries change ([`resolve`]).
@@ -11,7 +16,7 @@
 //! does: every statement is run by the API tests.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -21,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::app::AppState;
 use crate::config::{ClaimPatterns, DenyEntryConfig};
+use crate::policy::DenySource;
 
 mod resolve;
 
@@ -93,22 +99,24 @@ pub(crate) struct Remover<'a> {
     pub subject: &'a str,
 }
 
-/// The `deny_entries` table: changes through the writers' pool, reads through the
-/// read-only one.
+/// The `deny_entries` table: changes through the writers' pool, the poll's reads through a
+/// pool of its own, the listing through the read-only pool callers share.
 #[derive(Debug)]
 pub(crate) struct DenyStore {
     pool: PgPool,
+    poll_pool: PgPool,
     read_pool: PgPool,
-    /// Held from reading the entries to installing them, so that a slower, older read
-    /// never replaces a newer one.
+    /// Held from reading the entries (or taking a change of this replica) to installing
+    /// them, so that a slower, older read never replaces a newer list.
     refresh: tokio::sync::Mutex<()>,
 }
 
 impl DenyStore {
     /// The store in the database behind these pools.
-    pub(crate) fn new(pool: PgPool, read_pool: PgPool) -> Self {
+    pub(crate) fn new(pool: PgPool, poll_pool: PgPool, read_pool: PgPool) -> Self {
         Self {
             pool,
+            poll_pool,
             read_pool,
             refresh: tokio::sync::Mutex::new(()),
         }
@@ -190,7 +198,7 @@ impl DenyStore {
             "SELECT {COLUMNS} FROM deny_entries WHERE removed_at IS NULL \
              AND (expires_at IS NULL OR expires_at > now()) ORDER BY id"
         ))
-        .fetch_all(&self.read_pool)
+        .fetch_all(&self.poll_pool)
         .await
     }
 }
@@ -205,27 +213,62 @@ async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result
         .map(drop)
 }
 
-/// Reads the entries in force and installs them in the snapshot (compiled against its
-/// config) unless they are the ones installed already; then drops the cached credentials
-/// they deny.
+/// Reads the entries in force and installs them in the snapshot, with the time of the
+/// read; then drops the cached credentials they deny, if they changed.
 pub(crate) async fn refresh(state: &AppState) -> Result<(), sqlx::Error> {
     let store = &state.deny_store;
     let _one_at_a_time = store.refresh.lock().await;
     let rows = store.in_force().await?;
-    if let Some(dropped) = state.install_stored_deny(&rows) {
+    install(state, &rows, Some(Instant::now()));
+    Ok(())
+}
+
+/// Installs `rows` (read at `read_at`, if they are a read), logging a change.
+fn install(state: &AppState, rows: &[StoredEntry], read_at: Option<Instant>) {
+    if let Some(dropped) = state.install_stored_deny(rows, read_at) {
         tracing::info!(
             entries = rows.len(),
             dropped_credentials = dropped,
             "stored deny list changed"
         );
     }
-    Ok(())
+}
+
+/// Puts an entry added here in force here at once, without reading the table back: a read
+/// can fail or wait, and the entry must deny before its 201 is sent. Whether it is in force:
+/// it might not compile.
+pub(crate) async fn apply_added(state: &AppState, row: StoredEntry) -> bool {
+    let id = row.id;
+    change_here(state, |rows| {
+        rows.retain(|r| r.id != id);
+        rows.push(row);
+    })
+    .await;
+    state
+        .current()
+        .stored_deny
+        .list
+        .sources()
+        .any(|s| s == DenySource::Stored(id))
+}
+
+/// Lifts an entry removed here at once, as [`apply_added`] puts one in force.
+pub(crate) async fn apply_removed(state: &AppState, id: i64) {
+    change_here(state, |rows| rows.retain(|r| r.id != id)).await;
+}
+
+async fn change_here(state: &AppState, change: impl FnOnce(&mut Vec<StoredEntry>)) {
+    let _one_at_a_time = state.deny_store.refresh.lock().await;
+    let mut rows = state.current().stored_deny.rows().to_vec();
+    change(&mut rows);
+    install(state, &rows, None);
 }
 
 /// Refreshes every `every`, and when another replica announces a change, until aborted.
 /// The poll is the guarantee: an announcement lost with its connection is caught up by
 /// the next poll, and the listener is connected again. A failing read keeps the entries
-/// read last in force, and is logged when it starts failing, not at every attempt.
+/// read last in force until they are too old to trust, and is logged when it starts
+/// failing, not at every attempt.
 pub(crate) fn spawn_poller(state: AppState, every: Duration) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
@@ -255,7 +298,7 @@ pub(crate) fn spawn_poller(state: AppState, every: Duration) -> JoinHandle<()> {
                 Ok(()) => failing = false,
                 Err(error) if !failing => {
                     failing = true;
-                    tracing::warn!(%error, "reading the stored deny list failed; the entries read last stay in force");
+                    tracing::warn!(%error, "reading the stored deny list failed; the entries read last stay in force until [admin] deny_max_staleness_secs, then nothing is issued");
                 }
                 Err(_) => {}
             }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::FromRequestParts;
@@ -14,7 +15,7 @@ use crate::auth::{Caller, Verifier};
 use crate::config::Config;
 use crate::deny_store::StoredDeny;
 use crate::metrics::Metrics;
-use crate::policy::{AdminRules, DenyEntry, DenyList, Rules};
+use crate::policy::{AdminRules, DenyEntry, DenyList, Rules, StaleDenyList};
 use crate::rate_limit::RateLimits;
 
 /// Everything a config reload may change, and the stored deny list.
@@ -32,8 +33,13 @@ pub(crate) struct Snapshot {
     pub rate_limits: Arc<RateLimits>,
     /// `[[deny]]` of the config.
     pub deny: Arc<DenyList>,
-    /// The deny list stored in the database, as last read, compiled against this config.
+    /// The deny list stored in the database, as last read (and changed here since),
+    /// compiled against this config.
     pub stored_deny: Arc<StoredDeny>,
+    /// When the stored deny list was last read whole; `None` until it has been.
+    pub stored_deny_read_at: Option<Instant>,
+    /// How old the stored deny list may be and still be trusted.
+    pub deny_max_staleness: Duration,
     /// The configured issuers' and rules' names, which deny entries may name.
     pub names: Arc<Names>,
 }
@@ -60,7 +66,7 @@ impl Names {
 impl Snapshot {
     /// The snapshot of a validated config. With `previous`, what did not change is kept:
     /// issuers (with their keys), and rate limit buckets when the limits are the same. The
-    /// stored deny list starts empty: installing the snapshot carries the one in force
+    /// stored deny list starts unread: installing the snapshot carries the one in force
     /// over, compiled against this config ([`super::Shared::install`]).
     pub(crate) fn build(
         config: &Config,
@@ -87,6 +93,8 @@ impl Snapshot {
             rate_limits,
             deny: Arc::new(DenyList::compile(&config.deny).context("compiling [[deny]]")?),
             stored_deny: Arc::default(),
+            stored_deny_read_at: None,
+            deny_max_staleness: config.admin.deny_max_staleness(),
             names: Arc::new(Names {
                 issuers: config
                     .issuers
@@ -99,18 +107,39 @@ impl Snapshot {
     }
 
     /// The deny entry that refuses `caller`, whose first matching rule is `rule`, if any:
-    /// the config's first, then the stored ones.
-    pub(crate) fn denial(&self, caller: &Caller, rule: Option<&str>) -> Option<&DenyEntry> {
-        self.deny
-            .first_denial(caller, rule)
-            .or_else(|| self.stored_deny.list.first_denial(caller, rule))
+    /// the config's first, then the stored ones. A stored list too old to trust decides
+    /// nothing but that the caller cannot be cleared.
+    pub(crate) fn denial(
+        &self,
+        caller: &Caller,
+        rule: Option<&str>,
+    ) -> Result<Option<&DenyEntry>, StaleDenyList> {
+        if let Some(entry) = self.deny.first_denial(caller, rule) {
+            return Ok(Some(entry));
+        }
+        self.stored_deny_age()?;
+        Ok(self.stored_deny.list.first_denial(caller, rule))
     }
 
     /// Whether a caller is denied: the config's `[[deny]]` and the stored deny list are
     /// checked after the token is verified and before any rule may grant anything.
-    pub(crate) fn is_denied(&self, caller: &Caller) -> bool {
+    pub(crate) fn is_denied(&self, caller: &Caller) -> Result<bool, StaleDenyList> {
         let rule = self.rules.first_match(&caller.issuer, &caller.claims);
-        self.denial(caller, rule.map(|r| r.name.as_str())).is_some()
+        Ok(self
+            .denial(caller, rule.map(|r| r.name.as_str()))?
+            .is_some())
+    }
+
+    /// How long ago the stored deny list was read, when that is recent enough to trust it.
+    pub(crate) fn stored_deny_age(&self) -> Result<Duration, StaleDenyList> {
+        let age = self.stored_deny_read_at.map(|at| at.elapsed());
+        match age {
+            Some(age) if age <= self.deny_max_staleness => Ok(age),
+            _ => Err(StaleDenyList {
+                age,
+                bound: self.deny_max_staleness,
+            }),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The stored deny list over HTTP, for callers of the `[admin] rules`: add an entry, list
 //! them, remove one. Every change is committed to the audit log before it takes effect, and
-//! this replica applies it at once; the others within `[admin] deny_poll_interval_secs`.
+//! is in force on this replica before it is answered; on the others within
+//! `[admin] deny_poll_interval_secs`.
 
 use std::collections::BTreeMap;
 
@@ -48,7 +49,8 @@ impl FromRequestParts<AppState> for DenyAdmin {
             .deny_admins
             .admits(&current.rules, &caller.issuer, &caller.claims);
         match rule {
-            Some(rule) if admin && !current.is_denied(&caller) => Ok(Self {
+            // A list too old to trust clears no admin: 503, not a refusal.
+            Some(rule) if admin && !current.is_denied(&caller)? => Ok(Self {
                 rule: rule.name.clone(),
                 caller,
             }),
@@ -215,7 +217,12 @@ async fn post_deny(
     )
     .await?;
     tx.commit().await.map_err(ApiError::DenyStoreUnavailable)?;
-    apply_now(&state).await;
+    let id = row.id;
+    if !deny_store::apply_added(&state, row.clone()).await {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "stored deny entry {id} was committed but does not compile"
+        )));
+    }
     let mut response = no_store_json(EntryJson::new(row, &current.names));
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
@@ -275,7 +282,7 @@ async fn delete_deny(
     )
     .await?;
     tx.commit().await.map_err(ApiError::DenyStoreUnavailable)?;
-    apply_now(&state).await;
+    deny_store::apply_removed(&state, id).await;
     Ok(no_store_json(EntryJson::new(row, &current.names)))
 }
 
@@ -302,11 +309,4 @@ async fn record_change(
         .await
         .map(drop)
         .map_err(ApiError::AuditUnavailable)
-}
-
-/// This replica need not wait for its next poll; if the read fails, the poll catches up.
-async fn apply_now(state: &AppState) {
-    if let Err(error) = deny_store::refresh(state).await {
-        tracing::warn!(%error, "reading the stored deny list after a change failed; the next poll applies it");
-    }
 }

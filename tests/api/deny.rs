@@ -387,7 +387,10 @@ async fn an_announced_change_reaches_a_replica_long_before_its_poll() {
     // Polling only every five minutes: only the announcement can bring the entry sooner.
     let b = TestApp::builder()
         .rules(&rules())
-        .extra_config("[admin]\nrules = [\"deny-admins\"]\ndeny_poll_interval_secs = 300\n")
+        .extra_config(
+            "[admin]\nrules = [\"deny-admins\"]\ndeny_poll_interval_secs = 300\n\
+             deny_max_staleness_secs = 600\n",
+        )
         .database_url(&a.database_url)
         .issuer(a.issuer.clone())
         .spawn()
