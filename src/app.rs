@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -33,11 +33,10 @@ use crate::audit::{self, AppendBounds, AuditLog, AuditWriter, Fingerprinters, Wr
 use crate::config::{Config, ServerConfig};
 use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
-use crate::deny_store::{self, DenyStore};
+use crate::deny_store::{self, DenyStore, StoredDeny, StoredEntry};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
 use crate::metrics::Metrics;
-use crate::policy::DenyList;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
 use reload::Reloader;
@@ -47,7 +46,7 @@ mod reload;
 mod snapshot;
 
 pub(crate) use reload::Hangups;
-pub(crate) use snapshot::{Current, Snapshot};
+pub(crate) use snapshot::{Current, Names, Snapshot};
 
 /// What every request shares, behind one `Arc`: a request clones one pointer, not each part.
 #[derive(Clone)]
@@ -89,24 +88,54 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Installs a reloaded config's snapshot, keeping the stored deny list as last read,
-    /// and drops the cached credentials its `[[deny]]` entries reach; returns how many.
+    /// Installs a reloaded config's snapshot with the stored deny list in force, compiled
+    /// against the new config, and drops the cached credentials either deny list reaches;
+    /// returns how many.
     pub(crate) fn install(&self, snapshot: Snapshot) -> usize {
         self.snapshot.rcu(|current| Snapshot {
-            stored_deny: Arc::clone(&current.stored_deny),
+            stored_deny: Arc::new(StoredDeny::compile(
+                current.stored_deny.rows().to_vec(),
+                &snapshot.names,
+            )),
+            stored_deny_read_at: current.stored_deny_read_at,
             ..snapshot.clone()
         });
-        self.credentials.forget_denied(&snapshot.deny)
+        let installed = self.current();
+        self.credentials.forget_denied(&installed.deny)
+            + self.credentials.forget_denied(&installed.stored_deny.list)
     }
 
-    /// Installs a new read of the stored deny list, and drops the cached credentials its
-    /// entries reach; returns how many.
-    pub(crate) fn install_stored_deny(&self, list: Arc<DenyList>) -> usize {
-        self.snapshot.rcu(|current| Snapshot {
-            stored_deny: Arc::clone(&list),
-            ..Snapshot::clone(current)
+    /// Installs the stored deny entries `rows`, and `read_at` when they are a read of the
+    /// whole table. When they differ from those in force, they are compiled against the
+    /// config and the cached credentials they reach are dropped: returns how many, or
+    /// `None` when the entries did not change.
+    pub(crate) fn install_stored_deny(
+        &self,
+        rows: &[StoredEntry],
+        read_at: Option<Instant>,
+    ) -> Option<usize> {
+        let mut changed = false;
+        self.snapshot.rcu(|current| {
+            changed = !current
+                .stored_deny
+                .rows()
+                .iter()
+                .map(|r| r.id)
+                .eq(rows.iter().map(|r| r.id));
+            Snapshot {
+                stored_deny: if changed {
+                    Arc::new(StoredDeny::compile(rows.to_vec(), &current.names))
+                } else {
+                    Arc::clone(&current.stored_deny)
+                },
+                stored_deny_read_at: read_at.or(current.stored_deny_read_at),
+                ..Snapshot::clone(current)
+            }
         });
-        self.credentials.forget_denied(&list)
+        changed.then(|| {
+            self.credentials
+                .forget_denied(&self.current().stored_deny.list)
+        })
     }
 
     /// The snapshot now; a request takes [`Current`] instead, so that all of it sees one.
@@ -238,7 +267,13 @@ impl Application {
     /// Connects everything the service needs and binds its listener.
     pub async fn build(config: Config, sdk: SdkConfig) -> anyhow::Result<Self> {
         let pool = connect_pool(&config)?;
-        let read_pool = connect_read_pool(&config)?;
+        let read_pool = connect_read_pool(
+            &config,
+            config.database.read_max_connections,
+            READER_APPLICATION_NAME,
+        )?;
+        // The deny poll's own connection: callers' reads can keep the shared pool busy.
+        let deny_poll_pool = connect_read_pool(&config, 1, DENY_POLL_APPLICATION_NAME)?;
         if config.database.migrate_on_start {
             audit::migrate(&pool).await?;
         }
@@ -312,10 +347,15 @@ impl Application {
             server: Arc::clone(&server),
             snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
-            deny_store: DenyStore::new(pool.clone(), read_pool.clone()),
+            deny_store: DenyStore::new(pool.clone(), deny_poll_pool, read_pool.clone()),
             audit: AuditLog::new(writer, pool, read_pool),
             metrics,
         }));
+        // Read before serving when the database lets it, so that a replica is ready as soon
+        // as it starts; until a read succeeds it is not ready and issues nothing.
+        if let Err(error) = deny_store::refresh(&state).await {
+            tracing::warn!(%error, "reading the stored deny list at start failed; not ready and issuing nothing until a read succeeds");
+        }
         background.push(deny_store::spawn_poller(
             state.clone(),
             config.admin.deny_poll_interval(),
@@ -449,25 +489,33 @@ pub(crate) fn connect_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
         .connect_lazy_with(connect_options(config)?))
 }
 
-/// The pool audit reads use, apart from the writer's so that however many and however heavy
-/// the reads, the writer never waits for a connection because of them. Its sessions are
-/// read-only and the database cancels a statement that runs too long.
-fn connect_read_pool(config: &Config) -> anyhow::Result<sqlx::PgPool> {
+/// A pool of `max_connections` for reads, apart from the writer's so that however many and
+/// however heavy the reads, the writer never waits for a connection because of them (audit
+/// reads and the deny list's listing share one; the deny poll has one of its own). Its
+/// sessions are read-only and the database cancels a statement that runs too long.
+fn connect_read_pool(
+    config: &Config,
+    max_connections: u32,
+    application_name: &str,
+) -> anyhow::Result<sqlx::PgPool> {
     let timeout_ms = (config.database.read_statement_timeout_secs * 1000).to_string();
     let options = connect_options(config)?
-        .application_name(READER_APPLICATION_NAME)
+        .application_name(application_name)
         .options([
             ("statement_timeout", timeout_ms.as_str()),
             ("default_transaction_read_only", "on"),
         ]);
     Ok(PgPoolOptions::new()
-        .max_connections(config.database.read_max_connections)
+        .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(config.database.acquire_timeout_secs))
         .connect_lazy_with(options))
 }
 
 /// How the read pool's sessions name themselves in `pg_stat_activity`.
 pub const READER_APPLICATION_NAME: &str = "ecr-token-broker-reads";
+
+/// How the deny poll's session names itself in `pg_stat_activity`.
+const DENY_POLL_APPLICATION_NAME: &str = "ecr-token-broker-deny-poll";
 
 fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
     use secrecy::ExposeSecret;

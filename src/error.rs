@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use crate::audit::{AuditError, Outcome};
 use crate::auth::AuthError;
 use crate::credentials::{AwsError, AwsErrorKind};
-use crate::policy::{Denial, Refusal};
+use crate::policy::{Denial, Refusal, StaleDenyList};
 use crate::rate_limit::RateLimited;
 
 /// Seconds a caller should wait after a 503 before retrying.
@@ -69,6 +69,10 @@ pub(crate) enum ApiError {
     /// 503 with Retry-After: the stored deny list could not be read or changed.
     #[error("the stored deny list is unavailable")]
     DenyStoreUnavailable(#[source] sqlx::Error),
+    /// 503 with Retry-After: the stored deny list was not read recently enough to trust it,
+    /// so nobody can be cleared of it.
+    #[error("{0}")]
+    DenyListStale(#[from] StaleDenyList),
     /// 503 with Retry-After: the audit log could not be read.
     #[error("reading the audit log failed")]
     AuditUnreadable(#[source] sqlx::Error),
@@ -101,7 +105,8 @@ impl ApiError {
             },
             Self::AuditUnavailable(_)
             | Self::AuditUnreadable(_)
-            | Self::DenyStoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::DenyStoreUnavailable(_)
+            | Self::DenyListStale(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -132,6 +137,7 @@ impl ApiError {
             Self::Aws(e) => e.reason(),
             Self::AuditUnavailable(_) | Self::AuditUnreadable(_) => "audit_unavailable".to_owned(),
             Self::DenyStoreUnavailable(_) => "deny_store_unavailable".to_owned(),
+            Self::DenyListStale(_) => "deny_list_stale".to_owned(),
             Self::Internal(_) => "internal".to_owned(),
         }
     }
@@ -206,6 +212,11 @@ impl ApiError {
                 "the stored deny list could not be read or changed, so nothing changed; retry later"
                     .to_owned(),
             ),
+            Self::DenyListStale(_) => (
+                ProblemType::DenyListUnavailable,
+                "this replica has not read the stored deny list recently enough to trust it, so nothing was issued or changed; retry later"
+                    .to_owned(),
+            ),
             Self::Internal(_) => (
                 ProblemType::Internal,
                 "an unexpected error occurred".to_owned(),
@@ -252,6 +263,7 @@ impl IntoResponse for ApiError {
             Self::AuditUnavailable(_)
             | Self::AuditUnreadable(_)
             | Self::DenyStoreUnavailable(_)
+            | Self::DenyListStale(_)
             | Self::Aws(AwsError {
                 kind: AwsErrorKind::Throttled,
                 ..

@@ -43,10 +43,11 @@ impl Issuer<'_> {
             .policy
             .rules
             .first_match(&caller.issuer, &caller.claims);
-        // Before any rule grants anything, whatever the rule. An entry on claims reaches the
-        // caller's cached credentials only now (the others dropped them when they took
-        // effect); the scan is kept to those entries, as a denied caller may keep asking.
-        if let Some(entry) = self.policy.denial(caller, rule.map(|r| r.name.as_str())) {
+        // Before any rule grants anything, whatever the rule; with a stored list too old to
+        // trust, nothing is granted. An entry on claims reaches the caller's cached
+        // credentials only now (the others dropped them when they took effect); the scan is
+        // kept to those entries, as a denied caller may keep asking.
+        if let Some(entry) = self.policy.denial(caller, rule.map(|r| r.name.as_str()))? {
             let dropped = if entry.matches_claims() {
                 self.credentials
                     .forget_caller(&caller.issuer, &caller.subject)

@@ -62,6 +62,10 @@ struct Inner {
     requests: RwLock<HashMap<(&'static str, u16), Counter>>,
     issuances: RwLock<IssuanceSeries>,
     audit_queue_depth: [Gauge; 2],
+    deny_list_age: Gauge,
+    /// When this recorder was made: before the stored deny list is first read, its age
+    /// counts from the start.
+    started: Instant,
 }
 
 /// `issuances_total` by rule, then reason, then outcome: looked up by `&str` without
@@ -108,6 +112,12 @@ impl Metrics {
                 Recorder::register_gauge,
             )
         });
+        let deny_list_age = register(
+            &recorder,
+            names::DENY_LIST_AGE,
+            &[],
+            Recorder::register_gauge,
+        );
         Self(Arc::new(Inner {
             recorder,
             handle,
@@ -116,6 +126,8 @@ impl Metrics {
             requests: RwLock::default(),
             issuances: RwLock::default(),
             audit_queue_depth,
+            deny_list_age,
+            started: Instant::now(),
         }))
     }
 
@@ -283,11 +295,18 @@ impl Metrics {
         )
     }
 
-    /// The exposition, with the queue depths as they are now.
-    pub(crate) fn render(&self, queue_depth: (usize, usize)) -> Response {
+    /// The exposition, with the queue depths and the age of the stored deny list, last
+    /// read at `deny_list_read_at` (`None`: not yet), as they are now.
+    pub(crate) fn render(
+        &self,
+        queue_depth: (usize, usize),
+        deny_list_read_at: Option<Instant>,
+    ) -> Response {
         let [records, refusals] = &self.0.audit_queue_depth;
         records.set(queue_depth.0 as f64);
         refusals.set(queue_depth.1 as f64);
+        let read_at = deny_list_read_at.unwrap_or(self.0.started);
+        self.0.deny_list_age.set(read_at.elapsed().as_secs_f64());
         let mut response = self.0.handle.render().into_response();
         let headers = response.headers_mut();
         headers.insert(

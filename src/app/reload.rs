@@ -23,6 +23,7 @@ const RELOADABLE: &[(&str, Option<&str>)] = &[
     ("rate_limit", None),
     ("deny", None),
     ("admin", Some("rules")),
+    ("admin", Some("deny_max_staleness_secs")),
     ("audit", Some("admin_rules")),
 ];
 
@@ -227,7 +228,7 @@ name = "a"
         let reloadable = old
             .replace(r#"admin_rules = ["a"]"#, r#"admin_rules = ["a", "b"]"#)
             .replace(r#"name = "a""#, r#"name = "b""#)
-            + "[[deny]]\nsubject = \"x\"\n[admin]\nrules = [\"a\"]\n";
+            + "[[deny]]\nsubject = \"x\"\n[admin]\nrules = [\"a\"]\ndeny_max_staleness_secs = 9\n";
         assert_eq!(restart_only_changes(old, &reloadable), Vec::<String>::new());
         let restart = old
             .replace("0.0.0.0:8080", "0.0.0.0:9090")

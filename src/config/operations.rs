@@ -40,6 +40,9 @@ pub(crate) struct AdminConfig {
     pub rules: Vec<String>,
     /// How often each replica reads the stored deny list.
     pub deny_poll_interval_secs: u64,
+    /// How long after its last successful read a replica still trusts the stored deny
+    /// list; past it, issuing answers 503 rather than trust a list that may miss entries.
+    pub deny_max_staleness_secs: u64,
 }
 
 impl Default for AdminConfig {
@@ -47,6 +50,7 @@ impl Default for AdminConfig {
         Self {
             rules: Vec::new(),
             deny_poll_interval_secs: 2,
+            deny_max_staleness_secs: 20,
         }
     }
 }
@@ -55,6 +59,11 @@ impl AdminConfig {
     /// How often the stored deny list is read.
     pub(crate) fn deny_poll_interval(&self) -> Duration {
         Duration::from_secs(self.deny_poll_interval_secs)
+    }
+
+    /// How old the stored deny list may be and still be trusted.
+    pub(crate) fn deny_max_staleness(&self) -> Duration {
+        Duration::from_secs(self.deny_max_staleness_secs)
     }
 }
 

@@ -40,6 +40,8 @@ pub(crate) mod names {
     pub(crate) const AUDIT_SHED: &str = "ecr_token_broker_audit_shed_refusals_total";
     /// Gauge: the id of the last audit row this process committed.
     pub(crate) const AUDIT_CHAIN_HEAD: &str = "ecr_token_broker_audit_chain_head_id";
+    /// Gauge: seconds since the stored deny list was last read.
+    pub(crate) const DENY_LIST_AGE: &str = "ecr_token_broker_deny_list_age_seconds";
     /// Counter: key set loads by `issuer`.
     pub(crate) const JWKS_FETCHES: &str = "ecr_token_broker_jwks_fetches_total";
     /// Counter: failed key set loads by `issuer`.
@@ -157,6 +159,10 @@ pub(super) fn describe(recorder: &PrometheusRecorder) {
         (
             JTI_CACHE_ENTRIES,
             "Used jtis remembered by the replay cache of an issuer that refuses replays",
+        ),
+        (
+            DENY_LIST_AGE,
+            "Seconds since this process last read the stored deny list (since it started, until the first read)",
         ),
     ];
     for (name, help) in gauges {

@@ -7,7 +7,7 @@ fn metrics() -> Metrics {
 }
 
 async fn text(metrics: &Metrics) -> String {
-    let body = metrics.render((3, 1)).into_body();
+    let body = metrics.render((3, 1), None).into_body();
     String::from_utf8(to_bytes(body, usize::MAX).await.unwrap().to_vec()).unwrap()
 }
 

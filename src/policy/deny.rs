@@ -6,6 +6,8 @@
 //! denied when everything an entry names matches it. Claims are matched by the rules' own
 //! [`ClaimMatcher`], so the two can never read a pattern differently.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -30,6 +32,32 @@ impl std::fmt::Display for DenySource {
         }
     }
 }
+
+/// The stored deny list is not to be trusted: this replica has not read it yet, or not
+/// within `[admin] deny_max_staleness_secs`, so an entry added since may be missing from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StaleDenyList {
+    /// How long ago it was last read; `None`: never.
+    pub age: Option<Duration>,
+    /// `[admin] deny_max_staleness_secs`.
+    pub bound: Duration,
+}
+
+impl std::fmt::Display for StaleDenyList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.age {
+            None => f.write_str("the stored deny list has not been read yet"),
+            Some(age) => write!(
+                f,
+                "the stored deny list was last read {} s ago, more than deny_max_staleness_secs ({} s)",
+                age.as_secs(),
+                self.bound.as_secs()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StaleDenyList {}
 
 /// The cached credentials a deny entry reaches: what a cache slot knows of its owner.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,7 @@
 //! The stored deny list over HTTP, for callers of the `[admin] rules`: add an entry, list
 //! them, remove one. Every change is committed to the audit log before it takes effect, and
-//! this replica applies it at once; the others within `[admin] deny_poll_interval_secs`.
+//! is in force on this replica before it is answered; on the others within
+//! `[admin] deny_poll_interval_secs`.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::RequestMeta;
 use super::audit::instant;
 use super::json_object::{BodyRejection, JsonObject, refused};
-use crate::app::{AppState, Current};
+use crate::app::{AppState, Current, Names};
 use crate::audit::{AuditRecord, Outcome};
 use crate::auth::Caller;
 use crate::config::{ClaimPatterns, DenyEntryConfig, deny_entry_problems};
@@ -50,7 +51,8 @@ impl FromRequestParts<AppState> for DenyAdmin {
             .deny_admins
             .admits(&current.rules, &caller.issuer, &caller.claims);
         match rule {
-            Some(rule) if admin && !current.is_denied(&caller) => {
+            // A list too old to trust clears no admin: 503, not a refusal.
+            Some(rule) if admin && !current.is_denied(&caller)? => {
                 current.verifier.take_jti(&caller)?;
                 Ok(Self {
                     rule: rule.name.clone(),
@@ -100,7 +102,7 @@ impl DenyRequest {
             claims: self.claims,
             reason: Some(self.reason),
         };
-        let issuers: Vec<&str> = current.names.issuers.iter().map(String::as_str).collect();
+        let issuers: Vec<&str> = current.names.issuers.keys().map(String::as_str).collect();
         let rules: Vec<&str> = current.names.rules.iter().map(String::as_str).collect();
         deny_entry_problems(&entry, "", &issuers, &rules)
             .map_err(|problems| refused(&problems.one_line()))?;
@@ -114,6 +116,8 @@ impl DenyRequest {
 struct EntryJson {
     id: i64,
     issuer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<ClaimPatterns>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -129,6 +133,10 @@ struct EntryJson {
     removed_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     removed_by: Option<Admin>,
+    /// What the answering replica's config cannot resolve: the entry denies by its other
+    /// fields there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unresolved: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -137,8 +145,10 @@ struct Admin {
     subject: String,
 }
 
-impl From<StoredEntry> for EntryJson {
-    fn from(row: StoredEntry) -> Self {
+impl EntryJson {
+    /// The row as resolved against the config whose names are `names`.
+    fn new(row: StoredEntry, names: &Names) -> Self {
+        let (_, unresolved) = row.matcher(names);
         let removed_by = match (row.removed_by_issuer, row.removed_by_subject) {
             (Some(issuer), Some(subject)) => Some(Admin { issuer, subject }),
             _ => None,
@@ -146,6 +156,7 @@ impl From<StoredEntry> for EntryJson {
         Self {
             id: row.id,
             issuer: row.issuer,
+            iss: row.iss,
             subject: row.subject.map(|s| s.0),
             rule: row.rule,
             claims: row.claims.0,
@@ -159,6 +170,7 @@ impl From<StoredEntry> for EntryJson {
             request_id: row.request_id,
             removed_at: row.removed_at.map(instant),
             removed_by,
+            unresolved,
         }
     }
 }
@@ -183,8 +195,14 @@ async fn post_deny(
     let admin = admin?;
     let JsonObject(request) = body?;
     let (matcher, expires_at) = request.entry(&current)?;
+    let iss = matcher
+        .issuer
+        .as_ref()
+        .and_then(|name| current.names.issuers.get(name))
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a checked entry names no issuer")))?;
     let new = NewEntry {
         matcher: &matcher,
+        iss,
         expires_at,
         by_issuer: &admin.caller.issuer,
         by_subject: &admin.caller.subject,
@@ -204,8 +222,13 @@ async fn post_deny(
     )
     .await?;
     tx.commit().await.map_err(ApiError::DenyStoreUnavailable)?;
-    apply_now(&state).await;
-    let mut response = no_store_json(EntryJson::from(row));
+    let id = row.id;
+    if !deny_store::apply_added(&state, row.clone()).await {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "stored deny entry {id} was committed but does not compile"
+        )));
+    }
+    let mut response = no_store_json(EntryJson::new(row, &current.names));
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
 }
@@ -213,6 +236,7 @@ async fn post_deny(
 /// Lists the stored entries not removed, expired ones included, oldest first.
 async fn get_deny(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     admin: Result<DenyAdmin, ApiError>,
 ) -> Result<Response, ApiError> {
@@ -223,7 +247,10 @@ async fn get_deny(
         .await
         .map_err(ApiError::DenyStoreUnavailable)?;
     Ok(no_store_json(EntriesJson {
-        entries: rows.into_iter().map(EntryJson::from).collect(),
+        entries: rows
+            .into_iter()
+            .map(|row| EntryJson::new(row, &current.names))
+            .collect(),
         request_id: meta.request_id,
     }))
 }
@@ -232,6 +259,7 @@ async fn get_deny(
 /// every replica within the poll interval. The row stays, marked with who removed it.
 async fn delete_deny(
     State(state): State<AppState>,
+    current: Current,
     meta: RequestMeta,
     admin: Result<DenyAdmin, ApiError>,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
@@ -259,8 +287,8 @@ async fn delete_deny(
     )
     .await?;
     tx.commit().await.map_err(ApiError::DenyStoreUnavailable)?;
-    apply_now(&state).await;
-    Ok(no_store_json(EntryJson::from(row)))
+    deny_store::apply_removed(&state, id).await;
+    Ok(no_store_json(EntryJson::new(row, &current.names)))
 }
 
 /// Commits the audit row of a change, before the change itself commits.
@@ -286,11 +314,4 @@ async fn record_change(
         .await
         .map(drop)
         .map_err(ApiError::AuditUnavailable)
-}
-
-/// This replica need not wait for its next poll; if the read fails, the poll catches up.
-async fn apply_now(state: &AppState) {
-    if let Err(error) = deny_store::refresh(state).await {
-        tracing::warn!(%error, "reading the stored deny list after a change failed; the next poll applies it");
-    }
 }

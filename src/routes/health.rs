@@ -27,7 +27,9 @@ const KEYS_OK: &str = "ok";
 const KEYS_NOT_LOADED: &str = "keys not loaded";
 
 /// Readiness: the audit database answers and the audit writer runs, so that a request
-/// could be recorded. Each issuer's key state is reported but does not decide readiness:
+/// could be recorded, and the stored deny list has been read recently enough to trust it
+/// (from start until its first read, and while reads fail for longer than
+/// `[admin] deny_max_staleness_secs`, nothing would be issued). Each issuer's key state is reported but does not decide readiness:
 /// one identity provider's outage must not take every new pod out for all the others, and
 /// a token of that issuer is refused with 401 all the same.
 ///
@@ -54,10 +56,20 @@ async fn get_readyz(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(name, loaded)| (name, if loaded { KEYS_OK } else { KEYS_NOT_LOADED }))
         .collect();
-    if database && writer {
+    let deny_list = current.stored_deny_age();
+    if database
+        && writer
+        && let Ok(age) = deny_list
+    {
         return Json(json!({
             "status": "ready",
-            "checks": {"database": "ok", "auditWriter": "ok", "issuers": issuers}
+            "checks": {
+                "database": "ok",
+                "auditWriter": "ok",
+                "denyList": "ok",
+                "denyListAgeSeconds": (age.as_secs_f64() * 1000.0).round() / 1000.0,
+                "issuers": issuers,
+            }
         }))
         .into_response();
     }
@@ -67,6 +79,9 @@ async fn get_readyz(State(state): State<AppState>) -> Response {
     }
     if !writer {
         failing.push("the audit writer has stopped".to_owned());
+    }
+    if let Err(stale) = deny_list {
+        failing.push(stale.to_string());
     }
     let unloaded: Vec<&str> = issuers
         .iter()

@@ -25,8 +25,8 @@ struct WhoAmI {
     rule: Option<String>,
     /// What the matched rule lets this caller ask for.
     allowed: Option<Allowed>,
-    /// Whether the caller is on the deny list: then nothing is issued to it, whatever rule
-    /// matches.
+    /// Whether the caller is on the deny list, or the stored one is too old to clear it:
+    /// then nothing is issued to it, whatever rule matches.
     denied: bool,
     /// Why the matched rule cannot be applied to this token, if it cannot.
     problem: Option<String>,
@@ -97,11 +97,14 @@ async fn get_whoami(
         rules.clear();
     }
     // Which entry denies it is the operators' business: the entry may name other callers.
-    let denied = current
-        .denial(&caller, matched.map(|r| r.name.as_str()))
-        .is_some();
+    // A stored list too old to trust clears nobody, so it counts as denied too.
+    let denial = match current.denial(&caller, matched.map(|r| r.name.as_str())) {
+        Ok(entry) => entry.map(|_| ApiError::DeniedByPolicy),
+        Err(stale) => Some(ApiError::from(stale)),
+    };
+    let denied = denial.is_some();
     let (allowed, problem) = match matched.map(|rule| allowed(rule, &caller)) {
-        _ if denied => (None, Some(ApiError::DeniedByPolicy.to_string())),
+        _ if denied => (None, denial.map(|d| d.to_string())),
         Some(Ok(allowed)) => (Some(allowed), None),
         Some(Err(denial)) => (None, Some(denial.to_string())),
         None => (None, None),

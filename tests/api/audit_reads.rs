@@ -14,8 +14,8 @@ use crate::helpers::TestApp;
 /// Rows already in the log, so that a read filtering on an unindexed column scans them all.
 const SEEDED_ROWS: i64 = 200_000;
 
-/// Fills the log with denied rows (not a valid chain: only reads look at them).
-async fn seed(app: &TestApp) {
+/// Fills the log with `rows` denied rows (not a valid chain: only reads look at them).
+pub(crate) async fn seed(app: &TestApp, rows: i64) {
     let db = app.db().await;
     sqlx::query(
         "INSERT INTO audit_events (id, recorded_at, occurred_at, request_id, outcome, reason, \
@@ -26,7 +26,7 @@ async fn seed(app: &TestApp) {
          decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex') \
          FROM generate_series(1, $1) g",
     )
-    .bind(SEEDED_ROWS)
+    .bind(rows)
     .execute(&db)
     .await
     .expect("seed audit rows");
@@ -40,7 +40,7 @@ async fn fifty_heavy_audit_reads_at_once_leave_issuing_its_connections() {
         .database("read_max_connections = 4\nread_statement_timeout_secs = 1")
         .spawn()
         .await;
-    seed(&app).await;
+    seed(&app, SEEDED_ROWS).await;
     let auditor = audit_api::auditor(&app);
     let app = Arc::new(app);
     let stop = Arc::new(AtomicBool::new(false));

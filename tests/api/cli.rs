@@ -306,6 +306,7 @@ regions = ["us-east-1"]
 [admin]
 rules = ["push", "nope"]
 deny_poll_interval_secs = 0
+deny_max_staleness_secs = 0
 
 [reload]
 watch_interval_secs = 7200
@@ -325,6 +326,7 @@ claims = { ref = [] }
         &[
             "admin.rules[1]: no rule is named \"nope\"",
             "admin.deny_poll_interval_secs: must be 1 to 300",
+            "admin.deny_max_staleness_secs: must be 1 to 3600, and more than deny_poll_interval_secs",
             "reload.watch_interval_secs: must be 0 (off) to 3600",
             "deny[0]: name at least one of issuer, subject, rule, claims",
             "deny[1].issuer: unknown issuer \"gitlab\"",

@@ -8,10 +8,12 @@ use chrono::{SecondsFormat, Utc};
 use serde_json::{Value, json};
 
 use crate::chain::{is_permission_denied, service_login_role, url_as};
-use crate::helpers::{DEFAULT_RULES, TestApp, admin_database_url, assert_problem, wait_for};
+use crate::helpers::{
+    DEFAULT_RULES, TestApp, TestIssuer, admin_database_url, assert_problem, wait_for,
+};
 
 /// Callers whose `actor` is `secops` administer the deny list; everyone else is acme's.
-fn rules() -> String {
+pub(crate) fn rules() -> String {
     format!(
         r#"
 [[rules]]
@@ -24,29 +26,31 @@ regions = ["us-east-1"]
     )
 }
 
-const ADMIN_CONFIG: &str = "[admin]\nrules = [\"deny-admins\"]\ndeny_poll_interval_secs = 1\n";
+pub(crate) const ADMIN_CONFIG: &str =
+    "[admin]\nrules = [\"deny-admins\"]\ndeny_poll_interval_secs = 1\n";
 
 /// How long a change may take to reach another replica on a loaded machine: the poll
 /// interval is one second.
-const REPLICAS_HONOUR_IT: Duration = Duration::from_secs(15);
+pub(crate) const REPLICAS_HONOUR_IT: Duration = Duration::from_secs(15);
 
-fn builder() -> crate::helpers::TestAppBuilder {
+pub(crate) fn builder() -> crate::helpers::TestAppBuilder {
     TestApp::builder()
         .rules(&rules())
         .extra_config(ADMIN_CONFIG)
 }
 
-fn admin_token(app: &TestApp) -> String {
-    app.issuer
+pub(crate) fn admin_token(issuer: &TestIssuer) -> String {
+    issuer
         .token()
         .claim("sub", "secops-admin")
         .claim("actor", "secops")
         .sign()
 }
 
-async fn post_deny(app: &TestApp, token: &str, body: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/v1/admin/deny"))
+/// `POST /v1/admin/deny` to the service at `address`.
+pub(crate) async fn post_deny(address: &str, token: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{address}/v1/admin/deny"))
         .bearer_auth(token)
         .header("content-type", "application/json")
         .body(body.to_owned())
@@ -55,9 +59,10 @@ async fn post_deny(app: &TestApp, token: &str, body: &str) -> reqwest::Response 
         .unwrap()
 }
 
-async fn get_deny(app: &TestApp, token: &str) -> reqwest::Response {
-    app.http
-        .get(app.url("/v1/admin/deny"))
+/// `GET /v1/admin/deny` from the service at `address`.
+pub(crate) async fn get_deny(address: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{address}/v1/admin/deny"))
         .bearer_auth(token)
         .send()
         .await
@@ -73,7 +78,7 @@ async fn delete_deny(app: &TestApp, token: &str, id: &str) -> reqwest::Response 
         .unwrap()
 }
 
-async fn status_of_issue(app: &TestApp, token: &str) -> u16 {
+pub(crate) async fn status_of_issue(app: &TestApp, token: &str) -> u16 {
     app.issue(Some(token), None).await.status().as_u16()
 }
 
@@ -96,14 +101,14 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
         .spawn()
         .await;
     let caller = a.token();
-    let admin = admin_token(&a);
+    let admin = admin_token(&a.issuer);
     assert_eq!(status_of_issue(&a, &caller).await, 200);
     assert_eq!(status_of_issue(&b, &caller).await, 200);
     let expires_at =
         (Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
 
     let added = post_deny(
-        &a,
+        &a.address,
         &admin,
         &json!({
             "issuer": "test",
@@ -138,11 +143,11 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
     let row = b.audit_row(body["requestId"].as_str().unwrap()).await;
     assert_eq!(row["reason"], "denied_by_policy");
     assert_eq!(
-        status_of_issue(&b, &admin_token(&a)).await,
+        status_of_issue(&b, &admin_token(&a.issuer)).await,
         200,
         "others are served"
     );
-    let listed: Value = get_deny(&b, &admin).await.json().await.unwrap();
+    let listed: Value = get_deny(&b.address, &admin).await.json().await.unwrap();
     assert_eq!(listed["entries"].as_array().unwrap().len(), 1, "{listed}");
     let listed = &listed["entries"][0];
     assert_eq!(listed["id"], id);
@@ -172,7 +177,7 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
     })
     .await;
     assert!(lifted.is_some(), "the first service never lifted the entry");
-    let listed: Value = get_deny(&a, &admin).await.json().await.unwrap();
+    let listed: Value = get_deny(&a.address, &admin).await.json().await.unwrap();
     assert_eq!(listed["entries"], json!([]));
     assert!(
         b.audit_rows()
@@ -192,11 +197,10 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
 #[tokio::test]
 async fn a_claim_matcher_denies_whoever_carries_the_claim() {
     let app = builder().spawn().await;
-    let admin = admin_token(&app);
+    let admin = admin_token(&app.issuer);
     let web = app.issuer.token().claim("repository", "acme/web").sign();
 
-    let added = post_deny(
-        &app,
+    let added = post_deny(&app.address,
         &admin,
         r#"{"issuer": "test", "claims": {"repository": ["acme/api", {"regex": "acme/(legacy|old)-.*"}]}, "reason": "compromised repository"}"#,
     )
@@ -219,8 +223,13 @@ async fn only_deny_admins_may_use_the_admin_endpoints() {
     let caller = app.token();
     let body = r#"{"issuer": "test", "subject": "someone", "reason": "r"}"#;
 
-    assert_problem(post_deny(&app, &caller, body).await, 403, "forbidden").await;
-    assert_problem(get_deny(&app, &caller).await, 403, "forbidden").await;
+    assert_problem(
+        post_deny(&app.address, &caller, body).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(get_deny(&app.address, &caller).await, 403, "forbidden").await;
     assert_problem(delete_deny(&app, &caller, "1").await, 403, "forbidden").await;
     let anonymous = app
         .http
@@ -236,19 +245,19 @@ async fn only_deny_admins_may_use_the_admin_endpoints() {
 #[tokio::test]
 async fn a_denied_admin_is_no_admin() {
     let app = builder().spawn().await;
-    let admin = admin_token(&app);
+    let admin = admin_token(&app.issuer);
     let added = post_deny(
-        &app,
+        &app.address,
         &admin,
         r#"{"issuer": "test", "subject": "secops-admin", "reason": "the admin's token leaked"}"#,
     )
     .await;
     assert_eq!(added.status(), 201);
 
-    assert_problem(get_deny(&app, &admin).await, 403, "forbidden").await;
+    assert_problem(get_deny(&app.address, &admin).await, 403, "forbidden").await;
     assert_problem(
         post_deny(
-            &app,
+            &app.address,
             &admin,
             r#"{"issuer": "test", "subject": "x", "reason": "r"}"#,
         )
@@ -263,7 +272,7 @@ async fn a_denied_admin_is_no_admin() {
 #[tokio::test]
 async fn malformed_entries_are_refused_and_store_nothing() {
     let app = builder().spawn().await;
-    let admin = admin_token(&app);
+    let admin = admin_token(&app.issuer);
     let past = (Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
     let cases = [
         "not json".to_owned(),
@@ -300,7 +309,7 @@ async fn malformed_entries_are_refused_and_store_nothing() {
     ];
 
     for body in &cases {
-        let response = post_deny(&app, &admin, body).await;
+        let response = post_deny(&app.address, &admin, body).await;
         let problem = assert_problem(response, 400, "bad-request").await;
         assert!(
             problem["detail"]
@@ -335,10 +344,10 @@ async fn the_service_role_may_add_and_lift_entries_but_never_rewrite_or_delete_o
         .issuer(migrated.issuer.clone())
         .spawn()
         .await;
-    let admin = admin_token(&app);
+    let admin = admin_token(&app.issuer);
 
     let added = post_deny(
-        &app,
+        &app.address,
         &admin,
         r#"{"issuer": "test", "subject": "someone", "reason": "as the service role"}"#,
     )
@@ -378,7 +387,10 @@ async fn an_announced_change_reaches_a_replica_long_before_its_poll() {
     // Polling only every five minutes: only the announcement can bring the entry sooner.
     let b = TestApp::builder()
         .rules(&rules())
-        .extra_config("[admin]\nrules = [\"deny-admins\"]\ndeny_poll_interval_secs = 300\n")
+        .extra_config(
+            "[admin]\nrules = [\"deny-admins\"]\ndeny_poll_interval_secs = 300\n\
+             deny_max_staleness_secs = 600\n",
+        )
         .database_url(&a.database_url)
         .issuer(a.issuer.clone())
         .spawn()
@@ -388,8 +400,8 @@ async fn an_announced_change_reaches_a_replica_long_before_its_poll() {
     assert_eq!(status_of_issue(&b, &caller).await, 200);
 
     let added = post_deny(
-        &a,
-        &admin_token(&a),
+        &a.address,
+        &admin_token(&a.issuer),
         r#"{"issuer": "test", "subject": "repo:acme/*", "reason": "announced"}"#,
     )
     .await;

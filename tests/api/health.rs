@@ -16,11 +16,23 @@ async fn healthz_and_readyz_answer_when_all_is_well() {
 
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
+    let mut ready: Value = ready.json().await.unwrap();
+    let age = ready["checks"]
+        .as_object_mut()
+        .unwrap()
+        .remove("denyListAgeSeconds")
+        .and_then(|age| age.as_f64());
+    assert!(age.is_some_and(|age| age >= 0.0), "{ready}");
     assert_eq!(
-        ready.json::<Value>().await.unwrap(),
+        ready,
         json!({
             "status": "ready",
-            "checks": {"database": "ok", "auditWriter": "ok", "issuers": {"test": "ok"}}
+            "checks": {
+                "database": "ok",
+                "auditWriter": "ok",
+                "denyList": "ok",
+                "issuers": {"test": "ok"}
+            }
         })
     );
 }

@@ -21,6 +21,7 @@ mod client;
 mod config_secrets;
 mod connections;
 mod deny;
+mod deny_faults;
 mod durability;
 mod flood;
 mod formats;

@@ -1,7 +1,7 @@
 //! Live reload through the real binary: SIGHUP (and a watched file's change) swaps the
 //! config under load without dropping a request, an invalid config is refused in one log
-//! line, and a subject added to the file's deny list is refused and its cached credential
-//! dropped.
+//! line, a subject added to the file's deny list is refused and its cached credential
+//! dropped, and renaming an issuer or a rule never lifts a stored deny entry.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::deny::{self, admin_token, get_deny, post_deny};
 use crate::helpers::{
     Fault, ServiceProcess, TestApp, assert_problem, audit_rows_in, request_id, wait_for,
 };
@@ -366,4 +367,80 @@ async fn a_reload_applies_what_it_can_and_names_the_settings_that_take_a_restart
         .unwrap();
     let not_applied = line.split("not_applied=").nth(1).unwrap_or_default();
     assert_eq!(not_applied.trim(), "server.max_body_bytes", "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renaming_an_issuer_or_a_rule_never_lifts_a_stored_deny_entry() {
+    let service = deny::builder().spawn_process().await;
+    let admin = admin_token(&service.issuer);
+    let token = |sub: &str| service.issuer.token().claim("sub", sub).sign();
+    for body in [
+        r#"{"issuer": "test", "subject": "alice", "reason": "bound to its issuer"}"#,
+        r#"{"issuer": "test", "subject": "bob", "rule": "acme-main", "reason": "names a rule"}"#,
+    ] {
+        assert_eq!(
+            post_deny(&service.address, &admin, body).await.status(),
+            201
+        );
+    }
+    // An entry stored before entries recorded their issuer's `iss`: by name alone.
+    let db = sqlx::PgPool::connect(&service.database_url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO deny_entries (issuer, subject, reason, added_by_issuer, added_by_subject, \
+         request_id) VALUES ('test', '\"carol\"', 'stored by name', 'test', 'secops-admin', 'old')",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    db.close().await;
+    let status = async |sub: &str| service.issue(&token(sub)).await.status().as_u16();
+    wait_for(RELOAD_SHOWS, async || {
+        (status("carol").await == 403).then_some(())
+    })
+    .await
+    .expect("the poll reads the older entry");
+    let renamed = service
+        .config_text
+        .replace(r#"name = "test""#, r#"name = "ci""#)
+        .replace(r#"issuer = "test""#, r#"issuer = "ci""#)
+        .replace(r#"name = "acme-main""#, r#"name = "acme-renamed""#);
+
+    service.write_config(&renamed);
+    service.hangup();
+    let switched = wait_for(RELOAD_SHOWS, async || {
+        let whoami = service.whoami(&token("dave")).await;
+        (whoami["issuer"] == "ci" && whoami["rule"] == "acme-renamed").then_some(())
+    })
+    .await;
+
+    assert!(switched.is_some(), "never reloaded:\n{}", service.log());
+    for sub in ["alice", "bob", "carol"] {
+        assert_eq!(status(sub).await, 403, "{sub} is no longer denied");
+    }
+    assert_eq!(status("dave").await, 200, "others are served");
+    let listed: Value = get_deny(&service.address, &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = |sub: &str| {
+        listed["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["subject"] == sub)
+            .unwrap_or_else(|| panic!("{sub} is not listed: {listed}"))
+            .clone()
+    };
+    assert_eq!(entry("alice")["iss"], service.issuer.url.as_str());
+    assert_eq!(entry("alice").get("unresolved"), None, "{listed}");
+    assert_eq!(entry("bob")["unresolved"], serde_json::json!(["rule"]));
+    assert_eq!(entry("carol")["unresolved"], serde_json::json!(["issuer"]));
+    assert!(
+        service
+            .log()
+            .contains("a stored deny entry names what the config no longer has"),
+        "the unresolved entries are not named in the log:\n{}",
+        service.log()
+    );
 }

@@ -26,6 +26,13 @@ pub(super) fn operations(config: &Config, f: &mut Findings) {
         1..=300,
         "admin.deny_poll_interval_secs",
     );
+    // A bound no longer than the poll would call the list stale between two good reads.
+    f.check(
+        (1..=3600).contains(&config.admin.deny_max_staleness_secs)
+            && config.admin.deny_max_staleness_secs > config.admin.deny_poll_interval_secs,
+        "admin.deny_max_staleness_secs",
+        "must be 1 to 3600, and more than deny_poll_interval_secs",
+    );
     f.check(
         config.reload.watch_interval_secs <= 3600,
         "reload.watch_interval_secs",
