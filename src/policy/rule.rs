@@ -34,6 +34,8 @@ pub(crate) struct Rule {
     pub session_tags: SessionTagTemplates,
     /// ExternalId for the role's trust policy, if it needs one.
     pub external_id: Option<String>,
+    /// Whether pulls may go through a pull-through cache rule.
+    pub pull_through_cache: bool,
     /// Who may be handed a cached credential.
     pub cache: CacheMode,
 }
@@ -105,6 +107,7 @@ impl Rule {
             )
             .map_err(InvalidRule::Tags)?,
             external_id: config.external_id.clone(),
+            pull_through_cache: config.pull_through_cache,
             cache: config.cache,
         })
     }
