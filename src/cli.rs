@@ -49,6 +49,8 @@ pub enum Command {
     /// their month's partition rather than landing in the default one.
     Migrate,
     /// Validate a config file and explain every problem with its location.
+    ///
+    /// Problems are errors (exit status 1); warnings, one line each on stderr, leave it 0.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
@@ -175,6 +177,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckConfig { file } => {
             let config = Config::load(file)?;
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
             println!(
                 "{}: ok ({} issuers, {} rules)",
                 file.display(),

@@ -8,6 +8,7 @@ mod audit_sink;
 mod operations;
 mod toml_error;
 mod validate;
+mod warnings;
 
 use std::collections::BTreeMap;
 use std::fmt;
