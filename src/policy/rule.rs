@@ -162,6 +162,16 @@ impl Rules {
         self.0.iter().find(|r| r.matches(issuer, claims))
     }
 
+    /// The rule with this name, if any.
+    pub(crate) fn named(&self, name: &str) -> Option<&Rule> {
+        self.0.iter().find(|r| r.name == name)
+    }
+
+    /// Every rule's name, in order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|r| r.name.as_str())
+    }
+
     /// The rules of one issuer, in order.
     pub(crate) fn of_issuer<'a>(&'a self, issuer: &'a str) -> impl Iterator<Item = &'a Rule> {
         self.0.iter().filter(move |r| r.issuer == issuer)

@@ -1,3 +1,4 @@
+mod assume_role;
 mod immutable_subjects;
 
 use std::process::{Command, Output};
