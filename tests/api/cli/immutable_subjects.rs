@@ -85,3 +85,23 @@ reason = "INC-4711"
         warnings[2]
     );
 }
+
+#[test]
+fn the_shipped_configs_key_github_on_ids() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for config in [
+        "deploy/config.example.toml",
+        "deploy/overlays/production/config.toml",
+    ] {
+        let output = run(
+            &["check-config", &format!("{root}/{config}")],
+            &super::DEPLOYED_SECRETS,
+        );
+        assert!(output.status.success(), "{config}: {}", stderr(&output));
+        assert!(
+            !stderr(&output).contains("warning:"),
+            "{config}: {}",
+            stderr(&output)
+        );
+    }
+}
