@@ -163,6 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let hangups = Hangups::listen().context("installing the SIGHUP handler")?;
             let path = cli.config_path()?;
             let (config, text) = Config::read(path)?;
+            config.log_warnings();
             let app = Application::build(config, Aws::load_sdk_config().await)
                 .await?
                 .reload_from(path.to_owned(), text, hangups);

@@ -68,6 +68,14 @@ impl Config {
         warnings
     }
 
+    /// Logs each of [`Config::warnings`] once, for a service that loads this config without
+    /// anyone having run `check-config` on it (a ConfigMap applied and reloaded).
+    pub(crate) fn log_warnings(&self) {
+        for warning in self.warnings() {
+            tracing::warn!(at = %warning.at, warning = %warning.message, "config warning");
+        }
+    }
+
     /// Whether a deny entry can refuse callers of one of the `github` issuers: it names one,
     /// or names no issuer and either no rule or a rule of one.
     fn deny_reaches(&self, entry: &DenyEntryConfig, github: &[&str]) -> bool {
