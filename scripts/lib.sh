@@ -88,6 +88,27 @@ ensure_venv_at() {
   printf '%s\n' "$want" >"$stamp"
 }
 
+# ensure_node_modules DIR: DIR/node_modules installed from DIR/package-lock.json with
+# `npm ci`, and Node.js with npm from Debian where they are missing. Reinstalls only when the
+# lock file changed (its hash is kept in a stamp file), as ensure_venv_at does.
+ensure_node_modules() {
+  local dir="$1" want out
+  local stamp="$dir/node_modules/.package-lock.sha256"
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    ensure_apt_packages nodejs npm
+  fi
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  log "installing ${dir#"$REPO"/}/package-lock.json with npm ci"
+  if ! out="$(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error 2>&1)"; then
+    printf '%s\n' "$out" >&2
+    die "npm ci in ${dir#"$REPO"/} failed"
+  fi
+  printf '%s\n' "$want" >"$stamp"
+}
+
 # Is a server at this URL accepting connections? (No authentication involved.)
 _pg_ready() {
   pg_isready -q -t 3 -d "$1" >/dev/null 2>&1

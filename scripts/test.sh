@@ -83,8 +83,9 @@ done
 # IAM documents: permission policies as they are. parliament knows identity policies only,
 # so a trust policy (*-trust-policy.json) is linted as the identity policy it amounts to:
 # its statements, without their Principal, on a role ARN. That still checks every action
-# and whether each condition key applies to it.
-for f in deploy/iam/*.json; do
+# and whether each condition key applies to it. (deploy/iam/roles.json says which role
+# carries which document; it is no policy.)
+for f in deploy/iam/*-policy.json; do
   [ -f "$f" ] || continue
   log "parliament $f"
   policy="$(cat "$f")"
@@ -99,12 +100,35 @@ for statement in doc["Statement"]:
 print(json.dumps(doc))' "$f")"
       ;;
   esac
-  findings="$("$PARLIAMENT" --string "$policy" --minimum_severity MEDIUM)" || true
+  findings="$("$PARLIAMENT" --string "$policy" --minimum_severity MEDIUM --json)" || true
+  # parliament's IAM data (its last release, 1.6.4) predates repository-level permissions for
+  # ecr:BatchImportUpstreamImage, which AWS's Service Authorization Reference, and the
+  # evaluator below, scope to a repository: a "no resources match" for that action alone is
+  # the data's, not the document's, and granting it on "*" would be wider than needed.
+  findings="$(python3 -c '
+import json, sys
+STALE = {"ecr:BatchImportUpstreamImage"}
+for line in filter(str.strip, sys.stdin.read().splitlines()):
+    finding = json.loads(line)
+    detail = finding.get("detail")
+    stale = finding["issue"] == "RESOURCE_MISMATCH" and isinstance(detail, list) and detail \
+        and all(isinstance(d, dict) and d.get("action") in STALE for d in detail)
+    if not stale:
+        print(line)' <<<"$findings")"
   if [ -n "$findings" ]; then
     printf '%s\n' "$findings" >&2
     die "parliament found problems in $f"
   fi
 done
+
+# Every rule of every example config and guide against the IAM documents, in an IAM policy
+# evaluator: the broker's role may assume the rule's role as the service does, and the role's
+# policy with the rule's session policy (printed by check-config --assume-role) allows
+# exactly what the rule grants (tests/iam/evaluate.mjs).
+log "IAM evaluation of the example rules (tests/iam)"
+ensure_node_modules "$REPO/tests/iam"
+cargo build --locked --bin ecr-token-broker
+node tests/iam/evaluate.mjs
 
 # The guides in docs/: every snippet runs against a local stack of its own, and the portal
 # example in headless Chromium.

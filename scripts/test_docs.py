@@ -18,8 +18,9 @@ Every fenced block of a guide is either run or checked, by its info string:
                          CronJob's containers run too, its volume mounts mapped to
                          directories here
   ```json docker-config  parsed: a ~/.docker/config.json, credHelpers naming the client
-  ```toml                a piece of the broker's config: `check-config` must accept it,
-                         with [database] and [audit] (and an issuer, if it has none) added
+  ```toml                a piece of the broker's config: `check-config` must accept it
+                         after the guide's earlier toml blocks, with [database] and [audit]
+                         (and an issuer, if there is none) added
   ```json | text | console | html | js   parsed (json) or shown only
 
 Commands that cannot run here are stand-ins that record their arguments and input, which
@@ -357,7 +358,8 @@ class Runner:
             elif block.lang == "json":
                 self.attempt(block.where(), partial(self.json_block, block))
             elif block.lang == "toml":
-                self.attempt(block.where(), partial(self.config_fragment, block))
+                earlier = [b for b in blocks if b.lang == "toml" and b.line < block.line]
+                self.attempt(block.where(), partial(self.config_fragment, block, earlier))
             elif block.lang not in SHOWN_ONLY:
                 self.failed.append(block.where())
                 print(f"FAILED  {block.where()}: a ```{block.lang} {block.kind} block is neither run nor "
@@ -374,9 +376,12 @@ class Runner:
         self.run(blocks[0].guide.name, script, env, root, ["bash", "--noprofile", "--norc"])
         check_records(self.records(root), self.stack, blocks[0].guide.name)
 
-    def config_fragment(self, block: Block) -> None:
-        """A piece of the broker's config: check-config must accept it, in a whole config."""
-        text = block.text + CONFIG_BASE + ("" if "[[issuers]]" in block.text else CONFIG_ISSUER)
+    def config_fragment(self, block: Block, earlier: list[Block]) -> None:
+        """A piece of the broker's config: check-config must accept it, in a whole config
+        made of the guide's toml blocks up to this one (a later block may name an issuer or a
+        rule an earlier one set up)."""
+        text = "".join(b.text for b in earlier) + block.text
+        text += CONFIG_BASE + ("" if "[[issuers]]" in text else CONFIG_ISSUER)
         binary = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug/ecr-token-broker"
         with tempfile.NamedTemporaryFile("w", suffix=".toml", dir=self.work) as f:
             f.write(text)

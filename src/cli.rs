@@ -1,6 +1,8 @@
 //! The command line: `serve`, `migrate`, `check-config FILE`, `audit verify`, `audit export`,
 //! `audit prune`.
 
+mod assume_role;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -49,9 +51,25 @@ pub enum Command {
     /// their month's partition rather than landing in the default one.
     Migrate,
     /// Validate a config file and explain every problem with its location.
+    ///
+    /// Problems are errors (exit status 1); warnings, one line each on stderr, leave it 0.
+    /// With --assume-role and --claims it then prints, as JSON, what the rule grants a token
+    /// with those claims and the AssumeRole call the broker makes for it, session policy
+    /// included (`.assumeRole` is the input of `aws sts assume-role --cli-input-json`); it
+    /// fails where the broker would refuse the token.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+        /// The rule whose AssumeRole call to print.
+        #[arg(long, value_name = "RULE", requires = "claims")]
+        assume_role: Option<String>,
+        /// A token's claims, as a JSON object, for --assume-role.
+        #[arg(long, value_name = "JSON", requires = "assume_role")]
+        claims: Option<String>,
+        /// An issue request's body, as JSON, for --assume-role (default: the most the rule
+        /// allows: all its regions and registries, its access, its longest session).
+        #[arg(long, value_name = "JSON", requires = "assume_role")]
+        request: Option<String>,
     },
     /// Check, export or prune the hash-chained audit log (needs `[audit] chain_key`).
     Audit {
@@ -145,6 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let hangups = Hangups::listen().context("installing the SIGHUP handler")?;
             let path = cli.config_path()?;
             let (config, text) = Config::read(path)?;
+            config.log_warnings();
             let app = Application::build(config, Aws::load_sdk_config().await)
                 .await?
                 .reload_from(path.to_owned(), text, hangups);
@@ -173,8 +192,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let key = ChainKey::new(&config.audit.chain_key);
             run_audit(command, &pool, &key).await
         }
-        Command::CheckConfig { file } => {
+        Command::CheckConfig {
+            file,
+            assume_role,
+            claims,
+            request,
+        } => {
             let config = Config::load(file)?;
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            if let (Some(rule), Some(claims)) = (assume_role, claims) {
+                let printout = assume_role::explain(&config, rule, claims, request.as_deref())?;
+                println!("{printout}");
+                return Ok(());
+            }
             println!(
                 "{}: ok ({} issuers, {} rules)",
                 file.display(),

@@ -8,6 +8,7 @@ mod audit_sink;
 mod operations;
 mod toml_error;
 mod validate;
+mod warnings;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -562,6 +563,10 @@ pub(crate) struct RuleConfig {
     pub transitive_tag_keys: Vec<String>,
     /// `ExternalId` passed to AssumeRole when the role's trust policy requires one.
     pub external_id: Option<String>,
+    /// Lets a pull import an image through an ECR pull-through cache rule, creating its
+    /// repository, on the rule's repositories only.
+    #[serde(default)]
+    pub pull_through_cache: bool,
     /// This rule's callers' token bucket instead of `[rate_limit]`'s.
     pub rate_limit: Option<RateLimitConfig>,
     /// Who may be handed a cached credential: each caller its own (default), callers with

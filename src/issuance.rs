@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::credentials::cache::CallerScope;
 use crate::credentials::{AssumeRole, CredentialRequest, CredentialSource, Issued};
 use crate::error::ApiError;
-use crate::policy::IssueRequest;
+use crate::policy::{Grant, IssueRequest, Rule, SessionIdentity};
 
 /// What the issuing path uses: the request's snapshot (deny lists, rules, rate limits), the
 /// credentials, and the fingerprint key.
@@ -65,34 +65,22 @@ impl Issuer<'_> {
         let grant = rule.grant(request, &caller.claims)?;
         record.grant(&grant);
 
-        let unique = uuid::Uuid::new_v4().simple().to_string();
-        let identity = rule.session_identity(&caller.claims, &unique[..12])?;
+        let identity = rule.session_identity(&caller.claims, &unique_session_suffix())?;
         record.session_name = Some(identity.session_name.to_string());
         record.session_tags = identity
             .tags
             .iter()
             .map(|t| (t.key.clone(), t.value.clone()))
             .collect();
-        let wanted = CredentialRequest {
-            assume: AssumeRole {
-                role_arn: rule.role_arn.clone(),
-                session_name: identity.session_name,
-                source_identity: identity.source_identity,
-                duration: grant.duration,
-                external_id: rule.external_id.clone(),
-                policy: grant.policy,
-                tags: identity.tags,
-                transitive_tag_keys: identity.transitive_tag_keys,
-            },
-            endpoints: grant.endpoints,
-        };
+        let access = grant.access;
+        let wanted = credential_request(rule, grant, identity);
         let caller_scope = CallerScope {
             issuer: &caller.issuer,
             subject: &caller.subject,
         };
         let served = self
             .credentials
-            .get(rule.cache, &rule.name, caller_scope, grant.access, wanted)
+            .get(rule.cache, &rule.name, caller_scope, access, wanted)
             .await?;
         // A cached credential belongs to the session that fetched it: that is the name
         // CloudTrail knows it by.
@@ -103,5 +91,37 @@ impl Issuer<'_> {
         record.upstream_error = served.hidden_error.as_ref().map(|e| e.reason());
         record.issued(&served.issued.data, self.fingerprinter);
         Ok(served.issued)
+    }
+}
+
+/// A suffix that makes each issuance's session name unique, so CloudTrail tells sessions
+/// apart.
+pub(crate) fn unique_session_suffix() -> String {
+    let mut unique = uuid::Uuid::new_v4().simple().to_string();
+    unique.truncate(12);
+    unique
+}
+
+/// What `grant` asks of AWS for a caller of `rule` with this session identity: AssumeRole on
+/// the rule's role, restricted by the grant's session policy, then a token per endpoint.
+/// Issuing and `check-config --assume-role` both build it here, so what the CLI shows is what
+/// the service sends.
+pub(crate) fn credential_request(
+    rule: &Rule,
+    grant: Grant,
+    identity: SessionIdentity,
+) -> CredentialRequest {
+    CredentialRequest {
+        assume: AssumeRole {
+            role_arn: rule.role_arn.clone(),
+            session_name: identity.session_name,
+            source_identity: identity.source_identity,
+            duration: grant.duration,
+            external_id: rule.external_id.clone(),
+            policy: grant.policy,
+            tags: identity.tags,
+            transitive_tag_keys: identity.transitive_tag_keys,
+        },
+        endpoints: grant.endpoints,
     }
 }

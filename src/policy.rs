@@ -17,7 +17,7 @@ mod template;
 pub(crate) use admin_rules::AdminRules;
 pub(crate) use claim_path::{ClaimPath, InvalidPointer};
 pub(crate) use deny::{CachedOwner, DenyEntry, DenyList, DenySource, StaleDenyList};
-pub(crate) use grant::{Denial, Grant, Refusal};
+pub(crate) use grant::{Denial, Grant, Refusal, SessionIdentity};
 pub(crate) use matcher::{ClaimMatcher, InvalidPattern, Mismatch};
 pub(crate) use request::IssueRequest;
 /// A minimal rule config, for other modules' unit tests.

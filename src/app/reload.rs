@@ -150,6 +150,7 @@ impl Reloader {
         let dropped = self.state.install(snapshot);
         let not_applied = restart_only_changes(&self.applied, text);
         self.applied = text.to_owned();
+        config.log_warnings();
         if not_applied.is_empty() {
             tracing::info!(trigger = trigger.as_str(), %path, issuers = config.issuers.len(), issuers_kept, rules, deny_entries, dropped_credentials = dropped, "config reloaded ({NEEDS_RESTART})");
         } else {

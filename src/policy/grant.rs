@@ -1,7 +1,7 @@
 use serde_json::{Map, Value};
 
 use super::request::{IssueRequest, Selection};
-use super::session_policy::{self, PolicyTooLarge, RepositoryScope, SessionPolicy};
+use super::session_policy::{self, Permissions, PolicyTooLarge, RepositoryScope, SessionPolicy};
 use super::{RenderError, Rule, SessionTag, ValueRule};
 use crate::domain::{
     Access, Region, RegistryHost, RegistryId, RepositoryPattern, RoleSessionName, SessionDuration,
@@ -160,7 +160,11 @@ impl Rule {
                 registry_id: e.registry_id(),
             })
             .collect();
-        let policy = session_policy::build(request.access, &scopes, &repositories)?;
+        let permissions = Permissions {
+            access: request.access,
+            pull_through_cache: self.pull_through_cache,
+        };
+        let policy = session_policy::build(permissions, &scopes, &repositories)?;
         Ok(Grant {
             endpoints,
             access: request.access,

@@ -1,5 +1,6 @@
 use serde::{Deserialize, Deserializer};
 
+use super::Rule;
 use crate::domain::{Access, Region, RegistryHost, RegistryId, RepositoryPattern, SessionDuration};
 
 /// At most this many registry endpoints (regions × registries, or hosts) per request.
@@ -19,6 +20,22 @@ pub(crate) struct IssueRequest {
     pub repositories: Option<Vec<RepositoryPattern>>,
     /// A session shorter than the rule's.
     pub duration_seconds: Option<SessionDuration>,
+}
+
+impl IssueRequest {
+    /// The most `rule` allows one request: every region with every registry, its access,
+    /// every repository and its longest session.
+    pub(crate) fn widest(rule: &Rule) -> Self {
+        Self {
+            selection: Selection::Product {
+                regions: Some(rule.regions.clone()),
+                registry_ids: Some(rule.registry_ids.clone()),
+            },
+            access: rule.access,
+            repositories: None,
+            duration_seconds: None,
+        }
+    }
 }
 
 /// Which registry endpoints a request asks for.

@@ -34,6 +34,8 @@ pub(crate) struct Rule {
     pub session_tags: SessionTagTemplates,
     /// ExternalId for the role's trust policy, if it needs one.
     pub external_id: Option<String>,
+    /// Whether pulls may go through a pull-through cache rule.
+    pub pull_through_cache: bool,
     /// Who may be handed a cached credential.
     pub cache: CacheMode,
 }
@@ -105,6 +107,7 @@ impl Rule {
             )
             .map_err(InvalidRule::Tags)?,
             external_id: config.external_id.clone(),
+            pull_through_cache: config.pull_through_cache,
             cache: config.cache,
         })
     }
@@ -157,6 +160,16 @@ impl Rules {
     /// The first rule that matches, if any.
     pub(crate) fn first_match(&self, issuer: &str, claims: &Map<String, Value>) -> Option<&Rule> {
         self.0.iter().find(|r| r.matches(issuer, claims))
+    }
+
+    /// The rule with this name, if any.
+    pub(crate) fn named(&self, name: &str) -> Option<&Rule> {
+        self.0.iter().find(|r| r.name == name)
+    }
+
+    /// Every rule's name, in order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|r| r.name.as_str())
     }
 
     /// The rules of one issuer, in order.

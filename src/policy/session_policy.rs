@@ -31,6 +31,22 @@ const PUSH_ACTIONS: [&str; 4] = [
     "ecr:UploadLayerPart",
 ];
 
+/// The actions a first pull through an ECR pull-through cache rule needs on top of
+/// [`PULL_ACTIONS`]: importing the upstream image, and creating its repository when this is
+/// the first image of it.
+const PULL_THROUGH_CACHE_ACTIONS: [&str; 2] =
+    ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"];
+
+/// What a session may do with the repositories it is granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Permissions {
+    /// Pull, or pull and push.
+    pub access: Access,
+    /// Whether a pull may import an image through a pull-through cache rule, which creates its
+    /// repository on the first pull: the rule's `pull_through_cache`.
+    pub pull_through_cache: bool,
+}
+
 /// A session policy document: minified IAM policy JSON that fits STS's size limit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SessionPolicy(String);
@@ -69,7 +85,7 @@ pub(crate) struct PolicyTooLarge {
     pub chars: usize,
 }
 
-/// Builds the session policy granting `access` to `repositories` in every scope.
+/// Builds the session policy granting `permissions` on `repositories` in every scope.
 ///
 /// `ecr:GetAuthorizationToken` is always granted, on `*` as IAM requires; it only yields a
 /// token, which is worth exactly the repository permissions granted beside it. Those are
@@ -77,10 +93,11 @@ pub(crate) struct PolicyTooLarge {
 /// same grant always gives the same text. An empty `repositories` means the rule names no
 /// repositories, which allows every repository of the scopes: the pattern `*`. Patterns
 /// covered by another pattern are dropped, as they add length and nothing else (in lists of
-/// up to 64 patterns; longer lists are taken as they are). With no
-/// scopes, nothing but `ecr:GetAuthorizationToken` is granted.
+/// up to 64 patterns; longer lists are taken as they are). The pull-through cache's actions,
+/// when granted, apply to exactly the same ARNs, never to a repository the grant does not
+/// name. With no scopes, nothing but `ecr:GetAuthorizationToken` is granted.
 pub(crate) fn build(
-    access: Access,
+    permissions: Permissions,
     scopes: &[RepositoryScope<'_>],
     repositories: &[RepositoryPattern],
 ) -> Result<SessionPolicy, PolicyTooLarge> {
@@ -92,13 +109,19 @@ pub(crate) fn build(
         resource: OneOrMany::One("*"),
     }];
     if !resources.is_empty() {
-        // One statement even for push, so each ARN is listed once and more fit the limit.
-        let (sid, actions) = match access {
-            Access::Pull => ("Pull", PULL_ACTIONS.to_vec()),
-            Access::Push => (
-                "PullAndPush",
-                [PULL_ACTIONS.as_slice(), &PUSH_ACTIONS].concat(),
-            ),
+        // One statement whatever is granted, so each ARN is listed once and more fit the limit.
+        let mut actions = PULL_ACTIONS.to_vec();
+        if permissions.access == Access::Push {
+            actions.extend(PUSH_ACTIONS);
+        }
+        if permissions.pull_through_cache {
+            actions.extend(PULL_THROUGH_CACHE_ACTIONS);
+        }
+        let sid = match (permissions.access, permissions.pull_through_cache) {
+            (Access::Pull, false) => "Pull",
+            (Access::Push, false) => "PullAndPush",
+            (Access::Pull, true) => "PullThroughCache",
+            (Access::Push, true) => "PullAndPushThroughCache",
         };
         statement.push(Statement {
             sid,

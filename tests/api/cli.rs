@@ -1,3 +1,6 @@
+mod assume_role;
+mod immutable_subjects;
+
 use std::process::{Command, Output};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ecr-token-broker");

@@ -112,6 +112,30 @@ pub(super) fn rule_entry(rule: &RuleConfig, at: &str, config: &Config, f: &mut F
         }
     }
     cache_mode(rule, at, config, f);
+    pull_through_cache(rule, at, f);
+}
+
+/// The pull-through cache's `ecr:CreateRepository` reaches as far as the rule's patterns, so
+/// they must stop short of every repository of the registry.
+fn pull_through_cache(rule: &RuleConfig, at: &str, f: &mut Findings) {
+    if !rule.pull_through_cache {
+        return;
+    }
+    f.check(
+        !rule.repositories.is_empty(),
+        format!("{at}.pull_through_cache"),
+        "lets callers create repositories wherever the rule's repositories reach, and a rule without repositories reaches every one: name the pull-through cache rules' prefixes, such as repositories = [\"docker-hub/*\"]",
+    );
+    for (i, template) in rule.repositories.iter().enumerate() {
+        f.check(
+            !template.as_str().starts_with('*'),
+            format!("{at}.repositories[{i}]"),
+            format!(
+                "{:?} starts with `*`, so with pull_through_cache callers could create any repository: start it with the pull-through cache rule's prefix, such as \"docker-hub/*\"",
+                template.as_str()
+            ),
+        );
+    }
 }
 
 /// A rule's `cache` must be able to serve something.

@@ -115,7 +115,7 @@ mod tests {
     use crate::credentials::AssumeRole;
     use crate::domain::{RegistryHost, RoleArn, RoleSessionName, SessionDuration, SourceIdentity};
     use crate::policy::SessionTag;
-    use crate::policy::session_policy::{self, RepositoryScope};
+    use crate::policy::session_policy::{self, Permissions, RepositoryScope};
 
     fn request(session_name: &str) -> CredentialRequest {
         let endpoint =
@@ -125,7 +125,10 @@ mod tests {
             crate::domain::RepositoryPattern::try_from("team-a/*".to_owned()).expect("pattern"),
         ];
         let policy = session_policy::build(
-            Access::Pull,
+            Permissions {
+                access: Access::Pull,
+                pull_through_cache: false,
+            },
             &[RepositoryScope {
                 region: endpoint.region(),
                 registry_id: endpoint.registry_id(),
@@ -213,17 +216,23 @@ mod tests {
             change(&mut changed);
             variants.push(CacheKey::new("r", Some(ALICE), Access::Pull, &changed));
         }
-        let mut other_policy = request("s");
-        other_policy.assume.policy = session_policy::build(
-            Access::Push,
-            &[RepositoryScope {
-                region: other_policy.endpoints[0].region(),
-                registry_id: other_policy.endpoints[0].registry_id(),
-            }],
-            &[crate::domain::RepositoryPattern::try_from("team-a/*".to_owned()).unwrap()],
-        )
-        .unwrap();
-        variants.push(CacheKey::new("r", Some(ALICE), Access::Pull, &other_policy));
+        // Pushing, or pulling through the cache, is another session policy.
+        for (access, pull_through_cache) in [(Access::Push, false), (Access::Pull, true)] {
+            let mut other_policy = request("s");
+            other_policy.assume.policy = session_policy::build(
+                Permissions {
+                    access,
+                    pull_through_cache,
+                },
+                &[RepositoryScope {
+                    region: other_policy.endpoints[0].region(),
+                    registry_id: other_policy.endpoints[0].registry_id(),
+                }],
+                &[crate::domain::RepositoryPattern::try_from("team-a/*".to_owned()).unwrap()],
+            )
+            .unwrap();
+            variants.push(CacheKey::new("r", Some(ALICE), Access::Pull, &other_policy));
+        }
         for (i, variant) in variants.iter().enumerate() {
             assert_ne!(*variant, base, "variant {i} must have its own key");
         }

@@ -120,6 +120,45 @@ fn requested_repositories_narrow_the_policy() {
 }
 
 #[test]
+fn pull_through_cache_is_off_unless_the_rule_says_so() {
+    let plain = rule(r#"repositories = ["docker-hub/*"]"#);
+    let grant = plain.grant(&IssueRequest::default(), &claims()).unwrap();
+    assert!(!grant.policy.as_str().contains("BatchImportUpstreamImage"));
+    assert!(!grant.policy.as_str().contains("CreateRepository"));
+}
+
+#[test]
+fn pull_through_cache_follows_the_narrowed_repositories() {
+    let rule = rule(
+        r#"
+repositories = ["docker-hub/*", "ghcr/*"]
+pull_through_cache = true
+"#,
+    );
+    let body = json!({"repositories": ["docker-hub/library/*"]});
+    let grant = rule.grant(&request(body), &claims()).unwrap();
+    let policy: Value = serde_json::from_str(grant.policy.as_str()).unwrap();
+    let statement = &policy["Statement"][1];
+    assert_eq!(statement["Sid"], "PullThroughCache");
+    assert!(
+        statement["Action"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("ecr:CreateRepository"))
+    );
+    assert_eq!(
+        statement["Resource"],
+        json!(["arn:aws:ecr:us-east-1:111122223333:repository/docker-hub/library/*"])
+    );
+    // A request cannot reach past the rule's repositories through the cache either.
+    let body = json!({"repositories": ["other/*"]});
+    assert!(matches!(
+        rule.grant(&request(body), &claims()),
+        Err(Denial::NotAllowed(_))
+    ));
+}
+
+#[test]
 fn hostile_claims_never_widen_a_pattern() {
     let rule = rule(r#"repositories = ["{repository}/*"]"#);
     for hostile in [

@@ -18,11 +18,29 @@ fn patterns(patterns: &[&str]) -> Vec<RepositoryPattern> {
         .collect()
 }
 
-/// Builds a policy and checks that it is minified IAM JSON of the expected shape: the token
-/// statement first, then one `Pull` (or, for push, `PullAndPush`) statement on sorted,
-/// distinct repository ARNs. Returns the policy text and those ARNs.
+/// Pull or push, without the pull-through cache.
+fn plain(access: Access) -> Permissions {
+    Permissions {
+        access,
+        pull_through_cache: false,
+    }
+}
+
+/// [`checked_with`] for plain pull or push.
 fn checked(
     access: Access,
+    scopes: &[(&Region, &RegistryId)],
+    repositories: &[&str],
+) -> (String, Vec<String>) {
+    checked_with(plain(access), scopes, repositories)
+}
+
+/// Builds a policy and checks that it is minified IAM JSON of the expected shape: the token
+/// statement first, then one repository statement (`Pull`, `PullAndPush`, or either with
+/// `ThroughCache` after it) on sorted, distinct repository ARNs, with exactly the actions
+/// `permissions` call for. Returns the policy text and those ARNs.
+fn checked_with(
+    permissions: Permissions,
     scopes: &[(&Region, &RegistryId)],
     repositories: &[&str],
 ) -> (String, Vec<String>) {
@@ -33,7 +51,7 @@ fn checked(
             registry_id,
         })
         .collect();
-    let policy = build(access, &scopes, &patterns(repositories)).unwrap();
+    let policy = build(permissions, &scopes, &patterns(repositories)).unwrap();
     let text = policy.to_string();
     assert_eq!(text, policy.as_str());
     assert!(!text.contains(char::is_whitespace), "not minified: {text}");
@@ -53,12 +71,35 @@ fn checked(
         .iter()
         .map(|s| s["Sid"].as_str().unwrap())
         .collect();
-    let expected_sids = match (scopes.is_empty(), access) {
-        (true, _) => vec!["GetAuthorizationToken"],
-        (false, Access::Pull) => vec!["GetAuthorizationToken", "Pull"],
-        (false, Access::Push) => vec!["GetAuthorizationToken", "PullAndPush"],
+    let repository_sid = match (permissions.access, permissions.pull_through_cache) {
+        (Access::Pull, false) => "Pull",
+        (Access::Push, false) => "PullAndPush",
+        (Access::Pull, true) => "PullThroughCache",
+        (Access::Push, true) => "PullAndPushThroughCache",
+    };
+    let expected_sids = if scopes.is_empty() {
+        vec!["GetAuthorizationToken"]
+    } else {
+        vec!["GetAuthorizationToken", repository_sid]
     };
     assert_eq!(sids, expected_sids);
+    // Written out, not derived from the constants, so a change to them shows here.
+    let mut expected_actions = vec![
+        "ecr:BatchCheckLayerAvailability",
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+    ];
+    if permissions.access == Access::Push {
+        expected_actions.extend([
+            "ecr:CompleteLayerUpload",
+            "ecr:InitiateLayerUpload",
+            "ecr:PutImage",
+            "ecr:UploadLayerPart",
+        ]);
+    }
+    if permissions.pull_through_cache {
+        expected_actions.extend(["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"]);
+    }
 
     let mut arns: Option<Vec<String>> = None;
     for statement in &statements[1..] {
@@ -66,13 +107,12 @@ fn checked(
         assert_eq!(keys, ["Action", "Effect", "Resource", "Sid"], "{statement}");
         assert_eq!(statement["Effect"], "Allow");
         let actions = statement["Action"].as_array().unwrap();
-        let expected: Vec<&str> = match statement["Sid"].as_str() {
-            Some("Pull") => PULL_ACTIONS.to_vec(),
-            _ => [PULL_ACTIONS.as_slice(), &PUSH_ACTIONS].concat(),
-        };
         assert_eq!(
             actions,
-            &expected.iter().map(|a| json!(a)).collect::<Vec<_>>()
+            &expected_actions
+                .iter()
+                .map(|a| json!(a))
+                .collect::<Vec<_>>()
         );
         let resources: Vec<String> = statement["Resource"]
             .as_array()
@@ -123,6 +163,38 @@ fn push_policy_is_exactly_this() {
         text,
         r#"{"Version":"2012-10-17","Statement":[{"Sid":"GetAuthorizationToken","Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"},{"Sid":"PullAndPush","Effect":"Allow","Action":["ecr:BatchCheckLayerAvailability","ecr:BatchGetImage","ecr:GetDownloadUrlForLayer","ecr:CompleteLayerUpload","ecr:InitiateLayerUpload","ecr:PutImage","ecr:UploadLayerPart"],"Resource":["arn:aws:ecr:eu-west-1:123456789012:repository/team-a/api"]}]}"#
     );
+}
+
+#[test]
+fn pull_through_cache_adds_import_and_create_on_the_same_repositories() {
+    let (eu, us, acme) = (
+        region("eu-west-1"),
+        region("us-east-1"),
+        registry("123456789012"),
+    );
+    let through_cache = |access| Permissions {
+        access,
+        pull_through_cache: true,
+    };
+    let (text, _) = checked_with(
+        through_cache(Access::Pull),
+        &[(&eu, &acme)],
+        &["docker-hub/*"],
+    );
+    assert_eq!(
+        text,
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"GetAuthorizationToken","Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"},{"Sid":"PullThroughCache","Effect":"Allow","Action":["ecr:BatchCheckLayerAvailability","ecr:BatchGetImage","ecr:GetDownloadUrlForLayer","ecr:BatchImportUpstreamImage","ecr:CreateRepository"],"Resource":["arn:aws:ecr:eu-west-1:123456789012:repository/docker-hub/*"]}]}"#
+    );
+    // The cache's actions never reach further than pulling does.
+    let scopes = [(&eu, &acme), (&us, &acme)];
+    let repositories = ["docker-hub/*", "ghcr/acme/*", "ghcr/*"];
+    for access in [Access::Pull, Access::Push] {
+        let (_, without) = checked(access, &scopes, &repositories);
+        let (_, with) = checked_with(through_cache(access), &scopes, &repositories);
+        assert_eq!(with, without);
+    }
+    let (_, arns) = checked_with(through_cache(Access::Push), &[], &["docker-hub/*"]);
+    assert!(arns.is_empty());
 }
 
 #[test]
@@ -213,7 +285,7 @@ fn long_lists_are_refused_rather_than_pruned() {
     let too_many = patterns(&names.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(
         matches!(
-            build(Access::Pull, &scope, &too_many),
+            build(plain(Access::Pull), &scope, &too_many),
             Err(PolicyTooLarge { chars }) if chars > MAX_SESSION_POLICY_CHARS
         ),
         "a list too long to prune is refused as too large"
@@ -237,7 +309,8 @@ fn the_size_limit_is_exact() {
         registry_id: &acme,
     }];
     let length =
-        |repositories: &[RepositoryPattern]| match build(Access::Pull, &scope, repositories) {
+        |repositories: &[RepositoryPattern]| match build(plain(Access::Pull), &scope, repositories)
+        {
             Ok(policy) => policy.as_str().chars().count(),
             Err(too_large) => too_large.chars,
         };
@@ -256,9 +329,9 @@ fn the_size_limit_is_exact() {
     let n = (2..=256)
         .find(|&n| length(&at(n)) == MAX_SESSION_POLICY_CHARS)
         .expect("some length hits the limit exactly");
-    let at_limit = build(Access::Pull, &scope, &at(n)).unwrap();
+    let at_limit = build(plain(Access::Pull), &scope, &at(n)).unwrap();
     assert_eq!(at_limit.as_str().len(), MAX_SESSION_POLICY_CHARS);
-    let over = build(Access::Pull, &scope, &at(n + 1)).unwrap_err();
+    let over = build(plain(Access::Pull), &scope, &at(n + 1)).unwrap_err();
     assert_eq!(over, PolicyTooLarge { chars: 2049 });
 }
 
