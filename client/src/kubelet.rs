@@ -78,7 +78,7 @@ pub(crate) async fn provide(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<String, Error> {
     let (host, pod_token) = parse_request(input)?;
-    let settings = Settings::from_env(var)?;
+    let settings = Settings::load(var, Some(&host))?;
     let source = match (pod_token, &settings.jwt) {
         (Some(token), _) => &JwtSource::Value(token),
         (None, Some(configured)) => configured,

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use crate::helpers::{Fault, TestApp};
 
 mod docker;
+mod docker_login;
 mod kubelet;
 mod retries;
 
