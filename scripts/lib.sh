@@ -230,6 +230,14 @@ ensure_toolchain() {
   fi
 }
 
+# ensure_rust_target TARGET: the standard library for TARGET in the pinned toolchain.
+ensure_rust_target() {
+  command -v rustup >/dev/null || return 0
+  (cd "$REPO" && rustup target list --installed | grep -qx "$1") && return 0
+  log "adding the Rust target $1"
+  (cd "$REPO" && rustup target add "$1" >/dev/null)
+}
+
 # Print a URL with any password replaced by ***.
 _redact_url() {
   printf '%s' "$1" | sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#'

@@ -15,8 +15,12 @@ keep=0
 
 ensure_venv
 ensure_postgres
-# The portal test drives a real browser; the guides' commands use curl and jq.
-ensure_apt_packages chromium curl jq
+# The portal test drives a real browser; the guides' commands use curl and jq. The client
+# binary is built static, as the credential helper guide says: musl's target, and its C
+# compiler for the TLS library's C code.
+ensure_apt_packages chromium curl jq musl-tools
+ensure_toolchain
+ensure_rust_target x86_64-unknown-linux-musl
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/ecrtb-docs.XXXXXX")"
 export ECRTB_DEV_DIR="$state/dev"

@@ -38,6 +38,10 @@ fi
 if [ -f deploy/Dockerfile ]; then
   log "hadolint deploy/Dockerfile"
   "$VENV/bin/hadolint" --failure-threshold error deploy/Dockerfile
+  # A tag can be moved to other bytes; a digest cannot.
+  if unpinned="$(grep -E '^FROM ' deploy/Dockerfile | grep -Ev '@sha256:[0-9a-f]{64}( |$)')"; then
+    die "deploy/Dockerfile: base images must be pinned by digest: $unpinned"
+  fi
 fi
 manifests=()
 for f in deploy/k8s/*.yaml deploy/k8s/*.yml deploy/kubelet/*.yaml; do

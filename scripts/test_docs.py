@@ -12,8 +12,9 @@ Every fenced block of a guide is either run or checked, by its info string:
                          stand-in endpoint that mints a JWT for the audience asked, the
                          GITHUB_ENV and GITHUB_OUTPUT files honoured, and the log checked
                          for `::add-mask::` covering every secret it would otherwise show
-  ```yaml gitlab-ci      parsed and checked for shape, then each job's `before_script` and
-                         `script` run with its `id_tokens` minted for their `aud`
+  ```yaml gitlab-ci      parsed and checked for shape, then each job's `before_script`,
+                         `script` and `after_script` run with its `id_tokens` minted for
+                         their `aud`
   ```yaml kubernetes     validated by kubernetes-validate --strict; the shell scripts of a
                          CronJob's containers run too, its volume mounts mapped to
                          directories here
@@ -22,12 +23,25 @@ Every fenced block of a guide is either run or checked, by its info string:
                          with [database] and [audit] (and an issuer, if it has none) added
   ```json | text | console | html | js   parsed (json) or shown only
 
+Whatever the kind, no block may send anything to a plain http:// URL other than a loopback
+address (a JWT or a password would cross the network in the clear), and every image a
+manifest or a CI file runs from a public registry is pinned by digest. A CI job that runs `docker login` must log
+out in a step that runs whatever happened before it (GitHub: `if: always()`; GitLab:
+`after_script`), since a self-hosted runner's home directory outlives the job. A GitLab job
+with a `docker:*dind` service must reach it as that image listens: TLS on 2376 with the
+client's certificates, or 2375 with TLS turned off explicitly (`DOCKER_TLS_CERTDIR: ""`).
+
 Commands that cannot run here are stand-ins that record their arguments and input, which
 are then checked: `docker` (login: the password on stdin must be the one the broker
-issues, the host an ECR registry; pull and push: docker's config must hold that password
-for the image's registry, through `auths` or a `credHelpers` helper, which is run),
+issues, the host an ECR registry, and a `credHelpers` helper for the host is given it
+with `store`, as docker does; logout runs the helper's `erase`; pull and push: docker's
+config must hold that password for the image's registry, through `auths` or a
+`credHelpers` helper, which is run),
 `kubectl` (apply -f: every document is validated, and a dockerconfigjson Secret must hold
 the issued password), and `apk add` (the packages must be commands here).
+
+The client binary is built as the guides say, a static musl binary, and checked to need no
+dynamic loader; the guides then run that binary.
 
 A block that needs something this tree does not build yet (an endpoint absent from
 openapi.yaml, the client binary) is skipped and reported as such.
@@ -57,6 +71,12 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 VENV_BIN = Path(sys.executable).parent
 CLIENT_BINARY = "docker-credential-ecr-token-broker"
+# The target of the static client binary the guides promise.
+STATIC_TARGET = "x86_64-unknown-linux-musl"
+# A plain-text URL and its host; only loopback hosts may be spoken to in the clear.
+PLAIN_HTTP = re.compile(r"http://(\[[^\]]*\]|[^/:\s\"'`)]+)")
+LOOPBACK = re.compile(r"^(localhost|127(\.\d+){3}|\[::1\])$")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 ECR_HOST = re.compile(r"^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 # Endpoints the guides use that another part of the tree may not have built yet.
 GATED_PATHS = ("/v1/ecr/login-password", "/v1/ecr/docker-config")
@@ -161,21 +181,46 @@ import json, os, sys
 args = sys.argv[1:]
 record = {{"tool": "{tool}", "args": args, "cwd": os.getcwd()}}
 config_path = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
+def helper_for(host):
+    try:
+        config = json.load(open(config_path))
+    except FileNotFoundError:
+        config = {{}}
+    return config, config.get("credHelpers", {{}}).get(host) or config.get("credsStore")
 if "{tool}" == "docker" and "--password-stdin" in args:
     record["stdin"] = sys.stdin.read()
     if not record["stdin"].strip():
         sys.exit("Error: the password on stdin is empty")
     if args[:1] == ["login"]:
-        # As docker does without a credential store: the login goes into config.json.
-        import base64
-        try:
-            config = json.load(open(config_path))
-        except FileNotFoundError:
-            config = {{}}
-        auth = base64.b64encode(("AWS:" + record["stdin"].strip()).encode()).decode()
-        config.setdefault("auths", {{}})[args[-1]] = {{"auth": auth}}
-        os.makedirs(os.path.dirname(config_path), exist_ok=True)
-        with open(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        config, helper = helper_for(args[-1])
+        if helper:
+            # As docker does with a credential helper: the login is handed to its `store`.
+            import subprocess
+            login = json.dumps({{"ServerURL": args[-1], "Username": "AWS", "Secret": record["stdin"].strip()}})
+            out = subprocess.run(["docker-credential-" + helper, "store"], input=login, text=True,
+                                 capture_output=True)
+            record["helper"] = {{"status": out.returncode, "stdout": out.stdout}}
+            if out.returncode != 0:
+                sys.exit("Error saving credentials: " + out.stdout.strip())
+        else:
+            # As docker does without a credential store: the login goes into config.json.
+            import base64
+            auth = base64.b64encode(("AWS:" + record["stdin"].strip()).encode()).decode()
+            config.setdefault("auths", {{}})[args[-1]] = {{"auth": auth}}
+            os.makedirs(os.path.dirname(config_path), exist_ok=True)
+            with open(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                json.dump(config, f)
+if "{tool}" == "docker" and args[:1] == ["logout"]:
+    config, helper = helper_for(args[-1])
+    if helper:
+        import subprocess
+        out = subprocess.run(["docker-credential-" + helper, "erase"], input=args[-1], text=True,
+                             capture_output=True)
+        if out.returncode != 0:
+            sys.exit("Error: " + out.stdout.strip())
+    elif args[-1] in config.get("auths", {{}}):
+        del config["auths"][args[-1]]
+        with open(os.open(config_path, os.O_WRONLY | os.O_TRUNC, 0o600), "w") as f:
             json.dump(config, f)
 if "{tool}" == "kubectl" and args[:1] == ["apply"] and "-f" in args:
     source = args[args.index("-f") + 1]
@@ -184,11 +229,7 @@ if "{tool}" == "docker" and args[:1] in (["pull"], ["push"]):
     # What docker would send to the registry: the credential its config gives for the host.
     host = args[-1].split("/")[0]
     record["host"] = host
-    try:
-        config = json.load(open(config_path))
-    except FileNotFoundError:
-        config = {{}}
-    helper = config.get("credHelpers", {{}}).get(host) or config.get("credsStore")
+    config, helper = helper_for(host)
     if helper:
         import subprocess
         out = subprocess.run(["docker-credential-" + helper, "get"], input=host, text=True,
@@ -219,6 +260,122 @@ def kubernetes_validate(text: str, where: str) -> list[dict]:
     if out.returncode != 0:
         raise Failure(f"{where}: kubernetes-validate:\n{out.stdout}{out.stderr}")
     return documents
+
+
+def check_static(binary: Path) -> None:
+    """An ELF executable that names no program interpreter cannot load a shared library:
+    it runs on any Linux of its architecture, with nothing else installed."""
+    data = binary.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise Failure(f"{binary} is not a 64-bit little-endian ELF file")
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    phentsize = int.from_bytes(data[0x36:0x38], "little")
+    phnum = int.from_bytes(data[0x38:0x3A], "little")
+    for i in range(phnum):
+        entry = phoff + i * phentsize
+        if int.from_bytes(data[entry:entry + 4], "little") == 3:  # PT_INTERP
+            raise Failure(f"{binary} needs a dynamic loader: it is not a static binary")
+    out = subprocess.run([str(binary), "version"], env={}, capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.startswith(CLIENT_BINARY):
+        raise Failure(f"{binary} version, in an empty environment: {out.stdout}{out.stderr}")
+
+
+def check_plain_http(text: str) -> None:
+    """No URL in the clear but to this machine: a JWT or a password would travel in it."""
+    for match in PLAIN_HTTP.finditer(text):
+        if not LOOPBACK.match(match.group(1)):
+            raise Failure(f"{match.group(0)} is plain http to another machine; use https")
+
+
+def check_pinned(image: str, where: str) -> None:
+    """An image of someone else's by tag can change under the guide's reader; by digest it
+    cannot. The reader's own images (in an ECR registry) are theirs to name."""
+    if not DIGEST.search(image) and not ECR_HOST.match(image.split("/")[0]):
+        raise Failure(f"{where}: image {image} is not pinned by digest (IMAGE:TAG@sha256:...)")
+
+
+def logs_in_and_out(scripts: list[str], cleanup: list[str], where: str) -> None:
+    """A job that runs `docker login` logs out in `cleanup`, which runs whatever failed."""
+    if any(re.search(r"\bdocker login\b", script) for script in scripts) and \
+            not any(re.search(r"\bdocker logout\b", script) for script in cleanup):
+        raise Failure(f"{where}: logs in to docker but never logs out in a step that always runs; "
+                      "on a self-hosted runner the password would outlive the job")
+
+
+def check_dind(job: dict, variables: dict, where: str) -> None:
+    """docker:dind turns TLS on by default and listens on 2376; 2375 answers only when
+    TLS is turned off explicitly."""
+    services = [s if isinstance(s, str) else s.get("name", "") for s in job.get("services", [])]
+    if not any(re.match(r"^(docker\.io/)?(library/)?docker:[^@]*dind", s) for s in services):
+        return
+    host = str(variables.get("DOCKER_HOST", ""))
+    certdir = variables.get("DOCKER_TLS_CERTDIR")
+    if host.endswith(":2375"):
+        if certdir != "":
+            raise Failure(f"{where}: DOCKER_HOST {host} without TLS needs DOCKER_TLS_CERTDIR: \"\" "
+                          "(docker:dind turns TLS on and listens on 2376 otherwise)")
+    elif host.endswith(":2376"):
+        if not certdir or str(variables.get("DOCKER_TLS_VERIFY")) != "1" or not variables.get("DOCKER_CERT_PATH"):
+            raise Failure(f"{where}: DOCKER_HOST {host} needs DOCKER_TLS_CERTDIR, DOCKER_TLS_VERIFY: 1 and "
+                          "DOCKER_CERT_PATH, so that the client checks the daemon's certificate")
+    else:
+        raise Failure(f"{where}: a docker:dind service needs DOCKER_HOST tcp://docker:2376 (TLS) "
+                      "or tcp://docker:2375 with DOCKER_TLS_CERTDIR: \"\"; got {host!r}")
+
+
+# What the copy-paste checks must refuse, each beside a fix they must accept: the mistakes
+# the guides once made, so that a check that stops catching them fails here.
+UNSAFE_GITHUB = """
+on: push
+jobs:
+  image:
+    runs-on: self-hosted
+    permissions: {id-token: write}
+    steps:
+      - run: curl -sS "$BROKER/v1/ecr/login-password" | docker login --username AWS --password-stdin "$REGISTRY"
+      - run: docker push "$REGISTRY/acme/api:1"
+%s
+"""
+UNSAFE_GITLAB = """
+build-image:
+  image: docker:27-cli@sha256:%s
+  services: ["docker:27-dind@sha256:%s"]
+  variables: {DOCKER_HOST: "tcp://docker:2375"%s}
+  id_tokens: {BROKER_ID_TOKEN: {aud: ecr-token-broker}}
+  script: ["curl -sS $URL | docker login --username AWS --password-stdin $REGISTRY"]
+%s
+""" % ("0" * 64, "1" * 64, "%s", "%s")
+
+
+def check_the_checks(runner: "Runner") -> None:
+    def refused(check, *args) -> None:
+        try:
+            check(*args)
+        except Failure:
+            return
+        raise Failure(f"{check.__name__}{args!r} accepted what it must refuse")
+
+    def block(kind: str, text: str) -> Block:
+        return Block(DOCS / "check.md", 1, "yaml", kind, text)
+
+    refused(check_plain_http, "value: http://ecr-token-broker.ecr-token-broker.svc\n")
+    refused(check_plain_http, 'curl "http://10.0.0.7:8080/v1/whoami"')
+    for fine in ("http://127.0.0.1:8080/x", "http://localhost:1", "http://[::1]:80/", "https://b.example.com"):
+        check_plain_http(fine)
+    refused(check_pinned, "curlimages/curl:8.11.1", "x")
+    check_pinned("curlimages/curl:8.11.1@sha256:" + "a" * 64, "x")
+    check_pinned("123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/api:1.0.0", "x")
+    refused(runner.github, block("github-workflow", UNSAFE_GITHUB % ""), False)
+    refused(runner.github, block("github-workflow", UNSAFE_GITHUB % "      - run: docker logout x"), False)
+    runner.github(block("github-workflow", UNSAFE_GITHUB % "      - if: always()\n        run: docker logout x"), False)
+    logout = "  after_script: [\"docker logout $REGISTRY\"]"
+    refused(runner.gitlab, block("gitlab-ci", UNSAFE_GITLAB % ("", logout)), False)
+    refused(runner.gitlab, block("gitlab-ci", UNSAFE_GITLAB % (', DOCKER_TLS_CERTDIR: ""', "")), False)
+    runner.gitlab(block("gitlab-ci", UNSAFE_GITLAB % (', DOCKER_TLS_CERTDIR: ""', logout)), False)
+    tls = (', DOCKER_TLS_CERTDIR: "/certs"', logout)
+    refused(runner.gitlab, block("gitlab-ci", (UNSAFE_GITLAB % tls).replace("2375", "2376")), False)
+    runner.gitlab(block("gitlab-ci", (UNSAFE_GITLAB % tls).replace("2375", "2376").replace(
+        '"/certs"', '"/certs", DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: "/certs/client"')), False)
 
 
 def check_records(records: list[dict], stack: Stack, where: str) -> None:
@@ -267,15 +424,17 @@ class Runner:
         self.client = self.build_client()
 
     def build_client(self) -> Path | None:
-        """The client binary's directory, when this tree builds it."""
+        """The client binary's directory, when this tree builds it: the static binary the
+        guides promise (debug, to build faster; static either way)."""
         manifests = [REPO / "Cargo.toml", *REPO.glob("*/Cargo.toml")]
         if not any(f'name = "{CLIENT_BINARY}"' in m.read_text() for m in manifests):
             return None
-        subprocess.run(["cargo", "build", "--locked", "--workspace", "--bin", CLIENT_BINARY], cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL)
-        target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
+        subprocess.run(["cargo", "build", "--locked", "--workspace", "--bin", CLIENT_BINARY,
+                        "--target", STATIC_TARGET], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / STATIC_TARGET / "debug"
         if not (target / CLIENT_BINARY).exists():
             raise Failure(f"cargo built no {target / CLIENT_BINARY}")
+        self.attempt(f"{CLIENT_BINARY} is a static binary", partial(check_static, target / CLIENT_BINARY))
         return target
 
     def missing(self, text: str) -> str | None:
@@ -345,6 +504,7 @@ class Runner:
                 self.skipped.append(f"{block.where()} ({need})")
                 print(f"skipped {block.where()}: {need}; only its shape is checked", flush=True)
             execute = need is None
+            self.attempt(f"{block.where()} (no plain http)", partial(check_plain_http, block.text))
             if block.lang == "sh":
                 if execute:
                     shell_blocks.append(block)
@@ -400,6 +560,11 @@ class Runner:
     def kubernetes(self, block: Block, execute: bool) -> None:
         documents = kubernetes_validate(block.text, block.where())
         for doc in documents:
+            spec = doc.get("spec", {})
+            pod = spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec") \
+                or spec.get("template", {}).get("spec") or spec
+            for container in pod.get("initContainers", []) + pod.get("containers", []):
+                check_pinned(container["image"], f"{doc['kind']} {doc['metadata']['name']}")
             if doc.get("kind") == "CronJob" and execute:
                 self.run_pod(block, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
 
@@ -431,8 +596,8 @@ class Runner:
             for var in container.get("env", []):
                 if "value" in var:
                     container_env[var["name"]] = local(var["value"])
-            # The broker's in-cluster URL is the local one here.
-            container_env = {k: v.replace("http://ecr-token-broker.ecr-token-broker.svc", self.stack.broker)
+            # The broker's URL is the local one here.
+            container_env = {k: v.replace("https://ecr-token-broker.example.com", self.stack.broker)
                              for k, v in container_env.items()}
             command = container.get("command", []) + container.get("args", [])
             where = f"{block.where()} container {container['name']}"
@@ -463,6 +628,9 @@ class Runner:
                     raise Failure(f"job {job_name}: a step needs exactly one of run and uses: {step}")
                 if "uses" in step and not step["uses"].startswith("actions/checkout@"):
                     raise Failure(f"job {job_name}: the docs test cannot run {step['uses']}")
+            always = [step.get("run", "") for step in job["steps"]
+                      if re.fullmatch(r"(\$\{\{\s*)?always\(\)(\s*\}\})?", str(step.get("if", "")).strip())]
+            logs_in_and_out([step.get("run", "") for step in job["steps"]], always, f"job {job_name}")
         if not execute:
             return
         root, env = self.sandbox(f"{block.guide.stem}-{block.line}")
@@ -480,6 +648,7 @@ class Runner:
                 for step in job["steps"]:
                     if "uses" in step:
                         continue  # actions/checkout: nothing to check out here
+                    # Every step runs here, those with `if: always()` last as their place says.
                     for name in ("github_env", "github_output"):
                         (root / name).write_text("")
                     step_env = {**job_env, **{k: self.expression(str(v), outputs) for k, v in step.get("env", {}).items()}}
@@ -531,10 +700,18 @@ class Runner:
                 raise Failure(f"job {job_name}: needs a script list and id_tokens")
             if not all(isinstance(spec, dict) and "aud" in spec for spec in job["id_tokens"].values()):
                 raise Failure(f"job {job_name}: every id_tokens entry needs an aud")
+            variables = {**pipeline.get("variables", {}), **job.get("variables", {})}
+            variables = {k: v["value"] if isinstance(v, dict) else v for k, v in variables.items()}
+            for image in [job.get("image", pipeline.get("image"))] + job.get("services", pipeline.get("services", [])):
+                if image:
+                    check_pinned(image if isinstance(image, str) else image["name"], f"job {job_name}")
+            check_dind(job, variables, f"job {job_name}")
+            after = pipeline.get("after_script", []) + job.get("after_script", [])
+            logs_in_and_out(pipeline.get("before_script", []) + job.get("before_script", []) + job["script"],
+                            after, f"job {job_name}")
             if not execute:
                 continue
             root, env = self.sandbox(f"{block.guide.stem}-{block.line}-{job_name}")
-            variables = {**pipeline.get("variables", {}), **job.get("variables", {})}
             # GitLab's own variables that the dev rule does not look at, and the dev rule's.
             claims = {"namespace_path": "acme", "project_path": "acme/api", "user_login": "dev"}
             env.update({"CI_PROJECT_PATH": "acme/api", "CI_COMMIT_SHA": "0" * 40,
@@ -542,10 +719,13 @@ class Runner:
             for name, spec in job["id_tokens"].items():
                 env[name] = self.stack.mint(aud=spec["aud"], claims=claims)
             for name, value in variables.items():
-                env[name] = str(value["value"] if isinstance(value, dict) else value).replace(
-                    "https://ecr-token-broker.example.com", self.stack.broker)
+                env[name] = str(value).replace("https://ecr-token-broker.example.com", self.stack.broker)
             lines = pipeline.get("before_script", []) + job.get("before_script", []) + job["script"]
             self.run(f"job {job_name}", "\n".join(lines) + "\n", env, root, ["bash", "-eo", "pipefail"])
+            # GitLab runs after_script in a shell of its own, once the script is done.
+            if after:
+                self.run(f"job {job_name}, after_script", "\n".join(after) + "\n", env, root,
+                         ["bash", "-eo", "pipefail"])
             check_records(self.records(root), self.stack, f"job {job_name}")
 
     # --- the portal, in a browser ---
@@ -705,6 +885,7 @@ def main() -> int:
     if not guides:
         print("no guides in docs/", file=sys.stderr)
         return 1
+    runner.attempt("the copy-paste checks refuse what they must", partial(check_the_checks, runner))
     for guide in guides:
         runner.guide(guide)
     runner.portal(args.portal_port, args.other_port)
