@@ -135,6 +135,9 @@ fn setting_value(key: &str, value: &toml::Value, in_section: bool) -> Result<Str
     else {
         let hint = if key == "jwt" {
             " (a JWT is not kept in a file: name it with jwt_file or jwt_command)"
+        } else if in_section && SETTINGS.iter().any(|s| s.key == Some(key)) {
+            // TOML puts every key after a section's header into that section.
+            " (it belongs at the top level, before the first [registries.\"HOST\"] line)"
         } else {
             ""
         };
@@ -228,7 +231,7 @@ mod tests {
             ("acess = \"pull\"", "acess: not a setting here"),
             (
                 &format!("[registries.\"{HOST}\"]\nurl = \"https://x\""),
-                "url: not a setting here",
+                "url: not a setting here (it belongs at the top level",
             ),
             (
                 "[registries.\"ghcr.io\"]\naccess = \"pull\"",
