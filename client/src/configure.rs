@@ -2,13 +2,12 @@
 //! registry the caller's rule allows, as the broker's `/v1/whoami` tells them, and leaves
 //! everything else in the file as it was.
 //!
-//! The file may hold passwords of other registries (`auths`), so it is rewritten as docker
-//! writes it: a private temporary file beside it, mode 0600, renamed into place.
+//! The file may hold passwords of other registries (`auths`), so it is rewritten through
+//! [`crate::private_file`]: mode 0600, never half-written.
 
 use std::collections::BTreeSet;
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -159,26 +158,7 @@ fn write(path: &Path, document: &Map<String, Value>) -> Result<(), Error> {
         .map_err(|e| failed("creating the directory of", e))?;
     let mut text = serde_json::to_string_pretty(document).expect("JSON serialises");
     text.push('\n');
-    let temporary = dir.join(format!(
-        ".config.json.{}.{:016x}.tmp",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temporary)
-        .and_then(|mut file| {
-            file.write_all(text.as_bytes())?;
-            file.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&temporary, &target));
-    if let Err(e) = written {
-        std::fs::remove_file(&temporary).ok();
-        return Err(failed("writing", e));
-    }
-    Ok(())
+    crate::private_file::replace(&target, text.as_bytes()).map_err(|e| failed("writing", e))
 }
 
 #[cfg(test)]

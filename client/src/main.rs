@@ -23,6 +23,7 @@ mod docker;
 mod error;
 mod jwt;
 mod kubelet;
+mod private_file;
 mod registry;
 mod retry;
 

@@ -165,6 +165,14 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// A JWT of the test issuer that no rule allows: another repository owner's.
+fn stranger(app: &TestApp) -> String {
+    app.issuer
+        .token()
+        .claim("repository_owner", "mallory")
+        .sign()
+}
+
 /// A broker whose ECR tokens live twelve hours, as real ECR's do (moto's expired long ago),
 /// the default caller's JWT, and a machine whose client reads it from a file.
 async fn broker_and_caller() -> (TestApp, String, Machine) {

@@ -208,11 +208,7 @@ async fn configure_names_the_helper_for_every_registry_the_rule_allows() {
     machine.get(HOST, &[&jwt]).await;
 
     // Act / Assert: a caller no rule allows is told so, and the file is left alone
-    let stranger = app
-        .issuer
-        .token()
-        .claim("repository_owner", "mallory")
-        .sign();
+    let stranger = stranger(&app);
     std::fs::write(machine.token_file(), &stranger).unwrap();
     let refused = machine.run(&["configure"], "").await;
     let message = one_line_failure(&refused, &[&stranger]);
