@@ -27,7 +27,7 @@ struct CredentialProviderRequest {
     kind: String,
     image: String,
     /// The pod's service-account token, when the provider's `tokenAttributes` ask kubelet
-    /// for one (Kubernetes 1.33 and later).
+    /// for one (Kubernetes 1.34 and later; 1.33 behind an alpha feature gate).
     #[serde(default)]
     service_account_token: Option<SecretString>,
 }
