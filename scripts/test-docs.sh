@@ -17,6 +17,7 @@ ensure_venv
 ensure_postgres
 # The portal test drives a real browser; the guides' commands use curl and jq.
 ensure_apt_packages chromium curl jq
+ensure_toolchain
 
 state="$(mktemp -d "${TMPDIR:-/tmp}/ecrtb-docs.XXXXXX")"
 export ECRTB_DEV_DIR="$state/dev"

@@ -12,8 +12,9 @@ Every fenced block of a guide is either run or checked, by its info string:
                          stand-in endpoint that mints a JWT for the audience asked, the
                          GITHUB_ENV and GITHUB_OUTPUT files honoured, and the log checked
                          for `::add-mask::` covering every secret it would otherwise show
-  ```yaml gitlab-ci      parsed and checked for shape, then each job's `before_script` and
-                         `script` run with its `id_tokens` minted for their `aud`
+  ```yaml gitlab-ci      parsed and checked for shape, then each job's `before_script`,
+                         `script` and `after_script` run with its `id_tokens` minted for
+                         their `aud`
   ```yaml kubernetes     validated by kubernetes-validate --strict; the shell scripts of a
                          CronJob's containers run too, its volume mounts mapped to
                          directories here
@@ -23,12 +24,25 @@ Every fenced block of a guide is either run or checked, by its info string:
                          (and an issuer, if there is none) added
   ```json | text | console | html | js   parsed (json) or shown only
 
+Whatever the kind, no block may send anything to a plain http:// URL other than a loopback
+address (a JWT or a password would cross the network in the clear), and every image a
+manifest or a CI file runs from a public registry is pinned by digest. A CI job that runs `docker login` must log
+out in a step that runs whatever happened before it (GitHub: `if: always()`; GitLab:
+`after_script`), since a self-hosted runner's home directory outlives the job. A GitLab job
+with a `docker:*dind` service must reach it as that image listens: TLS on 2376 with the
+client's certificates, or 2375 with TLS turned off explicitly (`DOCKER_TLS_CERTDIR: ""`).
+
 Commands that cannot run here are stand-ins that record their arguments and input, which
 are then checked: `docker` (login: the password on stdin must be the one the broker
-issues, the host an ECR registry; pull and push: docker's config must hold that password
-for the image's registry, through `auths` or a `credHelpers` helper, which is run),
+issues, the host an ECR registry, and a `credHelpers` helper for the host is given it
+with `store`, as docker does; logout runs the helper's `erase`; pull and push: docker's
+config must hold that password for the image's registry, through `auths` or a
+`credHelpers` helper, which is run),
 `kubectl` (apply -f: every document is validated, and a dockerconfigjson Secret must hold
 the issued password), and `apk add` (the packages must be commands here).
+
+The client binary is built as the guides say and checked to need no shared library but the
+C library's (the guides promise one binary that needs nothing else); the guides then run it.
 
 A block that needs something this tree does not build yet (an endpoint absent from
 openapi.yaml, the client binary) is skipped and reported as such.
@@ -58,6 +72,12 @@ REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
 VENV_BIN = Path(sys.executable).parent
 CLIENT_BINARY = "docker-credential-ecr-token-broker"
+# The shared libraries of the C library itself: all the client binary may need.
+C_LIBRARY = {"linux-vdso.so.1", "libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2"}
+# A plain-text URL and its host; only loopback hosts may be spoken to in the clear.
+PLAIN_HTTP = re.compile(r"http://(\[[^\]]*\]|[^/:\s\"'`)]+)")
+LOOPBACK = re.compile(r"^(localhost|127(\.\d+){3}|\[::1\])$")
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 ECR_HOST = re.compile(r"^[0-9]{12}\.dkr\.ecr(-fips)?\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 # Endpoints the guides use that another part of the tree may not have built yet.
 GATED_PATHS = ("/v1/ecr/login-password", "/v1/ecr/docker-config")
@@ -162,21 +182,46 @@ import json, os, sys
 args = sys.argv[1:]
 record = {{"tool": "{tool}", "args": args, "cwd": os.getcwd()}}
 config_path = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
+def helper_for(host):
+    try:
+        config = json.load(open(config_path))
+    except FileNotFoundError:
+        config = {{}}
+    return config, config.get("credHelpers", {{}}).get(host) or config.get("credsStore")
 if "{tool}" == "docker" and "--password-stdin" in args:
     record["stdin"] = sys.stdin.read()
     if not record["stdin"].strip():
         sys.exit("Error: the password on stdin is empty")
     if args[:1] == ["login"]:
-        # As docker does without a credential store: the login goes into config.json.
-        import base64
-        try:
-            config = json.load(open(config_path))
-        except FileNotFoundError:
-            config = {{}}
-        auth = base64.b64encode(("AWS:" + record["stdin"].strip()).encode()).decode()
-        config.setdefault("auths", {{}})[args[-1]] = {{"auth": auth}}
-        os.makedirs(os.path.dirname(config_path), exist_ok=True)
-        with open(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        config, helper = helper_for(args[-1])
+        if helper:
+            # As docker does with a credential helper: the login is handed to its `store`.
+            import subprocess
+            login = json.dumps({{"ServerURL": args[-1], "Username": "AWS", "Secret": record["stdin"].strip()}})
+            out = subprocess.run(["docker-credential-" + helper, "store"], input=login, text=True,
+                                 capture_output=True)
+            record["helper"] = {{"status": out.returncode, "stdout": out.stdout}}
+            if out.returncode != 0:
+                sys.exit("Error saving credentials: " + out.stdout.strip())
+        else:
+            # As docker does without a credential store: the login goes into config.json.
+            import base64
+            auth = base64.b64encode(("AWS:" + record["stdin"].strip()).encode()).decode()
+            config.setdefault("auths", {{}})[args[-1]] = {{"auth": auth}}
+            os.makedirs(os.path.dirname(config_path), exist_ok=True)
+            with open(os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                json.dump(config, f)
+if "{tool}" == "docker" and args[:1] == ["logout"]:
+    config, helper = helper_for(args[-1])
+    if helper:
+        import subprocess
+        out = subprocess.run(["docker-credential-" + helper, "erase"], input=args[-1], text=True,
+                             capture_output=True)
+        if out.returncode != 0:
+            sys.exit("Error: " + out.stdout.strip())
+    elif args[-1] in config.get("auths", {{}}):
+        del config["auths"][args[-1]]
+        with open(os.open(config_path, os.O_WRONLY | os.O_TRUNC, 0o600), "w") as f:
             json.dump(config, f)
 if "{tool}" == "kubectl" and args[:1] == ["apply"] and "-f" in args:
     source = args[args.index("-f") + 1]
@@ -185,11 +230,7 @@ if "{tool}" == "docker" and args[:1] in (["pull"], ["push"]):
     # What docker would send to the registry: the credential its config gives for the host.
     host = args[-1].split("/")[0]
     record["host"] = host
-    try:
-        config = json.load(open(config_path))
-    except FileNotFoundError:
-        config = {{}}
-    helper = config.get("credHelpers", {{}}).get(host) or config.get("credsStore")
+    config, helper = helper_for(host)
     if helper:
         import subprocess
         out = subprocess.run(["docker-credential-" + helper, "get"], input=host, text=True,
@@ -222,43 +263,17 @@ def kubernetes_validate(text: str, where: str) -> list[dict]:
     return documents
 
 
-def check_records(records: list[dict], stack: Stack, where: str) -> None:
-    """Checks what the stand-ins were given: the issued password, where it belongs."""
-    expected_auth = base64.b64encode(f"AWS:{stack.password}".encode()).decode()
-    for record in records:
-        tool, args = record["tool"], record["args"]
-        if tool == "docker" and args[:1] == ["login"]:
-            hosts = [a for a in args[1:] if not a.startswith("-") and a != "AWS"]
-            if "--username" not in args or args[args.index("--username") + 1] != "AWS":
-                raise Failure(f"{where}: docker login without --username AWS: {args}")
-            if len(hosts) != 1 or not ECR_HOST.match(hosts[0]):
-                raise Failure(f"{where}: docker login to {hosts}, not one ECR registry host")
-            if record.get("stdin", "").strip() != stack.password:
-                raise Failure(f"{where}: docker login was not given the issued password on stdin")
-        elif tool == "docker" and args[:1] in (["pull"], ["push"]):
-            if "helper" in record:
-                helper = record["helper"]
-                if helper["status"] != 0:
-                    raise Failure(f"{where}: the credential helper failed for {record['host']}")
-                answer = json.loads(helper["stdout"])
-                if answer.get("Username") != "AWS" or answer.get("Secret") != stack.password:
-                    raise Failure(f"{where}: the credential helper did not answer the issued password")
-            elif record.get("auth") != expected_auth:
-                raise Failure(f"{where}: docker's config holds no issued credential for {record['host']}")
-        elif tool == "docker" and args[:1] in (["build"], ["tag"], ["logout"]):
-            pass
-        elif tool == "kubectl" and args[:1] == ["apply"] and "input" in record:
-            for doc in kubernetes_validate(record["input"], f"{where}: kubectl apply"):
-                if doc.get("kind") == "Secret" and doc.get("type") == "kubernetes.io/dockerconfigjson":
-                    config = json.loads(base64.b64decode(doc["data"][".dockerconfigjson"]))
-                    if not any(entry.get("auth") == expected_auth for entry in config["auths"].values()):
-                        raise Failure(f"{where}: the applied Secret does not hold the issued password")
-        elif tool == "apk" and args[:1] == ["add"]:
-            for package in (a for a in args[1:] if not a.startswith("-")):
-                if shutil.which(package) is None:
-                    raise Failure(f"{where}: apk add {package}: no such command here to stand in")
-        else:
-            raise Failure(f"{where}: the stand-in {tool} does not know `{tool} {' '.join(args)}`")
+def check_one_binary(binary: Path) -> None:
+    """The client needs no shared library but the C library's (no OpenSSL, no AWS CLI), and
+    runs in an empty environment."""
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True)
+    needed = {Path(line.split()[0]).name for line in out.stdout.splitlines() if line.strip()}
+    if needed - C_LIBRARY:
+        raise Failure(f"{binary} needs shared libraries beyond the C library's: "
+                      f"{sorted(needed - C_LIBRARY)}")
+    out = subprocess.run([str(binary), "version"], env={}, capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.startswith(CLIENT_BINARY):
+        raise Failure(f"{binary} version, in an empty environment: {out.stdout}{out.stderr}")
 
 
 class Runner:
@@ -268,15 +283,17 @@ class Runner:
         self.client = self.build_client()
 
     def build_client(self) -> Path | None:
-        """The client binary's directory, when this tree builds it."""
+        """The client binary's directory, when this tree builds it (debug, to build faster)."""
         manifests = [REPO / "Cargo.toml", *REPO.glob("*/Cargo.toml")]
         if not any(f'name = "{CLIENT_BINARY}"' in m.read_text() for m in manifests):
             return None
-        subprocess.run(["cargo", "build", "--locked", "--workspace", "--bin", CLIENT_BINARY], cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(["cargo", "build", "--locked", "--workspace", "--bin", CLIENT_BINARY],
+                       cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug"
         if not (target / CLIENT_BINARY).exists():
             raise Failure(f"cargo built no {target / CLIENT_BINARY}")
+        self.attempt(f"{CLIENT_BINARY} needs only the C library",
+                     partial(check_one_binary, target / CLIENT_BINARY))
         return target
 
     def missing(self, text: str) -> str | None:
@@ -346,6 +363,7 @@ class Runner:
                 self.skipped.append(f"{block.where()} ({need})")
                 print(f"skipped {block.where()}: {need}; only its shape is checked", flush=True)
             execute = need is None
+            self.attempt(f"{block.where()} (no plain http)", partial(check_plain_http, block.text))
             if block.lang == "sh":
                 if execute:
                     shell_blocks.append(block)
@@ -405,6 +423,11 @@ class Runner:
     def kubernetes(self, block: Block, execute: bool) -> None:
         documents = kubernetes_validate(block.text, block.where())
         for doc in documents:
+            spec = doc.get("spec", {})
+            pod = spec.get("jobTemplate", {}).get("spec", {}).get("template", {}).get("spec") \
+                or spec.get("template", {}).get("spec") or spec
+            for container in pod.get("initContainers", []) + pod.get("containers", []):
+                check_pinned(container["image"], f"{doc['kind']} {doc['metadata']['name']}")
             if doc.get("kind") == "CronJob" and execute:
                 self.run_pod(block, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
 
@@ -436,8 +459,8 @@ class Runner:
             for var in container.get("env", []):
                 if "value" in var:
                     container_env[var["name"]] = local(var["value"])
-            # The broker's in-cluster URL is the local one here.
-            container_env = {k: v.replace("http://ecr-token-broker.ecr-token-broker.svc", self.stack.broker)
+            # The broker's URL is the local one here.
+            container_env = {k: v.replace("https://ecr-token-broker.example.com", self.stack.broker)
                              for k, v in container_env.items()}
             command = container.get("command", []) + container.get("args", [])
             where = f"{block.where()} container {container['name']}"
@@ -468,6 +491,9 @@ class Runner:
                     raise Failure(f"job {job_name}: a step needs exactly one of run and uses: {step}")
                 if "uses" in step and not step["uses"].startswith("actions/checkout@"):
                     raise Failure(f"job {job_name}: the docs test cannot run {step['uses']}")
+            always = [step.get("run", "") for step in job["steps"]
+                      if re.fullmatch(r"(\$\{\{\s*)?always\(\)(\s*\}\})?", str(step.get("if", "")).strip())]
+            logs_in_and_out([step.get("run", "") for step in job["steps"]], always, f"job {job_name}")
         if not execute:
             return
         root, env = self.sandbox(f"{block.guide.stem}-{block.line}")
@@ -485,6 +511,7 @@ class Runner:
                 for step in job["steps"]:
                     if "uses" in step:
                         continue  # actions/checkout: nothing to check out here
+                    # Every step runs here, those with `if: always()` last as their place says.
                     for name in ("github_env", "github_output"):
                         (root / name).write_text("")
                     step_env = {**job_env, **{k: self.expression(str(v), outputs) for k, v in step.get("env", {}).items()}}
@@ -536,10 +563,18 @@ class Runner:
                 raise Failure(f"job {job_name}: needs a script list and id_tokens")
             if not all(isinstance(spec, dict) and "aud" in spec for spec in job["id_tokens"].values()):
                 raise Failure(f"job {job_name}: every id_tokens entry needs an aud")
+            variables = {**pipeline.get("variables", {}), **job.get("variables", {})}
+            variables = {k: v["value"] if isinstance(v, dict) else v for k, v in variables.items()}
+            for image in [job.get("image", pipeline.get("image"))] + job.get("services", pipeline.get("services", [])):
+                if image:
+                    check_pinned(image if isinstance(image, str) else image["name"], f"job {job_name}")
+            check_dind(job, variables, f"job {job_name}")
+            after = pipeline.get("after_script", []) + job.get("after_script", [])
+            logs_in_and_out(pipeline.get("before_script", []) + job.get("before_script", []) + job["script"],
+                            after, f"job {job_name}")
             if not execute:
                 continue
             root, env = self.sandbox(f"{block.guide.stem}-{block.line}-{job_name}")
-            variables = {**pipeline.get("variables", {}), **job.get("variables", {})}
             # GitLab's own variables that the dev rule does not look at, and the dev rule's.
             claims = {"namespace_path": "acme", "project_path": "acme/api", "user_login": "dev"}
             env.update({"CI_PROJECT_PATH": "acme/api", "CI_COMMIT_SHA": "0" * 40,
@@ -547,10 +582,13 @@ class Runner:
             for name, spec in job["id_tokens"].items():
                 env[name] = self.stack.mint(aud=spec["aud"], claims=claims)
             for name, value in variables.items():
-                env[name] = str(value["value"] if isinstance(value, dict) else value).replace(
-                    "https://ecr-token-broker.example.com", self.stack.broker)
+                env[name] = str(value).replace("https://ecr-token-broker.example.com", self.stack.broker)
             lines = pipeline.get("before_script", []) + job.get("before_script", []) + job["script"]
             self.run(f"job {job_name}", "\n".join(lines) + "\n", env, root, ["bash", "-eo", "pipefail"])
+            # GitLab runs after_script in a shell of its own, once the script is done.
+            if after:
+                self.run(f"job {job_name}, after_script", "\n".join(after) + "\n", env, root,
+                         ["bash", "-eo", "pipefail"])
             check_records(self.records(root), self.stack, f"job {job_name}")
 
     # --- the portal, in a browser ---
@@ -710,6 +748,7 @@ def main() -> int:
     if not guides:
         print("no guides in docs/", file=sys.stderr)
         return 1
+    runner.attempt("the copy-paste checks refuse what they must", partial(check_the_checks, runner))
     for guide in guides:
         runner.guide(guide)
     runner.portal(args.portal_port, args.other_port)

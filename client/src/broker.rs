@@ -1,6 +1,7 @@
-//! The one call the client makes: `POST /v1/ecr/authorization-token` for one registry
-//! host, retried on 429 and 503 as [`crate::retry`] says, and its answer turned into a
-//! [`Credential`] or an [`Error`] that carries the problem's `detail` but never a secret.
+//! The calls the client makes: `POST /v1/ecr/authorization-token` for one registry host, and
+//! `GET /v1/whoami` for `configure`; each retried on 429 and 503 as [`crate::retry`] says,
+//! and its answer turned into a [`Credential`] or a [`Grant`], or an [`Error`] that carries
+//! the problem's `detail` but never a secret.
 
 use std::time::{Duration, SystemTime};
 
@@ -28,7 +29,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client of one broker.
 pub(crate) struct Broker {
     http: reqwest::Client,
-    endpoint: Url,
+    /// The broker's base URL, ending in `/`.
+    base: Url,
     timeout: Duration,
 }
 
@@ -62,7 +64,7 @@ impl Broker {
             .map_err(|e| Error::Transport(format!("setting up HTTPS: {e}")))?;
         Ok(Self {
             http,
-            endpoint: settings.endpoint.clone(),
+            base: settings.base.clone(),
             timeout: settings.timeout,
         })
     }
@@ -75,21 +77,54 @@ impl Broker {
         narrowing: &Narrowing,
     ) -> Result<Credential, Error> {
         let body = serde_json::to_vec(&issue_body(host, narrowing)).expect("JSON serialises");
+        let bytes = self
+            .call(
+                jwt,
+                reqwest::Method::POST,
+                "v1/ecr/authorization-token",
+                Some(body),
+            )
+            .await?;
+        credential_from(&bytes, host, Utc::now())
+    }
+
+    /// Asks the broker what `jwt`'s caller may ask for (`GET /v1/whoami`), issuing nothing.
+    pub(crate) async fn whoami(&self, jwt: &SecretString) -> Result<Grant, Error> {
+        let bytes = self
+            .call(jwt, reqwest::Method::GET, "v1/whoami", None)
+            .await?;
+        grant_from(&bytes)
+    }
+
+    /// One API call as `jwt`'s caller, retried on a refused connection, 429 and 503 within
+    /// the call's time budget: the body of its 2xx answer, or the error for the last one.
+    async fn call(
+        &self,
+        jwt: &SecretString,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, Error> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| Error::Config(format!("the broker's URL cannot take {path} ({e})")))?;
         let deadline = Instant::now() + self.timeout;
         let mut attempt = 1;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let sent = self
+            let mut request = self
                 .http
-                .post(self.endpoint.clone())
+                .request(method.clone(), url.clone())
                 .bearer_auth(jwt.expose_secret())
                 .header(ACCEPT, "application/json, application/problem+json")
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.clone())
-                .timeout(remaining)
-                .send()
-                .await;
-            let (status, headers, bytes) = match sent {
+                .timeout(remaining);
+            if let Some(body) = &body {
+                request = request
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+            }
+            let (status, headers, bytes) = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
@@ -98,8 +133,7 @@ impl Broker {
                 Err(e) if e.is_connect() => {
                     let Some(wait) = next_wait(attempt, None, fastrand::f64(), remaining) else {
                         return Err(Error::Transport(format!(
-                            "cannot connect to {} after {attempt} attempt(s): {}",
-                            self.endpoint,
+                            "cannot connect to {url} after {attempt} attempt(s): {}",
                             error_chain(&e)
                         )));
                     };
@@ -109,15 +143,14 @@ impl Broker {
                 }
                 Err(e) if e.is_timeout() => {
                     return Err(Error::Transport(format!(
-                        "no answer from {} within {}s",
-                        self.endpoint,
+                        "no answer from {url} within {}s",
                         self.timeout.as_secs()
                     )));
                 }
                 Err(e) => return Err(Error::Transport(error_chain(&e))),
             };
             if status.is_success() {
-                return credential_from(&bytes, host, Utc::now());
+                return Ok(bytes);
             }
             let error = refusal(status, &headers, &bytes, jwt);
             if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE
@@ -226,6 +259,60 @@ fn credential_from(body: &[u8], host: &EcrHost, now: DateTime<Utc>) -> Result<Cr
         data.expires_at,
         now,
     ))
+}
+
+/// What `/v1/whoami` says the caller may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// The rule that matched.
+    pub(crate) rule: String,
+    /// The registries (account ids) the rule allows.
+    pub(crate) registry_ids: Vec<String>,
+    /// The regions the rule allows.
+    pub(crate) regions: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WhoAmI {
+    rule: Option<String>,
+    allowed: Option<Allowed>,
+    #[serde(default)]
+    denied: bool,
+    problem: Option<String>,
+    request_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Allowed {
+    registry_ids: Vec<String>,
+    regions: Vec<String>,
+}
+
+/// The grant in a 200 answer of `/v1/whoami`; an error when no rule allows the caller
+/// anything, with the broker's reason.
+fn grant_from(body: &[u8]) -> Result<Grant, Error> {
+    let whoami: WhoAmI = serde_json::from_slice(body).map_err(|_| {
+        Error::Transport("the broker's /v1/whoami answer is not the API's JSON".to_owned())
+    })?;
+    let refused = |detail: String| Error::NotAllowed {
+        detail,
+        request_id: RequestId(whoami.request_id.clone()),
+    };
+    match (whoami.rule, whoami.allowed) {
+        _ if whoami.denied => Err(refused("this caller is on the deny list".to_owned())),
+        (Some(rule), Some(allowed)) => Ok(Grant {
+            rule,
+            registry_ids: allowed.registry_ids,
+            regions: allowed.regions,
+        }),
+        (Some(rule), None) => Err(refused(format!(
+            "rule {rule} matches but cannot be applied: {}",
+            whoami.problem.as_deref().unwrap_or("no reason given")
+        ))),
+        (None, _) => Err(refused("no rule matches this caller".to_owned())),
+    }
 }
 
 /// The error for a non-2xx answer: the problem's `detail` (scrubbed of the JWT, should the

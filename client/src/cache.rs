@@ -3,14 +3,13 @@
 //!
 //! It holds live registry passwords. Each entry is one JSON file named by a digest of what
 //! it answers (broker, caller, host, narrowing), so concurrent invocations for different
-//! hosts never write the same file; a write goes to a private temporary file renamed into
-//! place, so a reader sees the old entry or the new one, never half of one. Files are mode
+//! hosts never write the same file; a write goes through [`crate::private_file`], so a
+//! reader sees the old entry or the new one, never half of one. Files are mode
 //! 0600 in a directory of mode 0700; a directory that others can enter is refused, not
 //! silently tightened.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -121,26 +120,8 @@ impl Cache {
         };
         let json = serde_json::to_vec(&entry).expect("an entry serialises");
         let target = self.path(&key.stem);
-        let temporary = self.dir.join(format!(
-            ".{}.{}.{:016x}.tmp",
-            key.stem,
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let written = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&temporary)
-            .and_then(|mut file| {
-                file.write_all(&json)?;
-                file.sync_all()
-            })
-            .and_then(|()| fs::rename(&temporary, &target));
-        if let Err(e) = written {
-            fs::remove_file(&temporary).ok();
-            return Err(Error::Cache(format!("writing {}: {e}", target.display())));
-        }
+        crate::private_file::replace(&target, &json)
+            .map_err(|e| Error::Cache(format!("writing {}: {e}", target.display())))?;
         for (path, entry) in self.entries()? {
             if entry.expires_at <= now {
                 fs::remove_file(path).ok();

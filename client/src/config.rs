@@ -1,6 +1,9 @@
-//! Settings from the environment: the broker's URL, where the caller's JWT comes from, what
-//! to narrow each request to, and where the cache lives. Read once per invocation, through
-//! a lookup function so that tests need not touch the process environment.
+//! Settings: the broker's URL, where the caller's JWT comes from, what to narrow each request
+//! to, where the cache lives and whether `docker login` is ignored. Each comes from an
+//! environment variable or, where that is unset, from the config file ([`file`]); a
+//! registry's own section of the file comes before the file's top level. Read once per
+//! invocation, through a lookup function so that tests need not touch the process
+//! environment.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,45 +13,124 @@ use secrecy::SecretString;
 
 use crate::error::Error;
 use crate::jwt::JwtSource;
+use crate::registry::EcrHost;
 
-/// The variable that holds the broker's base URL.
-pub(crate) const URL_VAR: &str = "ECR_TOKEN_BROKER_URL";
-/// The variable that holds the JWT itself.
-pub(crate) const JWT_VAR: &str = "ECR_TOKEN_BROKER_JWT";
-/// The variable that names a file holding the JWT.
-pub(crate) const JWT_FILE_VAR: &str = "ECR_TOKEN_BROKER_JWT_FILE";
-/// The variable that holds a shell command printing the JWT.
-pub(crate) const JWT_COMMAND_VAR: &str = "ECR_TOKEN_BROKER_JWT_COMMAND";
-const ACCESS_VAR: &str = "ECR_TOKEN_BROKER_ACCESS";
-const REPOSITORIES_VAR: &str = "ECR_TOKEN_BROKER_REPOSITORIES";
-const DURATION_VAR: &str = "ECR_TOKEN_BROKER_DURATION_SECONDS";
-const CACHE_DIR_VAR: &str = "ECR_TOKEN_BROKER_CACHE_DIR";
-const CA_FILE_VAR: &str = "ECR_TOKEN_BROKER_CA_FILE";
-const TIMEOUT_VAR: &str = "ECR_TOKEN_BROKER_TIMEOUT_SECONDS";
+mod file;
+
+use file::ConfigFile;
+
+/// One setting: its environment variable, and its key in the config file if it may be
+/// there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Setting {
+    /// The environment variable.
+    pub(crate) var: &'static str,
+    /// The key in the config file; `None` for a setting that must not be written to a file.
+    key: Option<&'static str>,
+    /// Whether a registry's section of the file may set it too.
+    per_registry: bool,
+    /// Whether the file gives it as a list (the environment as comma-separated text).
+    list: bool,
+}
+
+const fn setting(var: &'static str, key: &'static str) -> Setting {
+    Setting {
+        var,
+        key: Some(key),
+        per_registry: false,
+        list: false,
+    }
+}
+
+/// The broker's base URL.
+pub(crate) const URL: Setting = setting("ECR_TOKEN_BROKER_URL", "url");
+/// The JWT itself: environment only, since a file would keep it at rest.
+pub(crate) const JWT: Setting = Setting {
+    var: "ECR_TOKEN_BROKER_JWT",
+    key: None,
+    per_registry: false,
+    list: false,
+};
+/// A file holding the JWT.
+pub(crate) const JWT_FILE: Setting = setting("ECR_TOKEN_BROKER_JWT_FILE", "jwt_file");
+/// A shell command printing the JWT.
+pub(crate) const JWT_COMMAND: Setting = setting("ECR_TOKEN_BROKER_JWT_COMMAND", "jwt_command");
+const ACCESS: Setting = Setting {
+    per_registry: true,
+    ..setting("ECR_TOKEN_BROKER_ACCESS", "access")
+};
+const REPOSITORIES: Setting = Setting {
+    per_registry: true,
+    list: true,
+    ..setting("ECR_TOKEN_BROKER_REPOSITORIES", "repositories")
+};
+const DURATION: Setting = Setting {
+    per_registry: true,
+    ..setting("ECR_TOKEN_BROKER_DURATION_SECONDS", "duration_seconds")
+};
+const CACHE_DIR: Setting = setting("ECR_TOKEN_BROKER_CACHE_DIR", "cache_dir");
+const CA_FILE: Setting = setting("ECR_TOKEN_BROKER_CA_FILE", "ca_file");
+const TIMEOUT: Setting = setting("ECR_TOKEN_BROKER_TIMEOUT_SECONDS", "timeout_seconds");
+/// Whether `store` and `erase` pretend to succeed.
+pub(crate) const IGNORE_DOCKER_LOGIN: Setting = setting(
+    "ECR_TOKEN_BROKER_IGNORE_DOCKER_LOGIN",
+    "ignore_docker_login",
+);
+
+/// Every setting, so that the config file can name an unknown key.
+const SETTINGS: [Setting; 11] = [
+    URL,
+    JWT,
+    JWT_FILE,
+    JWT_COMMAND,
+    ACCESS,
+    REPOSITORIES,
+    DURATION,
+    CACHE_DIR,
+    CA_FILE,
+    TIMEOUT,
+    IGNORE_DOCKER_LOGIN,
+];
 
 /// How long one invocation may spend on the broker, retries included, unless configured.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The environment variables, as `--help` lists them.
+/// The settings, as `--help` lists them.
 pub(crate) const HELP: &str = "\
-Configuration (environment variables):
-  ECR_TOKEN_BROKER_URL               the broker's base URL (required), such as
+Configuration (environment variables; each but ECR_TOKEN_BROKER_JWT may also be set in the
+config file, under the name in brackets, and the environment wins):
+  ECR_TOKEN_BROKER_URL               [url] the broker's base URL (required), such as
                                      https://ecr-token-broker.example.com; plain http
                                      only to a loopback address
   ECR_TOKEN_BROKER_JWT               the caller's JWT itself
-  ECR_TOKEN_BROKER_JWT_FILE          a file holding the JWT, read again on every call
-                                     (a projected service-account token rotates)
-  ECR_TOKEN_BROKER_JWT_COMMAND       a command run with `sh -c` whose stdout is the JWT
-                                     (set one of the three; in kubelet mode none is needed
-                                     when kubelet passes the pod's service-account token)
-  ECR_TOKEN_BROKER_ACCESS            pull or push (default: pull, the broker's default)
-  ECR_TOKEN_BROKER_REPOSITORIES      comma-separated repository patterns to narrow to
-  ECR_TOKEN_BROKER_DURATION_SECONDS  ask for a session shorter than the rule's
-  ECR_TOKEN_BROKER_CACHE_DIR         where credentials are cached (default:
+  ECR_TOKEN_BROKER_JWT_FILE          [jwt_file] a file holding the JWT, read again on
+                                     every call (a projected service-account token rotates)
+  ECR_TOKEN_BROKER_JWT_COMMAND       [jwt_command] a command run with `sh -c` whose stdout
+                                     is the JWT (set one of the three; in kubelet mode none
+                                     is needed when kubelet passes the pod's token)
+  ECR_TOKEN_BROKER_ACCESS            [access] pull or push (default: pull, the broker's)
+  ECR_TOKEN_BROKER_REPOSITORIES      [repositories] comma-separated repository patterns
+                                     to narrow to (in the file: a list)
+  ECR_TOKEN_BROKER_DURATION_SECONDS  [duration_seconds] ask for a shorter session
+  ECR_TOKEN_BROKER_CACHE_DIR         [cache_dir] where credentials are cached (default:
                                      $XDG_CACHE_HOME/ecr-token-broker, else
                                      ~/.cache/ecr-token-broker; no cache without either)
-  ECR_TOKEN_BROKER_CA_FILE           PEM certificates to trust besides the system's
-  ECR_TOKEN_BROKER_TIMEOUT_SECONDS   time allowed per call, retries included (default 30)
+  ECR_TOKEN_BROKER_CA_FILE           [ca_file] PEM certificates to trust besides the
+                                     system's
+  ECR_TOKEN_BROKER_TIMEOUT_SECONDS   [timeout_seconds] time allowed per call, retries
+                                     included (default 30)
+  ECR_TOKEN_BROKER_IGNORE_DOCKER_LOGIN
+                                     [ignore_docker_login] true: `docker login` (store)
+                                     and `docker logout` (erase) for ECR hosts succeed
+                                     without doing anything, noted on stderr, so scripts
+                                     that log in keep working (default: store is refused)
+  ECR_TOKEN_BROKER_CLIENT_CONFIG     the config file (default:
+                                     $XDG_CONFIG_HOME/ecr-token-broker/config.toml, else
+                                     ~/.config/ecr-token-broker/config.toml, if it exists)
+
+In the config file, a section [registries.\"HOST\"] sets access, repositories and
+duration_seconds for that registry alone. The file must not be writable by others (it may
+name a command to run).
 
 The cache holds live registry passwords: one file per caller, host and narrowing, mode
 0600, in a directory of mode 0700 (a directory others can open is refused), each kept
@@ -65,13 +147,91 @@ pub(crate) struct Narrowing {
     pub(crate) duration_seconds: Option<u32>,
 }
 
-/// Everything one invocation needs.
+/// A setting's value and where it came from, to name in an error.
+struct Found {
+    value: String,
+    origin: String,
+}
+
+/// A lookup of environment variables.
+type Env<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
+/// Where settings come from: the environment, then the config file.
+pub(crate) struct Sources<'a> {
+    env: Env<'a>,
+    file: Option<ConfigFile>,
+}
+
+impl<'a> Sources<'a> {
+    /// The environment as `var` gives it, and the config file it leads to, if any.
+    pub(crate) fn load(var: impl Fn(&str) -> Option<String> + 'a) -> Result<Self, Error> {
+        // An empty variable counts as unset, as shells and kubelet's `env` make them easily.
+        let env = move |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let file = ConfigFile::load(&env)?;
+        Ok(Self {
+            env: Box::new(env),
+            file,
+        })
+    }
+
+    /// A variable of the environment that is not a setting (`HOME`, `DOCKER_CONFIG`).
+    pub(crate) fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
+    /// `setting` from the environment, else from `host`'s section of the file, else from
+    /// the file's top level.
+    fn get(&self, setting: Setting, host: Option<&EcrHost>) -> Option<Found> {
+        if let Some(value) = self.env(setting.var) {
+            return Some(Found {
+                value,
+                origin: setting.var.to_owned(),
+            });
+        }
+        let (value, origin) = self.file.as_ref()?.get(setting, host)?;
+        Some(Found { value, origin })
+    }
+
+    /// Whether `store` and `erase` are to pretend to succeed for ECR hosts.
+    pub(crate) fn ignore_docker_login(&self) -> Result<bool, Error> {
+        let Some(found) = self.get(IGNORE_DOCKER_LOGIN, None) else {
+            return Ok(false);
+        };
+        match found.value.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(Error::Config(format!(
+                "{} must be true or false, not {:?}",
+                found.origin, found.value
+            ))),
+        }
+    }
+
+    /// The cache directory: `cache_dir` if set, else `ecr-token-broker` under
+    /// `$XDG_CACHE_HOME` or `~/.cache`; `None` (no cache) when none of them is set, as for
+    /// a kubelet started without `HOME`, which caches the answers itself.
+    pub(crate) fn cache_dir(&self) -> Option<PathBuf> {
+        self.get(CACHE_DIR, None)
+            .map(|found| PathBuf::from(found.value))
+            .or_else(|| {
+                let base = self.env("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| {
+                    self.env("HOME")
+                        .map(|home| PathBuf::from(home).join(".cache"))
+                })?;
+                Some(base.join("ecr-token-broker"))
+            })
+    }
+}
+
+/// Everything one invocation needs to ask the broker.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    /// The issue endpoint, resolved against the broker's base URL.
+    /// The broker's base URL, ending in `/` so that API paths resolve beneath it.
+    pub(crate) base: Url,
+    /// The issue endpoint, resolved against the base URL.
     pub(crate) endpoint: Url,
-    /// Where the JWT comes from; `None` when no variable names one (kubelet may pass the
-    /// pod's service-account token in its request instead).
+    /// Where the JWT comes from; `None` when nothing names one (kubelet may pass the pod's
+    /// service-account token in its request instead).
     pub(crate) jwt: Option<JwtSource>,
     /// What every request narrows to.
     pub(crate) narrowing: Narrowing,
@@ -84,24 +244,42 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// Reads the settings through `var`, failing on the first invalid one.
-    pub(crate) fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        // An empty variable counts as unset, as shells and kubelet's `env` make them easily.
-        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        let url = var(URL_VAR).ok_or_else(|| Error::Config(format!("{URL_VAR} is not set")))?;
+    /// Reads the settings through `var` (and the config file it leads to) for requests
+    /// about `host`, failing on the first invalid one.
+    pub(crate) fn load(
+        var: impl Fn(&str) -> Option<String>,
+        host: Option<&EcrHost>,
+    ) -> Result<Self, Error> {
+        Self::from_sources(&Sources::load(var)?, host)
+    }
+
+    /// The settings for requests about `host`, from `sources`.
+    pub(crate) fn from_sources(
+        sources: &Sources<'_>,
+        host: Option<&EcrHost>,
+    ) -> Result<Self, Error> {
+        let url = sources.get(URL, None).ok_or_else(|| {
+            Error::Config(format!("{} is not set (nor url in a config file)", URL.var))
+        })?;
+        let base = base_url(&url)?;
+        let endpoint = base
+            .join("v1/ecr/authorization-token")
+            .map_err(|e| Error::Config(format!("{} cannot take the API path ({e})", url.origin)))?;
         Ok(Self {
-            endpoint: issue_endpoint(&url)?,
-            jwt: jwt_source(&var)?,
-            narrowing: narrowing(&var)?,
-            cache_dir: cache_dir(&var),
-            ca_file: var(CA_FILE_VAR).map(PathBuf::from),
-            timeout: match var(TIMEOUT_VAR) {
+            base,
+            endpoint,
+            jwt: jwt_source(sources)?,
+            narrowing: narrowing(sources, host)?,
+            cache_dir: sources.cache_dir(),
+            ca_file: sources.get(CA_FILE, None).map(|f| PathBuf::from(f.value)),
+            timeout: match sources.get(TIMEOUT, None) {
                 None => DEFAULT_TIMEOUT,
-                Some(v) => match v.trim().parse::<u64>() {
+                Some(found) => match found.value.trim().parse::<u64>() {
                     Ok(secs @ 1..=600) => Duration::from_secs(secs),
                     _ => {
                         return Err(Error::Config(format!(
-                            "{TIMEOUT_VAR} must be whole seconds from 1 to 600, not {v:?}"
+                            "{} must be whole seconds from 1 to 600, not {:?}",
+                            found.origin, found.value
                         )));
                     }
                 },
@@ -110,24 +288,12 @@ impl Settings {
     }
 }
 
-/// The cache directory: `ECR_TOKEN_BROKER_CACHE_DIR`, else `ecr-token-broker` under
-/// `$XDG_CACHE_HOME` or `~/.cache`; `None` (no cache) when none of them is set, as for a
-/// kubelet started without `HOME`, which caches the answers itself.
-pub(crate) fn cache_dir(var: &impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    var(CACHE_DIR_VAR).map(PathBuf::from).or_else(|| {
-        let base = var("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| var("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
-        Some(base.join("ecr-token-broker"))
-    })
-}
-
-/// `POST /v1/ecr/authorization-token` under the broker's base URL, which may carry a path
-/// prefix. Sending a bearer token in the clear to another machine is refused.
-fn issue_endpoint(url: &str) -> Result<Url, Error> {
-    let invalid = |why: &str| Error::Config(format!("{URL_VAR} {why}"));
-    let mut base = Url::parse(url.trim()).map_err(|e| invalid(&format!("is not a URL ({e})")))?;
+/// The broker's base URL, which may carry a path prefix. Sending a bearer token in the
+/// clear to another machine is refused.
+fn base_url(url: &Found) -> Result<Url, Error> {
+    let invalid = |why: &str| Error::Config(format!("{} {why}", url.origin));
+    let mut base =
+        Url::parse(url.value.trim()).map_err(|e| invalid(&format!("is not a URL ({e})")))?;
     if !base.username().is_empty() || base.password().is_some() {
         return Err(invalid("must not carry a user name or password"));
     }
@@ -149,8 +315,7 @@ fn issue_endpoint(url: &str) -> Result<Url, Error> {
         let path = format!("{}/", base.path());
         base.set_path(&path);
     }
-    base.join("v1/ecr/authorization-token")
-        .map_err(|e| invalid(&format!("cannot take the API path ({e})")))
+    Ok(base)
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -164,19 +329,40 @@ fn is_loopback(url: &Url) -> bool {
     })
 }
 
-fn jwt_source(var: &impl Fn(&str) -> Option<String>) -> Result<Option<JwtSource>, Error> {
-    let mut sources = [
-        var(JWT_VAR).map(|t| JwtSource::Value(SecretString::from(t))),
-        var(JWT_FILE_VAR).map(|p| JwtSource::File(PathBuf::from(p))),
-        var(JWT_COMMAND_VAR).map(JwtSource::Command),
-    ]
-    .into_iter()
-    .flatten();
-    let first = sources.next();
-    if sources.next().is_some() {
-        return Err(Error::Config(format!(
-            "set only one of {JWT_VAR}, {JWT_FILE_VAR} and {JWT_COMMAND_VAR}"
-        )));
+/// The JWT's source: the environment's if it names one, else the file's; at most one of
+/// each, so that a source set in the environment replaces the file's rather than clashing.
+fn jwt_source(sources: &Sources<'_>) -> Result<Option<JwtSource>, Error> {
+    let from_env = [
+        sources
+            .env(JWT.var)
+            .map(|t| JwtSource::Value(SecretString::from(t))),
+        sources.env(JWT_FILE.var).map(|p| JwtSource::File(p.into())),
+        sources.env(JWT_COMMAND.var).map(JwtSource::Command),
+    ];
+    let from_file = || {
+        let file = sources.file.as_ref()?;
+        Some([
+            file.get(JWT_FILE, None)
+                .map(|(p, _)| JwtSource::File(p.into())),
+            file.get(JWT_COMMAND, None)
+                .map(|(c, _)| JwtSource::Command(c)),
+        ])
+    };
+    let (chosen, names): (Vec<JwtSource>, String) = if from_env.iter().any(Option::is_some) {
+        (
+            from_env.into_iter().flatten().collect(),
+            format!("{}, {} and {}", JWT.var, JWT_FILE.var, JWT_COMMAND.var),
+        )
+    } else {
+        (
+            from_file().into_iter().flatten().flatten().collect(),
+            "jwt_file and jwt_command in a config file".to_owned(),
+        )
+    };
+    let mut chosen = chosen.into_iter();
+    let first = chosen.next();
+    if chosen.next().is_some() {
+        return Err(Error::Config(format!("set only one of {names}")));
     }
     Ok(first)
 }
@@ -184,24 +370,29 @@ fn jwt_source(var: &impl Fn(&str) -> Option<String>) -> Result<Option<JwtSource>
 /// The error for a call that needs a JWT and has none.
 pub(crate) fn no_jwt() -> Error {
     Error::Config(format!(
-        "no JWT: set one of {JWT_VAR}, {JWT_FILE_VAR} or {JWT_COMMAND_VAR}"
+        "no JWT: set one of {}, {} or {} (or jwt_file or jwt_command in a config file)",
+        JWT.var, JWT_FILE.var, JWT_COMMAND.var
     ))
 }
 
-fn narrowing(var: &impl Fn(&str) -> Option<String>) -> Result<Narrowing, Error> {
-    let access = match var(ACCESS_VAR).map(|a| a.trim().to_ascii_lowercase()) {
+fn narrowing(sources: &Sources<'_>, host: Option<&EcrHost>) -> Result<Narrowing, Error> {
+    let access = match sources.get(ACCESS, host) {
         None => None,
-        Some(a) if a == "pull" || a == "push" => Some(a),
-        Some(a) => {
-            return Err(Error::Config(format!(
-                "{ACCESS_VAR} must be pull or push, not {a:?}"
-            )));
-        }
+        Some(found) => match found.value.trim().to_ascii_lowercase() {
+            a if a == "pull" || a == "push" => Some(a),
+            a => {
+                return Err(Error::Config(format!(
+                    "{} must be pull or push, not {a:?}",
+                    found.origin
+                )));
+            }
+        },
     };
-    let repositories = match var(REPOSITORIES_VAR) {
+    let repositories = match sources.get(REPOSITORIES, host) {
         None => None,
-        Some(list) => {
-            let patterns: Vec<String> = list
+        Some(found) => {
+            let patterns: Vec<String> = found
+                .value
                 .split(',')
                 .map(str::trim)
                 .filter(|p| !p.is_empty())
@@ -209,16 +400,20 @@ fn narrowing(var: &impl Fn(&str) -> Option<String>) -> Result<Narrowing, Error> 
                 .collect();
             if patterns.is_empty() {
                 return Err(Error::Config(format!(
-                    "{REPOSITORIES_VAR} names no repository"
+                    "{} names no repository",
+                    found.origin
                 )));
             }
             Some(patterns)
         }
     };
-    let duration_seconds = match var(DURATION_VAR) {
+    let duration_seconds = match sources.get(DURATION, host) {
         None => None,
-        Some(v) => Some(v.trim().parse::<u32>().map_err(|_| {
-            Error::Config(format!("{DURATION_VAR} must be whole seconds, not {v:?}"))
+        Some(found) => Some(found.value.trim().parse::<u32>().map_err(|_| {
+            Error::Config(format!(
+                "{} must be whole seconds, not {:?}",
+                found.origin, found.value
+            ))
         })?),
     };
     Ok(Narrowing {

@@ -30,6 +30,14 @@ pub(crate) enum Error {
         /// ` (request id …)` or empty.
         request_id: RequestId,
     },
+    /// The broker's `/v1/whoami` says no rule allows this caller anything.
+    #[error("the broker allows this caller nothing: {detail}{request_id}")]
+    NotAllowed {
+        /// Why, as the broker says.
+        detail: String,
+        /// ` (request id …)` or empty.
+        request_id: RequestId,
+    },
     /// The broker could not be reached, or its answer was not what the contract promises.
     #[error("talking to the broker: {0}")]
     Transport(String),

@@ -2,7 +2,10 @@
 //! `CredentialProviderRequest` naming one image on stdin, a `CredentialProviderResponse`
 //! on stdout. The response is keyed by registry, so kubelet reuses it for every image of
 //! that registry, and kubelet keeps it as long as this client's own cache would: until half
-//! the credential's life.
+//! the credential's life. An image of a registry that is not ECR's (a `matchImages` wider
+//! than ECR) gets a response without credentials, which kubelet takes as "this provider
+//! has none": the pull goes on anonymously or with other providers' credentials, where a
+//! failure would only add an error to kubelet's log.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -24,13 +27,14 @@ struct CredentialProviderRequest {
     kind: String,
     image: String,
     /// The pod's service-account token, when the provider's `tokenAttributes` ask kubelet
-    /// for one (Kubernetes 1.33 and later).
+    /// for one (Kubernetes 1.34 and later; 1.33 behind an alpha feature gate).
     #[serde(default)]
     service_account_token: Option<SecretString>,
 }
 
-/// What a request asks for: the image's registry, and the pod's token if kubelet sent one.
-fn parse_request(input: &str) -> Result<(EcrHost, Option<SecretString>), Error> {
+/// What a request asks for: the image's registry (`None` when it is not ECR's), and the
+/// pod's token if kubelet sent one.
+fn parse_request(input: &str) -> Result<(Option<EcrHost>, Option<SecretString>), Error> {
     let request: CredentialProviderRequest = serde_json::from_str(input)
         .map_err(|e| Error::Protocol(format!("stdin is not a CredentialProviderRequest ({e})")))?;
     if request.api_version != API_VERSION || request.kind != "CredentialProviderRequest" {
@@ -40,12 +44,7 @@ fn parse_request(input: &str) -> Result<(EcrHost, Option<SecretString>), Error> 
             request.kind, request.api_version
         )));
     }
-    let host = EcrHost::from_image(&request.image).ok_or_else(|| {
-        Error::Protocol(format!(
-            "{:?} is not an image in an ECR registry; narrow the provider's matchImages",
-            request.image
-        ))
-    })?;
+    let host = EcrHost::from_image(&request.image);
     let pod_token = request
         .service_account_token
         .filter(|t| !t.expose_secret().trim().is_empty());
@@ -70,6 +69,19 @@ fn response(host: &EcrHost, credential: &Credential, now: chrono::DateTime<chron
     format!("{response}\n")
 }
 
+/// The response for an image this provider has no credentials for: no `auth`, and a zero
+/// cacheDuration, so that kubelet keeps nothing and asks again should matchImages change.
+fn no_credentials() -> String {
+    let response = json!({
+        "kind": "CredentialProviderResponse",
+        "apiVersion": API_VERSION,
+        "cacheKeyType": "Registry",
+        "cacheDuration": "0s",
+        "auth": {},
+    });
+    format!("{response}\n")
+}
+
 /// Answers one request: `input` is stdin, the result is stdout. The pod's service-account
 /// token, when kubelet sends one, is the caller's JWT (the operator asked for it with
 /// `tokenAttributes`), so each pod's credential is its own; otherwise the configured one.
@@ -78,7 +90,10 @@ pub(crate) async fn provide(
     var: impl Fn(&str) -> Option<String>,
 ) -> Result<String, Error> {
     let (host, pod_token) = parse_request(input)?;
-    let settings = Settings::from_env(var)?;
+    let Some(host) = host else {
+        return Ok(no_credentials());
+    };
+    let settings = Settings::load(var, Some(&host))?;
     let source = match (pod_token, &settings.jwt) {
         (Some(token), _) => &JwtSource::Value(token),
         (None, Some(configured)) => configured,
@@ -103,7 +118,7 @@ mod tests {
     #[test]
     fn the_request_names_the_image_s_registry() {
         let (host, pod_token) = parse_request(&request(&format!("{HOST}/team-a/api:1.0"))).unwrap();
-        assert_eq!(host.as_str(), HOST);
+        assert_eq!(host.unwrap().as_str(), HOST);
         assert!(pod_token.is_none());
         // Newer kubelets may send the pod's service-account token, and its annotations.
         let newer = json!({
@@ -125,10 +140,27 @@ mod tests {
                 .to_string(),
                 "set the provider's apiVersion",
             ),
-            (request("nginx:1.27"), "not an image in an ECR registry"),
         ] {
             let message = parse_request(&input).unwrap_err().to_string();
             assert!(message.contains(why), "{message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_image_that_is_not_in_ecr_gets_no_credentials_and_no_error() {
+        // Not even the broker's URL is needed: nothing is asked of it.
+        let no_env = |_: &str| None;
+        for image in ["nginx:1.27", "ghcr.io/acme/api:1", "public.ecr.aws/x/y:1"] {
+            let body: Value =
+                serde_json::from_str(&provide(&request(image), no_env).await.unwrap()).unwrap();
+            assert_eq!(
+                body,
+                json!({
+                    "kind": "CredentialProviderResponse", "apiVersion": API_VERSION,
+                    "cacheKeyType": "Registry", "cacheDuration": "0s", "auth": {},
+                }),
+                "{image}"
+            );
         }
     }
 

@@ -5,20 +5,25 @@
 //!   `credHelpers` of `~/.docker/config.json` for ECR hosts ([`docker`]).
 //! - As kubelet's image credential provider (`kubelet-credential-provider`, or run under
 //!   the name `ecr-token-broker-credential-provider`) ([`kubelet`]).
+//! - `configure` names the helper in docker's `config.json` for the registries the
+//!   caller's rule allows ([`configure`]).
 //!
 //! Either way a credential comes from [`credential::obtain`]: the caller's JWT is read
 //! ([`jwt`]), a fresh cached credential is used if there is one ([`cache`]), else the
 //! broker is asked ([`broker`], retrying as [`retry`] says). Settings come from the
-//! environment ([`config`]). Nothing secret is ever written to stderr.
+//! environment or the user's config file ([`config`]). Nothing secret is ever written to
+//! stderr.
 
 mod broker;
 mod cache;
 mod config;
+mod configure;
 mod credential;
 mod docker;
 mod error;
 mod jwt;
 mod kubelet;
+mod private_file;
 mod registry;
 mod retry;
 
@@ -60,9 +65,11 @@ struct Cli {
 enum Action {
     /// docker: print the credential for the registry host read from stdin
     Get,
-    /// docker: refused; these credentials come from the broker, not from docker login
+    /// docker: refused (these credentials come from the broker, not from docker login),
+    /// or ignored with ECR_TOKEN_BROKER_IGNORE_DOCKER_LOGIN
     Store,
-    /// docker: forget the cached credentials of the registry host read from stdin
+    /// docker: forget the cached credentials of the registry host read from stdin (ignored
+    /// with ECR_TOKEN_BROKER_IGNORE_DOCKER_LOGIN)
     Erase,
     /// docker: print the hosts that have a fresh cached credential
     List,
@@ -70,6 +77,9 @@ enum Action {
     Version,
     /// kubelet: answer the CredentialProviderRequest read from stdin
     KubeletCredentialProvider,
+    /// docker: name this helper in config.json's credHelpers for every registry the
+    /// caller's rule allows (asked of the broker's /v1/whoami), keeping the rest of the file
+    Configure,
 }
 
 fn main() -> ExitCode {
@@ -100,17 +110,23 @@ async fn run(action: Action) -> ExitCode {
             Ok(input) => docker::get(&input, var).await,
             Err(e) => Reply::Failed(e),
         },
-        Action::Store => {
-            // Drained, not parsed: it holds the password docker login was given.
-            let _ = read_stdin();
-            docker::store()
-        }
+        Action::Store => match read_stdin() {
+            // Only its ServerURL is looked at: it holds the password docker login was given.
+            Ok(input) => docker::store(&input, var),
+            Err(e) => Reply::Failed(e),
+        },
         Action::Erase => match read_stdin() {
             Ok(input) => docker::erase(&input, var),
             Err(e) => Reply::Failed(e),
         },
         Action::List => docker::list(var),
         Action::Version => docker::version(),
+        Action::Configure => {
+            return match configure::configure(var).await {
+                Ok(hosts) => print(&hosts),
+                Err(e) => fail(&e.to_string()),
+            };
+        }
         Action::KubeletCredentialProvider => {
             let answer = match read_stdin() {
                 Ok(input) => kubelet::provide(&input, var).await,
@@ -166,6 +182,11 @@ fn print(text: &str) -> ExitCode {
 fn fail(message: &str) -> ExitCode {
     eprintln!("{BINARY}: {message}");
     ExitCode::FAILURE
+}
+
+/// What a person should know about an action that succeeded (never a secret), on stderr.
+pub(crate) fn note(message: &str) {
+    eprintln!("{BINARY}: {message}");
 }
 
 /// A problem that does not stop the answer (the cache could not be used), on stderr.

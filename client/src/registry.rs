@@ -37,6 +37,18 @@ impl EcrHost {
         Self::from_host(host)
     }
 
+    /// The standard (not FIPS, not dual-stack) endpoint of registry `registry_id` in
+    /// `region`, as the broker's `/v1/whoami` names them; `None` if they make no ECR host.
+    pub(crate) fn standard(registry_id: &str, region: &str) -> Option<Self> {
+        // China's regions are the one partition with a DNS suffix of their own for ECR.
+        let suffix = if region.starts_with("cn-") {
+            "amazonaws.com.cn"
+        } else {
+            "amazonaws.com"
+        };
+        Self::from_host(&format!("{registry_id}.dkr.ecr.{region}.{suffix}"))
+    }
+
     fn from_host(host: &str) -> Option<Self> {
         let host = host.to_ascii_lowercase();
         let (id, rest) = host.split_once('.')?;
@@ -124,6 +136,23 @@ mod tests {
         ] {
             assert_eq!(EcrHost::from_server_url(url), None, "{url:?}");
         }
+    }
+
+    #[test]
+    fn standard_endpoints_take_their_partition_s_suffix() {
+        let standard = |id: &str, region: &str| EcrHost::standard(id, region).map(|h| h.0);
+        assert_eq!(standard("123456789012", "eu-west-1").as_deref(), Some(HOST));
+        assert_eq!(
+            standard("123456789012", "cn-north-1").as_deref(),
+            Some("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn")
+        );
+        assert_eq!(
+            standard("123456789012", "us-gov-west-1").as_deref(),
+            Some("123456789012.dkr.ecr.us-gov-west-1.amazonaws.com")
+        );
+        assert_eq!(standard("1234", "eu-west-1"), None);
+        assert_eq!(standard("123456789012", "eu_west-1"), None);
+        assert_eq!(standard("123456789012", "eu-west-1.evil.com/x"), None);
     }
 
     #[test]

@@ -26,6 +26,10 @@ fn help_names_every_action_and_environment_variable() {
         "ECR_TOKEN_BROKER_CACHE_DIR",
         "ECR_TOKEN_BROKER_CA_FILE",
         "ECR_TOKEN_BROKER_TIMEOUT_SECONDS",
+        "ECR_TOKEN_BROKER_IGNORE_DOCKER_LOGIN",
+        "ECR_TOKEN_BROKER_CLIENT_CONFIG",
+        "configure",
+        "[registries.\"HOST\"]",
         "credHelpers",
     ] {
         assert!(

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use crate::helpers::{Fault, TestApp};
 
 mod docker;
+mod docker_login;
 mod kubelet;
 mod retries;
 
@@ -162,6 +163,14 @@ fn authorization_token(answer: &Value) -> String {
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// A JWT of the test issuer that no rule allows: another repository owner's.
+fn stranger(app: &TestApp) -> String {
+    app.issuer
+        .token()
+        .claim("repository_owner", "mallory")
+        .sign()
 }
 
 /// A broker whose ECR tokens live twelve hours, as real ECR's do (moto's expired long ago),

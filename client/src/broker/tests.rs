@@ -6,12 +6,15 @@ fn a_ca_file_without_certificates_is_refused() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, "not a certificate").unwrap();
     let ca = ca.display().to_string();
-    let settings = Settings::from_env(|name| match name {
-        "ECR_TOKEN_BROKER_URL" => Some("https://broker.example.com".to_owned()),
-        "ECR_TOKEN_BROKER_JWT" => Some("a.b.c".to_owned()),
-        "ECR_TOKEN_BROKER_CA_FILE" => Some(ca.clone()),
-        _ => None,
-    })
+    let settings = Settings::load(
+        |name| match name {
+            "ECR_TOKEN_BROKER_URL" => Some("https://broker.example.com".to_owned()),
+            "ECR_TOKEN_BROKER_JWT" => Some("a.b.c".to_owned()),
+            "ECR_TOKEN_BROKER_CA_FILE" => Some(ca.clone()),
+            _ => None,
+        },
+        None,
+    )
     .unwrap();
     let Err(error) = Broker::new(&settings) else {
         panic!("a CA file without certificates must be refused");
@@ -120,4 +123,45 @@ fn refusals_carry_the_detail_and_request_id_but_not_the_jwt() {
         error.to_string(),
         "the broker failed (502): Bad Gateway (request id req-10)"
     );
+}
+
+#[test]
+fn whoami_gives_the_rule_s_registries_and_regions_or_why_there_are_none() {
+    let allowed = serde_json::to_vec(&json!({
+        "issuer": "ci", "subject": "s", "rule": "acme-main", "denied": false,
+        "allowed": {"roleArn": "arn:aws:iam::111122223333:role/r", "regions": ["eu-west-1"],
+                    "registryIds": ["111122223333"], "access": "pull", "repositories": [],
+                    "maxDurationSeconds": 900, "sourceIdentity": null, "sessionTags": {}},
+        "problem": null, "rules": [], "requestId": "req-1",
+    }))
+    .unwrap();
+    assert_eq!(
+        grant_from(&allowed).unwrap(),
+        Grant {
+            rule: "acme-main".to_owned(),
+            registry_ids: vec!["111122223333".to_owned()],
+            regions: vec!["eu-west-1".to_owned()],
+        }
+    );
+    let none = serde_json::to_vec(&json!({
+        "issuer": "ci", "subject": "s", "rule": null, "allowed": null, "denied": false,
+        "problem": null, "rules": [], "requestId": "req-2",
+    }))
+    .unwrap();
+    assert_eq!(
+        grant_from(&none).unwrap_err().to_string(),
+        "the broker allows this caller nothing: no rule matches this caller (request id req-2)"
+    );
+    let broken = serde_json::to_vec(&json!({
+        "rule": "r", "allowed": null, "denied": false, "problem": "claim x is missing",
+        "requestId": "req-3",
+    }))
+    .unwrap();
+    assert!(
+        grant_from(&broken)
+            .unwrap_err()
+            .to_string()
+            .contains("rule r matches but cannot be applied: claim x is missing")
+    );
+    assert!(grant_from(b"<html>").is_err());
 }

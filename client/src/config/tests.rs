@@ -2,11 +2,15 @@ use super::*;
 use std::path::Path;
 
 fn settings(vars: &[(&str, &str)]) -> Result<Settings, Error> {
-    Settings::from_env(|name| {
+    Settings::load(lookup(vars), None)
+}
+
+fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    |name| {
         vars.iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| (*v).to_owned())
-    })
+    }
 }
 
 fn config_error(vars: &[(&str, &str)]) -> String {
@@ -16,6 +20,15 @@ fn config_error(vars: &[(&str, &str)]) -> String {
     }
 }
 
+const URL_VAR: &str = URL.var;
+const JWT_VAR: &str = super::JWT.var;
+const JWT_FILE_VAR: &str = JWT_FILE.var;
+const JWT_COMMAND_VAR: &str = JWT_COMMAND.var;
+const ACCESS_VAR: &str = ACCESS.var;
+const REPOSITORIES_VAR: &str = REPOSITORIES.var;
+const DURATION_VAR: &str = DURATION.var;
+const TIMEOUT_VAR: &str = TIMEOUT.var;
+const CACHE_DIR_VAR: &str = CACHE_DIR.var;
 const BASE: (&str, &str) = (URL_VAR, "https://broker.example.com");
 const JWT: (&str, &str) = (JWT_VAR, "header.payload.signature");
 
@@ -123,4 +136,103 @@ fn the_cache_lives_under_the_xdg_cache_home_or_home() {
         Some(PathBuf::from("/c"))
     );
     assert_eq!(dir(&[]), None);
+}
+
+/// A config file in `home`'s usual place holding `text`, mode 0600.
+fn config_file(home: &Path, text: &str) {
+    let dir = home.join(".config/ecr-token-broker");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn the_config_file_fills_in_what_the_environment_leaves_unset() {
+    let home = tempfile::tempdir().unwrap();
+    let home_var = home.path().display().to_string();
+    config_file(
+        home.path(),
+        "url = \"https://file.example.com\"\njwt_command = \"print-token\"\naccess = \"pull\"\n\
+         timeout_seconds = 10\nrepositories = [\"team-a/*\"]\n\
+         [registries.\"111122223333.dkr.ecr.eu-west-1.amazonaws.com\"]\naccess = \"push\"\n",
+    );
+    let host = EcrHost::from_server_url("111122223333.dkr.ecr.eu-west-1.amazonaws.com").unwrap();
+
+    // Only HOME: everything from the file, the registry's section first.
+    let vars = [("HOME", home_var.as_str())];
+    let s = Settings::load(lookup(&vars), Some(&host)).unwrap();
+    assert_eq!(
+        s.endpoint.as_str(),
+        "https://file.example.com/v1/ecr/authorization-token"
+    );
+    assert!(matches!(s.jwt, Some(JwtSource::Command(c)) if c == "print-token"));
+    assert_eq!(s.narrowing.access.as_deref(), Some("push"));
+    assert_eq!(s.narrowing.repositories, Some(vec!["team-a/*".to_owned()]));
+    assert_eq!(s.timeout, Duration::from_secs(10));
+    assert_eq!(
+        Settings::load(lookup(&vars), None)
+            .unwrap()
+            .narrowing
+            .access
+            .as_deref(),
+        Some("pull")
+    );
+
+    // The environment wins, a JWT source of its own replacing the file's without a clash.
+    let vars = [
+        ("HOME", home_var.as_str()),
+        (URL_VAR, "https://env.example.com"),
+        (JWT_FILE_VAR, "/run/token"),
+        (ACCESS_VAR, "pull"),
+    ];
+    let s = Settings::load(lookup(&vars), Some(&host)).unwrap();
+    assert!(s.endpoint.as_str().starts_with("https://env.example.com/"));
+    assert!(matches!(s.jwt, Some(JwtSource::File(p)) if p == Path::new("/run/token")));
+    assert_eq!(s.narrowing.access.as_deref(), Some("pull"));
+
+    // A bad value in the file is named by its key and the file.
+    config_file(home.path(), "url = \"http://broker.example.com\"\n");
+    let message = config_error(&[("HOME", home_var.as_str()), JWT]);
+    assert!(
+        message.starts_with("url in ") && message.contains("must use https"),
+        "{message}"
+    );
+}
+
+#[test]
+fn the_config_file_is_found_where_the_variables_say() {
+    let home = tempfile::tempdir().unwrap();
+    let xdg = home.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("ecr-token-broker")).unwrap();
+    std::fs::write(
+        xdg.join("ecr-token-broker/config.toml"),
+        "url = \"https://xdg.example.com\"\n",
+    )
+    .unwrap();
+    let xdg_var = xdg.display().to_string();
+    let s = settings(&[("XDG_CONFIG_HOME", &xdg_var), JWT]).unwrap();
+    assert!(s.endpoint.as_str().starts_with("https://xdg.example.com/"));
+    // Named explicitly, it must exist.
+    let message = config_error(&[(file::CONFIG_FILE_VAR, "/nonexistent/client.toml"), JWT]);
+    assert!(message.contains("/nonexistent/client.toml"), "{message}");
+}
+
+#[test]
+fn ignoring_docker_login_is_opt_in() {
+    let ignore = |value: &str| {
+        let vars = [(IGNORE_DOCKER_LOGIN.var, value)];
+        Sources::load(lookup(&vars)).unwrap().ignore_docker_login()
+    };
+    assert!(
+        !Sources::load(lookup(&[]))
+            .unwrap()
+            .ignore_docker_login()
+            .unwrap()
+    );
+    assert!(ignore("true").unwrap());
+    assert!(ignore("1").unwrap());
+    assert!(!ignore("false").unwrap());
+    let message = ignore("maybe").unwrap_err().to_string();
+    assert!(message.contains("true or false"), "{message}");
 }

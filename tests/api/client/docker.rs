@@ -155,11 +155,7 @@ async fn other_registries_are_not_found_and_refused_callers_fail_clearly() {
     assert!(app.audit_rows().await.is_empty());
 
     // Act / Assert: a caller no rule allows
-    let stranger = app
-        .issuer
-        .token()
-        .claim("repository_owner", "mallory")
-        .sign();
+    let stranger = stranger(&app);
     std::fs::write(machine.token_file(), &stranger).unwrap();
     let denied = machine.run(&["get"], HOST).await;
     let message = one_line_failure(&denied, &[&stranger]);
