@@ -92,9 +92,11 @@ burst = 1000000
 EOF
 else
   # The default rate limits; soak.py names the client addresses of its junk (this machine is
-  # the trusted proxy), counts the issuer's jtis, and sends as a denied identity.
+  # the trusted proxy), counts the issuer's jtis (remembering what a thousand admitted
+  # requests a second for two minutes need), and sends as a denied identity.
   sed -i -e 's/^whoami_detail = "full"$/&\ntrusted_proxies = ["127.0.0.1\/32"]/' \
-    -e 's/^algorithms = \["RS256"\]$/&\nreject_replayed_jti = true/' "$SOAK/config.toml"
+    -e 's/^algorithms = \["RS256"\]$/&\nreject_replayed_jti = true\njti_cache_capacity = 1000000/' \
+    "$SOAK/config.toml"
   cat >>"$SOAK/config.toml" <<'EOF'
 
 [[deny]]
