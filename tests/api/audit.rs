@@ -3,16 +3,27 @@ use std::time::Duration;
 use ecr_token_broker::{AppendBounds, AuditRecord, ChainAppender, ChainKey, Outcome};
 use secrecy::SecretString;
 use serde_json::Value;
+use sqlx::Connection;
 
 use crate::helpers::{Fault, Operation, TestApp, assert_problem, wait_for};
 
 #[tokio::test]
-async fn no_token_leaves_when_the_audit_log_is_unreachable() {
-    // Nothing listens on port 1: the audit insert fails after AWS has answered.
+async fn no_token_leaves_when_the_audit_log_cannot_be_written() {
+    // The service starts on a working database (it reads its deny list before it issues
+    // anything), then another session holds the chain writers' lock: the audit append
+    // fails after AWS has answered.
     let app = TestApp::builder()
-        .database_url("postgres://postgres@127.0.0.1:1/unreachable")
+        .extra_config("[audit_chain]\nlock_timeout_ms = 300\n")
         .spawn()
         .await;
+    let mut holder = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(crate::chain_faults::CHAIN_LOCK)
+        .execute(&mut holder)
+        .await
+        .unwrap();
     app.moto.start_recording().await;
 
     let response = app.issue(Some(&app.token()), None).await;

@@ -15,7 +15,7 @@ use crate::chain::{app_with_history, run, stderr, stdout, tamper, token, verifie
 use crate::helpers::{TestApp, admin_database_url, assert_problem, empty_database, wait_for};
 
 /// The writers' advisory lock key (`CHAIN_LOCK` in src/audit/store.rs).
-const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469;
+pub(crate) const CHAIN_LOCK: i64 = 0x6563_725f_6175_6469;
 
 /// Bounds short enough that a stalled lock holder is ended within seconds.
 const SHORT_CHAIN_BOUNDS: &str = "[audit_chain]\nlock_timeout_ms = 300\n\
