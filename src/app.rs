@@ -518,12 +518,8 @@ pub const READER_APPLICATION_NAME: &str = "ecr-token-broker-reads";
 const DENY_POLL_APPLICATION_NAME: &str = "ecr-token-broker-deny-poll";
 
 fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
-    use secrecy::ExposeSecret;
-    let options: PgConnectOptions = config
+    Ok(config
         .database
-        .url
-        .expose_secret()
-        .parse()
-        .context("parsing the database URL")?;
-    Ok(options.application_name("ecr-token-broker"))
+        .connect_options()?
+        .application_name("ecr-token-broker"))
 }

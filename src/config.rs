@@ -190,6 +190,19 @@ pub(crate) struct DatabaseConfig {
     pub read_statement_timeout_secs: u64,
 }
 
+impl DatabaseConfig {
+    /// How to connect, as `url` says: every pool and session starts from these options, so
+    /// the URL's TLS settings (`sslmode`, `sslrootcert`) reach each of them. Errors never
+    /// quote the URL, which may hold a password.
+    pub(crate) fn connect_options(&self) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
+        use secrecy::ExposeSecret;
+        self.url
+            .expose_secret()
+            .parse()
+            .context("parsing the database URL")
+    }
+}
+
 impl fmt::Debug for DatabaseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseConfig")
