@@ -277,13 +277,7 @@ impl Application {
         if config.database.migrate_on_start {
             audit::migrate(&pool).await?;
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ecr-token-broker/", env!("CARGO_PKG_VERSION")))
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("building the HTTP client for key sets")?;
+        let http = crate::auth::key_client(None)?;
         let metrics = Metrics::new(routes::endpoints().into_iter().map(|e| e.path));
         let snapshot = Snapshot::build(&config, None, &http, &metrics)?;
         let aws = Aws::new(sdk, &config.aws, &metrics)?;
@@ -518,12 +512,8 @@ pub const READER_APPLICATION_NAME: &str = "ecr-token-broker-reads";
 const DENY_POLL_APPLICATION_NAME: &str = "ecr-token-broker-deny-poll";
 
 fn connect_options(config: &Config) -> anyhow::Result<PgConnectOptions> {
-    use secrecy::ExposeSecret;
-    let options: PgConnectOptions = config
+    Ok(config
         .database
-        .url
-        .expose_secret()
-        .parse()
-        .context("parsing the database URL")?;
-    Ok(options.application_name("ecr-token-broker"))
+        .connect_options()?
+        .application_name("ecr-token-broker"))
 }

@@ -15,5 +15,5 @@ mod verified;
 mod verifier;
 
 pub(crate) use bearer::verify_bearer;
-pub(crate) use jwks::KeySet;
+pub(crate) use jwks::{KeySet, key_client};
 pub(crate) use verifier::{AuthError, Caller, Verifier};

@@ -5,6 +5,7 @@
 
 mod audit_chain;
 mod audit_sink;
+mod ca_file;
 mod operations;
 mod toml_error;
 mod validate;
@@ -28,6 +29,7 @@ use crate::policy::Template;
 
 pub(crate) use audit_chain::AuditChainConfig;
 pub(crate) use audit_sink::{AuditSinkConfig, Facility, SinkKind, SyslogTarget};
+pub(crate) use ca_file::CaBundle;
 pub(crate) use operations::{AdminConfig, DenyEntryConfig, ReloadConfig};
 pub(crate) use validate::ConfigErrors;
 pub(crate) use validate::deny_entry_problems;
@@ -188,6 +190,19 @@ pub(crate) struct DatabaseConfig {
     /// Longest an audit read's statement may run before the database cancels it.
     #[serde(default = "default_read_statement_timeout")]
     pub read_statement_timeout_secs: u64,
+}
+
+impl DatabaseConfig {
+    /// How to connect, as `url` says: every pool and session starts from these options, so
+    /// the URL's TLS settings (`sslmode`, `sslrootcert`) reach each of them. Errors never
+    /// quote the URL, which may hold a password.
+    pub(crate) fn connect_options(&self) -> anyhow::Result<sqlx::postgres::PgConnectOptions> {
+        use secrecy::ExposeSecret;
+        self.url
+            .expose_secret()
+            .parse()
+            .context("parsing the database URL")
+    }
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -473,6 +488,12 @@ pub(crate) struct IssuerConfig {
     /// The secret read from `shared_secret_env` at load time.
     #[serde(skip)]
     pub shared_secret: Option<SecretString>,
+    /// PEM file of certificate authorities trusted for this issuer's discovery and key URLs,
+    /// in addition to the system's roots (a corporate CA the system does not trust).
+    pub ca_file: Option<PathBuf>,
+    /// The certificates read from `ca_file` at load time.
+    #[serde(skip)]
+    pub ca: Option<CaBundle>,
     /// Accepted `aud` values; a token must carry one of them.
     pub audiences: Vec<String>,
     /// Accepted signing algorithms.
@@ -635,6 +656,8 @@ impl PartialEq for IssuerConfig {
             jwks_file,
             shared_secret_env,
             shared_secret,
+            ca_file,
+            ca,
             audiences,
             algorithms,
             leeway_secs,
@@ -653,6 +676,8 @@ impl PartialEq for IssuerConfig {
             && *jwks_file == other.jwks_file
             && *shared_secret_env == other.shared_secret_env
             && secret(shared_secret) == secret(&other.shared_secret)
+            && *ca_file == other.ca_file
+            && *ca == other.ca
             && *audiences == other.audiences
             && *algorithms == other.algorithms
             && *leeway_secs == other.leeway_secs
@@ -735,7 +760,7 @@ impl Config {
         if let Some(key) = env(CHAIN_KEY_ENV).filter(|k| !k.is_empty()) {
             config.audit.chain_key = key.into();
         }
-        let mut env_problems = Vec::new();
+        let mut load_problems = Vec::new();
         let previous_keys = env(PREVIOUS_FINGERPRINT_KEYS_ENV).unwrap_or_default();
         for (i, pair) in previous_keys.split(',').enumerate() {
             match pair.split_once('=').map(|(id, key)| (id.trim(), key)) {
@@ -746,21 +771,27 @@ impl Config {
                         .insert(id.to_owned(), key.to_owned().into());
                 }
                 // Not repeated: a malformed entry may be a bare key.
-                Some(_) | None if !pair.trim().is_empty() => env_problems.push((
+                Some(_) | None if !pair.trim().is_empty() => load_problems.push((
                     format!("{PREVIOUS_FINGERPRINT_KEYS_ENV} (entry {})", i + 1),
                     format!("must be id=key with an id of {}", validate::KEY_ID_GRAMMAR),
                 )),
                 _ => {}
             }
         }
-        for issuer in &mut config.issuers {
+        for (i, issuer) in config.issuers.iter_mut().enumerate() {
             issuer.shared_secret = issuer
                 .shared_secret_env
                 .as_deref()
                 .and_then(&env)
                 .map(SecretString::from);
+            if let Some(path) = &issuer.ca_file {
+                match CaBundle::read(path) {
+                    Ok(bundle) => issuer.ca = Some(bundle),
+                    Err(problem) => load_problems.push((format!("issuers[{i}].ca_file"), problem)),
+                }
+            }
         }
-        validate::validate(&config, env_problems)?;
+        validate::validate(&config, load_problems)?;
         Ok(config)
     }
 }

@@ -8,8 +8,32 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{KeySource, is_fetchable_url};
+use anyhow::Context;
+
+use crate::config::{CaBundle, KeySource, is_fetchable_url};
 use crate::metrics::KeySetMetrics;
+
+/// The HTTP client that fetches discovery documents and key sets: one is shared by every
+/// issuer under the system's roots, and an issuer with its own `ca_file` gets one that also
+/// trusts those certificates, so a private CA vouches for that issuer's hosts alone.
+pub(crate) fn key_client(ca: Option<&CaBundle>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("ecr-token-broker/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(ca) = ca {
+        let certificates = ca
+            .certificates()
+            .with_context(|| format!("reading certificates from {}", ca.path().display()))?;
+        // Merged with, not instead of, the system's roots: an issuer may move its keys to a
+        // public CDN without its config having to follow.
+        builder = builder.tls_certs_merge(certificates);
+    }
+    builder
+        .build()
+        .context("building the HTTP client for key sets")
+}
 
 /// Larger key documents are refused: no honest JWKS comes close.
 const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -134,7 +158,10 @@ impl KeySet {
                     self.refresh_every
                 }
                 Err(error) => {
-                    tracing::warn!(issuer = %self.issuer, %error, "loading signing keys failed");
+                    // With its causes: a refused certificate (an issuer that needs its
+                    // ca_file) shows only there, under reqwest's "error sending request".
+                    let error = format!("{:#}", anyhow::Error::from(error));
+                    tracing::warn!(issuer = %self.issuer, error, "loading signing keys failed");
                     self.min_refresh_interval.min(self.refresh_every)
                 }
             };

@@ -1,16 +1,17 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use anyhow::Context;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::KeySet;
 use super::checks::{IssuerChecks, numeric_date};
 use super::expiring::digest;
 use super::verified::{Verified, VerifiedTokens};
+use super::{KeySet, key_client};
 use crate::config::{IssuerConfig, KeySource};
 use crate::metrics::Metrics;
 
@@ -172,7 +173,14 @@ impl TrustedIssuer {
             source => Keys::Published(Arc::new(KeySet::new(
                 source,
                 &config.issuer,
-                http.clone(),
+                // Built here, once per issuer config: a reload that leaves the config (and
+                // the CA file's certificates) unchanged keeps this issuer, client and all.
+                match &config.ca {
+                    Some(ca) => {
+                        key_client(Some(ca)).with_context(|| format!("issuer {}", config.name))?
+                    }
+                    None => http.clone(),
+                },
                 config.jwks_min_refresh_interval(),
                 config.jwks_refresh(),
                 metrics.key_set(&config.name),

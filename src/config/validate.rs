@@ -109,12 +109,13 @@ impl Findings {
     }
 }
 
-/// Checks the whole config; `env_problems` are those already found in the environment.
+/// Checks the whole config; `load_problems` are those already found while loading it (in
+/// the environment, or in files it names).
 pub(super) fn validate(
     config: &Config,
-    env_problems: Vec<(String, String)>,
+    load_problems: Vec<(String, String)>,
 ) -> Result<(), ConfigErrors> {
-    let mut f = Findings(env_problems);
+    let mut f = Findings(load_problems);
     server(config, &mut f);
     database_and_audit(config, &mut f);
     f.at_least(
@@ -413,6 +414,15 @@ fn issuer_entry(issuer: &IssuerConfig, at: &str, f: &mut Findings) {
         format!("{at}.jti_cache_capacity"),
     );
     let hmac = |a: &Algorithm| a.family() == AlgorithmFamily::Hmac;
+    f.check(
+        issuer.ca_file.is_none()
+            || matches!(
+                issuer.key_source(),
+                Some(KeySource::JwksUri(_) | KeySource::Discovery)
+            ),
+        format!("{at}.ca_file"),
+        "only applies to keys fetched over https (jwks_uri or discovery = true)",
+    );
     match issuer.key_source() {
         None => f.check(
             false,

@@ -1,5 +1,6 @@
 //! What `check-config` warns of without refusing the file: settings that load and work
-//! today, but leave a gap an operator should close.
+//! today, but leave a gap an operator should close: a database reached without checking
+//! its certificate, and the names below.
 //!
 //! GitHub Actions' names are not identities. Since 2026-06-18 a repository created, renamed
 //! or transferred on github.com gets a `sub` with its owner's and its own ids
@@ -48,7 +49,7 @@ impl Config {
             .filter(|i| is_github_actions(&i.issuer))
             .map(|i| i.name.as_str())
             .collect();
-        let mut warnings = Vec::new();
+        let mut warnings: Vec<Warning> = self.database_tls().into_iter().collect();
         for (i, rule) in self.rules.iter().enumerate() {
             if github.contains(&rule.issuer.as_str()) {
                 let at = format!("rules[{i}] ({})", rule.name);
@@ -76,6 +77,35 @@ impl Config {
         }
     }
 
+    /// A database beyond this host reached without checking its certificate: whoever can
+    /// answer for its address (a hijacked DNS name, a hop on the path) could read or rewrite
+    /// the audit log unnoticed. The URL is never quoted, as it may hold a password.
+    fn database_tls(&self) -> Option<Warning> {
+        use sqlx::postgres::PgSslMode;
+        let options = self.database.connect_options().ok()?;
+        let host = options.get_host();
+        let loopback = options.get_socket().is_some()
+            || host.starts_with('/')
+            || host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let mode = options.get_ssl_mode();
+        if loopback || matches!(mode, PgSslMode::VerifyFull | PgSslMode::VerifyCa) {
+            return None;
+        }
+        Some(Warning {
+            at: "database.url".to_owned(),
+            message: format!(
+                "the database at {host} is reached without verifying its certificate \
+                 (sslmode={}); add sslmode=verify-full&sslrootcert=<CA file> to the URL",
+                ssl_mode_name(mode)
+            ),
+        })
+    }
+
     /// Whether a deny entry can refuse callers of one of the `github` issuers: it names one,
     /// or names no issuer and either no rule or a rule of one.
     fn deny_reaches(&self, entry: &DenyEntryConfig, github: &[&str]) -> bool {
@@ -91,6 +121,19 @@ impl Config {
 }
 
 /// Whether `iss` is GitHub Actions' on github.com, the only one with immutable subjects.
+/// `sslmode` as the URL spells it.
+fn ssl_mode_name(mode: sqlx::postgres::PgSslMode) -> &'static str {
+    use sqlx::postgres::PgSslMode;
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
+}
+
 fn is_github_actions(iss: &str) -> bool {
     iss.strip_prefix(GITHUB_ACTIONS_ISSUER)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))

@@ -1,5 +1,6 @@
 mod assume_role;
 mod immutable_subjects;
+mod tls_settings;
 
 use std::process::{Command, Output};
 
@@ -87,7 +88,7 @@ fn the_configmap_ships_the_example_config() {
 const DEPLOYED_SECRETS: [(&str, &str); 3] = [
     (
         "ECR_TOKEN_BROKER_DATABASE_URL",
-        "postgres://broker@db.internal/ecr_token_broker",
+        "postgres://broker@db.internal/ecr_token_broker?sslmode=verify-full&sslrootcert=/etc/ecr-token-broker/db-ca.pem",
     ),
     (
         "ECR_TOKEN_BROKER_FINGERPRINT_KEY",

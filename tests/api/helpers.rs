@@ -5,6 +5,7 @@ pub mod issuer;
 pub mod moto;
 pub mod postgres;
 pub mod proxy;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -35,5 +35,6 @@ mod reload;
 mod scoping;
 mod shipping;
 mod shutdown;
+mod tls;
 mod token_checks;
 mod whoami;

@@ -1,5 +1,5 @@
 //! A real token issuer for tests: signing keys, and a JWKS and OIDC discovery document served
-//! over HTTP on 127.0.0.1.
+//! over HTTP (or HTTPS under a test CA) on 127.0.0.1.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Map, Value, json};
+
+use super::tls::ServerCert;
 
 pub const AUDIENCE: &str = "ecr-token-broker";
 
@@ -116,10 +118,22 @@ impl Drop for ServerTask {
 impl TestIssuer {
     /// Starts an issuer that publishes the RSA primary, EC P-256 and Ed25519 keys.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// [`TestIssuer::start`] over HTTPS with `server`'s certificate, at
+    /// `https://127.0.0.1:PORT`, as an issuer under a private CA.
+    pub async fn start_https(server: &ServerCert) -> Self {
+        Self::start_with(Some(server)).await
+    }
+
+    async fn start_with(tls: Option<&ServerCert>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind issuer");
-        let url = format!("http://{}", listener.local_addr().expect("issuer address"));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let address = listener.local_addr().expect("issuer address");
+        let url = format!("{scheme}://{address}");
         let published = Published {
             issuer: url.clone(),
             keys: Arc::new(Mutex::new(
@@ -143,9 +157,12 @@ impl TestIssuer {
             // Answers with a redirect to the real JWKS.
             .route("/moved/jwks.json", get(moved))
             .with_state(published.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("issuer serves");
-        });
+        let server = match tls {
+            None => tokio::spawn(async move {
+                axum::serve(listener, router).await.expect("issuer serves");
+            }),
+            Some(server) => tokio::spawn(serve_https(listener, router, acceptor(server))),
+        };
         Self {
             url,
             published,
@@ -213,6 +230,51 @@ impl TestIssuer {
             kid: None,
             header: Map::new(),
         }
+    }
+}
+
+/// A TLS acceptor presenting `server`'s certificate.
+fn acceptor(server: &ServerCert) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(&server.cert)
+        .expect("read the server certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("a PEM certificate");
+    let key = PrivateKeyDer::from_pem_file(&server.key).expect("a PEM private key");
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the server certificate and key match");
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// Serves `router` over TLS, one HTTP/1.1 connection per accepted socket. A client that
+/// refuses the certificate ends its handshake, which ends that connection only.
+async fn serve_https(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+                .await;
+        });
     }
 }
 

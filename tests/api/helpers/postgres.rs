@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use super::tls::ServerCert;
+
 pub struct TestPostgres {
     pub url: String,
     bin: PathBuf,
@@ -37,6 +39,16 @@ impl TestPostgres {
     /// initdb and start a cluster on a free port. initdb and postgres refuse to run as
     /// root, so as root they run as the `postgres` user.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// [`TestPostgres::start`] with `ssl = on` under `server`'s certificate, accepting TCP
+    /// connections over TLS only, so a client that connects has spoken TLS.
+    pub fn start_tls(server: &ServerCert) -> Self {
+        Self::start_with(Some(server))
+    }
+
+    fn start_with(tls: Option<&ServerCert>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let as_postgres = is_root();
         if as_postgres {
@@ -66,13 +78,41 @@ impl TestPostgres {
                 "--no-instructions",
             ],
         );
-        let options = format!(
+        let mut options = format!(
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             pg.dir.path().display()
         );
+        if let Some(server) = tls {
+            pg.install_tls(server);
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         std::fs::write(pg.dir.path().join("options"), &options).unwrap();
         pg.ctl("start");
         pg
+    }
+
+    /// Puts the certificate and key in the data directory, owned by the server's user (the
+    /// server refuses a key others can read), and allows TCP connections over TLS only.
+    fn install_tls(&self, server: &ServerCert) {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.data.join("server.crt");
+        let key = self.data.join("server.key");
+        std::fs::copy(&server.cert, &cert).expect("copy the server certificate");
+        std::fs::copy(&server.key, &key).expect("copy the server key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(
+            self.data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        if self.as_postgres {
+            let status = Command::new("chown")
+                .arg("postgres:")
+                .args([&cert, &key, &self.data.join("pg_hba.conf")])
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the TLS files to postgres");
+        }
     }
 
     /// A server program, run as the `postgres` user when we are root.

@@ -1,0 +1,128 @@
+//! Test certificate authorities and server certificates, made when a test runs.
+//!
+//! Made with the `openssl` command rather than the `rcgen` crate: the machines and CI images
+//! that run these tests already have it (the PostgreSQL server packages pull it in), so no
+//! crate joins the build for tests alone, and the certificates are made the way an operator
+//! makes a private CA, which is what these tests stand in for.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A certificate authority of the test's own, in a directory that lives as long as it does.
+pub struct TestCa {
+    dir: tempfile::TempDir,
+    /// The CA certificate, PEM: what a client is told to trust.
+    pub cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A server certificate (PEM) and its private key (PKCS#8 PEM).
+pub struct ServerCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `openssl req` arguments for a new, unencrypted EC P-256 key: quick to make, and taken by
+/// Postgres and rustls alike.
+const NEW_EC_KEY: [&str; 5] = [
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+];
+
+/// `openssl req` with a new key and `args`.
+fn openssl_req(args: &[&str]) {
+    let mut all = vec!["req"];
+    all.extend_from_slice(&NEW_EC_KEY);
+    all.extend_from_slice(args);
+    openssl(&all);
+}
+
+fn openssl(args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("the openssl command (package `openssl`) makes the test certificates");
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temp path")
+}
+
+impl TestCa {
+    /// A new CA (EC P-256, valid for a day) named `name`.
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cert = dir.path().join("ca.pem");
+        let key = dir.path().join("ca.key");
+        openssl_req(&[
+            "-x509",
+            "-keyout",
+            path(&key),
+            "-out",
+            path(&cert),
+            "-days",
+            "1",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        Self { dir, cert, key }
+    }
+
+    /// A server certificate for exactly these subject alternative names (`DNS:localhost`,
+    /// `IP:127.0.0.1`), signed by this CA.
+    pub fn server_cert(&self, names: &[&str]) -> ServerCert {
+        let n = std::fs::read_dir(self.dir.path()).unwrap().count();
+        let key = self.dir.path().join(format!("server{n}.key"));
+        let request = self.dir.path().join(format!("server{n}.csr"));
+        let cert = self.dir.path().join(format!("server{n}.pem"));
+        let extensions = self.dir.path().join(format!("server{n}.ext"));
+        std::fs::write(
+            &extensions,
+            format!(
+                "subjectAltName={}\nbasicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+                names.join(",")
+            ),
+        )
+        .unwrap();
+        openssl_req(&[
+            "-new",
+            "-keyout",
+            path(&key),
+            "-out",
+            path(&request),
+            "-subj",
+            "/CN=test server",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            path(&request),
+            "-CA",
+            path(&self.cert),
+            "-CAkey",
+            path(&self.key),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            path(&extensions),
+            "-out",
+            path(&cert),
+        ]);
+        ServerCert { cert, key }
+    }
+}
