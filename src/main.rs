@@ -1,3 +1,6 @@
+//! The `ecr-token-broker` binary, kept thin: parse the command line, start logging, run the command
+//! from the library (`cli::run`), and turn its error into an exit code.
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -1,3 +1,6 @@
+//! Keyed token fingerprints (HMAC-SHA256), the only trace of an issued token the audit log keeps,
+//! and the current and previous keys a token is looked up under after a rotation.
+
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, KeyInit, Mac};

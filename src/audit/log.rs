@@ -1,3 +1,7 @@
+//! `AuditLog`, the audit log as handlers see it: appends go through the group-commit writer, reads
+//! through a pool of their own so that readers never take the writer's connections. It adds no
+//! logic of its own.
+
 use sqlx::PgPool;
 
 use super::chain::{ChainEntry, ChainedRow};

@@ -1,3 +1,7 @@
+//! The audit table's storage: embedded migrations and monthly partitions, the chain-lock id
+//! (`CHAIN_LOCK`, the advisory lock every appender and `audit prune` take), the chain's head and
+//! checkpoints, and `StoredRow`, a row as read back and as shipped in JSON lines.
+
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;

@@ -1,3 +1,7 @@
+//! An issuer's checks beyond what jsonwebtoken does, run only on a token whose signature verified:
+//! `typ`, `iat` and the token's age, and single use of each `jti` (a `jti` is taken only once a
+//! rule admits the caller).
+
 use jsonwebtoken::Header;
 use serde_json::{Map, Value};
 

@@ -1,3 +1,8 @@
+//! `KeySet`, one issuer's verification keys from a JWKS URL or file: refreshed in the background,
+//! refetched on an unknown `kid` at most once per interval, each load numbered by a generation.
+//! Redirects are not followed and oversized documents are refused; it never decides whether a token
+//! is valid.
+
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -1,3 +1,8 @@
+//! `Verifier`: every trusted issuer's validation, the token's `iss` picking the keys and settings
+//! it is checked against, and `AuthError`, why a token was refused. A reload's `Verifier::renewed`
+//! keeps each unchanged issuer with its keys and seen `jti`s. No claim is believed before the
+//! signature and the standard claims are checked.
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,3 +1,7 @@
+//! ECR `GetAuthorizationToken` with an assumed session's credentials only, one call per region, and
+//! `EcrToken`, whose `Debug` redacts it. A token of the wrong shape is treated as a failed call,
+//! never handed out.
+
 use std::fmt;
 
 use base64::Engine;

@@ -1,3 +1,7 @@
+//! `AwsError`: a failed AWS call classified into what the HTTP layer and the audit log need
+//! (timeout, throttled, refused with its code, unavailable, over the broker's own ceiling). SDK
+//! error types stop here.
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;

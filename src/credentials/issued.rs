@@ -1,3 +1,6 @@
+//! One issuance's round trip to AWS: `AssumeRole`, then a token per endpoint with that session,
+//! each token's expiry cut to the session's so no token claims to outlive its credentials.
+
 use chrono::{DateTime, SubsecRound, Utc};
 
 use super::{AssumeRole, AuthorizationData, Aws, AwsError, AwsErrorKind, SessionCredentials};

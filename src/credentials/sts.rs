@@ -1,3 +1,7 @@
+//! STS `AssumeRole` for one caller: session name, source identity, duration, external id, session
+//! policy and tags, as `AssumeRole` carries them. `SessionCredentials` redacts its secrets in
+//! `Debug`; they go only to ECR.
+
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;

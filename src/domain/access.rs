@@ -1,3 +1,5 @@
+//! The access level a grant carries, `pull` or `push`, ordered so that push includes pull.
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

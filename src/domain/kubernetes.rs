@@ -1,3 +1,7 @@
+//! Kubernetes names the issuing endpoint writes into a pull Secret manifest: a Secret's name (a
+//! DNS-1123 subdomain) and a namespace (a DNS-1123 label), held to the API server's own rules so a
+//! manifest it is handed never fails to apply for its names.
+
 use std::fmt;
 
 use super::InvalidValue;

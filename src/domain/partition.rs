@@ -1,3 +1,6 @@
+//! The AWS partition (`aws`, `aws-cn`, `aws-us-gov`) a region belongs to, which decides ARN
+//! prefixes and registry DNS suffixes. Only these three are told apart.
+
 use std::fmt;
 
 use super::Region;

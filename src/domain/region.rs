@@ -1,3 +1,5 @@
+//! An AWS region code, parsed from its shape only: this type does not know which regions exist.
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,7 @@
+//! A private ECR registry's host name, parsed so that only AWS's own host names for a real
+//! partition's DNS suffix are accepted; a caller-supplied host can then be trusted to name that
+//! registry and nothing else.
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

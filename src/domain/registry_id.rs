@@ -1,3 +1,5 @@
+//! An ECR registry ID: the twelve-digit account ID that owns the registry.
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

@@ -1,3 +1,6 @@
+//! ECR repository names and patterns: ECR's grammar, `*` wildcards, and
+//! `RepositoryPattern::covers`, the check that keeps a narrowed pattern inside the one it narrows.
+
 use std::fmt;
 use std::sync::LazyLock;
 

@@ -1,3 +1,5 @@
+//! An IAM role ARN, parsed into partition, account and role; any other ARN is refused.
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

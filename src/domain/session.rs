@@ -1,3 +1,7 @@
+//! What the broker names an STS session with: `RoleSessionName` and `SourceIdentity` derived from
+//! the caller's subject in STS's alphabet (so a claim cannot smuggle in syntax), and the
+//! `SessionDuration` STS allows.
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};

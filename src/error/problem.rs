@@ -1,3 +1,8 @@
+//! RFC 9457 problem+json: `ProblemType`, the one table of problem slugs and titles that
+//! openapi.yaml documents, and `render_problems`, the middleware that rewrites every error
+//! response, axum's own rejections, 404s and timeouts included, into a problem carrying the request
+//! id.
+
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;

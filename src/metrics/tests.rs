@@ -1,3 +1,6 @@
+//! What a scrape shows: unmatched paths counted under one label, issuances by outcome, reason and
+//! rule with bounded series, queue depths, and upstream failures by kind.
+
 use axum::body::to_bytes;
 
 use super::*;

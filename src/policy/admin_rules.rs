@@ -1,3 +1,7 @@
+//! `AdminRules`: which rules make their callers admins (of the audit log or of the deny list). A
+//! caller is an admin only when its first matching rule is one of them, the same rule that decides
+//! what it may be issued.
+
 use std::collections::HashSet;
 
 use serde_json::{Map, Value};

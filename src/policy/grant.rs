@@ -1,3 +1,8 @@
+//! What a matched rule lets one request have: `Rule::grant` narrows the rule's allowance to what
+//! the request asks for, refusing anything beyond it (`Denial`), and builds the session policy that
+//! enforces the result at AWS; `Rule::session_identity` renders the session's name, source identity
+//! and tags. A request can only narrow, never widen.
+
 use serde_json::{Map, Value};
 
 use super::request::{IssueRequest, Selection};

@@ -1,3 +1,6 @@
+//! `ClaimMatcher`: one claim (by name or JSON pointer) against its compiled patterns, exact, glob
+//! or regex, any of which may match. A missing claim never matches.
+
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
 use serde_json::{Map, Value};

@@ -1,3 +1,7 @@
+//! `IssueRequest`, what an issue request may ask for (endpoints, access, repositories, duration),
+//! read from a JSON body or the query string with one grammar and one set of refusals. It only
+//! parses: whether the rule allows it is decided in `grant.rs`.
+
 use serde::{Deserialize, Deserializer};
 
 use super::Rule;

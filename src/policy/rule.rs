@@ -1,3 +1,6 @@
+//! A compiled `[[rules]]` entry (`Rule`) and the ordered list of them (`Rules`), where the first
+//! rule whose issuer and claim matchers all match wins.
+
 use serde_json::{Map, Value};
 
 use super::Mismatch;

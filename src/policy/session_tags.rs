@@ -1,3 +1,7 @@
+//! A rule's STS session tags: value templates checked against STS's limits when the config loads
+//! and filled in from the caller's claims at issuance, each whole value held to STS's tag charset
+//! and length.
+
 mod validate;
 
 use std::collections::BTreeMap;

@@ -1,3 +1,7 @@
+//! `GET /healthz` (the process serves) and `GET /readyz` (the audit database answers, the writer
+//! runs, the stored deny list is fresh enough, shutdown has not begun). Issuer key states are
+//! reported but do not decide readiness.
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -1,3 +1,6 @@
+//! `RequestMeta`, the facts about a request that audit rows and response bodies need: request ids,
+//! user agent and the client's address, taken from `X-Forwarded-For` only through trusted proxies.
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

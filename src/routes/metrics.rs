@@ -1,3 +1,6 @@
+//! `GET /metrics`: the Prometheus text exposition, on whichever listener `[metrics]` names. The
+//! series themselves live in `src/metrics`.
+
 use axum::extract::State;
 use axum::response::Response;
 

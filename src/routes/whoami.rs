@@ -1,3 +1,6 @@
+//! `GET /v1/whoami`: which issuer and rule a JWT maps to, what it may ask for and whether the deny
+//! list stops it, the answer to "why am I denied". It issues nothing and calls no AWS API.
+
 use std::collections::BTreeMap;
 
 use axum::extract::State;

@@ -1,3 +1,7 @@
+//! The broker calls without a broker: the request body, decoding the token, refusing a wrong or
+//! malformed answer without echoing it, refusals that carry the detail and request id but never the
+//! JWT, and a CA file without certificates.
+
 use super::*;
 
 #[test]

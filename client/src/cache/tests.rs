@@ -1,3 +1,6 @@
+//! The on-disk cache: entries served until half their life, private files replaced whole, no
+//! sharing across callers or narrowings, an open directory refused, and erasing by host.
+
 use super::*;
 use crate::credential::tests::{at, credential};
 

@@ -1,3 +1,7 @@
+//! Settings from the environment and the config file: the endpoint under the base URL, a JWT never
+//! sent in the clear or to odd URLs, exactly one JWT source, narrowing checked, where the cache and
+//! the config file live.
+
 use super::*;
 use std::path::Path;
 

@@ -1,3 +1,6 @@
+//! Key set refetching on a paused clock: an unknown `kid` refetches at most once per interval, a
+//! known one never, and a failed fetch still counts.
+
 use std::path::Path;
 
 use jsonwebtoken::EncodingKey;

@@ -1,3 +1,7 @@
+//! What a cached credential is keyed by: a rule's `CacheMode` (per-caller, shared or off) and
+//! `CacheKey`, a SHA-256 digest of every input that shapes a credential except the session name, so
+//! two different requests never share an entry.
+
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 

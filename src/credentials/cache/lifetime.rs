@@ -1,3 +1,6 @@
+//! When a cached credential may still be served and when to start renewing it, with jitter so a
+//! burst of entries does not renew all at once. Pure timing: it holds no credential.
+
 use std::time::Duration;
 
 use tokio::time::Instant;

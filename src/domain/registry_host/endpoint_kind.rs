@@ -1,3 +1,6 @@
+//! The four kinds of ECR registry endpoint (standard, FIPS, dual-stack, dual-stack FIPS) and the
+//! host-name labels and DNS suffixes of each, per partition.
+
 use crate::domain::Partition;
 
 /// Which of a registry's endpoints a host name points at.

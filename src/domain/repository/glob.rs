@@ -1,3 +1,6 @@
+//! The `*`-only glob behind `RepositoryPattern`: no other character is special, and a match
+//! costs O(pattern × text) at worst, never exponential backtracking.
+
 /// Matches `text` against `pattern`, where only a `*` in `pattern` is special and matches
 /// any sequence; a `*` in `text` is an ordinary character.
 ///

@@ -1,3 +1,7 @@
+//! RFC 6901 JSON pointers into a token's claims, parsed once and strictly (no empty names, no
+//! escapes but `~0` and `~1`, canonical array indexes), so a typo in the config is refused at load
+//! rather than matching nothing.
+
 use std::fmt;
 
 use serde_json::{Map, Value};

@@ -1,3 +1,6 @@
+//! Grants from a rule and a request body: defaults, regions times registries, item-by-item
+//! refusals, narrowing, the pull-through cache, and hostile claims that must not widen a pattern.
+
 use serde_json::json;
 
 use super::*;

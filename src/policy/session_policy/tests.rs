@@ -1,3 +1,6 @@
+//! The session policy's exact IAM JSON: pull, push and pull-through statements, ARNs per partition,
+//! one text for one grant whatever its order, pruning of covered patterns, and the size limit.
+
 use serde_json::{Value, json};
 
 use super::*;

@@ -1,3 +1,7 @@
+//! Static checks of a rule's session tags against STS's rules (at most 50, key charset and length,
+//! no `aws:` prefix, keys unique regardless of case, transitive keys among the tags), every problem
+//! reported at once.
+
 use std::collections::{BTreeMap, HashMap};
 
 use crate::policy::Template;

@@ -1,3 +1,6 @@
+//! The text between a placeholder's braces, parsed into the claim it stands for: a plain claim name
+//! or a JSON pointer. A name that looks like a typo is refused.
+
 use crate::policy::ClaimPath;
 
 /// Parses the text between the braces of a placeholder into the claim it stands for; the

@@ -1,3 +1,7 @@
+//! Filling a template in from a token's claims, each value held to its `ValueRule` and the result
+//! to a length limit. `RenderError` names the placeholder, never the claim value, which may be
+//! hostile or huge.
+
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};

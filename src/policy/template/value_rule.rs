@@ -1,3 +1,7 @@
+//! `ValueRule`: what a claim value must look like before it is substituted (a repository-name part,
+//! an STS tag value, or anything for names that are sanitised later), and the STS tag charset and
+//! length as AWS counts it.
+
 use std::sync::LazyLock;
 
 use regex::Regex;

@@ -1,3 +1,7 @@
+//! `GET /v1/audit/issuances`: audit records by filter, newest first, one page at a time behind an
+//! opaque cursor; a caller sees its own, an audit admin every caller's. Unknown or repeated
+//! parameters are refused so a misspelt filter cannot widen the answer.
+
 use std::collections::{BTreeMap, HashSet};
 
 use axum::extract::rejection::QueryRejection;

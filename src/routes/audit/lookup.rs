@@ -1,3 +1,7 @@
+//! `POST /v1/audit/lookup`, for audit admins: whether this service issued an ECR token, and to
+//! whom, found by the token's fingerprints. The token is never logged, stored or quoted in an
+//! error, and a lookup writes no audit row.
+
 use axum::extract::State;
 use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
