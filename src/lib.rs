@@ -8,12 +8,14 @@
 //! 1. `app` — middleware: request id (`request_id`), tracing, CORS, size limits, timeouts;
 //!    problem+json rendering of every error (`error`). `routes` holds the handlers, one
 //!    module per resource; `routes/ecr.rs` is this one.
-//! 2. `auth` — the bearer JWT is verified against the keys of the issuer its `iss` names.
+//! 2. `auth` — the bearer JWT is verified against the keys of the issuer its `iss` names;
+//!    `rate_limit` then takes one request from the caller's token bucket before anything
+//!    else is decided (`routes/caller.rs`, on every endpoint behind a token; 429 when
+//!    empty), or from the client network's when the token fails.
 //! 3. `policy` — a caller on the deny list (the config's `[[deny]]`, or the entries admins
 //!    store through `/v1/admin/deny`, read by `deny_store`) is refused before any rule;
-//!    then the first rule whose claim matchers all match picks the role; `rate_limit`
-//!    takes one request from the caller's token bucket (429 when empty); the request body may
-//!    only narrow what that rule allows, and the grant becomes a session policy.
+//!    then the first rule whose claim matchers all match picks the role; the request body
+//!    may only narrow what that rule allows, and the grant becomes a session policy.
 //! 4. `credentials` — a cached credential while it has enough life left (`credentials/cache`);
 //!    otherwise STS `AssumeRole` with the caller's identity on the session, then ECR
 //!    `GetAuthorizationToken` with exactly those temporary credentials, once for all the
