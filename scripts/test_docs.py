@@ -276,6 +276,143 @@ def check_one_binary(binary: Path) -> None:
         raise Failure(f"{binary} version, in an empty environment: {out.stdout}{out.stderr}")
 
 
+def check_plain_http(text: str) -> None:
+    """No URL in the clear but to this machine: a JWT or a password would travel in it."""
+    for match in PLAIN_HTTP.finditer(text):
+        if not LOOPBACK.match(match.group(1)):
+            raise Failure(f"{match.group(0)} is plain http to another machine; use https")
+
+
+def check_pinned(image: str, where: str) -> None:
+    """An image of someone else's by tag can change under the guide's reader; by digest it
+    cannot. The reader's own images (in an ECR registry) are theirs to name."""
+    if not DIGEST.search(image) and not ECR_HOST.match(image.split("/")[0]):
+        raise Failure(f"{where}: image {image} is not pinned by digest (IMAGE:TAG@sha256:...)")
+
+
+def logs_in_and_out(scripts: list[str], cleanup: list[str], where: str) -> None:
+    """A job that runs `docker login` logs out in `cleanup`, which runs whatever failed."""
+    if any(re.search(r"\bdocker login\b", script) for script in scripts) and \
+            not any(re.search(r"\bdocker logout\b", script) for script in cleanup):
+        raise Failure(f"{where}: logs in to docker but never logs out in a step that always runs; "
+                      "on a self-hosted runner the password would outlive the job")
+
+
+def check_dind(job: dict, variables: dict, where: str) -> None:
+    """docker:dind turns TLS on by default and listens on 2376; 2375 answers only when
+    TLS is turned off explicitly."""
+    services = [s if isinstance(s, str) else s.get("name", "") for s in job.get("services", [])]
+    if not any(re.match(r"^(docker\.io/)?(library/)?docker:[^@]*dind", s) for s in services):
+        return
+    host = str(variables.get("DOCKER_HOST", ""))
+    certdir = variables.get("DOCKER_TLS_CERTDIR")
+    if host.endswith(":2375"):
+        if certdir != "":
+            raise Failure(f"{where}: DOCKER_HOST {host} without TLS needs DOCKER_TLS_CERTDIR: \"\" "
+                          "(docker:dind turns TLS on and listens on 2376 otherwise)")
+    elif host.endswith(":2376"):
+        if not certdir or str(variables.get("DOCKER_TLS_VERIFY")) != "1" or not variables.get("DOCKER_CERT_PATH"):
+            raise Failure(f"{where}: DOCKER_HOST {host} needs DOCKER_TLS_CERTDIR, DOCKER_TLS_VERIFY: 1 and "
+                          "DOCKER_CERT_PATH, so that the client checks the daemon's certificate")
+    else:
+        raise Failure(f"{where}: a docker:dind service needs DOCKER_HOST tcp://docker:2376 (TLS) "
+                      "or tcp://docker:2375 with DOCKER_TLS_CERTDIR: \"\"; got {host!r}")
+
+
+# What the copy-paste checks must refuse, each beside a fix they must accept: the mistakes
+# the guides once made, so that a check that stops catching them fails here.
+UNSAFE_GITHUB = """
+on: push
+jobs:
+  image:
+    runs-on: self-hosted
+    permissions: {id-token: write}
+    steps:
+      - run: curl -sS "$BROKER/v1/ecr/login-password" | docker login --username AWS --password-stdin "$REGISTRY"
+      - run: docker push "$REGISTRY/acme/api:1"
+%s
+"""
+UNSAFE_GITLAB = """
+build-image:
+  image: docker:27-cli@sha256:%s
+  services: ["docker:27-dind@sha256:%s"]
+  variables: {DOCKER_HOST: "tcp://docker:2375"%s}
+  id_tokens: {BROKER_ID_TOKEN: {aud: ecr-token-broker}}
+  script: ["curl -sS $URL | docker login --username AWS --password-stdin $REGISTRY"]
+%s
+""" % ("0" * 64, "1" * 64, "%s", "%s")
+
+
+def check_the_checks(runner: "Runner") -> None:
+    def refused(check, *args) -> None:
+        try:
+            check(*args)
+        except Failure:
+            return
+        raise Failure(f"{check.__name__}{args!r} accepted what it must refuse")
+
+    def block(kind: str, text: str) -> Block:
+        return Block(DOCS / "check.md", 1, "yaml", kind, text)
+
+    refused(check_plain_http, "value: http://ecr-token-broker.ecr-token-broker.svc\n")
+    refused(check_plain_http, 'curl "http://10.0.0.7:8080/v1/whoami"')
+    for fine in ("http://127.0.0.1:8080/x", "http://localhost:1", "http://[::1]:80/", "https://b.example.com"):
+        check_plain_http(fine)
+    refused(check_pinned, "curlimages/curl:8.11.1", "x")
+    check_pinned("curlimages/curl:8.11.1@sha256:" + "a" * 64, "x")
+    check_pinned("123456789012.dkr.ecr.eu-west-1.amazonaws.com/acme/api:1.0.0", "x")
+    refused(runner.github, block("github-workflow", UNSAFE_GITHUB % ""), False)
+    refused(runner.github, block("github-workflow", UNSAFE_GITHUB % "      - run: docker logout x"), False)
+    runner.github(block("github-workflow", UNSAFE_GITHUB % "      - if: always()\n        run: docker logout x"), False)
+    logout = "  after_script: [\"docker logout $REGISTRY\"]"
+    refused(runner.gitlab, block("gitlab-ci", UNSAFE_GITLAB % ("", logout)), False)
+    refused(runner.gitlab, block("gitlab-ci", UNSAFE_GITLAB % (', DOCKER_TLS_CERTDIR: ""', "")), False)
+    runner.gitlab(block("gitlab-ci", UNSAFE_GITLAB % (', DOCKER_TLS_CERTDIR: ""', logout)), False)
+    tls = (', DOCKER_TLS_CERTDIR: "/certs"', logout)
+    refused(runner.gitlab, block("gitlab-ci", (UNSAFE_GITLAB % tls).replace("2375", "2376")), False)
+    runner.gitlab(block("gitlab-ci", (UNSAFE_GITLAB % tls).replace("2375", "2376").replace(
+        '"/certs"', '"/certs", DOCKER_TLS_VERIFY: "1", DOCKER_CERT_PATH: "/certs/client"')), False)
+
+
+def check_records(records: list[dict], stack: Stack, where: str) -> None:
+    """Checks what the stand-ins were given: the issued password, where it belongs."""
+    expected_auth = base64.b64encode(f"AWS:{stack.password}".encode()).decode()
+    for record in records:
+        tool, args = record["tool"], record["args"]
+        if tool == "docker" and args[:1] == ["login"]:
+            hosts = [a for a in args[1:] if not a.startswith("-") and a != "AWS"]
+            if "--username" not in args or args[args.index("--username") + 1] != "AWS":
+                raise Failure(f"{where}: docker login without --username AWS: {args}")
+            if len(hosts) != 1 or not ECR_HOST.match(hosts[0]):
+                raise Failure(f"{where}: docker login to {hosts}, not one ECR registry host")
+            if record.get("stdin", "").strip() != stack.password:
+                raise Failure(f"{where}: docker login was not given the issued password on stdin")
+        elif tool == "docker" and args[:1] in (["pull"], ["push"]):
+            if "helper" in record:
+                helper = record["helper"]
+                if helper["status"] != 0:
+                    raise Failure(f"{where}: the credential helper failed for {record['host']}")
+                answer = json.loads(helper["stdout"])
+                if answer.get("Username") != "AWS" or answer.get("Secret") != stack.password:
+                    raise Failure(f"{where}: the credential helper did not answer the issued password")
+            elif record.get("auth") != expected_auth:
+                raise Failure(f"{where}: docker's config holds no issued credential for {record['host']}")
+        elif tool == "docker" and args[:1] in (["build"], ["tag"], ["logout"]):
+            pass
+        elif tool == "kubectl" and args[:1] == ["apply"] and "input" in record:
+            for doc in kubernetes_validate(record["input"], f"{where}: kubectl apply"):
+                if doc.get("kind") == "Secret" and doc.get("type") == "kubernetes.io/dockerconfigjson":
+                    config = json.loads(base64.b64decode(doc["data"][".dockerconfigjson"]))
+                    if not any(entry.get("auth") == expected_auth for entry in config["auths"].values()):
+                        raise Failure(f"{where}: the applied Secret does not hold the issued password")
+        elif tool == "apk" and args[:1] == ["add"]:
+            for package in (a for a in args[1:] if not a.startswith("-")):
+                if shutil.which(package) is None:
+                    raise Failure(f"{where}: apk add {package}: no such command here to stand in")
+        else:
+            raise Failure(f"{where}: the stand-in {tool} does not know `{tool} {' '.join(args)}`")
+
+
 class Runner:
     def __init__(self, stack: Stack, work: Path):
         self.stack, self.work = stack, work
