@@ -44,6 +44,7 @@ use reload::Reloader;
 mod connections;
 mod reload;
 mod snapshot;
+mod tls;
 
 pub(crate) use reload::Hangups;
 pub(crate) use snapshot::{Current, Names, Snapshot};
@@ -242,6 +243,8 @@ async fn limit_header_bytes(State(limit): State<usize>, request: Request, next: 
 /// A built application: the listener is bound and background tasks run, until it is served.
 pub struct Application {
     listener: TcpListener,
+    /// `[server.tls]`'s acceptor for `listener`; the metrics listener stays plain.
+    tls: Option<connections::Tls>,
     router: Router,
     /// `[metrics] listen`'s listener and the router serving `GET /metrics` alone on it.
     metrics: Option<(TcpListener, Router)>,
@@ -329,6 +332,17 @@ impl Application {
             ),
             None => None,
         };
+        let tls = match &config.server.tls {
+            Some(settings) => {
+                let (acceptor, reloader) = tls::acceptor(settings)?;
+                background.push(reloader);
+                Some(connections::Tls {
+                    acceptor,
+                    handshake_timeout: settings.handshake_timeout(),
+                })
+            }
+            None => None,
+        };
         let server = Arc::new(config.server);
         let draining = Arc::new(AtomicBool::new(false));
         let state = AppState(Arc::new(Shared {
@@ -362,6 +376,7 @@ impl Application {
         });
         Ok(Self {
             listener,
+            tls,
             router: build_router(state.clone(), routes::router(metrics.is_none())),
             metrics,
             server,
@@ -413,6 +428,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let Self {
             listener,
+            tls,
             router,
             metrics,
             server,
@@ -445,10 +461,18 @@ impl Application {
         };
         let stop_accepting = futures::FutureExt::shared(futures::FutureExt::boxed(stop_accepting));
         let grace = Duration::from_secs(server.shutdown_grace_secs);
-        let api = connections::serve(listener, router, &server, stop_accepting.clone(), grace);
+        let api = connections::serve(
+            listener,
+            router,
+            &server,
+            tls,
+            stop_accepting.clone(),
+            grace,
+        );
         match metrics {
             Some((listener, router)) => {
-                let metrics = connections::serve(listener, router, &server, stop_accepting, grace);
+                let metrics =
+                    connections::serve(listener, router, &server, None, stop_accepting, grace);
                 futures::join!(api, metrics);
             }
             None => api.await,

@@ -7,6 +7,7 @@ mod audit_chain;
 mod audit_sink;
 mod ca_file;
 mod operations;
+mod server_tls;
 mod toml_error;
 mod validate;
 mod warnings;
@@ -31,6 +32,9 @@ pub(crate) use audit_chain::AuditChainConfig;
 pub(crate) use audit_sink::{AuditSinkConfig, Facility, SinkKind, SyslogTarget};
 pub(crate) use ca_file::CaBundle;
 pub(crate) use operations::{AdminConfig, DenyEntryConfig, ReloadConfig};
+pub(crate) use server_tls::{
+    KeyPairFiles, ServerTlsConfig, client_roots, provider as tls_provider,
+};
 pub(crate) use validate::ConfigErrors;
 pub(crate) use validate::deny_entry_problems;
 pub(crate) use validate::is_fetchable_url;
@@ -132,6 +136,9 @@ pub struct ServerConfig {
     /// On SIGTERM, once the listener is closed: how long in-flight requests may take to
     /// finish.
     pub shutdown_grace_secs: u64,
+    /// `[server.tls]`: HTTPS on `listen`, with the certificate files read again as they
+    /// rotate; without it, plain HTTP behind a TLS-terminating proxy.
+    pub tls: Option<ServerTlsConfig>,
 }
 
 /// How much `GET /v1/whoami` tells: with a public issuer, any stranger can ask.
@@ -163,6 +170,7 @@ impl Default for ServerConfig {
             whoami_detail: WhoamiDetail::default(),
             shutdown_drain_secs: 5,
             shutdown_grace_secs: 30,
+            tls: None,
         }
     }
 }
@@ -790,6 +798,9 @@ impl Config {
                     Err(problem) => load_problems.push((format!("issuers[{i}].ca_file"), problem)),
                 }
             }
+        }
+        if let Some(tls) = &config.server.tls {
+            load_problems.extend(tls.problems());
         }
         validate::validate(&config, load_problems)?;
         Ok(config)

@@ -15,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::config::ServerConfig;
@@ -24,13 +25,22 @@ use crate::config::ServerConfig;
 /// the router and gets a problem+json 431; a larger one gets hyper's bare 431.
 const REQUEST_LINE_ROOM: usize = 8 * 1024;
 
-/// Serves `router` on `listener` until `shutdown` resolves, then waits up to `grace` for
-/// in-flight requests. At most `server.max_connections` connections are open at once; beyond them
-/// new connections wait in the listen backlog until one closes.
+/// The TLS a listener speaks, and how long a client may take over its handshake.
+#[derive(Clone)]
+pub(super) struct Tls {
+    pub(super) acceptor: TlsAcceptor,
+    pub(super) handshake_timeout: Duration,
+}
+
+/// Serves `router` on `listener` (over `tls` when given) until `shutdown` resolves, then
+/// waits up to `grace` for in-flight requests. At most `server.max_connections` connections
+/// are open at once, handshakes included; beyond them new connections wait in the listen
+/// backlog until one closes.
 pub(super) async fn serve(
     listener: TcpListener,
     router: Router,
     server: &ServerConfig,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) {
@@ -57,12 +67,29 @@ pub(super) async fn serve(
         // Responses are small and written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
         let Ok(service) = make_service.call(remote).await;
-        let connection =
-            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
+        let service = TowerToHyperService::new(service);
+        // Watched from here, so that shutdown also waits for a handshake under way.
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            // A client that hangs up or times out is its own business, not the service's.
-            let _ = connection.await;
+            // A client that hangs up, times out or fails its handshake is its own business,
+            // not the service's.
+            match tls {
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection).await;
+                }
+                Some(tls) => {
+                    let handshake = tls.acceptor.accept(stream);
+                    if let Ok(Ok(stream)) =
+                        tokio::time::timeout(tls.handshake_timeout, handshake).await
+                    {
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
+                        let _ = watcher.watch(connection).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }

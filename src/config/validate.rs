@@ -207,6 +207,18 @@ fn server(config: &Config, f: &mut Findings) {
             server.request_timeout_secs
         ),
     );
+    if let Some(tls) = &server.tls {
+        f.within(
+            tls.reload_interval_secs,
+            1..=3600,
+            "server.tls.reload_interval_secs",
+        );
+        f.within(
+            tls.handshake_timeout_secs,
+            1..=300,
+            "server.tls.handshake_timeout_secs",
+        );
+    }
     if let Some(metrics) = config.metrics.listen {
         // Port 0 picks a free port for each listener, so only a fixed port can collide.
         f.check(

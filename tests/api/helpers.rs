@@ -149,6 +149,7 @@ pub struct TestAppBuilder {
     audit: String,
     prepare_issuer: Option<PrepareIssuer>,
     issuer: Option<TestIssuer>,
+    https: Option<reqwest::Client>,
 }
 
 /// Limits far above what any test sends, so that only the tests about limits meet them
@@ -302,6 +303,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// The service serves HTTPS (`server` sets `[server.tls]`), and `client` is how the
+    /// harness reaches it: trusting its CA, with a client certificate for mutual TLS.
+    pub fn https(mut self, client: reqwest::Client) -> Self {
+        self.https = Some(client);
+        self
+    }
+
     /// Sets the test issuer up before the service starts, so its first key fetch sees it.
     pub fn prepare_issuer(mut self, prepare: impl FnOnce(&TestIssuer) + Send + 'static) -> Self {
         self.prepare_issuer = Some(Box::new(prepare));
@@ -416,6 +424,10 @@ jwks_min_refresh_interval_secs = 1
     /// Runs the real binary as a child process, for tests that kill it.
     pub async fn spawn_process(self) -> ServiceProcess {
         let port = free_port();
+        let (scheme, http) = match self.https.clone() {
+            Some(client) => ("https", client),
+            None => ("http", reqwest::Client::new()),
+        };
         let p = self.prepare(&format!("127.0.0.1:{port}")).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("config.toml");
@@ -440,7 +452,8 @@ jwks_min_refresh_interval_secs = 1
             .spawn()
             .expect("start the service binary");
         let service = ServiceProcess {
-            address: format!("http://127.0.0.1:{port}"),
+            address: format!("{scheme}://127.0.0.1:{port}"),
+            http,
             config_text: p.text,
             child,
             database_url: p.database_url,
@@ -449,9 +462,12 @@ jwks_min_refresh_interval_secs = 1
             _proxy: p.proxy,
             dir,
         };
-        let http = reqwest::Client::new();
         let ready = wait_for(Duration::from_secs(30), async || {
-            let ready = http.get(format!("{}/readyz", service.address)).send().await;
+            let ready = service
+                .http
+                .get(format!("{}/readyz", service.address))
+                .send()
+                .await;
             let ready = ready.ok().filter(|r| r.status().is_success())?;
             let body = ready.text().await.unwrap_or_default();
             (!body.contains("keys not loaded")).then_some(())
@@ -521,6 +537,8 @@ jwks_min_refresh_interval_secs = 1
 /// The service running as its own process.
 pub struct ServiceProcess {
     pub address: String,
+    /// How the harness reaches it (for HTTPS, trusting its CA).
+    pub http: reqwest::Client,
     /// The config it was started with.
     pub config_text: String,
     pub child: tokio::process::Child,
@@ -565,7 +583,7 @@ impl ServiceProcess {
 
     /// `POST /v1/ecr/authorization-token` with this bearer token.
     pub async fn issue(&self, token: &str) -> reqwest::Response {
-        reqwest::Client::new()
+        self.http
             .post(format!("{}/v1/ecr/authorization-token", self.address))
             .bearer_auth(token)
             .send()
@@ -575,7 +593,7 @@ impl ServiceProcess {
 
     /// `GET /v1/whoami` with this bearer token, as JSON.
     pub async fn whoami(&self, token: &str) -> Value {
-        reqwest::Client::new()
+        self.http
             .get(format!("{}/v1/whoami", self.address))
             .bearer_auth(token)
             .send()
@@ -638,6 +656,7 @@ impl TestApp {
             audit: String::new(),
             prepare_issuer: None,
             issuer: None,
+            https: None,
         }
     }
 

@@ -36,5 +36,6 @@ mod scoping;
 mod shipping;
 mod shutdown;
 mod tls;
+mod tls_listener;
 mod token_checks;
 mod whoami;

@@ -109,3 +109,50 @@ fn check_config_accepts_an_issuer_ca_file_of_pem_certificates() {
 
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+#[test]
+fn check_config_names_each_bad_server_tls_file_by_its_setting() {
+    let ca = TestCa::new("listener CA");
+    let pair = ca.server_cert(&["DNS:localhost"]);
+    let other = ca.server_cert(&["DNS:localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let tls = |cert: &std::path::Path, key: &std::path::Path, client_ca: &std::path::Path| {
+        format!(
+            "{BASE}{CI_ISSUER}\n[server.tls]\ncert_file = {:?}\nkey_file = {:?}\nclient_ca_file = {:?}\n",
+            cert.display(),
+            key.display(),
+            client_ca.display()
+        )
+    };
+
+    let unreadable = refused_config(&tls(&missing, &pair.key, &not_pem));
+    let mismatched = refused_config(&tls(&pair.cert, &other.key, &ca.cert));
+    let no_key = refused_config(&tls(&pair.cert, &pair.cert, &ca.cert));
+
+    assert_mentions(
+        &unreadable,
+        &[
+            &format!("server.tls.cert_file: cannot read {}", missing.display()),
+            &format!(
+                "server.tls.client_ca_file: {} holds no PEM",
+                not_pem.display()
+            ),
+        ],
+    );
+    assert_mentions(
+        &mismatched,
+        &["server.tls.key_file:", "is not the private key of"],
+    );
+    assert_mentions(
+        &no_key,
+        &["server.tls.key_file:", "holds no PEM private key"],
+    );
+    let key = std::fs::read_to_string(&other.key).unwrap();
+    let key_body = key.lines().nth(1).unwrap();
+    for message in [&unreadable, &mismatched, &no_key] {
+        assert!(!message.contains(key_body), "{message}");
+    }
+}

@@ -16,7 +16,7 @@ pub struct TestCa {
     key: PathBuf,
 }
 
-/// A server certificate (PEM) and its private key (PKCS#8 PEM).
+/// A certificate (PEM) and its private key (PKCS#8 PEM).
 pub struct ServerCert {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -83,17 +83,32 @@ impl TestCa {
     /// A server certificate for exactly these subject alternative names (`DNS:localhost`,
     /// `IP:127.0.0.1`), signed by this CA.
     pub fn server_cert(&self, names: &[&str]) -> ServerCert {
+        self.leaf(
+            "test server",
+            &format!(
+                "subjectAltName={}\nextendedKeyUsage=serverAuth\n",
+                names.join(",")
+            ),
+        )
+    }
+
+    /// A client certificate, for mutual TLS, signed by this CA.
+    pub fn client_cert(&self) -> ServerCert {
+        self.leaf("test client", "extendedKeyUsage=clientAuth\n")
+    }
+
+    /// A certificate for `subject` with these extensions, and a new key, signed by this CA.
+    fn leaf(&self, subject: &str, extensions_text: &str) -> ServerCert {
         let n = std::fs::read_dir(self.dir.path()).unwrap().count();
-        let key = self.dir.path().join(format!("server{n}.key"));
-        let request = self.dir.path().join(format!("server{n}.csr"));
-        let cert = self.dir.path().join(format!("server{n}.pem"));
-        let extensions = self.dir.path().join(format!("server{n}.ext"));
+        let key = self.dir.path().join(format!("leaf{n}.key"));
+        let request = self.dir.path().join(format!("leaf{n}.csr"));
+        let cert = self.dir.path().join(format!("leaf{n}.pem"));
+        let extensions = self.dir.path().join(format!("leaf{n}.ext"));
         std::fs::write(
             &extensions,
             format!(
-                "subjectAltName={}\nbasicConstraints=critical,CA:FALSE\n\
-                 keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-                names.join(",")
+                "basicConstraints=critical,CA:FALSE\n\
+                 keyUsage=critical,digitalSignature\n{extensions_text}"
             ),
         )
         .unwrap();
@@ -104,7 +119,7 @@ impl TestCa {
             "-out",
             path(&request),
             "-subj",
-            "/CN=test server",
+            &format!("/CN={subject}"),
         ]);
         openssl(&[
             "x509",
@@ -125,4 +140,19 @@ impl TestCa {
         ]);
         ServerCert { cert, key }
     }
+}
+
+impl ServerCert {
+    /// The certificate and key in one PEM, as `reqwest::Identity::from_pem` takes a client's.
+    pub fn identity(&self) -> reqwest::Identity {
+        let mut pem = std::fs::read(&self.cert).unwrap();
+        pem.extend(std::fs::read(&self.key).unwrap());
+        reqwest::Identity::from_pem(&pem).expect("a PEM identity")
+    }
+}
+
+/// A client that trusts `ca` alone, not the system's roots.
+pub fn client_trusting(ca: &TestCa) -> reqwest::ClientBuilder {
+    let pem = std::fs::read(&ca.cert).unwrap();
+    reqwest::Client::builder().tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
 }
