@@ -19,6 +19,7 @@ mod docker;
 mod docker_login;
 mod kubelet;
 mod retries;
+mod tls;
 
 /// A host the default rule allows (its account, its first region).
 const HOST: &str = "111122223333.dkr.ecr.us-east-1.amazonaws.com";
