@@ -127,6 +127,11 @@ fn check_config_accepts_the_production_overlay_config() {
     );
     let ok = run(&["check-config", config], &DEPLOYED_SECRETS);
     assert!(ok.status.success(), "{}", stderr(&ok));
+
+    // Its own database URL, without the Secret's over it, verifies the server too.
+    let own_url = run(&["check-config", config], &DEPLOYED_SECRETS[1..]);
+    assert!(own_url.status.success(), "{}", stderr(&own_url));
+    assert!(!stderr(&own_url).contains("warning"), "{}", stderr(&own_url));
 }
 
 #[test]
