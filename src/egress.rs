@@ -84,6 +84,10 @@ fn redacted(url: &str) -> String {
                 let _ = parsed.set_username("redacted");
                 let _ = parsed.set_password(None);
             }
+            // A proxy has no use for a path or query, and one could hold a token.
+            parsed.set_path("");
+            parsed.set_query(None);
+            parsed.set_fragment(None);
             parsed.to_string()
         }
         // Nothing to tell a password from in it: say nothing of it.
@@ -116,6 +120,10 @@ mod tests {
                 "socks5://redacted@proxy.corp:1080",
             ),
             ("http://alice:s3cret@", "(not a URL)"),
+            (
+                "http://proxy.corp:3128/s3cret?k=s3cret#s3cret",
+                "http://proxy.corp:3128/",
+            ),
             ("alice:s3cret@proxy corp", "(not a URL)"),
         ] {
             assert_eq!(redacted(url), shown, "{url}");
