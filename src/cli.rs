@@ -164,7 +164,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let path = cli.config_path()?;
             let (config, text) = Config::read(path)?;
             config.log_warnings();
-            let app = Application::build(config, Aws::load_sdk_config().await)
+            crate::egress::log_proxy();
+            let app = Application::build(config, Aws::load_sdk_config().await?)
                 .await?
                 .reload_from(path.to_owned(), text, hangups);
             tracing::info!(address = %app.local_addr()?, "serving");

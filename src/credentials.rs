@@ -80,11 +80,13 @@ impl Aws {
         })
     }
 
-    /// Loads the SDK config from the standard chain.
-    pub(crate) async fn load_sdk_config() -> SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
+    /// Loads the SDK config from the standard chain, calling AWS through the proxy and
+    /// with the extra roots the environment names (`crate::egress`).
+    pub(crate) async fn load_sdk_config() -> anyhow::Result<SdkConfig> {
+        Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(crate::egress::aws_http_client()?)
             .load()
-            .await
+            .await)
     }
 }
 

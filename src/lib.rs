@@ -28,6 +28,8 @@
 //! the value types that can only hold valid values. What a config reload replaces (verifier,
 //! rules, admins, rate limits, deny lists) is one snapshot (`app/snapshot.rs`) that each
 //! request loads once, so it finishes on the config it started with (`app/reload.rs`).
+//! `egress` builds how calls leave the service (the proxy from the environment, and
+//! `AWS_CA_BUNDLE` for AWS).
 //! `metrics` counts and times every stage for `GET /metrics`; each stage is handed its
 //! handles when the application is built.
 //!
@@ -52,6 +54,7 @@ mod config;
 mod credentials;
 mod deny_store;
 mod domain;
+mod egress;
 mod error;
 mod issuance;
 mod metrics;

@@ -127,6 +127,74 @@ fn check_config_accepts_the_production_overlay_config() {
     );
     let ok = run(&["check-config", config], &DEPLOYED_SECRETS);
     assert!(ok.status.success(), "{}", stderr(&ok));
+
+    // Its own database URL, without the Secret's over it, verifies the server too.
+    let own_url = run(&["check-config", config], &DEPLOYED_SECRETS[1..]);
+    assert!(own_url.status.success(), "{}", stderr(&own_url));
+    assert!(
+        !stderr(&own_url).contains("warning"),
+        "{}",
+        stderr(&own_url)
+    );
+}
+
+/// The TLS overlay's config is the production overlay's plus `[server.tls]`, naming the files
+/// where the overlay mounts the Certificate's Secret, so the two cannot drift apart.
+#[test]
+fn the_tls_overlay_config_is_production_with_server_tls() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let read = |path: &str| std::fs::read_to_string(format!("{root}/{path}")).unwrap();
+    let production: toml::Table = read("deploy/overlays/production/config.toml")
+        .parse()
+        .unwrap();
+    let mut with_tls: toml::Table = read("deploy/overlays/tls/config.toml").parse().unwrap();
+
+    let tls = with_tls["server"]
+        .as_table_mut()
+        .unwrap()
+        .remove("tls")
+        .expect("[server.tls]");
+
+    assert_eq!(with_tls, production);
+    assert_eq!(
+        tls["cert_file"].as_str(),
+        Some("/etc/ecr-token-broker-tls/tls.crt")
+    );
+    assert_eq!(
+        tls["key_file"].as_str(),
+        Some("/etc/ecr-token-broker-tls/tls.key")
+    );
+    assert!(
+        read("deploy/overlays/tls/deployment.yaml")
+            .contains("mountPath: /etc/ecr-token-broker-tls\n")
+    );
+}
+
+/// The TLS overlay's config passes `check-config` once the files it names are there (in the
+/// pod, cert-manager's Secret; here, a certificate made for the test).
+#[test]
+fn check_config_accepts_the_tls_overlay_config() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ca = crate::helpers::tls::TestCa::new("overlay-ca");
+    let server = ca.server_cert(&["DNS:ecr-token-broker.example.com"]);
+    let text = std::fs::read_to_string(format!("{root}/deploy/overlays/tls/config.toml"))
+        .unwrap()
+        .replace(
+            "/etc/ecr-token-broker-tls/tls.crt",
+            &server.cert.display().to_string(),
+        )
+        .replace(
+            "/etc/ecr-token-broker-tls/tls.key",
+            &server.key.display().to_string(),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, text).unwrap();
+    let ok = run(
+        &["check-config", config.to_str().unwrap()],
+        &DEPLOYED_SECRETS,
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The test harness: the real service on a random port, against real Postgres (a fresh
 //! database per test), a real moto server and a real JWKS issuer, all on 127.0.0.1.
 
+pub mod connect_proxy;
 pub mod issuer;
 pub mod moto;
 pub mod postgres;

@@ -23,6 +23,7 @@ mod connections;
 mod deny;
 mod deny_faults;
 mod durability;
+mod egress;
 mod flood;
 mod formats;
 mod health;

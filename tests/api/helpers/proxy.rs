@@ -13,6 +13,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 
+use super::tls::{ServerCert, acceptor, serve_https};
+
 /// Which AWS operation a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -111,10 +113,17 @@ impl Drop for FaultProxy {
 
 impl FaultProxy {
     pub async fn start(upstream: &str, faults: Vec<Fault>) -> Self {
+        Self::start_with(upstream, faults, None).await
+    }
+
+    /// Serves HTTPS under `tls` instead of HTTP, as real AWS endpoints do: a client behind
+    /// a proxy then tunnels to it with CONNECT.
+    pub async fn start_with(upstream: &str, faults: Vec<Fault>, tls: Option<&ServerCert>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind proxy");
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let in_flight = Arc::new(Mutex::new(HashMap::new()));
         let state = ProxyState {
             upstream: upstream.to_owned(),
@@ -126,9 +135,12 @@ impl FaultProxy {
         let faults = state.faults.clone();
         let calls = state.calls.clone();
         let router = Router::new().fallback(forward).with_state(state);
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("proxy serves");
-        });
+        let server = match tls {
+            None => tokio::spawn(async move {
+                axum::serve(listener, router).await.expect("proxy serves");
+            }),
+            Some(cert) => tokio::spawn(serve_https(listener, router, acceptor(cert))),
+        };
         Self {
             url,
             faults,

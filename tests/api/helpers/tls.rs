@@ -156,3 +156,48 @@ pub fn client_trusting(ca: &TestCa) -> reqwest::ClientBuilder {
     let pem = std::fs::read(&ca.cert).unwrap();
     reqwest::Client::builder().tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
 }
+
+/// A TLS acceptor presenting `server`'s certificate.
+pub fn acceptor(server: &ServerCert) -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(&server.cert)
+        .expect("read the server certificate")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("a PEM certificate");
+    let key = PrivateKeyDer::from_pem_file(&server.key).expect("a PEM private key");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("the server certificate and key match");
+    tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config))
+}
+
+/// Serves `router` over TLS, one HTTP/1.1 connection per accepted socket. A client that
+/// refuses the certificate ends its handshake, which ends that connection only.
+pub async fn serve_https(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+) {
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = acceptor.accept(stream).await else {
+                return;
+            };
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+                .await;
+        });
+    }
+}
