@@ -13,6 +13,10 @@
 #     the audit rows committed meanwhile, and the audit writer's commits are summed up;
 #   - each of those three $ROUNDS times in turn, as median and range, with the service's
 #     CPU time per request;
+#   - GET /healthz and the cached issuance again against a second service process that
+#     serves HTTPS itself ([server.tls], a certificate made for the run; wrk reuses each
+#     connection, so this is TLS's cost per request on kept-alive connections), side by
+#     side with the plain ones;
 #   - upstream (AWS) calls per 10,000 issuances during that run;
 #   - a cold burst: $BURST concurrent requests for one new key, and the upstream calls
 #     they caused;
@@ -106,9 +110,10 @@ settle() {
   done
 }
 
-# cpu_ticks: the service's user and system CPU time so far, in clock ticks.
+# cpu_ticks: the measured service's user and system CPU time so far, in clock ticks:
+# $MEASURED_PID's, by default the plain service's.
 cpu_ticks() {
-  awk '{ print $14 + $15 }' "/proc/$BROKER_PID/stat"
+  awk '{ print $14 + $15 }' "/proc/${MEASURED_PID:-$BROKER_PID}/stat"
 }
 
 # writer_metrics: the audit writer's commits so far, as "COMMITS SECONDS ROWS".
@@ -232,6 +237,19 @@ start broker ecr-token-broker "${BROKER_ENV[@]}" "$BIN" --config "$WORK/config.t
 BROKER_PID="${STARTED[-1]%% *}"
 wait_for_http "$BROKER/readyz" 60 "$BROKER_PID" || die "the service did not become ready"
 
+# The same service again, serving HTTPS itself, on the same database, moto and issuer.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=bench \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+TLS_PORT="$(free_port)"
+TLS_BROKER="https://127.0.0.1:$TLS_PORT"
+sed "s/^listen = .*/listen = \"127.0.0.1:$TLS_PORT\"/" "$WORK/config.toml" >"$WORK/config-tls.toml"
+printf '\n[server.tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$WORK/tls.crt" "$WORK/tls.key" \
+  >>"$WORK/config-tls.toml"
+start broker-tls ecr-token-broker "${BROKER_ENV[@]}" "$BIN" --config "$WORK/config-tls.toml" serve
+TLS_PID="${STARTED[-1]%% *}"
+CURL_CA_BUNDLE="$WORK/tls.crt" wait_for_http "$TLS_BROKER/readyz" 60 "$TLS_PID" ||
+  die "the HTTPS service did not become ready"
+
 log "minting $CALLERS + $CACHED_KEYS + 2 callers' JWTs"
 mint --count "$CALLERS" --sub 'bench-caller-{n}' >"$WORK/callers.jwt"
 mint --count "$CACHED_KEYS" --sub 'bench-key-{n}' >"$WORK/keys.jwt"
@@ -267,6 +285,20 @@ for round in $(seq "$ROUNDS"); do
 done
 upstream_calls >"$WORK/issue.calls.after"
 issued_rows >"$WORK/issue.rows.after"
+
+log "the HTTPS service: its callers' first requests, then $ROUNDS rounds of GET /healthz and POST"
+SSL_CERT_FILE="$WORK/tls.crt" timeout 300 python3 scripts/bench_client.py once \
+  --url "$TLS_BROKER/v1/ecr/authorization-token" --tokens "$WORK/callers.jwt" \
+  --concurrency "$CONNECTIONS" >"$WORK/tls-warm.json"
+settle
+issued_rows >"$WORK/tls-issue.rows.before"
+for round in $(seq "$ROUNDS"); do
+  MEASURED_PID="$TLS_PID" measured "$WORK/tls-healthz.$round" "$TLS_BROKER/healthz"
+  MEASURED_PID="$TLS_PID" measured "$WORK/tls-issue.$round" "$TLS_BROKER/v1/ecr/authorization-token" \
+    "$WORK/callers.jwt"
+  settle
+done
+issued_rows >"$WORK/tls-issue.rows.after"
 
 log "cold burst: $BURST concurrent requests for one new key"
 upstream_calls >"$WORK/burst.calls.before"
@@ -368,6 +400,18 @@ check = (f"every 200 has its row; {unseen} more finished after wrk stopped"
          else f"MISMATCH: more than {connections} rows a run apart")
 rows.append(("  answers", f"{ok:,} x 200, {other:,} other, {socket_errors} socket errors"))
 rows.append(("  audit rows", f"{issued:,} issued, {cached:,} of them from the cache ({check})"))
+tls = {name: [wrk(f"tls-{name}.{n}") for n in range(1, rounds + 1)] for name in ("healthz", "issue")}
+rows.append(("GET /healthz over HTTPS (the service's own TLS)", summary(tls["healthz"])))
+rows.append((f"POST /v1/ecr/authorization-token over HTTPS, {callers} callers", summary(tls["issue"])))
+rows.append(("  HTTPS req/s against plain, round by round",
+             "healthz " + spread([t["rps"] / p["rps"] for t, p in zip(tls["healthz"], runs["healthz"])], "{:.3f}")
+             + "; issuance " + spread([t["rps"] / p["rps"] for t, p in zip(tls["issue"], runs["issue"])], "{:.3f}")))
+tls_ok = int(sum(r["requests"] - r["non2xx"] for r in tls["issue"]))
+tls_issued = int(delta("tls-issue.rows")[0])
+rows.append(("  answers over HTTPS",
+             f"{tls_ok:,} x 200, {int(sum(r['non2xx'] for r in tls['issue'])):,} other; "
+             f"{tls_issued:,} issued rows"
+             + ("" if 0 <= tls_issued - tls_ok <= int(connections) * rounds else " (MISMATCH)")))
 up = calls("issue")
 per = sum(up.values()) * 10_000 / issued if issued else float("nan")
 rows.append(("upstream calls per 10,000 issuances", f"{per:,.0f} ({described(up)} for {issued:,} issuances)"))

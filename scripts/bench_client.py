@@ -39,13 +39,18 @@ class Target:
 
     def __init__(self, url: str):
         parts = urllib.parse.urlsplit(url)
-        if parts.scheme != "http":
-            raise SystemExit(f"only http:// URLs on loopback, got {url!r}")
-        self.host, self.port = parts.hostname, parts.port or 80
+        if parts.scheme not in ("http", "https") or parts.hostname != "127.0.0.1":
+            raise SystemExit(f"only http:// or https:// URLs on 127.0.0.1, got {url!r}")
+        self.https = parts.scheme == "https"
+        self.host, self.port = parts.hostname, parts.port or (443 if self.https else 80)
         self.path = parts.path or "/"
 
     def connect(self) -> http.client.HTTPConnection:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
+        # Over https, the default context: it trusts what SSL_CERT_FILE names.
+        if self.https:
+            conn = http.client.HTTPSConnection(self.host, self.port, timeout=120)
+        else:
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=120)
         conn.connect()
         return conn
 
