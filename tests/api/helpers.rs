@@ -784,6 +784,27 @@ impl TestApp {
 /// Asks `check` again every 50 ms until it gives a value, or gives `None` once `timeout` has
 /// passed: how a test waits for something to happen, however slow the machine. The timeout
 /// only bounds a failing test; a passing one waits just as long as it must.
+/// What the requests of a load run got.
+#[derive(Default, Debug)]
+pub struct Answers {
+    pub ok: usize,
+    /// Status and body of anything but a 200, connection errors as status 0.
+    pub other: Vec<(u16, String)>,
+}
+
+impl Answers {
+    /// Every load worker's answers, added up once each has stopped.
+    pub async fn gathered(workers: Vec<tokio::task::JoinHandle<Answers>>) -> Self {
+        let mut total = Self::default();
+        for worker in workers {
+            let answers = worker.await.expect("a load worker panicked");
+            total.ok += answers.ok;
+            total.other.extend(answers.other);
+        }
+        total
+    }
+}
+
 pub async fn wait_for<T>(
     timeout: Duration,
     mut check: impl AsyncFnMut() -> Option<T>,

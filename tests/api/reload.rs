@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::deny::{self, admin_token, get_deny, post_deny};
 use crate::helpers::{
-    Fault, ServiceProcess, TestApp, assert_problem, audit_rows_in, request_id, wait_for,
+    Answers, Fault, ServiceProcess, TestApp, assert_problem, audit_rows_in, request_id, wait_for,
 };
 
 /// How long a reload may take to show, on a loaded machine.
@@ -20,14 +20,6 @@ const RELOAD_SHOWS: Duration = Duration::from_secs(20);
 /// The rule's name as whoami reports it for the default caller.
 async fn matched_rule(service: &ServiceProcess, token: &str) -> Value {
     service.whoami(token).await["rule"].clone()
-}
-
-/// What each request of a load run got.
-#[derive(Default, Debug)]
-struct Answers {
-    ok: usize,
-    /// Status and body of anything but a 200, connection errors as status 0.
-    other: Vec<(u16, String)>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -94,12 +86,7 @@ async fn sighup_with_a_valid_config_changes_the_rule_under_load_without_dropping
         .await
         .expect("requests flow after more signals");
     stop.store(true, Ordering::SeqCst);
-    let mut answers = Answers::default();
-    for worker in workers {
-        let a = worker.await.unwrap();
-        answers.ok += a.ok;
-        answers.other.extend(a.other);
-    }
+    let answers = Answers::gathered(workers).await;
 
     eprintln!(
         "{} requests answered 200 across three SIGHUPs, {} otherwise",

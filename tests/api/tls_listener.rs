@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::helpers::tls::{ServerCert, TestCa, client_trusting};
-use crate::helpers::{ServiceProcess, TestApp, wait_for};
+use crate::helpers::{Answers, ServiceProcess, TestApp, wait_for};
 
 /// How long a rotation may take to show: a poll a second, on a loaded machine.
 const ROTATION_SHOWS: Duration = Duration::from_secs(20);
@@ -188,14 +188,6 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_from_the_ca_at_the_ha
     assert!(!log.contains("PRIVATE KEY"), "{log}");
 }
 
-/// What the load's requests got.
-#[derive(Default, Debug)]
-struct Answers {
-    ok: usize,
-    /// Status and body of anything but a 200, connection errors as status 0.
-    other: Vec<(u16, String)>,
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotating_the_files_under_load_drops_no_request_and_new_handshakes_get_the_new_certificate()
 {
@@ -272,12 +264,7 @@ async fn rotating_the_files_under_load_drops_no_request_and_new_handshakes_get_t
         .await
         .expect("requests flow after the rotation");
     stop.store(true, Ordering::SeqCst);
-    let mut total = Answers::default();
-    for worker in workers {
-        let answers = worker.await.unwrap();
-        total.ok += answers.ok;
-        total.other.extend(answers.other);
-    }
+    let total = Answers::gathered(workers).await;
 
     // Assert
     assert_eq!(
