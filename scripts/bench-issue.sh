@@ -28,7 +28,7 @@
 # Everything it starts is stopped on exit, however it exits; logs are kept only when it
 # fails. Environment: BENCH_DURATION (seconds per wrk run, default 10), BENCH_ROUNDS
 # (rounds of the three runs, default 3), DATABASE_URL.
-# Results of a run on the reference machine are in README.md, "Performance".
+# Results of a run on the reference machine are in docs/performance.md.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"

@@ -2,7 +2,7 @@
 # Benchmarks, reported rather than asserted: audited inserts per second through the
 # group-commit writer against one INSERT per transaction, on the same Postgres in the same
 # run, over TCP and over the Unix socket. Results of a run on the reference machine are in
-# README.md, "Performance".
+# docs/performance.md.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
