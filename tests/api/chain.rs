@@ -14,6 +14,7 @@ use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 
+use crate::cli::CI_ISSUER;
 use crate::helpers::{CHAIN_KEY, FINGERPRINT_KEY, TestApp, admin_database_url};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_ecr-token-broker");
@@ -74,14 +75,7 @@ url = "{database_url}"
 fingerprint_key_id = "test-key"
 fingerprint_key = "{FINGERPRINT_KEY}"
 chain_key = "{CHAIN_KEY}"
-
-[[issuers]]
-name = "ci"
-issuer = "https://ci.example.com"
-jwks_uri = "https://ci.example.com/jwks"
-audiences = ["ecr-token-broker"]
-algorithms = ["RS256"]
-"#
+{CI_ISSUER}"#
         ),
     )
     .unwrap();

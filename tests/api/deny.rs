@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::chain::{is_permission_denied, service_login_role, url_as};
 use crate::helpers::{
-    DEFAULT_RULES, TestApp, TestIssuer, admin_database_url, assert_problem, wait_for,
+    DEFAULT_RULES, Service, TestApp, TestIssuer, admin_database_url, assert_problem, wait_for,
 };
 
 /// Callers whose `actor` is `secops` administer the deny list; everyone else is acme's.
@@ -47,37 +47,6 @@ pub(crate) fn admin_token(issuer: &TestIssuer) -> String {
         .sign()
 }
 
-/// `POST /v1/admin/deny` to the service at `address`.
-pub(crate) async fn post_deny(address: &str, token: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{address}/v1/admin/deny"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-}
-
-/// `GET /v1/admin/deny` from the service at `address`.
-pub(crate) async fn get_deny(address: &str, token: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .get(format!("{address}/v1/admin/deny"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn delete_deny(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
-    app.http
-        .delete(app.url(&format!("/v1/admin/deny/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 pub(crate) async fn status_of_issue(app: &TestApp, token: &str) -> u16 {
     app.issue(Some(token), None).await.status().as_u16()
 }
@@ -107,18 +76,18 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
     let expires_at =
         (Utc::now() + chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
 
-    let added = post_deny(
-        &a.address,
-        &admin,
-        &json!({
-            "issuer": "test",
-            "subject": "repo:acme/api:*",
-            "reason": "token leaked in a build log",
-            "expiresAt": expires_at,
-        })
-        .to_string(),
-    )
-    .await;
+    let added = a
+        .post_deny(
+            &admin,
+            &json!({
+                "issuer": "test",
+                "subject": "repo:acme/api:*",
+                "reason": "token leaked in a build log",
+                "expiresAt": expires_at,
+            })
+            .to_string(),
+        )
+        .await;
 
     assert_eq!(added.status(), 201);
     let entry: Value = added.json().await.unwrap();
@@ -147,7 +116,7 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
         200,
         "others are served"
     );
-    let listed: Value = get_deny(&b.address, &admin).await.json().await.unwrap();
+    let listed: Value = b.get_deny(&admin).await.json().await.unwrap();
     assert_eq!(listed["entries"].as_array().unwrap().len(), 1, "{listed}");
     let listed = &listed["entries"][0];
     assert_eq!(listed["id"], id);
@@ -167,7 +136,7 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
     assert_eq!(change["subject"], "secops-admin");
     assert_eq!(change["rule"], "deny-admins");
 
-    let removed = delete_deny(&b, &admin, &id.to_string()).await;
+    let removed = b.delete_deny(&admin, &id.to_string()).await;
 
     assert_eq!(removed.status(), 200);
     let removed: Value = removed.json().await.unwrap();
@@ -177,7 +146,7 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
     })
     .await;
     assert!(lifted.is_some(), "the first service never lifted the entry");
-    let listed: Value = get_deny(&a.address, &admin).await.json().await.unwrap();
+    let listed: Value = a.get_deny(&admin).await.json().await.unwrap();
     assert_eq!(listed["entries"], json!([]));
     assert!(
         b.audit_rows()
@@ -187,7 +156,7 @@ async fn an_admin_denies_a_subject_and_a_second_service_sharing_the_database_ref
         "the removal is audited"
     );
     assert_problem(
-        delete_deny(&a, &admin, &id.to_string()).await,
+        a.delete_deny(&admin, &id.to_string()).await,
         404,
         "not-found",
     )
@@ -200,8 +169,7 @@ async fn a_claim_matcher_denies_whoever_carries_the_claim() {
     let admin = admin_token(&app.issuer);
     let web = app.issuer.token().claim("repository", "acme/web").sign();
 
-    let added = post_deny(&app.address,
-        &admin,
+    let added = app.post_deny(&admin,
         r#"{"issuer": "test", "claims": {"repository": ["acme/api", {"regex": "acme/(legacy|old)-.*"}]}, "reason": "compromised repository"}"#,
     )
     .await;
@@ -223,14 +191,9 @@ async fn only_deny_admins_may_use_the_admin_endpoints() {
     let caller = app.token();
     let body = r#"{"issuer": "test", "subject": "someone", "reason": "r"}"#;
 
-    assert_problem(
-        post_deny(&app.address, &caller, body).await,
-        403,
-        "forbidden",
-    )
-    .await;
-    assert_problem(get_deny(&app.address, &caller).await, 403, "forbidden").await;
-    assert_problem(delete_deny(&app, &caller, "1").await, 403, "forbidden").await;
+    assert_problem(app.post_deny(&caller, body).await, 403, "forbidden").await;
+    assert_problem(app.get_deny(&caller).await, 403, "forbidden").await;
+    assert_problem(app.delete_deny(&caller, "1").await, 403, "forbidden").await;
     let anonymous = app
         .http
         .post(app.url("/v1/admin/deny"))
@@ -246,18 +209,15 @@ async fn only_deny_admins_may_use_the_admin_endpoints() {
 async fn a_denied_admin_is_no_admin() {
     let app = builder().spawn().await;
     let admin = admin_token(&app.issuer);
-    let added = post_deny(
-        &app.address,
-        &admin,
+    let added = app.post_deny(&admin,
         r#"{"issuer": "test", "subject": "secops-admin", "reason": "the admin's token leaked"}"#,
     )
     .await;
     assert_eq!(added.status(), 201);
 
-    assert_problem(get_deny(&app.address, &admin).await, 403, "forbidden").await;
+    assert_problem(app.get_deny(&admin).await, 403, "forbidden").await;
     assert_problem(
-        post_deny(
-            &app.address,
+        app.post_deny(
             &admin,
             r#"{"issuer": "test", "subject": "x", "reason": "r"}"#,
         )
@@ -309,7 +269,7 @@ async fn malformed_entries_are_refused_and_store_nothing() {
     ];
 
     for body in &cases {
-        let response = post_deny(&app.address, &admin, body).await;
+        let response = app.post_deny(&admin, body).await;
         let problem = assert_problem(response, 400, "bad-request").await;
         assert!(
             problem["detail"]
@@ -319,8 +279,8 @@ async fn malformed_entries_are_refused_and_store_nothing() {
             "{body}: {problem}"
         );
     }
-    assert_problem(delete_deny(&app, &admin, "abc").await, 400, "bad-request").await;
-    assert_problem(delete_deny(&app, &admin, "999").await, 404, "not-found").await;
+    assert_problem(app.delete_deny(&admin, "abc").await, 400, "bad-request").await;
+    assert_problem(app.delete_deny(&admin, "999").await, 404, "not-found").await;
 
     assert_eq!(stored_entries(&app).await, 0);
     assert!(
@@ -346,15 +306,15 @@ async fn the_service_role_may_add_and_lift_entries_but_never_rewrite_or_delete_o
         .await;
     let admin = admin_token(&app.issuer);
 
-    let added = post_deny(
-        &app.address,
-        &admin,
-        r#"{"issuer": "test", "subject": "someone", "reason": "as the service role"}"#,
-    )
-    .await;
+    let added = app
+        .post_deny(
+            &admin,
+            r#"{"issuer": "test", "subject": "someone", "reason": "as the service role"}"#,
+        )
+        .await;
     let added_status = added.status();
     let id = added.json::<Value>().await.unwrap()["id"].clone();
-    let removed = delete_deny(&app, &admin, &id.to_string()).await.status();
+    let removed = app.delete_deny(&admin, &id.to_string()).await.status();
     let service_db = sqlx::PgPool::connect(&role_url).await.unwrap();
     let mut allowed = Vec::new();
     for statement in [
@@ -399,12 +359,12 @@ async fn an_announced_change_reaches_a_replica_long_before_its_poll() {
     // The replica's listener connects at its first poll, at start; wait until it answers.
     assert_eq!(status_of_issue(&b, &caller).await, 200);
 
-    let added = post_deny(
-        &a.address,
-        &admin_token(&a.issuer),
-        r#"{"issuer": "test", "subject": "repo:acme/*", "reason": "announced"}"#,
-    )
-    .await;
+    let added = a
+        .post_deny(
+            &admin_token(&a.issuer),
+            r#"{"issuer": "test", "subject": "repo:acme/*", "reason": "announced"}"#,
+        )
+        .await;
 
     assert_eq!(added.status(), 201);
     let refused = wait_for(REPLICAS_HONOUR_IT, async || {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::audit_reads::seed;
-use crate::deny::{REPLICAS_HONOUR_IT, admin_token, builder, post_deny, rules, status_of_issue};
-use crate::helpers::{TestApp, assert_problem, request_id, wait_for};
+use crate::deny::{REPLICAS_HONOUR_IT, admin_token, builder, rules, status_of_issue};
+use crate::helpers::{Service, TestApp, assert_problem, request_id, wait_for};
 use crate::metrics::scrape;
 
 /// The deny list admins of [`rules`], a poll every second, a list trusted for three.
@@ -64,12 +64,12 @@ async fn a_replica_that_starts_while_the_deny_list_cannot_be_read_is_not_ready_a
 {
     let a = builder().spawn().await;
     let caller = a.token();
-    let added = post_deny(
-        &a.address,
-        &admin_token(&a.issuer),
-        r#"{"issuer": "test", "subject": "repo:acme/*", "reason": "leaked"}"#,
-    )
-    .await;
+    let added = a
+        .post_deny(
+            &admin_token(&a.issuer),
+            r#"{"issuer": "test", "subject": "repo:acme/*", "reason": "leaked"}"#,
+        )
+        .await;
     assert_eq!(added.status(), 201);
     let db = a.db().await;
     let lock = lock_deny_entries(&db).await;
@@ -210,12 +210,12 @@ async fn an_added_entry_is_in_force_when_answered_and_callers_reads_never_hold_t
         deny_list_age(&b).await.filter(|age| *age > 2.0)
     })
     .await;
-    let added = post_deny(
-        &a.address,
-        &admin,
-        r#"{"issuer": "test", "subject": "repo:acme/*", "reason": "leaked"}"#,
-    )
-    .await;
+    let added = a
+        .post_deny(
+            &admin,
+            r#"{"issuer": "test", "subject": "repo:acme/*", "reason": "leaked"}"#,
+        )
+        .await;
     let on_a = status_of_issue(&a, &caller).await;
     let on_b = wait_for(REPLICAS_HONOUR_IT, async || {
         (status_of_issue(&b, &caller).await == 403).then_some(())

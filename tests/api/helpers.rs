@@ -3,6 +3,7 @@
 
 pub mod connect_proxy;
 pub mod issuer;
+pub mod load;
 pub mod moto;
 pub mod postgres;
 pub mod proxy;
@@ -20,6 +21,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
 pub use issuer::{SigningKey, TestIssuer};
+pub use load::Load;
 pub use moto::Moto;
 pub use proxy::{Fault, FaultProxy, Operation};
 
@@ -781,30 +783,71 @@ impl TestApp {
     }
 }
 
-/// Asks `check` again every 50 ms until it gives a value, or gives `None` once `timeout` has
-/// passed: how a test waits for something to happen, however slow the machine. The timeout
-/// only bounds a failing test; a passing one waits just as long as it must.
-/// What the requests of a load run got.
-#[derive(Default, Debug)]
-pub struct Answers {
-    pub ok: usize,
-    /// Status and body of anything but a 200, connection errors as status 0.
-    pub other: Vec<(u16, String)>,
-}
+/// The API calls a test makes of a running service, whether it runs in the test's process
+/// ([`TestApp`]) or as a process of its own ([`ServiceProcess`]).
+pub(crate) trait Service {
+    /// Where it listens, as `http://127.0.0.1:PORT` (or `https://`).
+    fn address(&self) -> &str;
 
-impl Answers {
-    /// Every load worker's answers, added up once each has stopped.
-    pub async fn gathered(workers: Vec<tokio::task::JoinHandle<Answers>>) -> Self {
-        let mut total = Self::default();
-        for worker in workers {
-            let answers = worker.await.expect("a load worker panicked");
-            total.ok += answers.ok;
-            total.other.extend(answers.other);
-        }
-        total
+    /// How the harness reaches it.
+    fn http(&self) -> &reqwest::Client;
+
+    /// `POST /v1/admin/deny` with `body` sent as it is.
+    async fn post_deny(&self, token: &str, body: &str) -> reqwest::Response {
+        self.http()
+            .post(format!("{}/v1/admin/deny", self.address()))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /v1/admin/deny`.
+    async fn get_deny(&self, token: &str) -> reqwest::Response {
+        self.http()
+            .get(format!("{}/v1/admin/deny", self.address()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `DELETE /v1/admin/deny/{id}`.
+    async fn delete_deny(&self, token: &str, id: &str) -> reqwest::Response {
+        self.http()
+            .delete(format!("{}/v1/admin/deny/{id}", self.address()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
+impl Service for TestApp {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+impl Service for ServiceProcess {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+/// Asks `check` again every 50 ms until it gives a value, or gives `None` once `timeout` has
+/// passed: how a test waits for something to happen, however slow the machine. The timeout
+/// only bounds a failing test; a passing one waits just as long as it must.
 pub async fn wait_for<T>(
     timeout: Duration,
     mut check: impl AsyncFnMut() -> Option<T>,

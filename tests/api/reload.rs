@@ -3,15 +3,14 @@
 //! line, a subject added to the file's deny list is refused and its cached credential
 //! dropped, and renaming an issuer or a rule never lifts a stored deny entry.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::deny::{self, admin_token, get_deny, post_deny};
+use crate::deny::{self, admin_token};
 use crate::helpers::{
-    Answers, Fault, ServiceProcess, TestApp, assert_problem, audit_rows_in, request_id, wait_for,
+    Fault, Load, Service, ServiceProcess, TestApp, assert_problem, audit_rows_in, request_id,
+    wait_for,
 };
 
 /// How long a reload may take to show, on a loaded machine.
@@ -30,44 +29,14 @@ async fn sighup_with_a_valid_config_changes_the_rule_under_load_without_dropping
     let renamed = service
         .config_text
         .replace(r#"name = "acme-main""#, r#"name = "acme-renamed""#);
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    let workers: Vec<_> = (0..6)
-        .map(|_| {
-            let (http, stop, ok, token) = (http.clone(), stop.clone(), ok.clone(), token.clone());
-            let url = format!("{}/v1/ecr/authorization-token", service.address);
-            tokio::spawn(async move {
-                let mut answers = Answers::default();
-                while !stop.load(Ordering::SeqCst) {
-                    match http.post(&url).bearer_auth(&token).send().await {
-                        Ok(r) if r.status() == 200 => {
-                            answers.ok += 1;
-                            ok.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok(r) => answers
-                            .other
-                            .push((r.status().as_u16(), r.text().await.unwrap_or_default())),
-                        Err(e) => answers.other.push((0, e.to_string())),
-                    }
-                }
-                answers
-            })
-        })
-        .collect();
-    let flowing = |n: usize| {
-        let ok = ok.clone();
-        async move {
-            wait_for(RELOAD_SHOWS, async || {
-                (ok.load(Ordering::SeqCst) >= n).then_some(())
-            })
-            .await
-        }
-    };
-    flowing(30).await.expect("requests flow before the reload");
+    let load = Load::start(&service.address, &token, vec![http; 6]);
+    load.flowing(30, RELOAD_SHOWS)
+        .await
+        .expect("requests flow before the reload");
 
     service.write_config(&renamed);
     service.hangup();
@@ -75,18 +44,17 @@ async fn sighup_with_a_valid_config_changes_the_rule_under_load_without_dropping
         (matched_rule(&service, &token).await == "acme-renamed").then_some(())
     })
     .await;
-    let after = ok.load(Ordering::SeqCst) + 40;
-    flowing(after)
+    let after = load.ok() + 40;
+    load.flowing(after, RELOAD_SHOWS)
         .await
         .expect("requests flow after the reload");
     // More signals, with the same config: none of them may end the process.
     service.hangup();
     service.hangup();
-    flowing(after + 10)
+    load.flowing(after + 10, RELOAD_SHOWS)
         .await
         .expect("requests flow after more signals");
-    stop.store(true, Ordering::SeqCst);
-    let answers = Answers::gathered(workers).await;
+    let answers = load.stop().await;
 
     eprintln!(
         "{} requests answered 200 across three SIGHUPs, {} otherwise",
@@ -365,10 +333,7 @@ async fn renaming_an_issuer_or_a_rule_never_lifts_a_stored_deny_entry() {
         r#"{"issuer": "test", "subject": "alice", "reason": "bound to its issuer"}"#,
         r#"{"issuer": "test", "subject": "bob", "rule": "acme-main", "reason": "names a rule"}"#,
     ] {
-        assert_eq!(
-            post_deny(&service.address, &admin, body).await.status(),
-            201
-        );
+        assert_eq!(service.post_deny(&admin, body).await.status(), 201);
     }
     // An entry stored before entries recorded their issuer's `iss`: by name alone.
     let db = sqlx::PgPool::connect(&service.database_url).await.unwrap();
@@ -405,11 +370,7 @@ async fn renaming_an_issuer_or_a_rule_never_lifts_a_stored_deny_entry() {
         assert_eq!(status(sub).await, 403, "{sub} is no longer denied");
     }
     assert_eq!(status("dave").await, 200, "others are served");
-    let listed: Value = get_deny(&service.address, &admin)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = service.get_deny(&admin).await.json().await.unwrap();
     let entry = |sub: &str| {
         listed["entries"]
             .as_array()

@@ -5,12 +5,10 @@
 //! a bad new pair refused in one log line while the old one keeps serving.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::helpers::tls::{ServerCert, TestCa, client_trusting};
-use crate::helpers::{Answers, ServiceProcess, TestApp, wait_for};
+use crate::helpers::{Load, ServiceProcess, TestApp, wait_for};
 
 /// How long a rotation may take to show: a poll a second, on a loaded machine.
 const ROTATION_SHOWS: Duration = Duration::from_secs(20);
@@ -207,47 +205,17 @@ async fn rotating_the_files_under_load_drops_no_request_and_new_handshakes_get_t
     let (service, mut secret) =
         https_service(&old_ca.server_cert(&NAMES), "", both().build().unwrap()).await;
     let token = service.issuer.token().sign();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
     let kept_alive = both().build().unwrap();
-    let workers: Vec<_> = (0..6)
-        .map(|i| {
-            // Half keep their connections; half make a new one, so a handshake, each time.
-            let http = if i % 2 == 0 {
-                kept_alive.clone()
-            } else {
-                both().pool_max_idle_per_host(0).build().unwrap()
-            };
-            let (stop, ok, token) = (stop.clone(), ok.clone(), token.clone());
-            let url = format!("{}/v1/ecr/authorization-token", service.address);
-            tokio::spawn(async move {
-                let mut answers = Answers::default();
-                while !stop.load(Ordering::SeqCst) {
-                    match http.post(&url).bearer_auth(&token).send().await {
-                        Ok(r) if r.status() == 200 => {
-                            answers.ok += 1;
-                            ok.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok(r) => answers
-                            .other
-                            .push((r.status().as_u16(), r.text().await.unwrap_or_default())),
-                        Err(e) => answers.other.push((0, format!("{e:?}"))),
-                    }
-                }
-                answers
-            })
-        })
-        .collect();
-    let flowing = |n: usize| {
-        let ok = ok.clone();
-        async move {
-            wait_for(ROTATION_SHOWS, async || {
-                (ok.load(Ordering::SeqCst) >= n).then_some(())
-            })
-            .await
+    // Half keep their connections; half make a new one, so a handshake, each time.
+    let clients = (0..6).map(|i| {
+        if i % 2 == 0 {
+            kept_alive.clone()
+        } else {
+            both().pool_max_idle_per_host(0).build().unwrap()
         }
-    };
-    flowing(30)
+    });
+    let load = Load::start(&service.address, &token, clients);
+    load.flowing(30, ROTATION_SHOWS)
         .await
         .expect("requests flow before the rotation");
     assert!(healthz(client_trusting(&new_ca), &service).await.is_err());
@@ -259,12 +227,11 @@ async fn rotating_the_files_under_load_drops_no_request_and_new_handshakes_get_t
         healthz(client_trusting(&new_ca), &service).await.ok()
     })
     .await;
-    let after = ok.load(Ordering::SeqCst);
-    flowing(after + 30)
+    let after = load.ok();
+    load.flowing(after + 30, ROTATION_SHOWS)
         .await
         .expect("requests flow after the rotation");
-    stop.store(true, Ordering::SeqCst);
-    let total = Answers::gathered(workers).await;
+    let total = load.stop().await;
 
     // Assert
     assert_eq!(
