@@ -24,7 +24,7 @@ use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::credentials::cache::CacheMode;
+use crate::domain::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 use crate::policy::Template;
 

@@ -20,9 +20,9 @@ use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
 use tokio::task::JoinHandle;
 
-use crate::domain::Access;
+use crate::domain::{Access, CacheMode};
 use crate::policy::{CachedOwner, DenyList};
-use cache::{CacheKey, CacheMode, CacheSettings, CallerScope, CredentialCache, Served};
+use cache::{CacheKey, CacheSettings, CallerScope, CredentialCache, Served};
 
 use crate::config::AwsConfig;
 use crate::domain::Region;

@@ -1,6 +1,7 @@
 //! Value types that can only hold valid values: parse once at the edge, trust them inside.
 
 mod access;
+mod cache_mode;
 mod kubernetes;
 mod partition;
 mod region;
@@ -10,8 +11,10 @@ mod repository;
 mod role_arn;
 mod search_text;
 mod session;
+mod whole_seconds;
 
 pub(crate) use access::Access;
+pub(crate) use cache_mode::CacheMode;
 pub(crate) use kubernetes::{Namespace, SecretName};
 pub(crate) use partition::Partition;
 pub(crate) use region::Region;
@@ -21,6 +24,7 @@ pub(crate) use repository::{MAX_REPOSITORY_NAME_LEN, RepositoryPattern, is_repos
 pub(crate) use role_arn::RoleArn;
 pub(crate) use search_text::SearchText;
 pub(crate) use session::{RoleSessionName, SessionDuration, SourceIdentity};
+pub(crate) use whole_seconds::WholeSeconds;
 
 /// Why a value was refused by one of the domain parsers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

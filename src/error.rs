@@ -6,10 +6,9 @@
 //! limits, timeouts, panics).
 
 mod problem;
+mod rate_limited;
 
 pub(crate) use problem::{Problem, ProblemType, render_problems};
-
-use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -17,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use crate::audit::{AuditError, Outcome};
 use crate::auth::AuthError;
 use crate::credentials::{AwsError, AwsErrorKind};
+use crate::domain::WholeSeconds;
 use crate::policy::{Denial, Refusal, StaleDenyList};
 use crate::rate_limit::RateLimited;
 
@@ -194,7 +194,7 @@ impl ApiError {
                     format!(
                         "the broker's limit on {} calls to AWS is reached, so this one was not sent; retry in {} s",
                         e.operation,
-                        whole_seconds(*retry_after)
+                        WholeSeconds::from(*retry_after)
                     ),
                 ),
             },
@@ -279,21 +279,14 @@ impl IntoResponse for ApiError {
             }) => {
                 headers.insert(
                     header::RETRY_AFTER,
-                    HeaderValue::from(whole_seconds(*retry_after)),
+                    HeaderValue::from(WholeSeconds::from(*retry_after).get()),
                 );
             }
-            Self::RateLimited(limited) => headers.extend(limited.headers()),
+            Self::RateLimited(limited) => headers.extend(rate_limited::fields(limited)),
             _ => {}
         }
         response
     }
-}
-
-/// A wait in whole seconds, as `Retry-After` and the `RateLimit` fields carry it: rounded
-/// up, and never 0, which would invite a retry straight into the same refusal.
-pub(crate) fn whole_seconds(wait: Duration) -> u64 {
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    secs.max(1)
 }
 
 /// The error and its causes, `: `-separated, for the one log line a failure gets.
@@ -311,18 +304,5 @@ fn chain(error: &dyn std::error::Error) -> String {
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         ApiError::from(self).into_response()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn waits_round_up_to_whole_seconds_and_never_to_zero() {
-        assert_eq!(whole_seconds(Duration::ZERO), 1);
-        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
-        assert_eq!(whole_seconds(Duration::from_secs(2)), 2);
-        assert_eq!(whole_seconds(Duration::from_millis(2001)), 3);
     }
 }

@@ -13,7 +13,8 @@
 //!
 //! Label values stay few: route templates (never raw paths), status codes, outcomes and
 //! reasons as the audit log spells them, and names from the config (rules, issuers). Never a
-//! subject, a request id, a token or a claim value.
+//! subject, a request id, a token or a claim value. Callers hand over label codes, never
+//! their own types: this module depends on no other module of the crate.
 
 mod series;
 
@@ -31,8 +32,6 @@ use metrics_exporter_prometheus::{
 };
 use tokio::task::JoinHandle;
 
-use crate::audit::Outcome;
-use crate::credentials::{AwsError, AwsErrorKind};
 pub(crate) use series::Service;
 use series::{DURATION_BUCKETS, ROWS_BUCKETS, names};
 
@@ -76,8 +75,16 @@ struct IssuanceSeries {
     count: usize,
 }
 
-/// One counter slot per [`Outcome`], indexed by its discriminant.
-type ByOutcome = [Option<Counter>; 3];
+/// The counters of one rule and reason, one per outcome seen (there are a handful).
+type ByOutcome = Vec<(&'static str, Counter)>;
+
+/// The counter of `outcome` among `outcomes`.
+fn of_outcome<'a>(outcomes: &'a ByOutcome, outcome: &str) -> Option<&'a Counter> {
+    outcomes
+        .iter()
+        .find(|(label, _)| *label == outcome)
+        .map(|(_, counter)| counter)
+}
 
 impl Metrics {
     /// A fresh recorder; `routes` are the route templates the router serves.
@@ -143,46 +150,42 @@ impl Metrics {
         })
     }
 
-    /// Counts one decision on the issuing endpoint, as its audit record says it.
-    pub(crate) fn issuance(&self, outcome: Outcome, reason: &str, rule: Option<&str>) {
+    /// Counts one decision on the issuing endpoint, as its audit record says it: `outcome`
+    /// and `reason` spelled as the record stores them.
+    pub(crate) fn issuance(&self, outcome: &'static str, reason: &str, rule: Option<&str>) {
         let rule = rule.unwrap_or("");
-        let at = outcome as usize;
         let found = {
             let series = read(&self.0.issuances);
             series
                 .by_rule
                 .get(rule)
                 .and_then(|reasons| reasons.get(reason))
-                .and_then(|outcomes| outcomes[at].clone())
+                .and_then(|outcomes| of_outcome(outcomes, outcome).cloned())
         };
         let counter = found.unwrap_or_else(|| self.register_issuance(outcome, reason, rule));
         counter.increment(1);
     }
 
-    fn register_issuance(&self, outcome: Outcome, reason: &str, rule: &str) -> Counter {
+    fn register_issuance(&self, outcome: &'static str, reason: &str, rule: &str) -> Counter {
         let mut series = write(&self.0.issuances);
         let exists = series
             .by_rule
             .get(rule)
             .and_then(|r| r.get(reason))
-            .is_some_and(|o| o[outcome as usize].is_some());
+            .is_some_and(|o| of_outcome(o, outcome).is_some());
         let reason = if exists || series.count < MAX_ISSUANCE_SERIES {
             reason
         } else {
             "other"
         };
-        let labels = [
-            ("outcome", outcome.as_str()),
-            ("reason", reason),
-            ("rule", rule),
-        ];
-        let slot = &mut series
+        let labels = [("outcome", outcome), ("reason", reason), ("rule", rule)];
+        let outcomes = series
             .by_rule
             .entry(rule.into())
             .or_default()
             .entry(reason.into())
-            .or_default()[outcome as usize];
-        if let Some(counter) = slot {
+            .or_default();
+        if let Some(counter) = of_outcome(outcomes, outcome) {
             return counter.clone();
         }
         let counter = register(
@@ -191,7 +194,7 @@ impl Metrics {
             &labels,
             Recorder::register_counter,
         );
-        *slot = Some(counter.clone());
+        outcomes.push((outcome, counter.clone()));
         series.count += 1;
         counter
     }
@@ -370,6 +373,28 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// answers (a refusal's own AWS error code is in the audit record's reason).
 const UPSTREAM_ERROR_CODES: [&str; 4] = ["timeout", "throttled", "refused", "unavailable"];
 
+/// How a failed upstream call is counted: by one of [`UPSTREAM_ERROR_CODES`], or apart when
+/// the ceiling held it back and nothing was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamFailure {
+    /// `timeout`: no answer in time.
+    Timeout,
+    /// `throttled`: asked to slow down.
+    Throttled,
+    /// `refused`: answered with an error.
+    Refused,
+    /// `unavailable`: not reached, or an unusable answer.
+    Unavailable,
+    /// Not sent: over the broker's own ceiling.
+    Ceiling,
+}
+
+/// An upstream call's error, which says how it is counted.
+pub(crate) trait CountedFailure {
+    /// The kind of failure, as [`UpstreamMetrics`] counts it.
+    fn upstream_failure(&self) -> UpstreamFailure;
+}
+
 /// What the credential cache counts.
 #[derive(Clone)]
 pub(crate) struct CacheMetrics {
@@ -406,10 +431,10 @@ pub(crate) struct UpstreamMetrics {
 
 impl UpstreamMetrics {
     /// Times and counts one call that was sent.
-    pub(crate) async fn call<T>(
+    pub(crate) async fn call<T, E: CountedFailure>(
         &self,
-        call: impl Future<Output = Result<T, AwsError>>,
-    ) -> Result<T, AwsError> {
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         self.calls.increment(1);
         let started = Instant::now();
         let result = call.await;
@@ -421,13 +446,13 @@ impl UpstreamMetrics {
     }
 
     /// Counts a failure: a ceiling refusal (nothing was sent) or an error of a call.
-    pub(crate) fn failed(&self, error: &AwsError) {
-        let at = match &error.kind {
-            AwsErrorKind::Ceiling { .. } => return self.ceiling_refusals.increment(1),
-            AwsErrorKind::Timeout => 0,
-            AwsErrorKind::Throttled => 1,
-            AwsErrorKind::Refused { .. } => 2,
-            AwsErrorKind::Unavailable => 3,
+    pub(crate) fn failed(&self, error: &impl CountedFailure) {
+        let at = match error.upstream_failure() {
+            UpstreamFailure::Ceiling => return self.ceiling_refusals.increment(1),
+            UpstreamFailure::Timeout => 0,
+            UpstreamFailure::Throttled => 1,
+            UpstreamFailure::Refused => 2,
+            UpstreamFailure::Unavailable => 3,
         };
         self.errors[at].increment(1);
     }

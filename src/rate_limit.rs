@@ -9,7 +9,8 @@
 //! rule admits it has `[rate_limit]`'s per-caller limit or its rule's own; a caller that no
 //! rule admits has the stricter `[rate_limit] unadmitted`. Nobody can spend another's
 //! bucket. A caller over its limit gets 429 with `Retry-After` and the IETF
-//! `RateLimit-Policy` and `RateLimit` fields ([`headers`]).
+//! `RateLimit-Policy` and `RateLimit` fields, which the error boundary renders from the
+//! refusal ([`RateLimited`]).
 //!
 //! Requests whose token fails verification have no caller to charge, so they are charged to
 //! their client's network instead ([`RateLimits::check_unauthenticated`]): the address cut
@@ -21,7 +22,7 @@
 //! indistinguishable from a new one, so a sweep drops those periodically and the memory
 //! held is bounded by the callers active within a refill time, not by all callers ever seen.
 
-mod headers;
+mod refusal;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -40,7 +41,7 @@ use crate::auth::Caller;
 use crate::config::{AddressPrefix, RateLimitConfig, RateLimitsConfig, RuleConfig};
 use crate::policy::Rule;
 
-pub(crate) use headers::{Policy, RateLimited};
+pub(crate) use refusal::{Policy, RateLimited};
 
 /// How often buckets that have refilled are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -294,7 +295,7 @@ mod tests {
         let Err(refused) = limits.charge(&alice, Standing::Admitted(open)) else {
             panic!("the third request within the burst of 2 is refused");
         };
-        assert!(refused.retry_after_secs >= 999, "{refused:?}");
+        assert!(refused.retry_after().get() >= 999, "{refused:?}");
         assert!(
             limits.charge(&bob, Standing::Admitted(open)).is_ok(),
             "bob has his own bucket"

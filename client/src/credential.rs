@@ -1,15 +1,9 @@
-//! A registry credential and how one is obtained: from the cache while it is fresh, from
-//! the broker otherwise.
+//! A registry credential: what the broker answers and the cache keeps, and when it is due
+//! for renewal. How one is obtained is `obtain`'s; this module knows neither the broker nor
+//! the cache.
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-
-use crate::broker::Broker;
-use crate::cache::{Cache, CacheKey};
-use crate::config::Settings;
-use crate::error::Error;
-use crate::jwt::{JwtSource, caller_digest};
-use crate::registry::EcrHost;
 
 /// A user name and password for one registry, and how long they hold.
 #[derive(Debug, Clone)]
@@ -45,43 +39,6 @@ impl Credential {
     pub(crate) fn fresh_for(&self, now: DateTime<Utc>) -> std::time::Duration {
         (self.refresh_at - now).to_std().unwrap_or_default()
     }
-}
-
-/// The credential for `host` as the caller of the JWT from `source`, from the cache if it
-/// holds a fresh one for this caller and narrowing, else from the broker (and then cached).
-pub(crate) async fn obtain(
-    settings: &Settings,
-    source: &JwtSource,
-    host: &EcrHost,
-) -> Result<Credential, Error> {
-    let jwt = source.read(settings.timeout).await?;
-    let mut cache = settings.cache_dir.clone().map(Cache::new);
-    let key = CacheKey::new(
-        &settings.endpoint,
-        &caller_digest(&jwt),
-        host,
-        &settings.narrowing,
-    );
-    if let Some(usable) = &cache {
-        match usable.get(&key, Utc::now()) {
-            Ok(Some(credential)) => return Ok(credential),
-            Ok(None) => {}
-            // Unusable (say, open to other users): warned of once, then left alone.
-            Err(e) => {
-                crate::warn(&e);
-                cache = None;
-            }
-        }
-    }
-    let credential = Broker::new(settings)?
-        .issue(&jwt, host, &settings.narrowing)
-        .await?;
-    if let Some(cache) = &cache
-        && let Err(e) = cache.put(&key, &credential, Utc::now())
-    {
-        crate::warn(&e);
-    }
-    Ok(credential)
 }
 
 #[cfg(test)]

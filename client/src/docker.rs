@@ -22,8 +22,8 @@ use serde_json::json;
 
 use crate::cache::Cache;
 use crate::config::{self, IGNORE_DOCKER_LOGIN, Settings, Sources};
-use crate::credential::obtain;
 use crate::error::Error;
+use crate::obtain;
 use crate::registry::EcrHost;
 
 /// docker's own text for "no credentials for this server", which it treats as such.
@@ -58,7 +58,7 @@ pub(crate) async fn get(input: &str, var: impl Fn(&str) -> Option<String>) -> Re
     let Some(source) = &settings.jwt else {
         return Reply::Failed(config::no_jwt());
     };
-    match obtain(&settings, source, &host).await {
+    match obtain::credential(&settings, source, &host).await {
         // docker keys the answer by the URL it asked with, so it goes back unchanged.
         Ok(credential) => Reply::Answer(format!(
             "{}\n",

@@ -12,9 +12,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::config::{self, Settings};
-use crate::credential::{Credential, obtain};
+use crate::credential::Credential;
 use crate::error::Error;
 use crate::jwt::JwtSource;
+use crate::obtain;
 use crate::registry::EcrHost;
 
 /// The API version kubelet speaks to the provider, and the only one answered.
@@ -99,7 +100,7 @@ pub(crate) async fn provide(
         (None, Some(configured)) => configured,
         (None, None) => return Err(config::no_jwt()),
     };
-    let credential = obtain(&settings, source, &host).await?;
+    let credential = obtain::credential(&settings, source, &host).await?;
     Ok(response(&host, &credential, chrono::Utc::now()))
 }
 

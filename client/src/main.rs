@@ -8,7 +8,7 @@
 //! - `configure` names the helper in docker's `config.json` for the registries the
 //!   caller's rule allows ([`configure`]).
 //!
-//! Either way a credential comes from [`credential::obtain`]: the caller's JWT is read
+//! Either way a credential comes from [`obtain::credential`]: the caller's JWT is read
 //! ([`jwt`]), a fresh cached credential is used if there is one ([`cache`]), else the
 //! broker is asked ([`broker`], retrying as [`retry`] says). Settings come from the
 //! environment or the user's config file ([`config`]). Nothing secret is ever written to
@@ -23,6 +23,7 @@ mod docker;
 mod error;
 mod jwt;
 mod kubelet;
+mod obtain;
 mod private_file;
 mod registry;
 mod retry;

@@ -32,7 +32,7 @@ use crate::metrics::CacheMetrics;
 use crate::policy::CachedOwner;
 use lifetime::Lifetime;
 
-pub(crate) use key::{CacheKey, CacheMode, CallerScope};
+pub(crate) use key::{CacheKey, CallerScope};
 
 /// The operation named when a request gives up waiting for another request's fetch.
 const WAITING: &str = "AssumeRole/GetAuthorizationToken";

@@ -10,6 +10,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
+use crate::metrics::{CountedFailure, UpstreamFailure};
+
 /// How an AWS call failed, in the terms the HTTP layer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum AwsErrorKind {
@@ -55,6 +57,18 @@ pub(crate) struct AwsError {
     pub kind: AwsErrorKind,
     #[source]
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl CountedFailure for AwsError {
+    fn upstream_failure(&self) -> UpstreamFailure {
+        match self.kind {
+            AwsErrorKind::Timeout => UpstreamFailure::Timeout,
+            AwsErrorKind::Throttled => UpstreamFailure::Throttled,
+            AwsErrorKind::Refused { .. } => UpstreamFailure::Refused,
+            AwsErrorKind::Unavailable => UpstreamFailure::Unavailable,
+            AwsErrorKind::Ceiling { .. } => UpstreamFailure::Ceiling,
+        }
+    }
 }
 
 /// Error codes AWS uses for rate limiting across its APIs.

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::Mismatch;
 use super::{ClaimMatcher, InvalidPattern, SessionTagTemplates, Template};
 use crate::config::{ClaimPattern, RuleConfig};
-use crate::credentials::cache::CacheMode;
+use crate::domain::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 
 /// A compiled `[[rules]]` entry.

@@ -285,23 +285,27 @@ async fn record_issuance(
                 Ok(receipt) => {
                     state
                         .metrics
-                        .issuance(Outcome::Issued, "issued", rule.as_deref());
+                        .issuance(Outcome::Issued.as_str(), "issued", rule.as_deref());
                     Ok(Committed { issued, receipt })
                 }
                 Err(error) => {
                     let error = ApiError::AuditUnavailable(error);
-                    state
-                        .metrics
-                        .issuance(error.outcome(), &error.reason(), rule.as_deref());
+                    state.metrics.issuance(
+                        error.outcome().as_str(),
+                        &error.reason(),
+                        rule.as_deref(),
+                    );
                     Err(error)
                 }
             }
         }
         Err(error) => {
             record.decide(error.outcome(), &error.reason(), error.status().as_u16());
-            state
-                .metrics
-                .issuance(record.outcome, &record.reason, record.rule.as_deref());
+            state.metrics.issuance(
+                record.outcome.as_str(),
+                &record.reason,
+                record.rule.as_deref(),
+            );
             // However fast a caller sends, its refusals for sending too fast add no rows:
             // they are counted in the next aggregate row.
             if matches!(error, ApiError::RateLimited(_)) {

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::Findings;
 use crate::config::{ClaimPattern, ClaimPatterns, Config, RuleConfig};
-use crate::credentials::cache::CacheMode;
+use crate::domain::CacheMode;
 use crate::domain::RepositoryPattern;
 use crate::policy::{ClaimMatcher, SessionTagTemplates, Template, ValueRule};
 

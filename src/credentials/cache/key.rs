@@ -1,27 +1,11 @@
-//! What a cached credential is keyed by: a rule's `CacheMode` (per-caller, shared or off) and
-//! `CacheKey`, a SHA-256 digest of every input that shapes a credential except the session name, so
-//! two different requests never share an entry.
+//! What a cached credential is keyed by: `CacheKey`, a SHA-256 digest of every input that
+//! shapes a credential except the session name, so two different requests never share an
+//! entry, and `CallerScope`, the caller a per-caller entry belongs to.
 
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::credentials::CredentialRequest;
 use crate::domain::Access;
-
-/// Who may be handed a rule's cached credential: the `cache` setting of a rule.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum CacheMode {
-    /// `"per-caller"`: each caller (issuer and subject) keeps its own session, so CloudTrail
-    /// names the caller.
-    #[default]
-    PerCaller,
-    /// `"shared"`: callers whose grant, session tags and source identity are identical share
-    /// one session; each caller's audit row still names it.
-    Shared,
-    /// `"off"`: every request calls AWS.
-    Off,
-}
 
 /// The caller a per-caller entry belongs to.
 #[derive(Debug, Clone, Copy)]
