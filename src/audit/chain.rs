@@ -355,10 +355,11 @@ impl ChainedRow {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn row() -> ChainedRow {
+    /// A row with a value in every field but the ones added after the first version.
+    pub(in crate::audit) fn row() -> ChainedRow {
         let at = DateTime::from_timestamp_micros(1_795_431_244_123_456).unwrap();
         let mut record =
             AuditRecord::start("r-1", Some("127.0.0.1".parse().unwrap()), Some("curl/8"));

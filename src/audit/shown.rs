@@ -77,38 +77,31 @@ impl Shown for SessionTags {
 
 #[cfg(test)]
 mod tests {
-    use super::super::chain::ChainedRow;
-    use super::super::{AuditRecord, IssuanceRecord};
-    use super::*;
+    use super::super::IssuanceRecord;
+    use super::super::chain::tests::row;
 
     #[test]
     fn the_api_shows_every_field_in_the_contracts_order_and_forms() {
-        let at = DateTime::from_timestamp_micros(1_795_431_244_123_456).unwrap();
-        let mut record =
-            AuditRecord::start("r-1", Some("127.0.0.1".parse().unwrap()), Some("curl/8"));
-        record.occurred_at = at;
-        record.decide(Outcome::Issued, "issued", 200);
-        record.latency_ms = 12;
-        record.issuer = Some("ci".to_owned());
-        record.session_tags = [("repo".to_owned(), "acme/api".to_owned())]
-            .into_iter()
-            .collect();
-        record.expires_at = Some(at);
-        let shown = IssuanceRecord::from(ChainedRow::new(7, at, record));
+        let shown = IssuanceRecord::from(row());
+        let fingerprint = "ab".repeat(32);
         assert_eq!(
             serde_json::to_string(&shown).unwrap(),
-            concat!(
+            [
                 r#"{"id":7,"occurredAt":"2026-11-23T10:54:04.123456Z","#,
                 r#""recordedAt":"2026-11-23T10:54:04.123456Z","requestId":"r-1","#,
                 r#""outcome":"issued","reason":"issued","httpStatus":200,"issuer":"ci","#,
-                r#""subject":null,"rule":null,"roleArn":null,"sessionName":null,"#,
-                r#""regions":[],"registryIds":[],"access":null,"repositories":null,"#,
-                r#""sessionTags":{"repo":"acme/api"},"proxyEndpoints":[],"#,
-                r#""expiresAt":"2026-11-23T10:54:04Z","tokenFingerprints":[],"#,
-                r#""fingerprintKeyId":null,"fromCache":false,"clientAddr":"127.0.0.1","#,
-                r#""userAgent":"curl/8","latencyMs":12,"upstreamError":null,"#,
-                r#""callerRequestId":null,"shed":null}"#,
-            )
+                r#""subject":"repo:acme/api","rule":"acme","#,
+                r#""roleArn":"arn:aws:iam::111122223333:role/ecr","#,
+                r#""sessionName":"repo-acme-api.0123","regions":["us-east-1"],"#,
+                r#""registryIds":["111122223333"],"access":"pull","repositories":["acme/*"],"#,
+                r#""sessionTags":{"repo":"acme/api"},"#,
+                r#""proxyEndpoints":["https://111122223333.dkr.ecr.us-east-1.amazonaws.com"],"#,
+                r#""expiresAt":"2026-11-23T10:54:04Z","#,
+                &format!(r#""tokenFingerprints":["{fingerprint}"],"fingerprintKeyId":"k1","#),
+                r#""fromCache":false,"clientAddr":"127.0.0.1","userAgent":"curl/8","#,
+                r#""latencyMs":12,"upstreamError":null,"callerRequestId":null,"shed":null}"#,
+            ]
+            .concat()
         );
     }
 }

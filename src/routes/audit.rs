@@ -10,8 +10,10 @@ use axum::http::request::Parts;
 use super::caller::CallerRefusal;
 use crate::app::{AppState, Current};
 use crate::audit::Scope;
-pub(super) use crate::audit::instant;
 use crate::auth::Caller;
+
+/// How the API shows a time, to the microsecond (the deny list's entries too).
+pub(super) use crate::audit::instant;
 
 pub(super) fn router() -> super::Routes {
     super::Routes::new()
