@@ -14,7 +14,7 @@
 ///   their hashes (a field without it is always encoded, which changes every stored row's
 ///   hash: every field added from now on needs a tag of its own);
 /// - `=> shown(f)` when the API shows it through `f` instead of its type's [`Shown`]
-///   (`f` takes and returns the same types).
+///   (`f` takes the field's value and returns what [`Shown`] would have, in another form).
 ///
 /// The first field is the arrival time, which the API shows before `recordedAt`.
 ///
