@@ -3,6 +3,7 @@
 //! database access can edit, delete, insert or reorder rows without breaking the chain.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -13,8 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::AuditRecord;
+use super::record::SessionTags;
 use super::shed::{ShedCount, ShedSummary};
+use super::{AuditRecord, Outcome};
 
 /// A row hash: HMAC-SHA256 output.
 pub(crate) type Hash = [u8; 32];
@@ -189,7 +191,7 @@ pub(crate) fn to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
 
 /// A length-prefixed encoding: every field is tagged by its position, absent values differ
 /// from empty ones, and no two rows encode alike.
-struct Canonical(Vec<u8>);
+pub(super) struct Canonical(Vec<u8>);
 
 impl Canonical {
     fn bytes(&mut self, value: &[u8]) {
@@ -219,131 +221,145 @@ impl Canonical {
         values.iter().for_each(|v| self.text(v));
     }
 
-    fn option<T: ?Sized>(&mut self, value: Option<&T>, write: impl FnOnce(&mut Self, &T)) {
-        match value {
-            None => self.0.push(b'n'),
-            Some(v) => {
-                self.0.push(b'y');
-                write(self, v);
+    /// The tag byte of a field added after the first version, which is encoded only when
+    /// present.
+    pub(super) fn tag(&mut self, tag: u8) {
+        self.0.push(tag);
+    }
+}
+
+/// How a value of a record field is encoded under the MAC. The record's fields are encoded
+/// in the order of its table ([`AuditRecord::encode`]).
+pub(super) trait Canon {
+    fn encode(&self, c: &mut Canonical);
+}
+
+impl Canon for String {
+    fn encode(&self, c: &mut Canonical) {
+        c.text(self);
+    }
+}
+
+impl Canon for Outcome {
+    fn encode(&self, c: &mut Canonical) {
+        c.text(self.as_str());
+    }
+}
+
+impl Canon for IpAddr {
+    fn encode(&self, c: &mut Canonical) {
+        c.text(&self.to_string());
+    }
+}
+
+impl Canon for DateTime<Utc> {
+    fn encode(&self, c: &mut Canonical) {
+        c.time(*self);
+    }
+}
+
+impl Canon for bool {
+    fn encode(&self, c: &mut Canonical) {
+        c.int((*self).into());
+    }
+}
+
+impl Canon for u16 {
+    fn encode(&self, c: &mut Canonical) {
+        c.int((*self).into());
+    }
+}
+
+impl Canon for i32 {
+    fn encode(&self, c: &mut Canonical) {
+        c.int((*self).into());
+    }
+}
+
+impl Canon for Vec<String> {
+    fn encode(&self, c: &mut Canonical) {
+        c.list(self);
+    }
+}
+
+/// `n` when absent, `y` and the value when present.
+impl<T: Canon> Canon for Option<T> {
+    fn encode(&self, c: &mut Canonical) {
+        match self {
+            None => c.0.push(b'n'),
+            Some(value) => {
+                c.0.push(b'y');
+                value.encode(c);
             }
         }
     }
 }
 
-impl ChainedRow {
-    /// The canonical byte encoding that the row hash covers.
-    ///
-    /// Fields added after the first version are encoded only when present, so that rows
-    /// written before them keep their hashes.
-    pub(crate) fn canonical(&self) -> Vec<u8> {
-        // Destructured without `..`, down to the shed summary: a field added to the row does
-        // not compile until it is encoded here, so no column is ever stored outside the MAC.
-        let Self {
-            id,
-            recorded_at,
-            record,
-        } = self;
-        let AuditRecord {
-            occurred_at,
-            request_id,
-            outcome,
-            reason,
-            http_status,
-            issuer,
-            subject,
-            rule,
-            role_arn,
-            session_name,
-            regions,
-            registry_ids,
-            access,
-            repositories,
-            session_tags,
-            proxy_endpoints,
-            expires_at,
-            token_fingerprints,
-            fingerprint_key_id,
-            from_cache,
-            client_addr,
-            user_agent,
-            latency_ms,
-            upstream_error,
-            caller_request_id,
-            shed,
-        } = record;
-        let mut c = Canonical(b"ecr-token-broker audit v1".to_vec());
-        c.int(*id);
-        c.time(*recorded_at);
-        c.time(*occurred_at);
-        c.text(request_id);
-        c.text(outcome.as_str());
-        c.text(reason);
-        c.int((*http_status).into());
-        for field in [issuer, subject, rule, role_arn, session_name] {
-            c.option(field.as_deref(), Canonical::text);
-        }
-        c.list(regions);
-        c.list(registry_ids);
-        c.option(access.as_deref(), Canonical::text);
-        c.option(repositories.as_deref(), Canonical::list);
-        let tags = (!session_tags.is_empty()).then(|| session_tags.as_slice());
-        c.option(tags, |c, tags| {
-            let flat: Vec<String> = tags
+/// Absent when there are none, else a list of keys and values, sorted by key.
+impl Canon for SessionTags {
+    fn encode(&self, c: &mut Canonical) {
+        let tags = (!self.is_empty()).then(|| {
+            self.as_slice()
                 .iter()
                 .flat_map(|(k, v)| [k.clone(), v.clone()])
-                .collect();
-            c.list(&flat);
+                .collect::<Vec<String>>()
         });
-        c.list(proxy_endpoints);
-        c.option(expires_at.as_ref(), |c, t| c.time(*t));
-        c.list(token_fingerprints);
-        c.option(fingerprint_key_id.as_deref(), Canonical::text);
-        c.int((*from_cache).into());
-        c.option(
-            client_addr.map(|a| a.to_string()).as_deref(),
-            Canonical::text,
-        );
-        c.option(user_agent.as_deref(), Canonical::text);
-        c.int((*latency_ms).into());
-        if let Some(error) = upstream_error {
-            c.0.push(b'u');
-            c.text(error);
-        }
-        if let Some(id) = caller_request_id {
-            c.0.push(b'c');
-            c.text(id);
-        }
-        if let Some(ShedSummary {
+        tags.encode(c);
+    }
+}
+
+impl Canon for ShedSummary {
+    fn encode(&self, c: &mut Canonical) {
+        // Destructured without `..`: a field added to the summary does not compile until
+        // it is encoded here.
+        let Self {
             count,
             since,
             until,
             clients,
             reasons,
-        }) = shed
-        {
-            c.0.push(b'S');
-            c.int(i64::try_from(*count).unwrap_or(i64::MAX));
-            c.time(*since);
-            c.time(*until);
-            for counts in [clients, reasons] {
-                let flat: Vec<String> = counts
-                    .iter()
-                    .flat_map(|ShedCount { key, count }| [key.clone(), count.to_string()])
-                    .collect();
-                c.list(&flat);
-            }
+        } = self;
+        c.int(i64::try_from(*count).unwrap_or(i64::MAX));
+        c.time(*since);
+        c.time(*until);
+        for counts in [clients, reasons] {
+            let flat: Vec<String> = counts
+                .iter()
+                .flat_map(|ShedCount { key, count }| [key.clone(), count.to_string()])
+                .collect();
+            c.list(&flat);
         }
+    }
+}
+
+impl ChainedRow {
+    /// The canonical byte encoding that the row hash covers: the row's place in the chain,
+    /// then every field of its record ([`AuditRecord::encode`]).
+    ///
+    /// Fields added after the first version are encoded only when present, so that rows
+    /// written before them keep their hashes.
+    pub(crate) fn canonical(&self) -> Vec<u8> {
+        // Destructured without `..`: a field added to the row does not compile until it is
+        // encoded here, so no column is ever stored outside the MAC.
+        let Self {
+            id,
+            recorded_at,
+            record,
+        } = self;
+        let mut c = Canonical(b"ecr-token-broker audit v1".to_vec());
+        c.int(*id);
+        c.time(*recorded_at);
+        record.encode(&mut c);
         c.0
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use crate::audit::Outcome;
-    use crate::audit::record::SessionTags;
 
-    fn row() -> ChainedRow {
+    /// A row with a value in every field but the ones added after the first version.
+    pub(in crate::audit) fn row() -> ChainedRow {
         let at = DateTime::from_timestamp_micros(1_795_431_244_123_456).unwrap();
         let mut record =
             AuditRecord::start("r-1", Some("127.0.0.1".parse().unwrap()), Some("curl/8"));
@@ -396,7 +412,7 @@ mod tests {
             Box::new(|r| r.record.upstream_error = Some("throttled".to_owned())),
             Box::new(|r| r.record.caller_request_id = Some("ci-42".to_owned())),
             Box::new(|r| {
-                let mut shed = AuditRecord::shed(crate::audit::ShedSummary {
+                let mut shed = AuditRecord::shed(ShedSummary {
                     count: 1,
                     since: r.recorded_at,
                     until: r.recorded_at,

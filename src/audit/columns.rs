@@ -2,10 +2,11 @@
 //! turned back into rows by `UNNEST`. Postgres receives each array in its binary form, so
 //! inserting a batch parses no JSON and converts no timestamp or number from text.
 //!
-//! The column list is derived here from [`AuditRecord`] itself: each record column is named
-//! by its field, and the record is destructured without `..`, so a field added to the record
-//! does not compile until it is given its column here (and in a migration, where the names
-//! are checked when the statement is first run).
+//! The record's columns come from its field table ([`RecordColumns`], made with
+//! [`super::AuditRecord`] itself): each is named by its field and sent as its type's [`Column`]
+//! says, so a field added to the record needs no edit here unless its type is new (and a
+//! column in a migration, where the names are checked when the statement is first run).
+//! This file must not list the record's fields.
 
 use std::net::IpAddr;
 use std::sync::LazyLock;
@@ -16,92 +17,146 @@ use sqlx::postgres::PgArguments;
 use sqlx::query::Query;
 use sqlx::types::Json;
 
-use super::AuditRecord;
+use super::Outcome;
 use super::chain::Hash;
-use super::record::SessionTags;
+use super::record::{RecordColumns, SessionTags};
 use super::shed::ShedSummary;
 use super::store::StoredRow;
 
-/// Defines [`Columns`]: one `Vec` per column, the statement that inserts them, and how a
-/// row's values are pushed. `chain` columns are read from the [`StoredRow`] as `row`;
-/// `record` columns each name a field of [`AuditRecord`], bound by reference under its own
-/// name. A column whose value is sent as text in Postgres's array-literal form (a `text[]`
-/// per row, which no array parameter can hold) names the type it is cast to.
-macro_rules! audit_columns {
-    (@cast) => { "" };
-    (@cast $cast:literal) => { $cast };
-    (
-        chain |$row:ident| { $($chain:ident: $chain_ty:ty = $chain_value:expr,)* }
-        record { $($field:ident: $field_ty:ty = $field_value:expr $(=> $cast:literal)?,)* }
-    ) => {
-        /// A batch as one array per column, borrowing from its rows.
-        #[derive(Default)]
-        pub(super) struct Columns<'a> {
-            $($chain: Vec<$chain_ty>,)*
-            $($field: Vec<$field_ty>,)*
-        }
-
-        /// Each column's name, and the cast its `UNNEST`ed value needs (empty for none).
-        const COLUMNS: &[(&str, &str)] = &[
-            $((stringify!($chain), ""),)*
-            $((stringify!($field), audit_columns!(@cast $($cast)?)),)*
-        ];
-
-        impl<'a> Columns<'a> {
-            fn push(&mut self, $row: &'a StoredRow) {
-                $(self.$chain.push($chain_value);)*
-                let AuditRecord { $($field,)* } = &$row.row.record;
-                $(self.$field.push($field_value);)*
-            }
-
-            /// Binds one array per column, in the order of [`COLUMNS`], after the lock id.
-            fn bind_all(
-                self,
-                query: Query<'a, Postgres, PgArguments>,
-            ) -> Query<'a, Postgres, PgArguments> {
-                query $(.bind(self.$chain))* $(.bind(self.$field))*
-            }
-        }
-    };
+/// How a record field's value is sent: the element type of its array parameter, and the
+/// cast its `UNNEST`ed value needs (empty for none). A column sent as text in Postgres's
+/// array-literal form (a `text[]` per row, which no array parameter can hold) names the
+/// type it is cast to.
+pub(super) trait Column {
+    /// One row's value, as bound.
+    type Value<'a>
+    where
+        Self: 'a;
+    /// The cast of the `UNNEST`ed value.
+    const CAST: &'static str = "";
+    /// The value, borrowing from the record.
+    fn value(&self) -> Self::Value<'_>;
 }
 
-audit_columns! {
-    chain |row| {
-        id: i64 = row.row.id,
-        recorded_at: DateTime<Utc> = row.row.recorded_at,
-        prev_hash: Hash = row.prev_hash,
-        row_hash: Hash = row.row_hash,
+/// Values sent as they are.
+macro_rules! copied {
+    ($($ty:ty),*) => {$(
+        impl Column for $ty {
+            type Value<'a> = $ty;
+            fn value(&self) -> $ty {
+                *self
+            }
+        }
+    )*};
+}
+
+copied!(
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    bool,
+    i32,
+    Option<IpAddr>
+);
+
+impl Column for String {
+    type Value<'a> = &'a str;
+    fn value(&self) -> &str {
+        self
     }
-    record {
-        occurred_at: DateTime<Utc> = *occurred_at,
-        request_id: &'a str = request_id,
-        outcome: &'static str = outcome.as_str(),
-        reason: &'a str = reason,
-        // Sent wider than the column, so that Postgres's own range check refuses a status
-        // that does not fit instead of the row being stored as something other than hashed.
-        http_status: i32 = (*http_status).into(),
-        issuer: Option<&'a str> = issuer.as_deref(),
-        subject: Option<&'a str> = subject.as_deref(),
-        rule: Option<&'a str> = rule.as_deref(),
-        role_arn: Option<&'a str> = role_arn.as_deref(),
-        session_name: Option<&'a str> = session_name.as_deref(),
-        regions: String = array_literal(regions) => "::text[]",
-        registry_ids: String = array_literal(registry_ids) => "::text[]",
-        access: Option<&'a str> = access.as_deref(),
-        repositories: Option<String> = repositories.as_deref().map(array_literal) => "::text[]",
-        session_tags: Option<Json<&'a SessionTags>> =
-            (!session_tags.is_empty()).then_some(Json(session_tags)),
-        proxy_endpoints: String = array_literal(proxy_endpoints) => "::text[]",
-        expires_at: Option<DateTime<Utc>> = *expires_at,
-        token_fingerprints: String = array_literal(token_fingerprints) => "::text[]",
-        fingerprint_key_id: Option<&'a str> = fingerprint_key_id.as_deref(),
-        from_cache: bool = *from_cache,
-        client_addr: Option<IpAddr> = *client_addr,
-        user_agent: Option<&'a str> = user_agent.as_deref(),
-        latency_ms: i32 = *latency_ms,
-        upstream_error: Option<&'a str> = upstream_error.as_deref(),
-        caller_request_id: Option<&'a str> = caller_request_id.as_deref(),
-        shed: Option<Json<&'a ShedSummary>> = shed.as_ref().map(Json),
+}
+
+impl Column for Option<String> {
+    type Value<'a> = Option<&'a str>;
+    fn value(&self) -> Option<&str> {
+        self.as_deref()
+    }
+}
+
+impl Column for Outcome {
+    type Value<'a> = &'static str;
+    fn value(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+/// Sent wider than the column, so that Postgres's own range check refuses a status that
+/// does not fit instead of the row being stored as something other than hashed.
+impl Column for u16 {
+    type Value<'a> = i32;
+    fn value(&self) -> i32 {
+        (*self).into()
+    }
+}
+
+impl Column for Vec<String> {
+    type Value<'a> = String;
+    const CAST: &'static str = "::text[]";
+    fn value(&self) -> String {
+        array_literal(self)
+    }
+}
+
+impl Column for Option<Vec<String>> {
+    type Value<'a> = Option<String>;
+    const CAST: &'static str = "::text[]";
+    fn value(&self) -> Option<String> {
+        self.as_deref().map(array_literal)
+    }
+}
+
+/// NULL when there are none.
+impl Column for SessionTags {
+    type Value<'a> = Option<Json<&'a SessionTags>>;
+    fn value(&self) -> Option<Json<&SessionTags>> {
+        (!self.is_empty()).then_some(Json(self))
+    }
+}
+
+impl Column for Option<ShedSummary> {
+    type Value<'a> = Option<Json<&'a ShedSummary>>;
+    fn value(&self) -> Option<Json<&ShedSummary>> {
+        self.as_ref().map(Json)
+    }
+}
+
+/// A batch as one array per column, borrowing from its rows: the chain's columns, read from
+/// the [`StoredRow`], then the record's ([`RecordColumns`]).
+#[derive(Default)]
+struct Columns<'a> {
+    id: Vec<i64>,
+    recorded_at: Vec<DateTime<Utc>>,
+    prev_hash: Vec<Hash>,
+    row_hash: Vec<Hash>,
+    record: RecordColumns<'a>,
+}
+
+/// The chain's columns, in the order [`Columns::bind_all`] binds them.
+const CHAIN_COLUMNS: [&str; 4] = ["id", "recorded_at", "prev_hash", "row_hash"];
+
+/// Each column's name, and the cast its `UNNEST`ed value needs (empty for none), in the
+/// order they are bound.
+fn columns() -> impl Iterator<Item = (&'static str, &'static str)> {
+    let chain = CHAIN_COLUMNS.into_iter().map(|name| (name, ""));
+    chain.chain(RecordColumns::NAMES.iter().copied())
+}
+
+impl<'a> Columns<'a> {
+    fn push(&mut self, row: &'a StoredRow) {
+        self.id.push(row.row.id);
+        self.recorded_at.push(row.row.recorded_at);
+        self.prev_hash.push(row.prev_hash);
+        self.row_hash.push(row.row_hash);
+        self.record.push(&row.row.record);
+    }
+
+    /// Binds one array per column, in the order of [`columns`], after the lock id.
+    fn bind_all(self, query: Query<'a, Postgres, PgArguments>) -> Query<'a, Postgres, PgArguments> {
+        let query = query
+            .bind(self.id)
+            .bind(self.recorded_at)
+            .bind(self.prev_hash)
+            .bind(self.row_hash);
+        self.record.bind_all(query)
     }
 }
 
@@ -110,12 +165,11 @@ audit_columns! {
 /// One statement text whatever the batch size, so Postgres plans it once: a multi-row
 /// VALUES list would be a new statement, parsed and planned, per size.
 pub(super) static LOCK_AND_INSERT: LazyLock<String> = LazyLock::new(|| {
-    let names: Vec<&str> = COLUMNS.iter().map(|(name, _)| *name).collect();
-    let values: Vec<String> = COLUMNS
-        .iter()
+    let names: Vec<&str> = columns().map(|(name, _)| name).collect();
+    let values: Vec<String> = columns()
         .map(|(name, cast)| format!("batch.{name}{cast}"))
         .collect();
-    let params: Vec<String> = (2..COLUMNS.len() + 2).map(|n| format!("${n}")).collect();
+    let params: Vec<String> = (2..names.len() + 2).map(|n| format!("${n}")).collect();
     format!(
         "INSERT INTO audit_events ({names}) SELECT {values} \
          FROM (SELECT pg_advisory_xact_lock($1)) AS chain_lock, \
@@ -174,12 +228,13 @@ mod tests {
     #[test]
     fn the_statement_names_every_column_once_and_binds_one_array_each() {
         let sql = &*LOCK_AND_INSERT;
-        assert_eq!(COLUMNS.len(), 30);
-        for (name, _) in COLUMNS {
-            assert_eq!(COLUMNS.iter().filter(|(n, _)| n == name).count(), 1);
+        let columns: Vec<_> = columns().collect();
+        assert_eq!(columns.len(), 30);
+        for (name, _) in &columns {
+            assert_eq!(columns.iter().filter(|(n, _)| n == name).count(), 1);
         }
-        assert!(sql.contains(&format!("${}", COLUMNS.len() + 1)));
-        assert!(!sql.contains(&format!("${}", COLUMNS.len() + 2)));
+        assert!(sql.contains(&format!("${}", columns.len() + 1)));
+        assert!(!sql.contains(&format!("${}", columns.len() + 2)));
         assert!(sql.contains("batch.regions::text[]"));
     }
 }

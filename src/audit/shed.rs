@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::AuditRecord;
 use super::chain::to_micros;
+use super::shown::instant;
 
 /// Client addresses named in an aggregate, the busiest first; the rest are only counted.
 const TOP_CLIENTS: usize = 10;
@@ -47,7 +48,7 @@ pub(crate) struct ShedSummary {
 /// Always six decimals, as the audit log's other times are shown, in the stored row and in
 /// the API alike.
 fn micros<S: serde::Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true))
+    serializer.serialize_str(&instant(*time))
 }
 
 /// A client address or a reason, and how many refusals had it.

@@ -6,12 +6,14 @@ mod lookup;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::caller::CallerRefusal;
 use crate::app::{AppState, Current};
 use crate::audit::Scope;
 use crate::auth::Caller;
+
+/// How the API shows a time, to the microsecond (the deny list's entries too).
+pub(super) use crate::audit::instant;
 
 pub(super) fn router() -> super::Routes {
     super::Routes::new()
@@ -63,15 +65,4 @@ impl FromRequestParts<AppState> for AuditReader {
         }
         Ok(Self { caller, admin })
     }
-}
-
-/// When something happened, to the microsecond the audit log keeps, so that a value read
-/// here can be given back as `since` or `until` exactly.
-pub(super) fn instant(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-/// When a token expires, in whole seconds, as the issuing response says it.
-fn expiry(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

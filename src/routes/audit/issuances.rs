@@ -2,7 +2,7 @@
 //! opaque cursor; a caller sees its own, an audit admin every caller's. Unknown or repeated
 //! parameters are refused so a misspelt filter cannot widen the answer.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -12,10 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{AuditReader, expiry, instant};
+use super::AuditReader;
 use crate::app::AppState;
-use crate::audit::chain::ChainedRow;
-use crate::audit::{IssuanceFilter, Outcome, Page, ShedSummary};
+use crate::audit::{IssuanceFilter, IssuanceRecord, Outcome, Page};
 use crate::domain::{RoleArn, SearchText};
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
@@ -191,76 +190,6 @@ fn timestamp(text: &str) -> Result<DateTime<Utc>, String> {
             };
             format!("must be an RFC 3339 date-time such as 2026-11-23T21:04:05Z{hint}")
         })
-}
-
-/// One audit record as the API shows it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct IssuanceRecord {
-    id: i64,
-    occurred_at: String,
-    recorded_at: String,
-    request_id: String,
-    outcome: Outcome,
-    reason: String,
-    http_status: u16,
-    issuer: Option<String>,
-    subject: Option<String>,
-    rule: Option<String>,
-    role_arn: Option<String>,
-    session_name: Option<String>,
-    regions: Vec<String>,
-    registry_ids: Vec<String>,
-    access: Option<String>,
-    repositories: Option<Vec<String>>,
-    session_tags: BTreeMap<String, String>,
-    proxy_endpoints: Vec<String>,
-    expires_at: Option<String>,
-    token_fingerprints: Vec<String>,
-    fingerprint_key_id: Option<String>,
-    from_cache: bool,
-    client_addr: Option<String>,
-    user_agent: Option<String>,
-    latency_ms: i32,
-    upstream_error: Option<String>,
-    caller_request_id: Option<String>,
-    shed: Option<ShedSummary>,
-}
-
-impl From<ChainedRow> for IssuanceRecord {
-    fn from(row: ChainedRow) -> Self {
-        let r = row.record;
-        Self {
-            id: row.id,
-            occurred_at: instant(r.occurred_at),
-            recorded_at: instant(row.recorded_at),
-            request_id: r.request_id,
-            outcome: r.outcome,
-            reason: r.reason,
-            http_status: r.http_status,
-            issuer: r.issuer,
-            subject: r.subject,
-            rule: r.rule,
-            role_arn: r.role_arn,
-            session_name: r.session_name,
-            regions: r.regions,
-            registry_ids: r.registry_ids,
-            access: r.access,
-            repositories: r.repositories,
-            session_tags: r.session_tags.as_slice().iter().cloned().collect(),
-            proxy_endpoints: r.proxy_endpoints,
-            expires_at: r.expires_at.map(expiry),
-            token_fingerprints: r.token_fingerprints,
-            fingerprint_key_id: r.fingerprint_key_id,
-            from_cache: r.from_cache,
-            client_addr: r.client_addr.map(|a| a.to_string()),
-            user_agent: r.user_agent,
-            latency_ms: r.latency_ms,
-            upstream_error: r.upstream_error,
-            caller_request_id: r.caller_request_id,
-            shed: r.shed,
-        }
-    }
 }
 
 #[derive(Serialize)]

@@ -7,9 +7,9 @@ use axum::response::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::{AuditReader, expiry, instant};
+use super::AuditReader;
 use crate::app::AppState;
-use crate::audit::chain::ChainedRow;
+use crate::audit::IssuanceRecord;
 use crate::credentials::EcrToken;
 use crate::error::ApiError;
 use crate::routes::RequestMeta;
@@ -63,18 +63,20 @@ struct IssuedRecord {
     fingerprint_key_id: Option<String>,
 }
 
-impl From<ChainedRow> for IssuedRecord {
-    fn from(ChainedRow { id, record: r, .. }: ChainedRow) -> Self {
+/// The fields of the issuance record that say who got the token, shown as
+/// `GET /v1/audit/issuances` shows them.
+impl From<IssuanceRecord> for IssuedRecord {
+    fn from(r: IssuanceRecord) -> Self {
         Self {
-            id,
-            occurred_at: instant(r.occurred_at),
+            id: r.id,
+            occurred_at: r.occurred_at,
             request_id: r.request_id,
             issuer: r.issuer,
             subject: r.subject,
             rule: r.rule,
             role_arn: r.role_arn,
             session_name: r.session_name,
-            expires_at: r.expires_at.map(expiry),
+            expires_at: r.expires_at,
             fingerprint_key_id: r.fingerprint_key_id,
         }
     }
@@ -123,7 +125,10 @@ pub(super) async fn post_lookup(
     );
     let body = LookupResponse {
         issued: !rows.is_empty(),
-        records: rows.into_iter().map(IssuedRecord::from).collect(),
+        records: rows
+            .into_iter()
+            .map(|row| IssuedRecord::from(IssuanceRecord::from(row)))
+            .collect(),
         request_id: meta.request_id,
     };
     Ok(no_store_json(body))
