@@ -16,7 +16,7 @@ const REFUSAL: &str = "invalid request body: ";
 ///
 /// Unlike `axum::Json` it asks for no `Content-Type` (curl's `-d` sends a form type), but it
 /// does ask for an object: serde would also read a struct from an array. As
-/// `Option<JsonObject<T>>`, an empty or whitespace-only body is `None`.
+/// `Option<JsonObject<T>>`, an empty body, or one of JSON's whitespace only, is `None`.
 #[derive(Debug)]
 pub(crate) struct JsonObject<T>(pub(crate) T);
 
@@ -47,7 +47,7 @@ impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for JsonObject<
 
     async fn from_request(request: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
         let bytes = read(request, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if bytes.iter().all(is_json_whitespace) {
             return Ok(None);
         }
         parse(&bytes).map(|value| Some(Self(value)))
@@ -64,8 +64,14 @@ async fn read<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, Body
         })
 }
 
+/// JSON's whitespace (RFC 8259): space, tab, line feed and carriage return. Rust's ASCII
+/// whitespace also counts form feed, which a JSON parser refuses.
+fn is_json_whitespace(byte: &u8) -> bool {
+    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyRejection> {
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if bytes.iter().find(|b| !is_json_whitespace(b)) != Some(&b'{') {
         return Err(BodyRejection::NotAnObject);
     }
     serde_json::from_slice(bytes).map_err(BodyRejection::Invalid)
@@ -168,7 +174,7 @@ mod tests {
         #[test]
         fn any_body_is_read_only_as_an_object(bytes in body()) {
             let read = parse::<crate::policy::IssueRequest>(&bytes);
-            let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+            let first = bytes.iter().find(|b| !is_json_whitespace(b)).copied();
             prop_assert!(read.is_err() || first == Some(b'{'), "{bytes:?}");
         }
     }
@@ -188,6 +194,18 @@ mod tests {
                 one(empty).await,
                 Err("invalid request body: expected a JSON object".to_owned()),
                 "{empty:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn whitespace_outside_json_is_no_empty_body() {
+        // Form feed and vertical tab are ASCII whitespace, not JSON's.
+        for body in ["\x0c", " \x0c\n", "\x0b"] {
+            assert_eq!(
+                optional(body).await,
+                Err("invalid request body: expected a JSON object".to_owned()),
+                "{body:?}"
             );
         }
     }

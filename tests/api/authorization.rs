@@ -146,6 +146,8 @@ async fn malformed_bodies_are_400_and_change_nothing() {
         "{region",
         r#"{"region": "eu-west-1", "region": "us-east-1"}"#,
         "42",
+        // Form feed is ASCII whitespace but not JSON's: no empty body.
+        "\x0c",
     ] {
         let response = app
             .http
