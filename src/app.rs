@@ -30,7 +30,7 @@ use tracing::Level;
 
 use crate::audit::chain::ChainKey;
 use crate::audit::{self, AppendBounds, AuditLog, AuditWriter, Fingerprinters, WriterLimits};
-use crate::config::{Config, ServerConfig};
+use crate::config::{Config, Origin, ServerConfig};
 use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
 use crate::deny_store::{self, DenyStore, StoredDeny, StoredEntry};
@@ -197,10 +197,10 @@ pub(crate) fn build_router(state: AppState, routes: Router<AppState>) -> Router 
     routes.layer(middleware).with_state(state)
 }
 
-fn cors(origins: &[String]) -> CorsLayer {
+fn cors(origins: &[Origin]) -> CorsLayer {
     let origins: Vec<HeaderValue> = origins
         .iter()
-        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .filter_map(|o| HeaderValue::from_str(o.as_str()).ok())
         .collect();
     // Bearer tokens travel in a header, never in cookies, so credentials mode stays off.
     CorsLayer::new()
@@ -348,9 +348,9 @@ impl Application {
         let state = AppState(Arc::new(Shared {
             draining: Arc::clone(&draining),
             fingerprinters: Arc::new(Fingerprinters::new(
-                &config.audit.fingerprint_key_id,
+                config.audit.fingerprint_key_id.as_str(),
                 &config.audit.fingerprint_key,
-                &config.audit.previous_fingerprint_keys,
+                &config.audit.previous_keys_by_id(),
             )),
             server: Arc::clone(&server),
             snapshot: ArcSwap::from_pointee(snapshot),

@@ -8,6 +8,7 @@
 
 mod appender;
 pub(crate) mod chain;
+mod chain_settings;
 mod columns;
 mod export;
 mod fields;
@@ -26,6 +27,7 @@ mod writer;
 
 pub use appender::{AppendBounds, ChainAppender};
 pub use chain::ChainEntry;
+pub(crate) use chain_settings::AuditChainConfig;
 pub(crate) use export::export;
 pub(crate) use fingerprint::{Fingerprinter, Fingerprinters, KeyedFingerprint};
 pub(crate) use log::AuditLog;
@@ -35,6 +37,7 @@ pub(crate) use record::IssuanceRecord;
 pub use record::{AuditRecord, Outcome};
 pub(crate) use shown::instant;
 pub(crate) use sink::spawn as spawn_sink;
+pub(crate) use sink::{AuditSinkConfig, SinkKind};
 pub use store::MIGRATOR;
 pub use store::StoredRow;
 pub(crate) use store::migrate;

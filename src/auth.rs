@@ -7,13 +7,17 @@
 //! A token that verified lately is spared only its signature check ([`verified`]).
 
 mod bearer;
+mod ca_bundle;
 mod checks;
 mod expiring;
 mod jwks;
 mod replay;
+mod settings;
 mod verified;
 mod verifier;
 
 pub(crate) use bearer::verify_bearer;
+pub(crate) use ca_bundle::CaBundle;
 pub(crate) use jwks::{KeySet, key_client};
+pub(crate) use settings::{FetchableUrl, IssuerSettings, KeySource, SharedSecret};
 pub(crate) use verifier::{AuthError, Caller, Verifier};

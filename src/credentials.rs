@@ -11,6 +11,7 @@ mod ceiling;
 mod ecr;
 mod error;
 mod issued;
+mod settings;
 mod sts;
 
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use crate::domain::{Access, CacheMode};
 use crate::policy::{CachedOwner, DenyList};
 use cache::{CacheKey, CacheSettings, CallerScope, CredentialCache, Served};
 
-use crate::config::AwsConfig;
 use crate::domain::Region;
 use crate::metrics::{CacheMetrics, Metrics, Service, UpstreamMetrics};
 use ceiling::Ceiling;
@@ -32,6 +32,7 @@ use ceiling::Ceiling;
 pub(crate) use ecr::{AuthorizationData, EcrToken};
 pub(crate) use error::{AwsError, AwsErrorKind};
 pub(crate) use issued::{CredentialRequest, Issued};
+pub(crate) use settings::{AwsConfig, CeilingConfig};
 pub(crate) use sts::{AssumeRole, SessionCredentials};
 
 /// Clients for the two AWS APIs the broker calls.

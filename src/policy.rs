@@ -18,11 +18,11 @@ pub(crate) use admin_rules::AdminRules;
 pub(crate) use claim_path::{ClaimPath, InvalidPointer};
 pub(crate) use deny::{CachedOwner, DenyEntry, DenyList, DenySource, StaleDenyList};
 pub(crate) use grant::{Denial, Grant, Refusal, SessionIdentity};
-pub(crate) use matcher::{ClaimMatcher, InvalidPattern, Mismatch};
+pub(crate) use matcher::{ClaimMatcher, ClaimPattern, ClaimPatterns, InvalidPattern, Mismatch};
 pub(crate) use request::IssueRequest;
-/// A minimal rule config, for other modules' unit tests.
+/// A minimal rule, for other modules' unit tests.
 #[cfg(test)]
-pub(crate) use rule::tests::rule_config;
-pub(crate) use rule::{Rule, Rules};
+pub(crate) use rule::tests::test_rule;
+pub(crate) use rule::{Rule, RuleParts, Rules};
 pub(crate) use session_tags::{SessionTag, SessionTagTemplates};
 pub(crate) use template::{RenderError, Template, ValueRule};

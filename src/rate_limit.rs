@@ -23,6 +23,7 @@
 //! held is bounded by the callers active within a refill time, not by all callers ever seen.
 
 mod refusal;
+mod settings;
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -38,10 +39,10 @@ use ipnet::IpNet;
 use tokio::task::JoinHandle;
 
 use crate::auth::Caller;
-use crate::config::{AddressPrefix, RateLimitConfig, RateLimitsConfig, RuleConfig};
 use crate::policy::Rule;
 
 pub(crate) use refusal::{Policy, RateLimited};
+pub(crate) use settings::{AddressPrefix, RateLimitConfig, RateLimitSettings, RateLimitsConfig};
 
 /// How often buckets that have refilled are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -89,18 +90,15 @@ impl CallerKey {
 }
 
 impl RateLimits {
-    /// Buckets for `[rate_limit]` and for every rule that sets its own (validated config).
-    pub(crate) fn new(global: &RateLimitsConfig, rules: &[RuleConfig]) -> Self {
+    /// Buckets for `[rate_limit]` and for every rule that sets its own.
+    pub(crate) fn new(settings: &RateLimitSettings) -> Self {
+        let global = &settings.global;
         Self {
             global: Buckets::new(Policy::PerCaller, global.per_caller()),
-            by_rule: rules
+            by_rule: settings
+                .by_rule
                 .iter()
-                .filter_map(|r| {
-                    Some((
-                        r.name.clone(),
-                        Buckets::new(Policy::PerCaller, r.rate_limit?),
-                    ))
-                })
+                .map(|(rule, limit)| (rule.clone(), Buckets::new(Policy::PerCaller, *limit)))
                 .collect(),
             unadmitted: Buckets::new(Policy::Unadmitted, global.unadmitted),
             unauthenticated: Buckets::new(Policy::Unauthenticated, global.unauthenticated),
@@ -143,12 +141,8 @@ impl RateLimits {
 
     /// These buckets when the limits of a reloaded config are the same, so that no caller's
     /// bucket refills by a reload; otherwise new ones (every bucket starts full).
-    pub(crate) fn renewed(
-        self: &Arc<Self>,
-        global: &RateLimitsConfig,
-        rules: &[RuleConfig],
-    ) -> Arc<Self> {
-        let fresh = Self::new(global, rules);
+    pub(crate) fn renewed(self: &Arc<Self>, settings: &RateLimitSettings) -> Arc<Self> {
+        let fresh = Self::new(settings);
         let same = fresh.global.limit == self.global.limit
             && fresh.unadmitted.limit == self.unadmitted.limit
             && fresh.unauthenticated.limit == self.unauthenticated.limit
@@ -235,10 +229,12 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use serde_json::Map;
 
     use super::*;
-    use crate::policy::rule_config;
+    use crate::policy::test_rule;
 
     fn caller(issuer: &str, subject: &str) -> Caller {
         Caller {
@@ -263,6 +259,14 @@ mod tests {
         }
     }
 
+    /// `global`, with no rule setting its own limit.
+    fn settings(global: RateLimitsConfig) -> RateLimitSettings {
+        RateLimitSettings {
+            global,
+            by_rule: BTreeMap::new(),
+        }
+    }
+
     #[test]
     fn a_caller_is_its_issuer_and_subject() {
         assert_eq!(
@@ -281,13 +285,14 @@ mod tests {
 
     #[test]
     fn each_caller_has_its_own_bucket_and_a_rule_may_set_its_own_limit() {
-        let mut strict = rule_config("strict", "acme");
-        strict.rate_limit = Some(limit(0.001, 1));
-        let configs = [rule_config("open", "*"), strict];
-        let open = Rule::compile(&configs[0]).unwrap();
-        let strict = Rule::compile(&configs[1]).unwrap();
+        let open = test_rule("open", "*");
+        let strict = test_rule("strict", "acme");
         let (open, strict) = (&open, &strict);
-        let limits = RateLimits::new(&config(0.001, 2), &configs);
+        let mut settings = settings(config(0.001, 2));
+        settings
+            .by_rule
+            .insert("strict".to_owned(), limit(0.001, 1));
+        let limits = RateLimits::new(&settings);
         let (alice, bob) = (caller("ci", "alice"), caller("ci", "bob"));
 
         assert!(limits.charge(&alice, Standing::Admitted(open)).is_ok());
@@ -322,9 +327,9 @@ mod tests {
 
     #[test]
     fn the_sweep_drops_refilled_buckets_only() {
-        let limits = RateLimits::new(&config(1_000_000.0, 1), &[]);
-        let slow = RateLimits::new(&config(0.001, 1), &[]);
-        let rule = &Rule::compile(&rule_config("open", "*")).unwrap();
+        let limits = RateLimits::new(&settings(config(1_000_000.0, 1)));
+        let slow = RateLimits::new(&settings(config(0.001, 1)));
+        let rule = &test_rule("open", "*");
         limits
             .charge(&caller("ci", "a"), Standing::Admitted(rule))
             .unwrap();
@@ -341,7 +346,7 @@ mod tests {
 
     #[test]
     fn failed_authentications_are_charged_to_the_client_address() {
-        let limits = RateLimits::new(&config(1.0, 100), &[]);
+        let limits = RateLimits::new(&settings(config(1.0, 100)));
         let (a, b) = ("192.0.2.1".parse().ok(), "192.0.2.2".parse().ok());
 
         assert!(limits.check_unauthenticated(a).is_ok());
@@ -359,7 +364,7 @@ mod tests {
 
     #[test]
     fn failed_authentications_are_charged_to_the_clients_network() {
-        let limits = RateLimits::new(&config(1.0, 100), &[]);
+        let limits = RateLimits::new(&settings(config(1.0, 100)));
         let addr = |text: &str| text.parse().ok();
         assert!(limits.check_unauthenticated(addr("2001:db8::1")).is_ok());
         assert!(
@@ -381,7 +386,7 @@ mod tests {
 
         let mut wide = config(1.0, 100);
         wide.unauthenticated_prefix = AddressPrefix { ipv4: 24, ipv6: 48 };
-        let limits = RateLimits::new(&wide, &[]);
+        let limits = RateLimits::new(&settings(wide));
         assert!(limits.check_unauthenticated(addr("192.0.2.1")).is_ok());
         assert!(limits.check_unauthenticated(addr("192.0.2.200")).is_ok());
         assert!(limits.check_unauthenticated(addr("192.0.2.99")).is_err());

@@ -80,14 +80,12 @@ impl Snapshot {
         };
         verifier.spawn_key_refresh();
         let rate_limits = match previous {
-            Some(previous) => previous
-                .rate_limits
-                .renewed(&config.rate_limit, &config.rules),
-            None => Arc::new(RateLimits::new(&config.rate_limit, &config.rules)),
+            Some(previous) => previous.rate_limits.renewed(&config.rate_limit),
+            None => Arc::new(RateLimits::new(&config.rate_limit)),
         };
         Ok(Self {
             verifier: Arc::new(verifier),
-            rules: Arc::new(Rules::compile(&config.rules).context("compiling rules")?),
+            rules: Arc::clone(&config.rules),
             audit_admins: Arc::new(AdminRules::new(&config.audit.admin_rules)),
             deny_admins: Arc::new(AdminRules::new(&config.admin.rules)),
             rate_limits,
@@ -101,7 +99,7 @@ impl Snapshot {
                     .iter()
                     .map(|i| (i.name.clone(), i.issuer.clone()))
                     .collect(),
-                rules: config.rules.iter().map(|r| r.name.clone()).collect(),
+                rules: config.rules.names().map(str::to_owned).collect(),
             }),
         })
     }

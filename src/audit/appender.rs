@@ -66,8 +66,8 @@ impl AppendBounds {
     }
 }
 
-impl From<&crate::config::AuditChainConfig> for AppendBounds {
-    fn from(config: &crate::config::AuditChainConfig) -> Self {
+impl From<&super::AuditChainConfig> for AppendBounds {
+    fn from(config: &super::AuditChainConfig) -> Self {
         let ms = |v: std::num::NonZeroU64| Duration::from_millis(v.get());
         Self::new(
             ms(config.lock_timeout_ms),
@@ -80,7 +80,7 @@ impl From<&crate::config::AuditChainConfig> for AppendBounds {
 impl Default for AppendBounds {
     /// The defaults of `[audit_chain]`.
     fn default() -> Self {
-        Self::from(&crate::config::AuditChainConfig::default())
+        Self::from(&super::AuditChainConfig::default())
     }
 }
 

@@ -7,7 +7,10 @@
 //! fail a commit. What cannot be queued or written is dropped, counted, and logged once per
 //! episode; Postgres stays the source of truth and `audit export` back-fills a gap.
 
+mod settings;
 mod syslog;
+
+pub(crate) use settings::{AuditSinkConfig, Facility, SinkKind, SyslogTarget};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +22,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::store::StoredRow;
-use crate::config::{AuditSinkConfig, SinkKind};
 
 /// Lines written in one go at most, so one slow write holds few of them.
 const MAX_WRITE: usize = 256;

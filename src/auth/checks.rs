@@ -6,8 +6,8 @@ use jsonwebtoken::Header;
 use serde_json::{Map, Value};
 
 use super::AuthError;
+use super::IssuerSettings;
 use super::replay::{Replay, ReplayCache};
-use crate::config::IssuerConfig;
 use crate::metrics::Metrics;
 
 /// The checks of an issuer beyond jsonwebtoken's, run on a token whose signature verified.
@@ -20,7 +20,7 @@ pub(super) struct IssuerChecks {
 
 impl IssuerChecks {
     /// The checks `config` asks for; a replay cache shows its size in `metrics`.
-    pub(super) fn new(config: &IssuerConfig, metrics: &Metrics) -> Self {
+    pub(super) fn new(config: &IssuerSettings, metrics: &Metrics) -> Self {
         Self {
             leeway_secs: config.leeway_secs,
             required_typ: config.required_typ.clone(),

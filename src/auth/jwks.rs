@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use anyhow::Context;
 
-use crate::config::{CaBundle, KeySource, is_fetchable_url};
+use super::{CaBundle, FetchableUrl, KeySource};
 use crate::metrics::KeySetMetrics;
 
 /// The HTTP client that fetches discovery documents and key sets: one is shared by every
@@ -246,8 +246,8 @@ impl KeySet {
 
     async fn fetch(&self) -> Result<Vec<Key>, KeyFetchError> {
         let document = match &self.source {
-            KeySource::JwksUri(uri) => self.get(uri).await?,
-            KeySource::Discovery => {
+            KeySource::JwksUri(uri) => self.get(uri.as_str()).await?,
+            KeySource::Discovery(_) => {
                 let url = format!(
                     "{}/.well-known/openid-configuration",
                     self.issuer.trim_end_matches('/')
@@ -260,7 +260,7 @@ impl KeySet {
                     )));
                 }
                 // Discovery may not lower the bar that a configured jwks_uri has to meet.
-                if !is_fetchable_url(&discovery.jwks_uri) {
+                if FetchableUrl::parse(&discovery.jwks_uri).is_none() {
                     return Err(KeyFetchError::Invalid(format!(
                         "{url} names jwks_uri {:?}, which is not an https:// URL",
                         discovery.jwks_uri

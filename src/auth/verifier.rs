@@ -9,15 +9,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::checks::{IssuerChecks, numeric_date};
 use super::expiring::digest;
 use super::verified::{Verified, VerifiedTokens};
-use super::{KeySet, key_client};
-use crate::config::{IssuerConfig, KeySource};
+use super::{IssuerSettings, KeySet, KeySource, key_client};
 use crate::metrics::Metrics;
 
 /// Tokens longer than this are refused before any parsing.
@@ -129,7 +127,7 @@ pub(crate) struct TrustedIssuer {
     /// What jsonwebtoken does not check: `typ`, `iat`, `jti`.
     checks: IssuerChecks,
     /// The config it was built from: a reload that leaves it unchanged keeps this issuer.
-    config: IssuerConfig,
+    config: IssuerSettings,
     /// The task keeping a published key set fresh, which ends with the issuer.
     refresh: std::sync::OnceLock<tokio::task::AbortHandle>,
     /// How far `exp` and `nbf` may be off, as `validations` allow.
@@ -147,7 +145,7 @@ impl Drop for TrustedIssuer {
 impl TrustedIssuer {
     /// Builds the issuer from validated config.
     pub(crate) fn new(
-        config: &IssuerConfig,
+        config: &IssuerSettings,
         http: &reqwest::Client,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
@@ -164,19 +162,12 @@ impl TrustedIssuer {
                 (alg, validation)
             })
             .collect();
-        let source = config
-            .key_source()
-            .ok_or_else(|| anyhow::anyhow!("issuer {} has no key source", config.name))?;
-        let keys = match source {
-            KeySource::SharedSecret(var) => {
-                let secret = config
-                    .shared_secret
-                    .as_ref()
-                    .ok_or_else(|| anyhow::anyhow!("{var} is not set"))?;
-                Keys::Shared(DecodingKey::from_secret(secret.expose_secret().as_bytes()))
+        let keys = match &config.keys {
+            KeySource::SharedSecret(secret) => {
+                Keys::Shared(DecodingKey::from_secret(secret.bytes()))
             }
             source => Keys::Published(Arc::new(KeySet::new(
-                source,
+                source.clone(),
                 &config.issuer,
                 // Built here, once per issuer config: a reload that leaves the config (and
                 // the CA file's certificates) unchanged keeps this issuer, client and all.
@@ -186,8 +177,8 @@ impl TrustedIssuer {
                     }
                     None => http.clone(),
                 },
-                config.jwks_min_refresh_interval(),
-                config.jwks_refresh(),
+                config.jwks_min_refresh_interval,
+                config.jwks_refresh,
                 metrics.key_set(&config.name),
             ))),
         };
@@ -323,7 +314,7 @@ struct UnverifiedIssuer {
 impl Verifier {
     /// Builds verifiers for every configured issuer.
     pub(crate) fn new(
-        issuers: &[IssuerConfig],
+        issuers: &[IssuerSettings],
         http: &reqwest::Client,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
@@ -335,7 +326,7 @@ impl Verifier {
     /// changed issuers are built afresh (and their keys fetched once started).
     pub(crate) fn renewed(
         &self,
-        issuers: &[IssuerConfig],
+        issuers: &[IssuerSettings],
         http: &reqwest::Client,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
@@ -344,7 +335,7 @@ impl Verifier {
 
     fn keeping(
         old: Option<&Self>,
-        issuers: &[IssuerConfig],
+        issuers: &[IssuerSettings],
         http: &reqwest::Client,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {

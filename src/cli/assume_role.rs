@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::config::Config;
 use crate::credentials::CredentialRequest;
 use crate::issuance::{credential_request, unique_session_suffix};
-use crate::policy::{DenyList, IssueRequest, Rules};
+use crate::policy::{DenyList, IssueRequest};
 
 /// The printout: what the broker grants, and the AssumeRole call it makes for it.
 #[derive(Serialize)]
@@ -73,7 +73,7 @@ pub(super) fn explain(
 ) -> anyhow::Result<String> {
     let claims: Map<String, Value> = serde_json::from_str(claims)
         .context("--claims must be a JSON object of a token's claims")?;
-    let rules = Rules::compile(&config.rules).context("compiling rules")?;
+    let rules = &config.rules;
     let rule = rules.named(rule_name).with_context(|| {
         format!(
             "no rule is named {rule_name:?} (rules: {})",

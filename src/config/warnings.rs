@@ -53,7 +53,7 @@ impl Config {
         for (i, rule) in self.rules.iter().enumerate() {
             if github.contains(&rule.issuer.as_str()) {
                 let at = format!("rules[{i}] ({})", rule.name);
-                warnings.extend(names_alone(at, rule.claims.keys().map(String::as_str)));
+                warnings.extend(names_alone(at, rule.claim_names()));
             }
         }
         for (i, entry) in self.deny.iter().enumerate() {

@@ -20,8 +20,8 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
+use super::CeilingConfig;
 use super::{AwsError, AwsErrorKind};
-use crate::config::CeilingConfig;
 
 /// Limits calls per key; cheap to share behind an `Arc`.
 pub(super) struct Ceiling<K> {

@@ -39,7 +39,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::RateLimitConfig;
+    use crate::rate_limit::RateLimitConfig;
     use crate::rate_limit::Policy;
 
     fn rendered(limited: &RateLimited) -> Vec<(String, String)> {

@@ -36,7 +36,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::policy::rule::tests::rule_config;
+    use crate::policy::test_rule;
 
     fn claims(owner: &str) -> Map<String, Value> {
         json!({"repository_owner": owner})
@@ -47,8 +47,7 @@ mod tests {
 
     #[test]
     fn only_the_first_matching_rule_counts() {
-        let rules =
-            Rules::compile(&[rule_config("acme", "acme"), rule_config("auditors", "*")]).unwrap();
+        let rules = Rules::new(vec![test_rule("acme", "acme"), test_rule("auditors", "*")]);
         let admins = AdminRules::new(&["auditors".to_owned()]);
 
         assert!(admins.admits(&rules, "ci", &claims("platform")));

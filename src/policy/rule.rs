@@ -4,8 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::Mismatch;
-use super::{ClaimMatcher, InvalidPattern, SessionTagTemplates, Template};
-use crate::config::{ClaimPattern, RuleConfig};
+use super::{ClaimMatcher, SessionTagTemplates, Template};
 use crate::domain::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 
@@ -16,7 +15,10 @@ pub(crate) struct Rule {
     pub name: String,
     /// The issuer (by config name) whose callers it considers.
     pub issuer: String,
-    matchers: Vec<ClaimMatcher>,
+    /// One matcher per claim the rule names.
+    claims: Vec<ClaimMatcher>,
+    /// The token's `aud` must be one of the rule's own audiences, if it names any.
+    audiences: Option<ClaimMatcher>,
     /// The role it grants.
     pub role_arn: RoleArn,
     /// The regions it allows; the first is the default.
@@ -43,104 +45,106 @@ pub(crate) struct Rule {
     pub cache: CacheMode,
 }
 
-/// A rule config that cannot be compiled.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum InvalidRule {
-    /// A claim pattern does not compile.
-    #[error("claims.{claim}: {source}")]
-    Pattern {
-        /// The claim.
-        claim: String,
-        /// Why.
-        source: InvalidPattern,
-    },
-    /// The session tags break STS's limits.
-    #[error("session_tags: {}", .0.join("; "))]
-    Tags(Vec<String>),
+/// A rule's parts, each already parsed and compiled (the config does that, once).
+#[derive(Debug)]
+pub(crate) struct RuleParts {
+    /// The rule's name.
+    pub name: String,
+    /// The issuer (by config name) whose callers it considers.
+    pub issuer: String,
+    /// One matcher per claim.
+    pub claims: Vec<ClaimMatcher>,
+    /// The `aud` matcher of the rule's own audiences ([`ClaimMatcher::audiences`]), if any.
+    pub audiences: Option<ClaimMatcher>,
+    /// The role it grants.
+    pub role_arn: RoleArn,
+    /// The regions it allows; the first is the default.
+    pub regions: Vec<Region>,
+    /// The registries it allows; empty: the role's account.
+    pub registry_ids: Vec<RegistryId>,
+    /// The most it grants.
+    pub access: Access,
+    /// Repository pattern templates; empty means every repository.
+    pub repositories: Vec<Template>,
+    /// The longest session it grants.
+    pub session_duration: SessionDuration,
+    /// RoleSessionName template.
+    pub session_name: Template,
+    /// SourceIdentity template.
+    pub source_identity: Template,
+    /// Session tag templates.
+    pub session_tags: SessionTagTemplates,
+    /// ExternalId for the role's trust policy, if it needs one.
+    pub external_id: Option<String>,
+    /// Whether pulls may go through a pull-through cache rule.
+    pub pull_through_cache: bool,
+    /// Who may be handed a cached credential.
+    pub cache: CacheMode,
 }
 
 impl Rule {
-    /// Compiles a rule config.
-    pub(crate) fn compile(config: &RuleConfig) -> Result<Self, InvalidRule> {
-        let mut matchers = config
-            .claims
-            .iter()
-            .map(|(claim, patterns)| {
-                ClaimMatcher::new(claim, patterns.as_slice()).map_err(|source| {
-                    InvalidRule::Pattern {
-                        claim: claim.clone(),
-                        source,
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if !config.audiences.is_empty() {
-            let audiences: Vec<ClaimPattern> = config
-                .audiences
-                .iter()
-                .map(|a| ClaimPattern::Text(literal_glob(a)))
-                .collect();
-            let matcher =
-                ClaimMatcher::new("aud", &audiences).map_err(|source| InvalidRule::Pattern {
-                    claim: "aud".to_owned(),
-                    source,
-                })?;
-            matchers.push(matcher);
-        }
-        let registry_ids = if config.registry_ids.is_empty() {
-            vec![config.role_arn.account().clone()]
-        } else {
-            config.registry_ids.clone()
-        };
-        Ok(Self {
-            name: config.name.clone(),
-            issuer: config.issuer.clone(),
-            matchers,
-            role_arn: config.role_arn.clone(),
-            regions: config.regions.clone(),
+    /// The rule of these parts; registries default to the role's account.
+    pub(crate) fn new(parts: RuleParts) -> Self {
+        let RuleParts {
+            name,
+            issuer,
+            claims,
+            audiences,
+            role_arn,
+            regions,
             registry_ids,
-            access: config.access,
-            repositories: config.repositories.clone(),
-            session_duration: config.session_duration_secs,
-            session_name: config.session_name.clone(),
-            source_identity: config.source_identity.clone(),
-            session_tags: SessionTagTemplates::new(
-                &config.session_tags,
-                &config.transitive_tag_keys,
-            )
-            .map_err(InvalidRule::Tags)?,
-            external_id: config.external_id.clone(),
-            pull_through_cache: config.pull_through_cache,
-            cache: config.cache,
-        })
+            access,
+            repositories,
+            session_duration,
+            session_name,
+            source_identity,
+            session_tags,
+            external_id,
+            pull_through_cache,
+            cache,
+        } = parts;
+        let registry_ids = if registry_ids.is_empty() {
+            vec![role_arn.account().clone()]
+        } else {
+            registry_ids
+        };
+        Self {
+            name,
+            issuer,
+            claims,
+            audiences,
+            role_arn,
+            regions,
+            registry_ids,
+            access,
+            repositories,
+            session_duration,
+            session_name,
+            source_identity,
+            session_tags,
+            external_id,
+            pull_through_cache,
+            cache,
+        }
+    }
+
+    fn matchers(&self) -> impl Iterator<Item = &ClaimMatcher> {
+        self.claims.iter().chain(&self.audiences)
+    }
+
+    /// The claims (names or JSON pointers) the rule matches on, as written.
+    pub(crate) fn claim_names(&self) -> impl Iterator<Item = &str> {
+        self.claims.iter().map(ClaimMatcher::claim)
     }
 
     /// Whether a caller of `issuer` with these claims matches every claim matcher.
     pub(crate) fn matches(&self, issuer: &str, claims: &Map<String, Value>) -> bool {
-        self.issuer == issuer && self.matchers.iter().all(|m| m.matches(claims))
+        self.issuer == issuer && self.matchers().all(|m| m.matches(claims))
     }
 
     /// The first claim matcher these claims fail, if any.
     pub(crate) fn first_mismatch(&self, claims: &Map<String, Value>) -> Option<Mismatch> {
-        self.matchers.iter().find_map(|m| m.explain(claims).err())
-    }
-}
-
-/// An audience is matched exactly, even if it contains glob characters.
-fn literal_glob(audience: &str) -> String {
-    if audience.contains(['*', '?', '[']) {
-        audience
-            .chars()
-            .map(|c| {
-                if "*?[]".contains(c) {
-                    format!("[{c}]")
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect()
-    } else {
-        audience.to_owned()
+        self.matchers().find_map(|m| m.explain(claims).err())
     }
 }
 
@@ -149,15 +153,19 @@ fn literal_glob(audience: &str) -> String {
 pub(crate) struct Rules(Vec<Rule>);
 
 impl Rules {
-    /// Compiles every rule, keeping the order.
-    pub(crate) fn compile<'a>(
-        configs: impl IntoIterator<Item = &'a RuleConfig>,
-    ) -> Result<Self, InvalidRule> {
-        configs
-            .into_iter()
-            .map(Rule::compile)
-            .collect::<Result<_, _>>()
-            .map(Self)
+    /// The rules, in this order.
+    pub(crate) fn new(rules: Vec<Rule>) -> Self {
+        Self(rules)
+    }
+
+    /// Every rule, in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Rule> {
+        self.0.iter()
+    }
+
+    /// How many rules there are.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// The first rule that matches, if any.
@@ -182,88 +190,4 @@ impl Rules {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
-    use std::collections::BTreeMap;
-
-    use serde_json::json;
-
-    use super::*;
-    use crate::config::ClaimPatterns;
-
-    pub(crate) fn rule_config(name: &str, owner: &str) -> RuleConfig {
-        toml::from_str(&format!(
-            r#"
-name = "{name}"
-issuer = "ci"
-claims = {{ repository_owner = "{owner}" }}
-role_arn = "arn:aws:iam::123456789012:role/ecr"
-regions = ["us-east-1", "eu-west-1"]
-session_duration_secs = 1800
-"#
-        ))
-        .unwrap()
-    }
-
-    fn claims(value: Value) -> Map<String, Value> {
-        value.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn first_matching_rule_wins_and_issuer_must_agree() {
-        let rules = Rules::compile(&[rule_config("a", "acme"), rule_config("b", "*")]).unwrap();
-        let acme = claims(json!({"repository_owner": "acme"}));
-        assert_eq!(rules.first_match("ci", &acme).unwrap().name, "a");
-        let other = claims(json!({"repository_owner": "other"}));
-        assert_eq!(rules.first_match("ci", &other).unwrap().name, "b");
-        assert!(rules.first_match("portal", &acme).is_none());
-        assert!(rules.first_match("ci", &claims(json!({}))).is_none());
-    }
-
-    #[test]
-    fn rule_audiences_narrow_the_issuers() {
-        let mut config = rule_config("a", "acme");
-        config.audiences = vec!["ecr-push".to_owned()];
-        let rule = Rule::compile(&config).unwrap();
-        assert!(rule.matches(
-            "ci",
-            &claims(json!({"repository_owner": "acme", "aud": ["ecr-token-broker", "ecr-push"]}))
-        ));
-        assert!(!rule.matches(
-            "ci",
-            &claims(json!({"repository_owner": "acme", "aud": "ecr-token-broker"}))
-        ));
-        assert_eq!(
-            rule.first_mismatch(&claims(json!({"repository_owner": "acme", "aud": "x"})))
-                .unwrap()
-                .claim,
-            "aud"
-        );
-    }
-
-    #[test]
-    fn registries_default_to_the_roles_account() {
-        let rule = Rule::compile(&rule_config("a", "acme")).unwrap();
-        assert_eq!(rule.registry_ids, vec![rule.role_arn.account().clone()]);
-    }
-
-    #[test]
-    fn bad_patterns_and_tags_are_refused() {
-        let mut config = rule_config("a", "acme");
-        config.claims = BTreeMap::from([(
-            "sub".to_owned(),
-            ClaimPatterns::One(ClaimPattern::Text("[".to_owned())),
-        )]);
-        assert!(matches!(
-            Rule::compile(&config),
-            Err(InvalidRule::Pattern { ref claim, .. }) if claim == "sub"
-        ));
-        let mut config = rule_config("a", "acme");
-        config.session_tags =
-            BTreeMap::from([("aws:evil".to_owned(), Template::parse("{sub}").unwrap())]);
-        assert!(matches!(
-            Rule::compile(&config),
-            Err(InvalidRule::Tags(ref problems))
-                if problems == &["session tag key \"aws:evil\": the `aws:` prefix is reserved for AWS"]
-        ));
-    }
-}
+pub(super) mod tests;

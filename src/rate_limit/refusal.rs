@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::config::RateLimitConfig;
+use super::RateLimitConfig;
 use crate::domain::WholeSeconds;
 
 /// Which bucket refused: named in the 429's fields and in the audit reason.

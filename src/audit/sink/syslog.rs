@@ -9,7 +9,7 @@ use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
 use tokio::net::{UdpSocket, UnixDatagram};
 
-use crate::config::{Facility, SyslogTarget};
+use super::{Facility, SyslogTarget};
 
 /// Every message's severity: informational (6).
 const SEVERITY_INFO: u8 = 6;

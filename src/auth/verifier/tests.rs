@@ -39,11 +39,10 @@ fn key_file() -> (tempfile::TempDir, std::path::PathBuf) {
 
 /// A verifier of one issuer whose keys are read from `path`, with `extra` TOML settings.
 async fn verifier(path: &Path, extra: &str) -> Verifier {
-    let config: IssuerConfig = toml::from_str(&format!(
+    let config = crate::config::issuer_from_toml(&format!(
         "name = \"ci\"\nissuer = \"{ISSUER}\"\njwks_file = {path:?}\n\
          audiences = [\"broker\"]\nalgorithms = [\"EdDSA\"]\n{extra}"
-    ))
-    .unwrap();
+    ));
     let metrics = crate::metrics::Metrics::new(["/healthz"]);
     let verifier = Verifier::new(&[config], &reqwest::Client::new(), &metrics).unwrap();
     for issuer in verifier.issuers() {

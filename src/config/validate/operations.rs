@@ -1,9 +1,10 @@
 //! Checks of `[[deny]]`, `[admin]` and `[reload]`; the deny entry check also holds entries
 //! added through the API to the same bar.
 
+use super::RawConfig as Config;
 use super::rules::claim_patterns;
 use super::{ConfigErrors, Findings};
-use crate::config::{Config, DenyEntryConfig};
+use crate::config::DenyEntryConfig;
 
 /// Longest `reason` of a deny entry, in characters.
 const MAX_DENY_REASON_CHARS: usize = 500;

@@ -5,12 +5,11 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::config::RuleConfig;
 
 /// The rule under test: pull from two regions and two registries, the caller's own
 /// repositories and the shared base images, for at most 30 minutes.
 fn rule() -> Rule {
-    let config: RuleConfig = toml::from_str(
+    super::tests::parsed_rule(
         r#"
 name = "ci"
 issuer = "ci"
@@ -21,8 +20,6 @@ repositories = ["{repository}/*", "shared/base-*"]
 session_duration_secs = 1800
 "#,
     )
-    .unwrap();
-    Rule::compile(&config).unwrap()
 }
 
 /// Mostly the rule's regions.

@@ -4,10 +4,14 @@
 use serde_json::json;
 
 use super::*;
-use crate::config::RuleConfig;
+
+/// The rule `text` (a `[[rules]]` entry) describes.
+pub(super) fn parsed_rule(text: &str) -> Rule {
+    crate::config::rule_from_toml(text)
+}
 
 fn rule(extra: &str) -> Rule {
-    let config: RuleConfig = toml::from_str(&format!(
+    parsed_rule(&format!(
         r#"
 name = "ci"
 issuer = "ci"
@@ -19,8 +23,6 @@ session_duration_secs = 1800
 {extra}
 "#
     ))
-    .unwrap();
-    Rule::compile(&config).unwrap()
 }
 
 fn claims() -> Map<String, Value> {

@@ -1,30 +1,28 @@
-//! Checks of the limits on calls: the AWS ceilings and the per-caller rate limits.
+//! The limits on calls, which relate sections to each other: the AWS ceilings (whose wait
+//! must end within `[server]`'s request timeout) and the rate limits of `[rate_limit]` and of
+//! each rule, gathered into one `RateLimitSettings`.
 
-use super::Findings;
-use crate::config::{CeilingConfig, Config, RateLimitConfig};
+use std::collections::BTreeMap;
 
-pub(super) fn limits(config: &Config, f: &mut Findings) {
-    let request_timeout_ms = config.server.request_timeout_secs.saturating_mul(1000);
-    ceiling(
-        &config.aws.ecr_ceiling,
-        "aws.ecr_ceiling",
-        request_timeout_ms,
-        f,
-    );
-    ceiling(
-        &config.aws.sts_ceiling,
-        "aws.sts_ceiling",
-        request_timeout_ms,
-        f,
-    );
-    rate_limit(&config.rate_limit.per_caller(), "rate_limit", f);
-    rate_limit(&config.rate_limit.unadmitted, "rate_limit.unadmitted", f);
-    rate_limit(
-        &config.rate_limit.unauthenticated,
-        "rate_limit.unauthenticated",
-        f,
-    );
-    let prefix = &config.rate_limit.unauthenticated_prefix;
+use super::errors::Findings;
+use crate::credentials::{AwsConfig, CeilingConfig};
+use crate::rate_limit::{RateLimitConfig, RateLimitSettings, RateLimitsConfig};
+
+/// Checks `[aws]`'s ceilings and every rate limit; `rules` are each rule's name and own limit.
+pub(super) fn limits<'a>(
+    aws: &AwsConfig,
+    request_timeout_secs: u64,
+    global: RateLimitsConfig,
+    rules: impl IntoIterator<Item = (&'a str, Option<RateLimitConfig>)>,
+    f: &mut Findings,
+) -> RateLimitSettings {
+    let request_timeout_ms = request_timeout_secs.saturating_mul(1000);
+    ceiling(&aws.ecr_ceiling, "aws.ecr_ceiling", request_timeout_ms, f);
+    ceiling(&aws.sts_ceiling, "aws.sts_ceiling", request_timeout_ms, f);
+    rate_limit(&global.per_caller(), "rate_limit", f);
+    rate_limit(&global.unadmitted, "rate_limit.unadmitted", f);
+    rate_limit(&global.unauthenticated, "rate_limit.unauthenticated", f);
+    let prefix = &global.unauthenticated_prefix;
     f.check(
         prefix.ipv4 <= 32,
         "rate_limit.unauthenticated_prefix.ipv4",
@@ -35,11 +33,14 @@ pub(super) fn limits(config: &Config, f: &mut Findings) {
         "rate_limit.unauthenticated_prefix.ipv6",
         "must be from 0 to 128",
     );
-    for (i, rule) in config.rules.iter().enumerate() {
-        if let Some(limit) = &rule.rate_limit {
-            rate_limit(limit, &format!("rules[{i}].rate_limit"), f);
+    let mut by_rule = BTreeMap::new();
+    for (i, (name, limit)) in rules.into_iter().enumerate() {
+        if let Some(limit) = limit {
+            rate_limit(&limit, &format!("rules[{i}].rate_limit"), f);
+            by_rule.insert(name.to_owned(), limit);
         }
     }
+    RateLimitSettings { global, by_rule }
 }
 
 fn ceiling(ceiling: &CeilingConfig, at: &str, request_timeout_ms: u64, f: &mut Findings) {
@@ -115,7 +116,7 @@ regions = ["us-east-1"]
         assert_eq!(problems(RULE), Vec::new());
         let config = Config::parse(&format!("{BASE}{RULE}"), |_| None).unwrap();
         assert!(config.aws.ecr_ceiling.max_wait_ms < 30_000);
-        assert!(config.rules[0].rate_limit.is_none());
+        assert!(!config.rate_limit.by_rule.contains_key("r"));
     }
 
     #[test]
@@ -166,8 +167,8 @@ max_wait_ms = 30000
             |_| None,
         )
         .unwrap();
-        assert_eq!(config.rate_limit.per_second, 2.0);
-        let rule = config.rules[0].rate_limit.unwrap();
+        assert_eq!(config.rate_limit.global.per_second, 2.0);
+        let rule = config.rate_limit.by_rule["r"];
         assert_eq!((rule.per_second, rule.burst), (0.5, 1));
     }
 }
