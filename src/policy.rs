@@ -23,6 +23,6 @@ pub(crate) use request::IssueRequest;
 /// A minimal rule, for other modules' unit tests.
 #[cfg(test)]
 pub(crate) use rule::tests::test_rule;
-pub(crate) use rule::{Rule, RuleParts, Rules};
+pub(crate) use rule::{Rule, Rules};
 pub(crate) use session_tags::{SessionTag, SessionTagTemplates};
 pub(crate) use template::{RenderError, Template, ValueRule};

@@ -1,5 +1,6 @@
 //! `[audit_chain]`: how long an append to the audit chain may wait on the database, and how
-//! often the service publishes the chain's head in its log.
+//! often the service publishes the chain's head in its log. The config deserialises into it;
+//! it holds settings only and opens no connection.
 
 use std::num::NonZeroU64;
 use std::time::Duration;

@@ -1,5 +1,6 @@
 //! An issuer's private certificate authorities (`[[issuers]] ca_file`), read once when the
-//! config loads.
+//! config loads. It trusts nothing by itself: `jwks::key_client` decides what the
+//! certificates vouch for.
 
 use std::path::{Path, PathBuf};
 

@@ -10,9 +10,7 @@ use serde_json::{Map, Value};
 use super::errors::Findings;
 use crate::domain::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RepositoryPattern, RoleArn, SessionDuration};
-use crate::policy::{
-    ClaimMatcher, ClaimPatterns, Rule, RuleParts, SessionTagTemplates, Template, ValueRule,
-};
+use crate::policy::{ClaimMatcher, ClaimPatterns, Rule, SessionTagTemplates, Template, ValueRule};
 use crate::rate_limit::RateLimitConfig;
 
 /// `[[rules]]` as the file spells it: claims that, when all match, map a caller to a role
@@ -194,14 +192,20 @@ fn rule_entry(rule: &RawRule, at: &str, f: &mut Findings) -> Option<Rule> {
         })
         .ok();
     pull_through_cache(rule, at, f);
-    Some(Rule::new(RuleParts {
+    // A rule that names no registry allows its role's account.
+    let registry_ids = if rule.registry_ids.is_empty() {
+        vec![rule.role_arn.account().clone()]
+    } else {
+        rule.registry_ids.clone()
+    };
+    Some(Rule {
         name: rule.name.clone(),
         issuer: rule.issuer.clone(),
         claims: claims.into_iter().collect::<Option<_>>()?,
         audiences: audiences?,
         role_arn: rule.role_arn.clone(),
         regions: rule.regions.clone(),
-        registry_ids: rule.registry_ids.clone(),
+        registry_ids,
         access: rule.access,
         repositories: rule.repositories.clone(),
         session_duration: rule.session_duration_secs,
@@ -211,7 +215,7 @@ fn rule_entry(rule: &RawRule, at: &str, f: &mut Findings) -> Option<Rule> {
         external_id: rule.external_id.clone(),
         pull_through_cache: rule.pull_through_cache,
         cache: rule.cache,
-    }))
+    })
 }
 
 /// The pull-through cache's `ecr:CreateRepository` reaches as far as the rule's patterns, so

@@ -8,7 +8,8 @@ use super::{ClaimMatcher, SessionTagTemplates, Template};
 use crate::domain::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
 
-/// A compiled `[[rules]]` entry.
+/// A compiled `[[rules]]` entry, built by the config, which compiles its matchers and
+/// templates once.
 #[derive(Debug)]
 pub(crate) struct Rule {
     /// The rule's name.
@@ -16,51 +17,15 @@ pub(crate) struct Rule {
     /// The issuer (by config name) whose callers it considers.
     pub issuer: String,
     /// One matcher per claim the rule names.
-    claims: Vec<ClaimMatcher>,
-    /// The token's `aud` must be one of the rule's own audiences, if it names any.
-    audiences: Option<ClaimMatcher>,
-    /// The role it grants.
-    pub role_arn: RoleArn,
-    /// The regions it allows; the first is the default.
-    pub regions: Vec<Region>,
-    /// The registries it allows; the first is the default.
-    pub registry_ids: Vec<RegistryId>,
-    /// The most it grants.
-    pub access: Access,
-    /// Repository pattern templates; empty means every repository.
-    pub repositories: Vec<Template>,
-    /// The longest session it grants.
-    pub session_duration: SessionDuration,
-    /// RoleSessionName template.
-    pub session_name: Template,
-    /// SourceIdentity template.
-    pub source_identity: Template,
-    /// Session tag templates.
-    pub session_tags: SessionTagTemplates,
-    /// ExternalId for the role's trust policy, if it needs one.
-    pub external_id: Option<String>,
-    /// Whether pulls may go through a pull-through cache rule.
-    pub pull_through_cache: bool,
-    /// Who may be handed a cached credential.
-    pub cache: CacheMode,
-}
-
-/// A rule's parts, each already parsed and compiled (the config does that, once).
-#[derive(Debug)]
-pub(crate) struct RuleParts {
-    /// The rule's name.
-    pub name: String,
-    /// The issuer (by config name) whose callers it considers.
-    pub issuer: String,
-    /// One matcher per claim.
     pub claims: Vec<ClaimMatcher>,
-    /// The `aud` matcher of the rule's own audiences ([`ClaimMatcher::audiences`]), if any.
+    /// The token's `aud` must be one of the rule's own audiences
+    /// ([`ClaimMatcher::audiences`]), if it names any.
     pub audiences: Option<ClaimMatcher>,
     /// The role it grants.
     pub role_arn: RoleArn,
     /// The regions it allows; the first is the default.
     pub regions: Vec<Region>,
-    /// The registries it allows; empty: the role's account.
+    /// The registries it allows (at least the role's account); the first is the default.
     pub registry_ids: Vec<RegistryId>,
     /// The most it grants.
     pub access: Access,
@@ -83,51 +48,6 @@ pub(crate) struct RuleParts {
 }
 
 impl Rule {
-    /// The rule of these parts; registries default to the role's account.
-    pub(crate) fn new(parts: RuleParts) -> Self {
-        let RuleParts {
-            name,
-            issuer,
-            claims,
-            audiences,
-            role_arn,
-            regions,
-            registry_ids,
-            access,
-            repositories,
-            session_duration,
-            session_name,
-            source_identity,
-            session_tags,
-            external_id,
-            pull_through_cache,
-            cache,
-        } = parts;
-        let registry_ids = if registry_ids.is_empty() {
-            vec![role_arn.account().clone()]
-        } else {
-            registry_ids
-        };
-        Self {
-            name,
-            issuer,
-            claims,
-            audiences,
-            role_arn,
-            regions,
-            registry_ids,
-            access,
-            repositories,
-            session_duration,
-            session_name,
-            source_identity,
-            session_tags,
-            external_id,
-            pull_through_cache,
-            cache,
-        }
-    }
-
     fn matchers(&self) -> impl Iterator<Item = &ClaimMatcher> {
         self.claims.iter().chain(&self.audiences)
     }

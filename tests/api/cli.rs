@@ -238,6 +238,60 @@ regions = ["us-east-1", "us-east-1"]
     assert!(message.contains("not an AWS region code"), "{message}");
 }
 
+/// One run of `check-config` reports every mistake, wherever it is in the file, each under
+/// its path there: the file is parsed in one pass that collects them all.
+#[test]
+fn check_config_reports_mistakes_in_every_section_in_one_run() {
+    let message = refused_config(
+        r#"
+[server]
+max_headers = 5
+cors_allowed_origins = ["portal.example.com"]
+
+[database]
+url = "postgres://localhost/x"
+
+[audit]
+fingerprint_key_id = "not a key id"
+fingerprint_key = "0123456789abcdef0123456789abcdef"
+chain_key = "fedcba9876543210fedcba9876543210"
+
+[audit_sink]
+queue_capacity = 0
+
+[rate_limit]
+burst = 0
+
+[[issuers]]
+name = "ci"
+issuer = "https://ci.example.com"
+jwks_uri = "http://ci.example.com/jwks"
+audiences = ["ecr-token-broker"]
+algorithms = ["RS256"]
+
+[[rules]]
+name = "r"
+issuer = "ci"
+claims = { sub = "repo:[acme" }
+role_arn = "arn:aws:iam::123456789012:role/ecr"
+regions = ["us-east-1"]
+"#,
+    );
+    assert_mentions(
+        &message,
+        &[
+            "server.max_headers: must be 16 to 1000",
+            "server.cors_allowed_origins[0]: \"portal.example.com\" is not an origin",
+            "audit.fingerprint_key_id: must be 1 to 64 of [A-Za-z0-9._-]",
+            "audit_sink.queue_capacity: must be 1 to 1000000",
+            "rate_limit.burst: must be at least 1",
+            "issuers[0].jwks_uri: \"http://ci.example.com/jwks\" must be an https:// URL",
+            "rules[0].claims.sub: pattern \"repo:[acme\"",
+        ],
+    );
+    assert!(message.contains("7 problems:"), "{message}");
+}
+
 #[test]
 fn check_config_finds_rules_that_can_never_work() {
     let message = refused_config(&format!(

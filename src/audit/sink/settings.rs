@@ -1,5 +1,5 @@
 //! `[audit_sink]`: where each committed audit record is also written, as one JSON line,
-//! after its commit.
+//! after its commit. The config deserialises into it; it opens no file or socket.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
