@@ -39,8 +39,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::rate_limit::RateLimitConfig;
     use crate::rate_limit::Policy;
+    use crate::rate_limit::RateLimitConfig;
 
     fn rendered(limited: &RateLimited) -> Vec<(String, String)> {
         fields(limited)
