@@ -22,21 +22,22 @@ use anyhow::Context;
 use ipnet::IpNet;
 use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::domain::CacheMode;
 use crate::domain::{Access, Region, RegistryId, RoleArn, SessionDuration};
+use crate::kill_switch::EntrySpec;
 use crate::policy::Template;
 
+pub(crate) use crate::policy::{ClaimPattern, ClaimPatterns};
 pub(crate) use audit_chain::AuditChainConfig;
 pub(crate) use audit_sink::{AuditSinkConfig, Facility, SinkKind, SyslogTarget};
 pub(crate) use ca_file::CaBundle;
-pub(crate) use operations::{AdminConfig, DenyEntryConfig, ReloadConfig};
+pub(crate) use operations::{AdminConfig, ReloadConfig};
 pub(crate) use server_tls::{
     KeyPairFiles, ServerTlsConfig, client_roots, provider as tls_provider,
 };
 pub(crate) use validate::ConfigErrors;
-pub(crate) use validate::deny_entry_problems;
 pub(crate) use validate::is_fetchable_url;
 
 /// Environment variable naming the config file when `--config` is not given.
@@ -88,7 +89,7 @@ pub struct Config {
     pub(crate) metrics: MetricsConfig,
     /// The kill switch: callers refused before any rule is considered.
     #[serde(default)]
-    pub(crate) deny: Vec<DenyEntryConfig>,
+    pub(crate) deny: Vec<EntrySpec>,
     /// Who administers the deny list, and how often the stored one is read.
     #[serde(default)]
     pub(crate) admin: AdminConfig,
@@ -608,48 +609,6 @@ fn default_identity_template() -> Template {
     Template::parse("{sub}").expect("a valid template")
 }
 
-/// One claim pattern as written in the config: a string (exact, or a glob when it contains
-/// `*`, `?` or `[`), or `{ regex = "..." }` (anchored at both ends).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub(crate) enum ClaimPattern {
-    /// Exact value or glob.
-    Text(String),
-    /// A regular expression.
-    Regex(RegexPattern),
-}
-
-/// `{ regex = "..." }`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RegexPattern {
-    /// The expression; it must match the whole value.
-    pub regex: String,
-}
-
-/// One pattern or a list of patterns, any of which may match.
-///
-/// The list is tried first: serde reads a struct from a sequence too, so `["v*"]` tried as
-/// one pattern would become the regex `v*`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub(crate) enum ClaimPatterns {
-    /// Any of these patterns.
-    AnyOf(Vec<ClaimPattern>),
-    /// A single pattern.
-    One(ClaimPattern),
-}
-
-impl ClaimPatterns {
-    /// The patterns as a slice.
-    pub(crate) fn as_slice(&self) -> &[ClaimPattern] {
-        match self {
-            Self::One(p) => std::slice::from_ref(p),
-            Self::AnyOf(ps) => ps,
-        }
-    }
-}
-
 /// Field by field, the shared secret by value: an issuer whose config compares equal keeps
 /// its keys, and its memory of used `jti`s, across a reload.
 impl PartialEq for IssuerConfig {
@@ -804,36 +763,5 @@ impl Config {
         }
         validate::validate(&config, load_problems)?;
         Ok(config)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn patterns(toml_value: &str) -> Vec<ClaimPattern> {
-        let table: BTreeMap<String, ClaimPatterns> =
-            toml::from_str(&format!("claim = {toml_value}")).unwrap_or_else(|e| panic!("{e}"));
-        table["claim"].as_slice().to_vec()
-    }
-
-    fn regex(text: &str) -> ClaimPattern {
-        ClaimPattern::Regex(RegexPattern {
-            regex: text.to_owned(),
-        })
-    }
-
-    #[test]
-    fn claim_patterns_read_as_written() {
-        let text = |t: &str| ClaimPattern::Text(t.to_owned());
-        assert_eq!(patterns(r#""v*""#), [text("v*")]);
-        assert_eq!(patterns(r#"["v*"]"#), [text("v*")]);
-        assert_eq!(patterns(r#"{ regex = "v.*" }"#), [regex("v.*")]);
-        assert_eq!(patterns(r#"[{ regex = "v.*" }]"#), [regex("v.*")]);
-        assert_eq!(
-            patterns(r#"["main", { regex = "v.*" }]"#),
-            [text("main"), regex("v.*")]
-        );
-        assert_eq!(patterns("[]"), []);
     }
 }

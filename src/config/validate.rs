@@ -4,8 +4,6 @@ mod limits;
 mod operations;
 mod rules;
 
-pub(crate) use operations::deny_entry_problems;
-
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::RangeInclusive;

@@ -5,8 +5,51 @@ use globset::{Glob, GlobMatcher};
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use serde::{Deserialize, Serialize};
+
 use super::{ClaimPath, InvalidPointer};
-use crate::config::ClaimPattern;
+
+/// One claim pattern as written in the config: a string (exact, or a glob when it contains
+/// `*`, `?` or `[`), or `{ regex = "..." }` (anchored at both ends).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub(crate) enum ClaimPattern {
+    /// Exact value or glob.
+    Text(String),
+    /// A regular expression.
+    Regex(RegexPattern),
+}
+
+/// `{ regex = "..." }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegexPattern {
+    /// The expression; it must match the whole value.
+    pub regex: String,
+}
+
+/// One pattern or a list of patterns, any of which may match.
+///
+/// The list is tried first: serde reads a struct from a sequence too, so `["v*"]` tried as
+/// one pattern would become the regex `v*`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub(crate) enum ClaimPatterns {
+    /// Any of these patterns.
+    AnyOf(Vec<ClaimPattern>),
+    /// A single pattern.
+    One(ClaimPattern),
+}
+
+impl ClaimPatterns {
+    /// The patterns as a slice.
+    pub(crate) fn as_slice(&self) -> &[ClaimPattern] {
+        match self {
+            Self::One(p) => std::slice::from_ref(p),
+            Self::AnyOf(ps) => ps,
+        }
+    }
+}
 
 /// A claim matcher that does not compile.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +205,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::RegexPattern;
 
     fn text(p: &str) -> ClaimPattern {
         ClaimPattern::Text(p.to_owned())
@@ -301,5 +343,25 @@ mod tests {
         }
         let m = ClaimMatcher::new("sub", &[regex("a\\x00")]).unwrap();
         assert!(m.matches(&claims(json!({"sub": "a\u{0}"}))));
+    }
+
+    fn patterns(toml_value: &str) -> Vec<ClaimPattern> {
+        let table: std::collections::BTreeMap<String, ClaimPatterns> =
+            toml::from_str(&format!("claim = {toml_value}")).unwrap_or_else(|e| panic!("{e}"));
+        table["claim"].as_slice().to_vec()
+    }
+
+    #[test]
+    fn claim_patterns_read_as_written() {
+        let text = |t: &str| ClaimPattern::Text(t.to_owned());
+        assert_eq!(patterns(r#""v*""#), [text("v*")]);
+        assert_eq!(patterns(r#"["v*"]"#), [text("v*")]);
+        assert_eq!(patterns(r#"{ regex = "v.*" }"#), [regex("v.*")]);
+        assert_eq!(patterns(r#"[{ regex = "v.*" }]"#), [regex("v.*")]);
+        assert_eq!(
+            patterns(r#"["main", { regex = "v.*" }]"#),
+            [text("main"), regex("v.*")]
+        );
+        assert_eq!(patterns("[]"), []);
     }
 }

@@ -5,7 +5,6 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::config::RegexPattern;
 
 fn claims_with(value: Value) -> Map<String, Value> {
     let mut claims = Map::new();
