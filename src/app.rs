@@ -33,9 +33,9 @@ use crate::audit::{self, AppendBounds, AuditLog, AuditWriter, Fingerprinters, Wr
 use crate::config::{Config, Origin, ServerConfig};
 use crate::credentials::cache::CacheSettings;
 use crate::credentials::{Aws, CredentialSource};
-use crate::deny_store::{self, DenyStore, StoredDeny, StoredEntry};
 use crate::error::{Problem, ProblemType, render_problems};
 use crate::issuance::Issuer;
+use crate::kill_switch::{self, DenyStore, StoredEntry};
 use crate::metrics::Metrics;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER, take_caller_request_id};
 use crate::routes;
@@ -47,7 +47,7 @@ mod snapshot;
 mod tls;
 
 pub(crate) use reload::Hangups;
-pub(crate) use snapshot::{Current, Names, Snapshot};
+pub(crate) use snapshot::{Current, Snapshot};
 
 /// What every request shares, behind one `Arc`: a request clones one pointer, not each part.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ pub(crate) struct Shared {
     /// Keyed token fingerprints: the current key and the previous ones.
     pub fingerprinters: Arc<Fingerprinters>,
     /// The stored deny list.
-    pub deny_store: DenyStore,
+    pub deny_store: Arc<DenyStore>,
     /// Set once shutdown has begun: `/readyz` then says not ready, so load balancers drain.
     pub draining: Arc<AtomicBool>,
     /// This application's Prometheus metrics.
@@ -94,22 +94,16 @@ impl Shared {
     /// returns how many.
     pub(crate) fn install(&self, snapshot: Snapshot) -> usize {
         self.snapshot.rcu(|current| Snapshot {
-            stored_deny: Arc::new(StoredDeny::compile(
-                current.stored_deny.rows().to_vec(),
-                &snapshot.names,
-            )),
-            stored_deny_read_at: current.stored_deny_read_at,
+            deny: snapshot.deny.clone().carry_stored(&current.deny),
             ..snapshot.clone()
         });
-        let installed = self.current();
-        self.credentials.forget_denied(&installed.deny)
-            + self.credentials.forget_denied(&installed.stored_deny.list)
+        self.current().deny.forget_reached(&self.credentials)
     }
 
     /// Installs the stored deny entries `rows`, and `read_at` when they are a read of the
     /// whole table. When they differ from those in force, they are compiled against the
     /// config and the cached credentials they reach are dropped: returns how many, or
-    /// `None` when the entries did not change.
+    /// `None` when the entries did not change. The deny store calls it with what it reads.
     pub(crate) fn install_stored_deny(
         &self,
         rows: &[StoredEntry],
@@ -117,25 +111,17 @@ impl Shared {
     ) -> Option<usize> {
         let mut changed = false;
         self.snapshot.rcu(|current| {
-            changed = !current
-                .stored_deny
-                .rows()
-                .iter()
-                .map(|r| r.id)
-                .eq(rows.iter().map(|r| r.id));
+            let (deny, differ) = current.deny.with_stored(rows, read_at);
+            changed = differ;
             Snapshot {
-                stored_deny: if changed {
-                    Arc::new(StoredDeny::compile(rows.to_vec(), &current.names))
-                } else {
-                    Arc::clone(&current.stored_deny)
-                },
-                stored_deny_read_at: read_at.or(current.stored_deny_read_at),
+                deny,
                 ..Snapshot::clone(current)
             }
         });
         changed.then(|| {
-            self.credentials
-                .forget_denied(&self.current().stored_deny.list)
+            self.current()
+                .deny
+                .forget_reached_by_stored(&self.credentials)
         })
     }
 
@@ -144,12 +130,16 @@ impl Shared {
         self.snapshot.load_full()
     }
 
-    /// The parts of the state that the issuing path uses, with the request's snapshot.
-    pub(crate) fn issuer<'a>(&'a self, policy: &'a Snapshot) -> Issuer<'a> {
+    /// What an issuance uses, with the request's snapshot `current`.
+    pub(crate) fn issuer(&self, current: &Snapshot) -> Issuer {
         Issuer {
-            policy,
-            credentials: &self.credentials,
-            fingerprinter: self.fingerprinters.current(),
+            rules: Arc::clone(&current.rules),
+            verifier: Arc::clone(&current.verifier),
+            deny: current.deny.clone(),
+            credentials: self.credentials.clone(),
+            fingerprinters: Arc::clone(&self.fingerprinters),
+            audit: self.audit.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -355,17 +345,26 @@ impl Application {
             server: Arc::clone(&server),
             snapshot: ArcSwap::from_pointee(snapshot),
             credentials,
-            deny_store: DenyStore::new(pool.clone(), deny_poll_pool, read_pool.clone()),
+            deny_store: Arc::new(DenyStore::new(
+                pool.clone(),
+                deny_poll_pool,
+                read_pool.clone(),
+            )),
             audit: AuditLog::new(writer, pool, read_pool),
             metrics,
         }));
         // Read before serving when the database lets it, so that a replica is ready as soon
         // as it starts; until a read succeeds it is not ready and issues nothing.
-        if let Err(error) = deny_store::refresh(&state).await {
+        let install = {
+            let state = state.clone();
+            move |rows: &[StoredEntry], read_at| state.install_stored_deny(rows, read_at)
+        };
+        if let Err(error) = state.deny_store.refresh(&install).await {
             tracing::warn!(%error, "reading the stored deny list at start failed; not ready and issuing nothing until a read succeeds");
         }
-        background.push(deny_store::spawn_poller(
-            state.clone(),
+        background.push(kill_switch::spawn_poller(
+            Arc::clone(&state.deny_store),
+            install,
             config.admin.deny_poll_interval(),
         ));
         let metrics = metrics_listener.map(|listener| {

@@ -31,25 +31,23 @@ use secrecy::SecretString;
 use crate::audit::{AuditChainConfig, AuditSinkConfig};
 use crate::auth::IssuerSettings;
 use crate::credentials::AwsConfig;
+use crate::kill_switch::EntrySpec;
 use crate::policy::Rules;
 use crate::rate_limit::RateLimitSettings;
 
-/// Claim patterns as written, which `[[deny]]` entries share with rules.
-pub(crate) use crate::policy::ClaimPatterns;
 pub(crate) use audit::{AuditConfig, KeyId};
 pub(crate) use cache::CacheConfig;
 pub(crate) use database::DatabaseConfig;
 pub(crate) use errors::ConfigErrors;
 #[cfg(test)]
 pub(crate) use issuers::issuer_from_toml;
-pub(crate) use operations::{AdminConfig, DenyEntryConfig, ReloadConfig};
+pub(crate) use operations::{AdminConfig, ReloadConfig};
 #[cfg(test)]
 pub(crate) use rules::rule_from_toml;
 pub(crate) use server::{MetricsConfig, Origin, ServerConfig, WhoamiDetail};
 pub(crate) use server_tls::{
     KeyPairFiles, ServerTlsConfig, client_roots, provider as tls_provider,
 };
-pub(crate) use validate::deny_entry_problems;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub(crate) const CONFIG_PATH_ENV: &str = "ECR_TOKEN_BROKER_CONFIG";
@@ -89,7 +87,7 @@ pub struct Config {
     /// Where `GET /metrics` is served.
     pub(crate) metrics: MetricsConfig,
     /// The kill switch: callers refused before any rule is considered.
-    pub(crate) deny: Vec<DenyEntryConfig>,
+    pub(crate) deny: Vec<EntrySpec>,
     /// Who administers the deny list, and how often the stored one is read.
     pub(crate) admin: AdminConfig,
     /// Whether the config file is watched for changes.

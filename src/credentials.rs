@@ -22,8 +22,7 @@ use aws_config::timeout::TimeoutConfig;
 use tokio::task::JoinHandle;
 
 use crate::domain::{Access, CacheMode};
-use crate::policy::{CachedOwner, DenyList};
-use cache::{CacheKey, CacheSettings, CallerScope, CredentialCache, Served};
+use cache::{CacheKey, CacheSettings, CachedOwner, CallerScope, CredentialCache, Served};
 
 use crate::domain::Region;
 use crate::metrics::{CacheMetrics, Metrics, Service, UpstreamMetrics};
@@ -110,10 +109,10 @@ impl CredentialSource {
         }
     }
 
-    /// Drops the cached credentials whose every possible caller `deny` refuses, now;
-    /// returns how many.
-    pub(crate) fn forget_denied(&self, deny: &DenyList) -> usize {
-        self.cache.forget(|owner| deny.covers(owner))
+    /// Drops the cached credentials whose owner is `doomed` (every caller they may be served
+    /// to is denied), now; returns how many.
+    pub(crate) fn forget_owned_by(&self, doomed: impl Fn(CachedOwner<'_>) -> bool) -> usize {
+        self.cache.forget(doomed)
     }
 
     /// Drops the credentials cached for this one caller alone: it has been denied.

@@ -17,7 +17,8 @@ use crate::audit::{AuditError, Outcome};
 use crate::auth::AuthError;
 use crate::credentials::{AwsError, AwsErrorKind};
 use crate::domain::WholeSeconds;
-use crate::policy::{Denial, Refusal, StaleDenyList};
+use crate::kill_switch::StaleDenyList;
+use crate::policy::{Denial, Refusal};
 use crate::rate_limit::RateLimited;
 
 /// Seconds a caller should wait after a 503 before retrying.

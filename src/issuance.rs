@@ -1,27 +1,61 @@
-//! The issuing path: verified caller → matching rule → narrowed grant → a credential from
-//! the cache or from AWS (AssumeRole, then GetAuthorizationToken), filling in the audit
-//! record at every step so that whatever happens, the record says how far the request got.
+//! One issuance, from its first check to its committed audit row: the verified caller, the
+//! deny lists, its first matching rule, the `jti`, the narrowed grant, a credential from the
+//! cache or from AWS (AssumeRole, then GetAuthorizationToken), and the commit. The audit
+//! record is filled in at every step, so that whatever happens it says how far the request
+//! got, and no credential is returned unless its row is committed ([`Committed`]).
+//! *Imports neither app nor routes: it is handed what it uses ([`Issuer`]) and returns
+//! what the handlers render.*
 
 use std::sync::Arc;
 
-use crate::app::Snapshot;
-use crate::audit::{AuditRecord, Fingerprinter};
-use crate::auth::Caller;
+use axum::http::StatusCode;
+use tracing::Instrument;
+
+use crate::audit::{AuditError, AuditLog, AuditRecord, ChainEntry, Fingerprinters, Outcome};
+use crate::auth::{Caller, Verifier};
 use crate::credentials::cache::CallerScope;
 use crate::credentials::{AssumeRole, CredentialRequest, CredentialSource, Issued};
 use crate::error::ApiError;
-use crate::policy::{Grant, IssueRequest, Rule, SessionIdentity};
+use crate::kill_switch::DenyLists;
+use crate::metrics::Metrics;
+use crate::policy::{Grant, IssueRequest, Rule, Rules, SessionIdentity};
 
-/// What the issuing path uses: the request's snapshot (deny lists, rules, rate limits), the
-/// credentials, and the fingerprint key.
-#[derive(Clone, Copy)]
-pub(crate) struct Issuer<'a> {
-    /// The deny lists and the ordered rules.
-    pub policy: &'a Snapshot,
+/// What an issuance uses: the request's snapshot of the reloadable parts (rules, verifier,
+/// deny lists), which it keeps to its end whatever a reload does meanwhile, and the parts
+/// fixed at start. Owned, so that it can run in a task of its own.
+pub(crate) struct Issuer {
+    /// The ordered rules.
+    pub rules: Arc<Rules>,
+    /// Takes the admitted token's `jti`.
+    pub verifier: Arc<Verifier>,
+    /// The config's and the stored deny list.
+    pub deny: DenyLists,
     /// The credential cache and AWS behind it.
-    pub credentials: &'a CredentialSource,
+    pub credentials: CredentialSource,
     /// Fingerprints the issued tokens for the record.
-    pub fingerprinter: &'a Fingerprinter,
+    pub fingerprinters: Arc<Fingerprinters>,
+    /// Where the record is committed.
+    pub audit: AuditLog,
+    /// Counts each outcome once it is final.
+    pub metrics: Metrics,
+}
+
+/// A request turned away before there was a caller to issue to: no valid token, or over its
+/// budget. It is recorded like any other refusal.
+pub(crate) struct Unadmitted {
+    /// Who, for the record, when the token verified.
+    pub caller: Option<Caller>,
+    /// The answer.
+    pub error: ApiError,
+}
+
+/// An issuance whose audit row is committed: every credential response is built from one,
+/// and carries the row's place in the chain as its receipt.
+pub(crate) struct Committed {
+    /// What was issued.
+    pub issued: Arc<Issued>,
+    /// The audit row's id and hash in the committed chain.
+    pub receipt: ChainEntry,
 }
 
 /// Names the verified caller in the record, before anything else can fail.
@@ -30,24 +64,64 @@ pub(crate) fn record_caller(record: &mut AuditRecord, caller: &Caller) {
     record.subject = Some(caller.subject.clone());
 }
 
-impl Issuer<'_> {
-    /// Runs the issuing path for one verified caller and well-formed request. The caller
-    /// commits `record` before returning any token.
+impl Issuer {
+    /// Issues to `caller` what `request` asks, and commits `record` (the request's, started)
+    /// whatever the outcome, before anything is returned: the credential with its receipt,
+    /// or the refusal.
+    ///
+    /// Runs to completion in its own task even when the client goes away or the request
+    /// times out, so that every decision that reached AWS is recorded.
     pub(crate) async fn issue(
+        self,
+        record: AuditRecord,
+        caller: Result<Caller, Unadmitted>,
+        request: Result<IssueRequest, ApiError>,
+    ) -> Result<Committed, ApiError> {
+        // Boxed once here: the issuing future is about 3 KB, and spawning it moves it through
+        // several frames, each a copy of all of it.
+        let work = Box::pin(self.issue_and_record(record, caller, request));
+        tokio::spawn(work.instrument(tracing::Span::current()))
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?
+    }
+
+    async fn issue_and_record(
+        self,
+        mut record: AuditRecord,
+        caller: Result<Caller, Unadmitted>,
+        request: Result<IssueRequest, ApiError>,
+    ) -> Result<Committed, ApiError> {
+        let outcome = async {
+            let caller = caller.map_err(|Unadmitted { caller, error }| {
+                if let Some(caller) = &caller {
+                    record_caller(&mut record, caller);
+                }
+                error
+            })?;
+            record_caller(&mut record, &caller);
+            self.decide(&mut record, &caller, &request?).await
+        }
+        .await;
+        match outcome {
+            Ok(issued) => self.commit(record, issued).await,
+            Err(error) => self.refuse(record, error).await,
+        }
+    }
+
+    /// Runs the issuing path for one verified caller and well-formed request, filling in
+    /// `record` as it goes.
+    async fn decide(
         &self,
         record: &mut AuditRecord,
         caller: &Caller,
         request: &IssueRequest,
     ) -> Result<Arc<Issued>, ApiError> {
-        let rule = self
-            .policy
-            .rules
-            .first_match(&caller.issuer, &caller.claims);
+        let rule = self.rules.first_match(&caller.issuer, &caller.claims);
         // Before any rule grants anything, whatever the rule; with a stored list too old to
         // trust, nothing is granted. An entry on claims reaches the caller's cached
         // credentials only now (the others dropped them when they took effect); the scan is
         // kept to those entries, as a denied caller may keep asking.
-        if let Some(entry) = self.policy.denial(caller, rule.map(|r| r.name.as_str()))? {
+        if let Some(entry) = self.deny.denial(caller, rule.map(|r| r.name.as_str()))? {
             let dropped = if entry.matches_claims() {
                 self.credentials
                     .forget_caller(&caller.issuer, &caller.subject)
@@ -61,7 +135,7 @@ impl Issuer<'_> {
         record.rule = Some(rule.name.clone());
         record.role_arn = Some(rule.role_arn.to_string());
         // Admitted: only now does the token use up its `jti`, if its issuer counts them.
-        self.policy.verifier.take_jti(caller)?;
+        self.verifier.take_jti(caller)?;
         let grant = rule.grant(request, &caller.claims)?;
         record.grant(&grant);
 
@@ -89,8 +163,62 @@ impl Issuer<'_> {
         }
         record.from_cache = served.from_cache;
         record.upstream_error = served.hidden_error.as_ref().map(|e| e.reason());
-        record.issued(&served.issued.data, self.fingerprinter);
+        record.issued(&served.issued.data, self.fingerprinters.current());
         Ok(served.issued)
+    }
+
+    /// Commits the record of an issuance; only a committed one is returned.
+    async fn commit(
+        &self,
+        mut record: AuditRecord,
+        issued: Arc<Issued>,
+    ) -> Result<Committed, ApiError> {
+        record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
+        let rule = record.rule.clone();
+        // Counted once the outcome is final: without its commit, nothing was issued.
+        match self.audit.record(record).await {
+            Ok(receipt) => {
+                self.metrics
+                    .issuance(Outcome::Issued.as_str(), "issued", rule.as_deref());
+                Ok(Committed { issued, receipt })
+            }
+            Err(error) => {
+                let error = ApiError::AuditUnavailable(error);
+                self.metrics
+                    .issuance(error.outcome().as_str(), &error.reason(), rule.as_deref());
+                Err(error)
+            }
+        }
+    }
+
+    /// Records a refusal, and returns it: the refusal stands whether or not its row could
+    /// be written.
+    async fn refuse(
+        &self,
+        mut record: AuditRecord,
+        error: ApiError,
+    ) -> Result<Committed, ApiError> {
+        record.decide(error.outcome(), &error.reason(), error.status().as_u16());
+        self.metrics.issuance(
+            record.outcome.as_str(),
+            &record.reason,
+            record.rule.as_deref(),
+        );
+        // However fast a caller sends, its refusals for sending too fast add no rows:
+        // they are counted in the next aggregate row.
+        if matches!(error, ApiError::RateLimited(_)) {
+            self.audit.tally(&record);
+            return Err(error);
+        }
+        let reason = record.reason.clone();
+        match self.audit.record(record).await {
+            // Counted in the next aggregate row; a flood must not flood the logs either.
+            Ok(_) | Err(AuditError::Shed) => {}
+            Err(db) => {
+                tracing::warn!(error = %db, %reason, "could not record a refused request")
+            }
+        }
+        Err(error)
     }
 }
 

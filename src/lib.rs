@@ -12,9 +12,9 @@
 //!    `rate_limit` then takes one request from the caller's token bucket before anything
 //!    else is decided (`routes/caller.rs`, on every endpoint behind a token; 429 when
 //!    empty), or from the client network's when the token fails.
-//! 3. `policy` — a caller on the deny list (the config's `[[deny]]`, or the entries admins
-//!    store through `/v1/admin/deny`, read by `deny_store`) is refused before any rule;
-//!    then the first rule whose claim matchers all match picks the role; the request body
+//! 3. `kill_switch`, `policy` — a caller on the deny list (the config's `[[deny]]`, or the
+//!    entries admins store through `/v1/admin/deny`, polled by `kill_switch`) is refused
+//!    before any rule; then the first rule whose claim matchers all match picks the role; the request body
 //!    may only narrow what that rule allows, and the grant becomes a session policy.
 //! 4. `credentials` — a cached credential while it has enough life left (`credentials/cache`);
 //!    otherwise STS `AssumeRole` with the caller's identity on the session, then ECR
@@ -24,7 +24,7 @@
 //! 5. `audit` — the decision is committed to Postgres before any token is returned; if it
 //!    cannot be, the caller gets 503 and no token.
 //!
-//! `issuance` strings steps 3 and 4 together; `config` is the typed configuration, `domain`
+//! `issuance` is one issuance from step 3 to the commit of step 5, in its own task; `config` is the typed configuration, `domain`
 //! the value types that can only hold valid values. What a config reload replaces (verifier,
 //! rules, admins, rate limits, deny lists) is one snapshot (`app/snapshot.rs`) that each
 //! request loads once, so it finishes on the config it started with (`app/reload.rs`).
@@ -34,9 +34,9 @@
 //! handles when the application is built.
 //!
 //! The audit row follows the request: the handler starts an `AuditRecord`
-//! (`audit/record.rs`) when the request arrives, `issuance` fills it in as each stage passes
-//! (caller, rule, grant, session, what was issued and whether from the cache), the handler
-//! decides it and hands it to the `AuditWriter` (`audit/writer.rs`), which commits it with
+//! (`audit/record.rs`) from the request's facts, `issuance` fills it in as each stage passes
+//! (caller, rule, grant, session, what was issued and whether from the cache), decides it
+//! and hands it to the `AuditWriter` (`audit/writer.rs`), which commits it with
 //! whatever else is waiting in one transaction (`audit/store.rs`), each row hash-chained to
 //! the one before (`audit/chain.rs`); only then is the response built, carrying the row's id
 //! and hash as its receipt. The committed rows then go, as JSON lines, to the audit sink
@@ -52,11 +52,11 @@ mod auth;
 pub mod cli;
 mod config;
 mod credentials;
-mod deny_store;
 mod domain;
 mod egress;
 mod error;
 mod issuance;
+mod kill_switch;
 mod metrics;
 mod policy;
 mod rate_limit;

@@ -5,7 +5,6 @@
 
 mod admin_rules;
 mod claim_path;
-mod deny;
 mod grant;
 mod matcher;
 mod request;
@@ -16,7 +15,6 @@ mod template;
 
 pub(crate) use admin_rules::AdminRules;
 pub(crate) use claim_path::{ClaimPath, InvalidPointer};
-pub(crate) use deny::{CachedOwner, DenyEntry, DenyList, DenySource, StaleDenyList};
 pub(crate) use grant::{Denial, Grant, Refusal, SessionIdentity};
 pub(crate) use matcher::{ClaimMatcher, ClaimPattern, ClaimPatterns, InvalidPattern, Mismatch};
 pub(crate) use request::IssueRequest;

@@ -2,9 +2,7 @@
 //! of the stored deny list, and loaded once by each request when it starts, so that a
 //! request runs to its end on the config it started with.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::FromRequestParts;
@@ -13,9 +11,9 @@ use axum::http::request::Parts;
 use super::AppState;
 use crate::auth::{Caller, Verifier};
 use crate::config::Config;
-use crate::deny_store::StoredDeny;
+use crate::kill_switch::{DenyLists, Names, StaleDenyList};
 use crate::metrics::Metrics;
-use crate::policy::{AdminRules, DenyEntry, DenyList, Rules, StaleDenyList};
+use crate::policy::{AdminRules, Rules};
 use crate::rate_limit::{RateLimits, Standing};
 
 /// Everything a config reload may change, and the stored deny list.
@@ -31,36 +29,9 @@ pub(crate) struct Snapshot {
     pub deny_admins: Arc<AdminRules>,
     /// Each caller's token bucket on the issuing endpoint.
     pub rate_limits: Arc<RateLimits>,
-    /// `[[deny]]` of the config.
-    pub deny: Arc<DenyList>,
-    /// The deny list stored in the database, as last read (and changed here since),
-    /// compiled against this config.
-    pub stored_deny: Arc<StoredDeny>,
-    /// When the stored deny list was last read whole; `None` until it has been.
-    pub stored_deny_read_at: Option<Instant>,
-    /// How old the stored deny list may be and still be trusted.
-    pub deny_max_staleness: Duration,
-    /// The configured issuers' and rules' names, which deny entries may name.
-    pub names: Arc<Names>,
-}
-
-/// The names deny entries may refer to.
-#[derive(Debug, Default)]
-pub(crate) struct Names {
-    /// Issuers' configured names, each with the `iss` of its tokens.
-    pub issuers: BTreeMap<String, String>,
-    /// Rules' names.
-    pub rules: Vec<String>,
-}
-
-impl Names {
-    /// The configured name of the issuer whose tokens carry `iss`.
-    pub(crate) fn issuer_with_iss(&self, iss: &str) -> Option<String> {
-        self.issuers
-            .iter()
-            .find(|(_, i)| *i == iss)
-            .map(|(name, _)| name.clone())
-    }
+    /// The config's `[[deny]]` and the stored deny list, as last read (and changed here
+    /// since), compiled against this config.
+    pub deny: DenyLists,
 }
 
 impl Snapshot {
@@ -83,40 +54,23 @@ impl Snapshot {
             Some(previous) => previous.rate_limits.renewed(&config.rate_limit),
             None => Arc::new(RateLimits::new(&config.rate_limit)),
         };
+        let names = Names {
+            issuers: config
+                .issuers
+                .iter()
+                .map(|i| (i.name.clone(), i.issuer.clone()))
+                .collect(),
+            rules: config.rules.names().map(str::to_owned).collect(),
+        };
         Ok(Self {
             verifier: Arc::new(verifier),
             rules: Arc::clone(&config.rules),
             audit_admins: Arc::new(AdminRules::new(&config.audit.admin_rules)),
             deny_admins: Arc::new(AdminRules::new(&config.admin.rules)),
             rate_limits,
-            deny: Arc::new(DenyList::compile(&config.deny).context("compiling [[deny]]")?),
-            stored_deny: Arc::default(),
-            stored_deny_read_at: None,
-            deny_max_staleness: config.admin.deny_max_staleness(),
-            names: Arc::new(Names {
-                issuers: config
-                    .issuers
-                    .iter()
-                    .map(|i| (i.name.clone(), i.issuer.clone()))
-                    .collect(),
-                rules: config.rules.names().map(str::to_owned).collect(),
-            }),
+            deny: DenyLists::new(&config.deny, names, config.admin.deny_max_staleness())
+                .context("compiling [[deny]]")?,
         })
-    }
-
-    /// The deny entry that refuses `caller`, whose first matching rule is `rule`, if any:
-    /// the config's first, then the stored ones. A stored list too old to trust decides
-    /// nothing but that the caller cannot be cleared.
-    pub(crate) fn denial(
-        &self,
-        caller: &Caller,
-        rule: Option<&str>,
-    ) -> Result<Option<&DenyEntry>, StaleDenyList> {
-        if let Some(entry) = self.deny.first_denial(caller, rule) {
-            return Ok(Some(entry));
-        }
-        self.stored_deny_age()?;
-        Ok(self.stored_deny.list.first_denial(caller, rule))
     }
 
     /// Whether a caller is denied: the config's `[[deny]]` and the stored deny list are
@@ -124,20 +78,9 @@ impl Snapshot {
     pub(crate) fn is_denied(&self, caller: &Caller) -> Result<bool, StaleDenyList> {
         let rule = self.rules.first_match(&caller.issuer, &caller.claims);
         Ok(self
+            .deny
             .denial(caller, rule.map(|r| r.name.as_str()))?
             .is_some())
-    }
-
-    /// How long ago the stored deny list was read, when that is recent enough to trust it.
-    pub(crate) fn stored_deny_age(&self) -> Result<Duration, StaleDenyList> {
-        let age = self.stored_deny_read_at.map(|at| at.elapsed());
-        match age {
-            Some(age) if age <= self.deny_max_staleness => Ok(age),
-            _ => Err(StaleDenyList {
-                age,
-                bound: self.deny_max_staleness,
-            }),
-        }
     }
 
     /// Where a verified caller stands: admitted by its first matching rule, unless no rule
@@ -145,7 +88,7 @@ impl Snapshot {
     pub(crate) fn standing(&self, caller: &Caller) -> Standing<'_> {
         let rule = self.rules.first_match(&caller.issuer, &caller.claims);
         match rule {
-            Some(rule) if matches!(self.denial(caller, Some(&rule.name)), Ok(None)) => {
+            Some(rule) if matches!(self.deny.denial(caller, Some(&rule.name)), Ok(None)) => {
                 Standing::Admitted(rule)
             }
             _ => Standing::Unadmitted,

@@ -10,7 +10,8 @@ use crate::auth::Caller;
 use crate::config::Config;
 use crate::credentials::CredentialRequest;
 use crate::issuance::{credential_request, unique_session_suffix};
-use crate::policy::{DenyList, IssueRequest};
+use crate::kill_switch::DenyList;
+use crate::policy::IssueRequest;
 
 /// The printout: what the broker grants, and the AssumeRole call it makes for it.
 #[derive(Serialize)]

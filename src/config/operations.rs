@@ -1,35 +1,10 @@
-//! Settings for operating the service while it runs: the deny list (the kill switch), who
-//! administers it, and watching the config file for changes.
+//! Settings for operating the service while it runs: who administers the deny list (the
+//! kill switch; its `[[deny]]` entries are the kill switch's own `EntrySpec`), and watching
+//! the config file for changes.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use super::ClaimPatterns;
-
-/// `[[deny]]`: callers refused before any rule is considered. Every field given must match
-/// (issuer, subject, the caller's first matching rule, each claim); at least one is given.
-/// The stored deny list (`POST /v1/admin/deny`) holds entries of this same shape.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DenyEntryConfig {
-    /// The issuer's configured name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    /// The `sub` claim: exact, a glob, `{ regex = "..." }`, or a list of them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<ClaimPatterns>,
-    /// The caller's first matching rule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rule: Option<String>,
-    /// Claim name (or JSON pointer) to patterns, as in a rule's `claims`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub claims: BTreeMap<String, ClaimPatterns>,
-    /// Why, for the operators (never shown to the caller).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
+use serde::Deserialize;
 
 /// `[admin]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -9,9 +9,10 @@ use super::errors::{ConfigErrors, Findings};
 use super::issuers::{self, RawIssuer};
 use super::rules::{self, RawRule};
 use super::server::{self, MetricsConfig, ServerConfig};
-use super::{AdminConfig, Config, DenyEntryConfig, ReloadConfig, limits, validate};
+use super::{AdminConfig, Config, ReloadConfig, limits, validate};
 use crate::audit::{AuditChainConfig, AuditSinkConfig};
 use crate::credentials::AwsConfig;
+use crate::kill_switch::EntrySpec;
 use crate::policy::Rules;
 use crate::rate_limit::RateLimitsConfig;
 
@@ -40,7 +41,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     metrics: MetricsConfig,
     #[serde(default)]
-    pub(super) deny: Vec<DenyEntryConfig>,
+    pub(super) deny: Vec<EntrySpec>,
     #[serde(default)]
     pub(super) admin: AdminConfig,
     #[serde(default)]

@@ -76,25 +76,20 @@ fn default_identity_template() -> Template {
     Template::parse("{sub}").expect("a valid template")
 }
 
-/// One claim's patterns, at `path`: not an empty list, and each compiles.
-pub(super) fn claim_patterns(claim: &str, patterns: &ClaimPatterns, path: &str, f: &mut Findings) {
-    compile_claim(claim, patterns, path, f);
-}
-
-/// [`claim_patterns`], keeping the compiled matcher.
+/// One claim's patterns at `path`, compiled; their problems go to `f`.
 fn compile_claim(
     claim: &str,
     patterns: &ClaimPatterns,
     path: &str,
     f: &mut Findings,
 ) -> Option<ClaimMatcher> {
-    f.check(
-        !patterns.as_slice().is_empty(),
-        path,
-        "an empty list can never match",
-    );
-    ClaimMatcher::new(claim, patterns.as_slice())
-        .map_err(|e| f.check(false, path, e.to_string()))
+    patterns
+        .compile(claim)
+        .map_err(|problems| {
+            for problem in problems {
+                f.check(false, path, problem);
+            }
+        })
         .ok()
 }
 

@@ -5,13 +5,11 @@
 
 mod operations;
 
-pub(crate) use operations::deny_entry_problems;
-
 use super::cache::CacheConfig;
-use super::errors::{ConfigErrors, Findings};
+use super::errors::Findings;
 use super::issuers::RawIssuer;
 use super::raw::RawConfig;
-use super::rules::{self, RawRule};
+use super::rules::RawRule;
 use crate::domain::CacheMode;
 use crate::policy::{ClaimPattern, Template};
 

@@ -11,7 +11,8 @@
 
 use std::fmt;
 
-use super::{Config, DenyEntryConfig};
+use super::Config;
+use crate::kill_switch::EntrySpec;
 use crate::policy::ClaimPath;
 
 /// The `iss` of GitHub Actions' tokens on github.com; an enterprise's own issuer adds a path
@@ -108,7 +109,7 @@ impl Config {
 
     /// Whether a deny entry can refuse callers of one of the `github` issuers: it names one,
     /// or names no issuer and either no rule or a rule of one.
-    fn deny_reaches(&self, entry: &DenyEntryConfig, github: &[&str]) -> bool {
+    fn deny_reaches(&self, entry: &EntrySpec, github: &[&str]) -> bool {
         match (&entry.issuer, &entry.rule) {
             (Some(issuer), _) => github.contains(&issuer.as_str()),
             (None, None) => !github.is_empty(),

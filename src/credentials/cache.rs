@@ -29,10 +29,21 @@ use tokio::time::Instant;
 
 use super::{AwsError, AwsErrorKind, Issued};
 use crate::metrics::CacheMetrics;
-use crate::policy::CachedOwner;
 use lifetime::Lifetime;
 
 pub(crate) use key::{CacheKey, CallerScope};
+
+/// Whose a cached credential is, as far as the cache knows: what a deny entry is matched
+/// against to drop the credentials it reaches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CachedOwner<'a> {
+    /// The rule it was issued under.
+    pub rule: &'a str,
+    /// The issuer of its caller (or of the rule, for a shared entry).
+    pub issuer: &'a str,
+    /// The caller's subject; `None` for an entry shared by several callers.
+    pub subject: Option<&'a str>,
+}
 
 /// The operation named when a request gives up waiting for another request's fetch.
 const WAITING: &str = "AssumeRole/GetAuthorizationToken";

@@ -49,6 +49,23 @@ impl ClaimPatterns {
             Self::AnyOf(ps) => ps,
         }
     }
+
+    /// Compiles these patterns for `claim`, or says every reason they cannot be: an empty
+    /// list, which could never match, is one.
+    pub(crate) fn compile(&self, claim: &str) -> Result<ClaimMatcher, Vec<String>> {
+        let mut problems = Vec::new();
+        if self.as_slice().is_empty() {
+            problems.push("an empty list can never match".to_owned());
+        }
+        match ClaimMatcher::new(claim, self.as_slice()) {
+            Ok(matcher) if problems.is_empty() => Ok(matcher),
+            Ok(_) => Err(problems),
+            Err(e) => {
+                problems.push(e.to_string());
+                Err(problems)
+            }
+        }
+    }
 }
 
 /// A claim matcher that does not compile.

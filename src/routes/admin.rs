@@ -4,24 +4,24 @@
 //! `[admin] deny_poll_interval_secs`.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::RequestMeta;
 use super::audit::instant;
 use super::json_object::{BodyRejection, JsonObject, refused};
-use crate::app::{AppState, Current, Names};
-use crate::audit::{AuditRecord, Outcome};
+use crate::app::{AppState, Current};
+use crate::audit::Outcome;
 use crate::auth::Caller;
-use crate::config::{ClaimPatterns, DenyEntryConfig, deny_entry_problems};
-use crate::deny_store::{self, NewEntry, Remover, StoredEntry};
 use crate::error::ApiError;
 use crate::issuance;
+use crate::kill_switch::{AddRequest, Names, NewEntry, Remover, StoredEntry};
+use crate::policy::ClaimPatterns;
 use crate::routes::no_store_json;
 
 pub(super) fn router() -> super::Routes {
@@ -61,52 +61,6 @@ impl FromRequestParts<AppState> for DenyAdmin {
             }
             _ => Err(ApiError::NotDenyAdmin),
         }
-    }
-}
-
-/// `POST /v1/admin/deny`: what to deny, why, and until when.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DenyRequest {
-    issuer: String,
-    subject: Option<ClaimPatterns>,
-    #[serde(default)]
-    claims: BTreeMap<String, ClaimPatterns>,
-    rule: Option<String>,
-    reason: String,
-    expires_at: Option<DateTime<Utc>>,
-}
-
-impl DenyRequest {
-    /// The entry, checked as a `[[deny]]` entry of the config is, and more: it names its
-    /// issuer, a subject or claims, a reason, and an expiry yet to come.
-    fn entry(
-        self,
-        current: &Current,
-    ) -> Result<(DenyEntryConfig, Option<DateTime<Utc>>), ApiError> {
-        if self.subject.is_none() && self.claims.is_empty() {
-            return Err(refused(
-                "name a subject or claims to deny (with the issuer)",
-            ));
-        }
-        if self.reason.trim().is_empty() {
-            return Err(refused("reason must not be empty"));
-        }
-        if self.expires_at.is_some_and(|at| at <= Utc::now()) {
-            return Err(refused("expiresAt must be in the future"));
-        }
-        let entry = DenyEntryConfig {
-            issuer: Some(self.issuer),
-            subject: self.subject,
-            rule: self.rule,
-            claims: self.claims,
-            reason: Some(self.reason),
-        };
-        let issuers: Vec<&str> = current.names.issuers.keys().map(String::as_str).collect();
-        let rules: Vec<&str> = current.names.rules.iter().map(String::as_str).collect();
-        deny_entry_problems(&entry, "", &issuers, &rules)
-            .map_err(|problems| refused(&problems.one_line()))?;
-        Ok((entry, self.expires_at))
     }
 }
 
@@ -190,20 +144,15 @@ async fn post_deny(
     current: Current,
     meta: RequestMeta,
     admin: Result<DenyAdmin, ApiError>,
-    body: Result<JsonObject<DenyRequest>, BodyRejection>,
+    body: Result<JsonObject<AddRequest>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     let admin = admin?;
     let JsonObject(request) = body?;
-    let (matcher, expires_at) = request.entry(&current)?;
-    let iss = matcher
-        .issuer
-        .as_ref()
-        .and_then(|name| current.names.issuers.get(name))
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a checked entry names no issuer")))?;
+    let entry = request
+        .check(&current.deny.names)
+        .map_err(|why| refused(&why))?;
     let new = NewEntry {
-        matcher: &matcher,
-        iss,
-        expires_at,
+        entry: &entry,
         by_issuer: &admin.caller.issuer,
         by_subject: &admin.caller.subject,
         request_id: &meta.request_id,
@@ -223,12 +172,16 @@ async fn post_deny(
     .await?;
     tx.commit().await.map_err(ApiError::DenyStoreUnavailable)?;
     let id = row.id;
-    if !deny_store::apply_added(&state, row.clone()).await {
+    state
+        .deny_store
+        .apply_added(row.clone(), install_here(&state))
+        .await;
+    if !state.current().deny.stored_in_force(id) {
         return Err(ApiError::Internal(anyhow::anyhow!(
             "stored deny entry {id} was committed but does not compile"
         )));
     }
-    let mut response = no_store_json(EntryJson::new(row, &current.names));
+    let mut response = no_store_json(EntryJson::new(row, &current.deny.names));
     *response.status_mut() = StatusCode::CREATED;
     Ok(response)
 }
@@ -249,7 +202,7 @@ async fn get_deny(
     Ok(no_store_json(EntriesJson {
         entries: rows
             .into_iter()
-            .map(|row| EntryJson::new(row, &current.names))
+            .map(|row| EntryJson::new(row, &current.deny.names))
             .collect(),
         request_id: meta.request_id,
     }))
@@ -287,8 +240,11 @@ async fn delete_deny(
     )
     .await?;
     tx.commit().await.map_err(ApiError::DenyStoreUnavailable)?;
-    deny_store::apply_removed(&state, id).await;
-    Ok(no_store_json(EntryJson::new(row, &current.names)))
+    state
+        .deny_store
+        .apply_removed(id, install_here(&state))
+        .await;
+    Ok(no_store_json(EntryJson::new(row, &current.deny.names)))
 }
 
 /// Commits the audit row of a change, before the change itself commits.
@@ -299,12 +255,7 @@ async fn record_change(
     reason: &str,
     status: StatusCode,
 ) -> Result<(), ApiError> {
-    let mut record = AuditRecord::start(
-        &meta.request_id,
-        meta.client_addr,
-        meta.user_agent.as_deref(),
-    );
-    record.caller_request_id = meta.caller_request_id.clone();
+    let mut record = meta.audit_record();
     issuance::record_caller(&mut record, &admin.caller);
     record.rule = Some(admin.rule.clone());
     record.decide(Outcome::Admin, reason, status.as_u16());
@@ -314,4 +265,9 @@ async fn record_change(
         .await
         .map(drop)
         .map_err(ApiError::AuditUnavailable)
+}
+
+/// Installs a change made here in this replica's snapshot, as the poll installs a read.
+fn install_here(state: &AppState) -> impl Fn(&[StoredEntry], Option<Instant>) -> Option<usize> {
+    |rows, read_at| state.install_stored_deny(rows, read_at)
 }

@@ -11,6 +11,7 @@ use super::RequestMeta;
 use crate::app::{AppState, Current};
 use crate::auth::{AuthError, Caller, verify_bearer};
 use crate::error::ApiError;
+use crate::issuance::Unadmitted;
 use crate::rate_limit::RateLimited;
 
 /// Why a request has no caller to act for.
@@ -67,9 +68,21 @@ impl FromRequestParts<AppState> for Caller {
 
 impl From<CallerRefusal> for ApiError {
     fn from(refusal: CallerRefusal) -> Self {
+        Unadmitted::from(refusal).error
+    }
+}
+
+impl From<CallerRefusal> for Unadmitted {
+    fn from(refusal: CallerRefusal) -> Self {
         match refusal {
-            CallerRefusal::Unauthenticated(error) => error.into(),
-            CallerRefusal::OverBudget { limited, .. } => limited.into(),
+            CallerRefusal::Unauthenticated(error) => Self {
+                caller: None,
+                error: error.into(),
+            },
+            CallerRefusal::OverBudget { caller, limited } => Self {
+                caller,
+                error: limited.into(),
+            },
         }
     }
 }

@@ -1,26 +1,24 @@
-//! The issuing endpoints: one issuing and audit path, several formats of its answer.
+//! The issuing endpoints: each turns its request into an [`IssueRequest`] and a format,
+//! hands them to the one issuing path ([`crate::issuance`]), and renders the committed
+//! answer. *Extraction and rendering only: no decision, no audit row.*
 
 mod format;
 
-use std::sync::Arc;
-
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::{FromRequestParts, Query};
+use axum::http::HeaderValue;
+use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Serialize;
-use tracing::Instrument;
 
 use super::RequestMeta;
-use super::caller::CallerRefusal;
 use super::json_object::{BodyRejection, JsonObject};
 use crate::app::{AppState, Current};
-use crate::audit::{AuditError, AuditRecord, ChainEntry, Outcome};
+use crate::audit::{AuditRecord, ChainEntry};
 use crate::auth::Caller;
-use crate::credentials::Issued;
 use crate::domain::{Namespace, SecretName};
 use crate::error::ApiError;
-use crate::issuance;
+use crate::issuance::{Committed, Issuer, Unadmitted};
 use crate::policy::IssueRequest;
 use crate::routes::no_store_json;
 use format::CredentialFormat;
@@ -41,26 +39,20 @@ struct Wanted {
 /// Issues ECR authorization data for the caller. The audit row is committed before the
 /// response is built; if it cannot be, the caller gets 503 and no token.
 async fn post_authorization_token(
-    State(state): State<AppState>,
-    current: Current,
-    meta: RequestMeta,
-    caller: Result<Caller, CallerRefusal>,
+    issuing: Issuing,
     body: Result<Option<JsonObject<IssueRequest>>, BodyRejection>,
 ) -> Result<Response, ApiError> {
     let wanted = issue_request(body).map(|request| Wanted {
         request,
         format: CredentialFormat::AuthorizationData,
     });
-    issue(state, current, meta, caller, wanted).await
+    issuing.issue(wanted).await
 }
 
 /// The password alone, for `docker login --username AWS --password-stdin HOST`; the query
 /// narrows the request as the issuing body does, and must leave exactly one endpoint.
 async fn get_login_password(
-    State(state): State<AppState>,
-    current: Current,
-    meta: RequestMeta,
-    caller: Result<Caller, CallerRefusal>,
+    issuing: Issuing,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let wanted = query_pairs(query)
@@ -74,16 +66,13 @@ async fn get_login_password(
                 "{QUERY_REFUSAL}a password is for one registry endpoint, and this request asks for {n}: narrow it to one region and one registry, or one of registries"
             ))),
         });
-    issue(state, current, meta, caller, wanted).await
+    issuing.issue(wanted).await
 }
 
 /// A Docker config.json, or with `format=kubernetes-secret` a Secret manifest holding one;
 /// the other parameters narrow the request as the issuing body does.
 async fn get_docker_config(
-    State(state): State<AppState>,
-    current: Current,
-    meta: RequestMeta,
-    caller: Result<Caller, CallerRefusal>,
+    issuing: Issuing,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let wanted = query_pairs(query).and_then(|mut pairs| {
@@ -93,7 +82,7 @@ async fn get_docker_config(
             format,
         })
     });
-    issue(state, current, meta, caller, wanted).await
+    issuing.issue(wanted).await
 }
 
 /// How every refusal of a query starts, as [`super::json_object`]'s do for bodies.
@@ -163,32 +152,46 @@ fn docker_config_format(pairs: &mut Vec<(String, String)>) -> Result<CredentialF
     }
 }
 
-/// Runs the one issuing path, commits its audit record, and only then writes the committed
-/// credential in the format asked for.
-async fn issue(
-    state: AppState,
-    current: Current,
-    meta: RequestMeta,
-    caller: Result<Caller, CallerRefusal>,
-    wanted: Result<Wanted, ApiError>,
-) -> Result<Response, ApiError> {
-    let request_id = meta.request_id.clone();
-    let (request, format) = match wanted {
-        Ok(Wanted { request, format }) => (Ok(request), format),
-        // The refusal is recorded like any other, and nothing is written in any format.
-        Err(error) => (Err(error), CredentialFormat::AuthorizationData),
-    };
-    let committed = issue_and_record(state, current, meta, caller, request).await?;
-    Ok(format.render(&committed, request_id))
+/// What every issuing endpoint hands to the issuing path, taken from the request's parts:
+/// its snapshot's [`Issuer`], its audit record, and its caller, charged or turned away.
+struct Issuing {
+    issuer: Issuer,
+    record: AuditRecord,
+    request_id: String,
+    caller: Result<Caller, Unadmitted>,
 }
 
-/// An issuance whose audit row is committed: every credential response is built from one,
-/// and carries the row's place in the chain as its receipt.
-pub(super) struct Committed {
-    /// What was issued.
-    pub issued: Arc<Issued>,
-    /// The audit row's id and hash in the committed chain.
-    pub receipt: ChainEntry,
+impl FromRequestParts<AppState> for Issuing {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Ok(current) = Current::from_request_parts(parts, state).await;
+        let Ok(meta) = RequestMeta::from_request_parts(parts, state).await;
+        let caller = Caller::from_request_parts(parts, state).await;
+        Ok(Self {
+            issuer: state.issuer(&current),
+            record: meta.audit_record(),
+            request_id: meta.request_id,
+            caller: caller.map_err(Unadmitted::from),
+        })
+    }
+}
+
+impl Issuing {
+    /// Runs the one issuing path, which commits its audit record, and only then writes the
+    /// committed credential in the format asked for. A request refused before it reaches
+    /// the path is recorded like any other refusal, and nothing is written in any format.
+    async fn issue(self, wanted: Result<Wanted, ApiError>) -> Result<Response, ApiError> {
+        let (request, format) = match wanted {
+            Ok(Wanted { request, format }) => (Ok(request), format),
+            Err(error) => (Err(error), CredentialFormat::AuthorizationData),
+        };
+        let committed = self.issuer.issue(self.record, self.caller, request).await?;
+        Ok(format.render(&committed, self.request_id))
+    }
 }
 
 /// The response header carrying the receipt, as `ID:HASH`.
@@ -203,6 +206,7 @@ struct WithReceipt<'a, T> {
     audit_entry: &'a ChainEntry,
 }
 
+/// How the issuing endpoints render a committed issuance.
 impl Committed {
     /// `body` as a no-store JSON response, with the receipt as `auditEntry` in it and in the
     /// `Audit-Entry` header.
@@ -220,108 +224,6 @@ impl Committed {
             .expect("digits, a colon and hex are a valid header value");
         response.headers_mut().insert(AUDIT_ENTRY_HEADER, receipt);
         response
-    }
-}
-
-/// Runs the issuing path and commits its audit record, whatever the outcome, before anything
-/// is returned: the credential with its receipt, or the refusal.
-///
-/// Runs to completion in its own task even when the client goes away or the request times
-/// out, so that every decision that reached AWS is recorded. `current` is the request's
-/// snapshot, on which it runs to its end whatever a reload does meanwhile.
-pub(super) async fn issue_and_record(
-    state: AppState,
-    current: Current,
-    meta: RequestMeta,
-    caller: Result<Caller, CallerRefusal>,
-    request: Result<IssueRequest, ApiError>,
-) -> Result<Committed, ApiError> {
-    // Boxed once here: the issuing future is about 3 KB, and spawning it moves it through
-    // several frames, each a copy of all of it.
-    let work = Box::pin(record_issuance(state, current, meta, caller, request));
-    tokio::spawn(work.instrument(tracing::Span::current()))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))?
-}
-
-async fn record_issuance(
-    state: AppState,
-    current: Current,
-    meta: RequestMeta,
-    caller: Result<Caller, CallerRefusal>,
-    request: Result<IssueRequest, ApiError>,
-) -> Result<Committed, ApiError> {
-    let mut record = AuditRecord::start(
-        &meta.request_id,
-        meta.client_addr,
-        meta.user_agent.as_deref(),
-    );
-    record.caller_request_id = meta.caller_request_id.clone();
-    let outcome = async {
-        let caller = match caller {
-            Ok(caller) => caller,
-            Err(CallerRefusal::Unauthenticated(error)) => return Err(error.into()),
-            Err(CallerRefusal::OverBudget { caller, limited }) => {
-                if let Some(caller) = &caller {
-                    issuance::record_caller(&mut record, caller);
-                }
-                return Err(limited.into());
-            }
-        };
-        issuance::record_caller(&mut record, &caller);
-        let request = request?;
-        state
-            .issuer(&current)
-            .issue(&mut record, &caller, &request)
-            .await
-    }
-    .await;
-    match outcome {
-        Ok(issued) => {
-            record.decide(Outcome::Issued, "issued", StatusCode::OK.as_u16());
-            let rule = record.rule.clone();
-            // Counted once the outcome is final: without its commit, nothing was issued.
-            match state.audit.record(record).await {
-                Ok(receipt) => {
-                    state
-                        .metrics
-                        .issuance(Outcome::Issued.as_str(), "issued", rule.as_deref());
-                    Ok(Committed { issued, receipt })
-                }
-                Err(error) => {
-                    let error = ApiError::AuditUnavailable(error);
-                    state.metrics.issuance(
-                        error.outcome().as_str(),
-                        &error.reason(),
-                        rule.as_deref(),
-                    );
-                    Err(error)
-                }
-            }
-        }
-        Err(error) => {
-            record.decide(error.outcome(), &error.reason(), error.status().as_u16());
-            state.metrics.issuance(
-                record.outcome.as_str(),
-                &record.reason,
-                record.rule.as_deref(),
-            );
-            // However fast a caller sends, its refusals for sending too fast add no rows:
-            // they are counted in the next aggregate row.
-            if matches!(error, ApiError::RateLimited(_)) {
-                state.audit.tally(&record);
-                return Err(error);
-            }
-            let reason = record.reason.clone();
-            match state.audit.record(record).await {
-                // Counted in the next aggregate row; a flood must not flood the logs either.
-                Ok(_) | Err(AuditError::Shed) => {}
-                Err(db) => {
-                    tracing::warn!(error = %db, %reason, "could not record a refused request")
-                }
-            }
-            Err(error)
-        }
     }
 }
 

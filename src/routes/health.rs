@@ -60,7 +60,7 @@ async fn get_readyz(State(state): State<AppState>) -> Response {
         .into_iter()
         .map(|(name, loaded)| (name, if loaded { KEYS_OK } else { KEYS_NOT_LOADED }))
         .collect();
-    let deny_list = current.stored_deny_age();
+    let deny_list = current.deny.stored_age();
     if database
         && writer
         && let Ok(age) = deny_list

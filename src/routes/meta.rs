@@ -11,6 +11,7 @@ use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 use ipnet::IpNet;
 
+use crate::audit::AuditRecord;
 use crate::config::ServerConfig;
 use crate::request_id::{CallerRequestId, REQUEST_ID_HEADER};
 
@@ -29,6 +30,19 @@ pub(crate) struct RequestMeta {
     pub client_addr: Option<IpAddr>,
     /// The `User-Agent` header.
     pub user_agent: Option<String>,
+}
+
+impl RequestMeta {
+    /// This request's audit record, started: what it is and where it came from.
+    pub(crate) fn audit_record(&self) -> AuditRecord {
+        let mut record = AuditRecord::start(
+            &self.request_id,
+            self.client_addr,
+            self.user_agent.as_deref(),
+        );
+        record.caller_request_id = self.caller_request_id.clone();
+        record
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestMeta

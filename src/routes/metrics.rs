@@ -15,7 +15,7 @@ pub(super) fn router() -> super::Routes {
 
 /// The Prometheus text exposition of this process's metrics.
 async fn get_metrics(State(state): State<AppState>) -> Response {
-    let deny_list_read_at = state.current().stored_deny_read_at;
+    let deny_list_read_at = state.current().deny.stored_read_at();
     state
         .metrics
         .render(state.audit.queue_depth(), deny_list_read_at)

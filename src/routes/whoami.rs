@@ -101,7 +101,10 @@ async fn get_whoami(
     }
     // Which entry denies it is the operators' business: the entry may name other callers.
     // A stored list too old to trust clears nobody, so it counts as denied too.
-    let denial = match current.denial(&caller, matched.map(|r| r.name.as_str())) {
+    let denial = match current
+        .deny
+        .denial(&caller, matched.map(|r| r.name.as_str()))
+    {
         Ok(entry) => entry.map(|_| ApiError::DeniedByPolicy),
         Err(stale) => Some(ApiError::from(stale)),
     };

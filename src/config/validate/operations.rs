@@ -1,13 +1,10 @@
-//! Checks of `[[deny]]`, `[admin]` and `[reload]`; the deny entry check also holds entries
-//! added through the API to the same bar.
+//! Checks of `[[deny]]`, `[admin]` and `[reload]`. A deny entry is checked by the kill
+//! switch's own [`EntrySpec::problems`], which holds entries added through the API to the
+//! same bar; here its problems get their place in the file.
 
+use super::Findings;
 use super::RawConfig as Config;
-use super::rules::claim_patterns;
-use super::{ConfigErrors, Findings};
-use crate::config::DenyEntryConfig;
-
-/// Longest `reason` of a deny entry, in characters.
-const MAX_DENY_REASON_CHARS: usize = 500;
+use crate::kill_switch::EntrySpec;
 
 pub(super) fn operations(config: &Config, f: &mut Findings) {
     let issuers: Vec<&str> = config.issuers.iter().map(|i| i.name.as_str()).collect();
@@ -42,67 +39,13 @@ pub(super) fn operations(config: &Config, f: &mut Findings) {
 }
 
 /// Checks one deny entry at `at`, given the issuers' and rules' names.
-pub(crate) fn deny_entry_problems(
-    entry: &DenyEntryConfig,
-    at: &str,
-    issuers: &[&str],
-    rules: &[&str],
-) -> Result<(), ConfigErrors> {
-    let mut f = Findings::default();
-    deny_entry(entry, at, issuers, rules, &mut f);
-    f.into_result()
-}
-
-fn deny_entry(
-    entry: &DenyEntryConfig,
-    at: &str,
-    issuers: &[&str],
-    rules: &[&str],
-    f: &mut Findings,
-) {
-    // The API's entries are the body itself: their fields have no prefix.
-    let field = |name: &str| {
-        if at.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{at}.{name}")
-        }
-    };
-    f.check(
-        entry.issuer.is_some()
-            || entry.subject.is_some()
-            || entry.rule.is_some()
-            || !entry.claims.is_empty(),
-        at,
-        "name at least one of issuer, subject, rule, claims: an empty entry would deny everyone",
-    );
-    if let Some(issuer) = &entry.issuer {
-        f.check(
-            issuers.contains(&issuer.as_str()),
-            field("issuer"),
-            format!("unknown issuer {issuer:?} (known: {})", issuers.join(", ")),
-        );
-    }
-    if let Some(rule) = &entry.rule {
-        f.check(
-            rules.contains(&rule.as_str()),
-            field("rule"),
-            format!("no rule is named {rule:?}"),
-        );
-    }
-    if let Some(subject) = &entry.subject {
-        claim_patterns("sub", subject, &field("subject"), f);
-    }
-    for (claim, patterns) in &entry.claims {
-        claim_patterns(claim, patterns, &field(&format!("claims.{claim}")), f);
-    }
-    if let Some(reason) = &entry.reason {
-        f.check(
-            reason.chars().count() <= MAX_DENY_REASON_CHARS
-                && !reason.chars().any(char::is_control),
-            field("reason"),
-            format!("must be at most {MAX_DENY_REASON_CHARS} characters, none of them control characters"),
-        );
+fn deny_entry(entry: &EntrySpec, at: &str, issuers: &[&str], rules: &[&str], f: &mut Findings) {
+    for (field, message) in entry.problems(issuers, rules) {
+        let path = match field.as_str() {
+            "" => at.to_owned(),
+            field => format!("{at}.{field}"),
+        };
+        f.check(false, path, message);
     }
 }
 
@@ -110,49 +53,18 @@ fn deny_entry(
 mod tests {
     use super::*;
 
-    fn entry(text: &str) -> DenyEntryConfig {
-        toml::from_str(text).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn problems(text: &str) -> Vec<String> {
-        match deny_entry_problems(&entry(text), "deny[0]", &["ci"], &["push"]) {
-            Ok(()) => Vec::new(),
-            Err(errors) => errors.iter().map(|(path, _)| path.to_owned()).collect(),
-        }
-    }
-
     #[test]
-    fn deny_entries_are_checked_like_rules_claims() {
-        assert_eq!(problems(r#"issuer = "ci""#), Vec::<String>::new());
+    fn a_deny_entrys_problems_are_placed_in_the_file() {
+        let place = |text: &str| {
+            let entry: EntrySpec = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+            let mut f = Findings::default();
+            deny_entry(&entry, "deny[1]", &["ci"], &["push"], &mut f);
+            f.0.into_iter().map(|(path, _)| path).collect::<Vec<_>>()
+        };
+        assert_eq!(place(""), ["deny[1]"]);
         assert_eq!(
-            problems(r#"subject = ["repo:a/*", { regex = "b.*" }]"#),
-            Vec::<String>::new()
+            place("issuer = \"gitlab\"\nclaims = { \"/a//b\" = \"x\" }"),
+            ["deny[1].issuer", "deny[1].claims./a//b"]
         );
-        assert_eq!(
-            problems(""),
-            ["deny[0]"],
-            "an empty entry would deny everyone"
-        );
-        assert_eq!(problems(r#"issuer = "gitlab""#), ["deny[0].issuer"]);
-        assert_eq!(problems(r#"rule = "pull""#), ["deny[0].rule"]);
-        assert_eq!(problems(r#"subject = "repo:[a""#), ["deny[0].subject"]);
-        assert_eq!(problems("subject = []"), ["deny[0].subject"]);
-        assert_eq!(
-            problems(r#"claims = { "/a//b" = "x" }"#),
-            ["deny[0].claims./a//b"]
-        );
-        assert_eq!(
-            problems("issuer = \"ci\"\nreason = \"a\\u0007\""),
-            ["deny[0].reason"]
-        );
-        assert!(toml::from_str::<DenyEntryConfig>("subjects = \"x\"").is_err());
-    }
-
-    #[test]
-    fn api_entries_name_their_fields_without_a_prefix() {
-        let errors = deny_entry_problems(&entry(r#"issuer = "gitlab""#), "", &["ci"], &[])
-            .unwrap_err()
-            .one_line();
-        assert!(errors.starts_with("issuer: unknown issuer"), "{errors}");
     }
 }

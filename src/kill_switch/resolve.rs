@@ -3,16 +3,12 @@
 //! or rule it no longer has) is left out of the match, so that the entry denies more, never
 //! less.
 
-use super::StoredEntry;
-use crate::app::Names;
-use crate::config::DenyEntryConfig;
-use crate::policy::{DenyEntry, DenyList, DenySource};
+use super::{DenyEntry, DenyList, DenySource, EntrySpec, Names, StoredEntry};
 
 impl StoredEntry {
-    /// What it matches under the config whose names are `names`, in the config's `[[deny]]`
-    /// shape, and which of its fields that config cannot resolve (an issuer or rule it no
+    /// What it matches under the config whose names are `names`, as an [`EntrySpec`], and which of its fields that config cannot resolve (an issuer or rule it no
     /// longer has): those are left out of the match, so that the entry denies more.
-    pub(crate) fn matcher(&self, names: &Names) -> (DenyEntryConfig, Vec<&'static str>) {
+    pub(crate) fn matcher(&self, names: &Names) -> (EntrySpec, Vec<&'static str>) {
         let issuer = match &self.iss {
             Some(iss) => names.issuer_with_iss(iss),
             None => names
@@ -28,7 +24,7 @@ impl StoredEntry {
         if self.rule.is_some() && rule.is_none() {
             unresolved.push("rule");
         }
-        let matcher = DenyEntryConfig {
+        let matcher = EntrySpec {
             issuer,
             subject: self.subject.as_ref().map(|s| s.0.clone()),
             rule,

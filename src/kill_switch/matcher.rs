@@ -1,19 +1,18 @@
-//! The kill switch: callers refused after their token is verified and before any rule may
-//! grant them anything, from `[[deny]]` in the config and from the stored deny list.
+//! Compiled deny entries and lists, and what a cached credential's owner looks like to them.
+//! *No I/O, no config: entries arrive as [`EntrySpec`]s.*
 //!
 //! An entry names any of: an issuer, a subject (exact, glob or regex, as a rule's claim
 //! patterns are written), the caller's first matching rule, and claim matchers; a caller is
 //! denied when everything an entry names matches it. Claims are matched by the rules' own
 //! [`ClaimMatcher`], so the two can never read a pattern differently.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{ClaimMatcher, InvalidPattern};
+use super::EntrySpec;
 use crate::auth::Caller;
-use crate::config::DenyEntryConfig;
+use crate::credentials::cache::CachedOwner;
+use crate::policy::{ClaimMatcher, InvalidPattern};
 
 /// Where a deny entry comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,43 +32,6 @@ impl std::fmt::Display for DenySource {
     }
 }
 
-/// The stored deny list is not to be trusted: this replica has not read it yet, or not
-/// within `[admin] deny_max_staleness_secs`, so an entry added since may be missing from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StaleDenyList {
-    /// How long ago it was last read; `None`: never.
-    pub age: Option<Duration>,
-    /// `[admin] deny_max_staleness_secs`.
-    pub bound: Duration,
-}
-
-impl std::fmt::Display for StaleDenyList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.age {
-            None => f.write_str("the stored deny list has not been read yet"),
-            Some(age) => write!(
-                f,
-                "the stored deny list was last read {} s ago, more than deny_max_staleness_secs ({} s)",
-                age.as_secs(),
-                self.bound.as_secs()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for StaleDenyList {}
-
-/// The cached credentials a deny entry reaches: what a cache slot knows of its owner.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CachedOwner<'a> {
-    /// The rule it was issued under.
-    pub rule: &'a str,
-    /// The issuer of its caller (or of the rule, for a shared entry).
-    pub issuer: &'a str,
-    /// The caller's subject; `None` for an entry shared by several callers.
-    pub subject: Option<&'a str>,
-}
-
 /// One compiled deny entry.
 #[derive(Debug)]
 pub(crate) struct DenyEntry {
@@ -85,25 +47,25 @@ pub(crate) struct DenyEntry {
 impl DenyEntry {
     /// Compiles a validated entry; a stored one may expire.
     pub(crate) fn compile(
-        config: &DenyEntryConfig,
+        spec: &EntrySpec,
         source: DenySource,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<Self, InvalidPattern> {
-        let subject = config
+        let subject = spec
             .subject
             .as_ref()
             .map(|patterns| ClaimMatcher::new("sub", patterns.as_slice()))
             .transpose()?;
-        let claims = config
+        let claims = spec
             .claims
             .iter()
             .map(|(claim, patterns)| ClaimMatcher::new(claim, patterns.as_slice()))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             source,
-            issuer: config.issuer.clone(),
+            issuer: spec.issuer.clone(),
             subject,
-            rule: config.rule.clone(),
+            rule: spec.rule.clone(),
             claims,
             expires_at,
         })
@@ -157,7 +119,7 @@ pub(crate) struct DenyList(Vec<DenyEntry>);
 
 impl DenyList {
     /// Compiles the config's `[[deny]]` entries (validated config).
-    pub(crate) fn compile(entries: &[DenyEntryConfig]) -> Result<Self, InvalidPattern> {
+    pub(crate) fn compile(entries: &[EntrySpec]) -> Result<Self, InvalidPattern> {
         entries
             .iter()
             .enumerate()
@@ -196,7 +158,7 @@ mod tests {
     use super::*;
 
     fn entry(toml_text: &str) -> DenyEntry {
-        let config: DenyEntryConfig = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"));
+        let config: EntrySpec = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"));
         DenyEntry::compile(&config, DenySource::Config(0), None).unwrap()
     }
 
@@ -272,7 +234,7 @@ claims = { ref = "refs/heads/dev*" }
 
     #[test]
     fn an_expired_entry_denies_nobody() {
-        let config: DenyEntryConfig = toml::from_str(r#"subject = "x""#).unwrap();
+        let config: EntrySpec = toml::from_str(r#"subject = "x""#).unwrap();
         let at: DateTime<Utc> = "2026-12-02T12:00:01Z".parse().unwrap();
         let e = DenyEntry::compile(&config, DenySource::Stored(7), Some(at)).unwrap();
         let c = caller("ci", json!({"sub": "x"}));
@@ -325,7 +287,7 @@ subject = "repo:acme/*""#,
 
     #[test]
     fn the_list_reports_the_first_denial() {
-        let configs: Vec<DenyEntryConfig> = [r#"subject = "a""#, r#"issuer = "ci""#]
+        let configs: Vec<EntrySpec> = [r#"subject = "a""#, r#"issuer = "ci""#]
             .iter()
             .map(|t| toml::from_str(t).unwrap())
             .collect();

@@ -7,7 +7,9 @@
 //!
 //! The poll reads through a pool of its own, so that no caller-driven read (audit queries,
 //! the listing) can hold it up; a list not read for `[admin] deny_max_staleness_secs` is
-//! not trusted (see [`crate::app::Snapshot::denial`]).
+//! not trusted (see [`super::DenyLists::denial`]). What it reads it hands to an install
+//! function its caller gives it, which puts the entries in the running snapshot; the store
+//! knows nothing of that snapshot.
 //!
 //! Entries are bound to their issuer's `iss`, and resolved against the running config
 //! each time it or the entries change ([`resolve`]).
@@ -16,6 +18,7 @@
 //! does: every statement is run by the API tests.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -24,13 +27,8 @@ use sqlx::postgres::PgListener;
 use sqlx::types::Json;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
-use crate::config::{ClaimPatterns, DenyEntryConfig};
-use crate::policy::DenySource;
-
-mod resolve;
-
-pub(crate) use resolve::StoredDeny;
+use super::CheckedEntry;
+use crate::policy::ClaimPatterns;
 
 /// The channel a change is announced on, so that replicas need not wait for their poll.
 const CHANNEL: &str = "ecr_token_broker_deny_entries";
@@ -75,14 +73,10 @@ pub(crate) struct StoredEntry {
     pub removed_by_subject: Option<String>,
 }
 
-/// An entry to add: a validated matcher with its issuer and reason, and who adds it.
+/// An entry to add: a checked entry, and who adds it.
 pub(crate) struct NewEntry<'a> {
-    /// What it matches; `issuer` and `reason` are set.
-    pub matcher: &'a DenyEntryConfig,
-    /// The `iss` of the issuer it names.
-    pub iss: &'a str,
-    /// When it stops denying, if ever.
-    pub expires_at: Option<DateTime<Utc>>,
+    /// What it matches, bound to its issuer's `iss`, and until when.
+    pub entry: &'a CheckedEntry,
     /// The admin's issuer.
     pub by_issuer: &'a str,
     /// The admin's subject.
@@ -106,9 +100,10 @@ pub(crate) struct DenyStore {
     pool: PgPool,
     poll_pool: PgPool,
     read_pool: PgPool,
-    /// Held from reading the entries (or taking a change of this replica) to installing
-    /// them, so that a slower, older read never replaces a newer list.
-    refresh: tokio::sync::Mutex<()>,
+    /// The entries installed last. Held from reading the entries (or taking a change of
+    /// this replica) to installing them, so that a slower, older read never replaces a
+    /// newer list.
+    installed: tokio::sync::Mutex<Vec<StoredEntry>>,
 }
 
 impl DenyStore {
@@ -118,7 +113,7 @@ impl DenyStore {
             pool,
             poll_pool,
             read_pool,
-            refresh: tokio::sync::Mutex::new(()),
+            installed: tokio::sync::Mutex::default(),
         }
     }
 
@@ -130,19 +125,19 @@ impl DenyStore {
         entry: &NewEntry<'_>,
     ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, StoredEntry), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let m = entry.matcher;
+        let m = &entry.entry.spec;
         let row = sqlx::query_as::<_, StoredEntry>(&format!(
             "INSERT INTO deny_entries (issuer, iss, subject, rule, claims, reason, expires_at, \
              added_by_issuer, added_by_subject, request_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}"
         ))
         .bind(m.issuer.as_deref().unwrap_or_default())
-        .bind(entry.iss)
+        .bind(&entry.entry.iss)
         .bind(m.subject.as_ref().map(Json))
         .bind(m.rule.as_deref())
         .bind(Json(&m.claims))
         .bind(m.reason.as_deref().unwrap_or_default())
-        .bind(entry.expires_at)
+        .bind(entry.entry.expires_at)
         .bind(entry.by_issuer)
         .bind(entry.by_subject)
         .bind(entry.request_id)
@@ -213,63 +208,69 @@ async fn announce(tx: &mut sqlx::Transaction<'static, sqlx::Postgres>) -> Result
         .map(drop)
 }
 
-/// Reads the entries in force and installs them in the snapshot, with the time of the
-/// read; then drops the cached credentials they deny, if they changed.
-pub(crate) async fn refresh(state: &AppState) -> Result<(), sqlx::Error> {
-    let store = &state.deny_store;
-    let _one_at_a_time = store.refresh.lock().await;
-    let rows = store.in_force().await?;
-    install(state, &rows, Some(Instant::now()));
-    Ok(())
+/// How a store's entries are put in force: `install(rows, read_at)` puts `rows` (read whole
+/// at `read_at`, if they are a read) in the running snapshot, and drops the cached
+/// credentials they reach if they changed: how many, or `None` when they did not change.
+pub(crate) trait Install: Fn(&[StoredEntry], Option<Instant>) -> Option<usize> {}
+
+impl<F: Fn(&[StoredEntry], Option<Instant>) -> Option<usize>> Install for F {}
+
+impl DenyStore {
+    /// Reads the entries in force and installs them, with the time of the read.
+    pub(crate) async fn refresh(&self, install: impl Install) -> Result<(), sqlx::Error> {
+        let mut installed = self.installed.lock().await;
+        let rows = self.in_force().await?;
+        put_in_force(&mut installed, rows, Some(Instant::now()), install);
+        Ok(())
+    }
+
+    /// Puts an entry added here in force here at once, without reading the table back: a
+    /// read can fail or wait, and the entry must deny before its 201 is sent.
+    pub(crate) async fn apply_added(&self, row: StoredEntry, install: impl Install) {
+        let mut installed = self.installed.lock().await;
+        let mut rows = installed.clone();
+        rows.retain(|r| r.id != row.id);
+        rows.push(row);
+        put_in_force(&mut installed, rows, None, install);
+    }
+
+    /// Lifts an entry removed here at once, as [`DenyStore::apply_added`] puts one in force.
+    pub(crate) async fn apply_removed(&self, id: i64, install: impl Install) {
+        let mut installed = self.installed.lock().await;
+        let mut rows = installed.clone();
+        rows.retain(|r| r.id != id);
+        put_in_force(&mut installed, rows, None, install);
+    }
 }
 
 /// Installs `rows` (read at `read_at`, if they are a read), logging a change.
-fn install(state: &AppState, rows: &[StoredEntry], read_at: Option<Instant>) {
-    if let Some(dropped) = state.install_stored_deny(rows, read_at) {
+fn put_in_force(
+    installed: &mut Vec<StoredEntry>,
+    rows: Vec<StoredEntry>,
+    read_at: Option<Instant>,
+    install: impl Install,
+) {
+    if let Some(dropped) = install(&rows, read_at) {
         tracing::info!(
             entries = rows.len(),
             dropped_credentials = dropped,
             "stored deny list changed"
         );
     }
+    *installed = rows;
 }
 
-/// Puts an entry added here in force here at once, without reading the table back: a read
-/// can fail or wait, and the entry must deny before its 201 is sent. Whether it is in force:
-/// it might not compile.
-pub(crate) async fn apply_added(state: &AppState, row: StoredEntry) -> bool {
-    let id = row.id;
-    change_here(state, |rows| {
-        rows.retain(|r| r.id != id);
-        rows.push(row);
-    })
-    .await;
-    state
-        .current()
-        .stored_deny
-        .list
-        .sources()
-        .any(|s| s == DenySource::Stored(id))
-}
-
-/// Lifts an entry removed here at once, as [`apply_added`] puts one in force.
-pub(crate) async fn apply_removed(state: &AppState, id: i64) {
-    change_here(state, |rows| rows.retain(|r| r.id != id)).await;
-}
-
-async fn change_here(state: &AppState, change: impl FnOnce(&mut Vec<StoredEntry>)) {
-    let _one_at_a_time = state.deny_store.refresh.lock().await;
-    let mut rows = state.current().stored_deny.rows().to_vec();
-    change(&mut rows);
-    install(state, &rows, None);
-}
-
-/// Refreshes every `every`, and when another replica announces a change, until aborted.
+/// Refreshes `store` every `every`, and when another replica announces a change, until
+/// aborted, installing what it reads with `install`.
 /// The poll is the guarantee: an announcement lost with its connection is caught up by
 /// the next poll, and the listener is connected again. A failing read keeps the entries
 /// read last in force until they are too old to trust, and is logged when it starts
 /// failing, not at every attempt.
-pub(crate) fn spawn_poller(state: AppState, every: Duration) -> JoinHandle<()> {
+pub(crate) fn spawn_poller(
+    store: Arc<DenyStore>,
+    install: impl Install + Send + Sync + 'static,
+    every: Duration,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -285,7 +286,7 @@ pub(crate) fn spawn_poller(state: AppState, every: Duration) -> JoinHandle<()> {
             tokio::select! {
                 _ = ticks.tick() => {
                     if listener.is_none() {
-                        listener = state.deny_store.listen().await;
+                        listener = store.listen().await;
                     }
                 }
                 heard = announced => {
@@ -294,7 +295,7 @@ pub(crate) fn spawn_poller(state: AppState, every: Duration) -> JoinHandle<()> {
                     }
                 }
             }
-            match refresh(&state).await {
+            match store.refresh(&install).await {
                 Ok(()) => failing = false,
                 Err(error) if !failing => {
                     failing = true;
