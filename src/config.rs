@@ -149,3 +149,25 @@ impl Config {
         config.parse(&env, load_problems)
     }
 }
+
+/// The `[database]` and `[audit]` every config needs: what unit tests add their sections to.
+#[cfg(test)]
+pub(crate) const TEST_BASE: &str = r#"
+[database]
+url = "postgres://localhost/x"
+[audit]
+fingerprint_key_id = "k"
+fingerprint_key = "0123456789abcdef0123456789abcdef"
+chain_key = "fedcba9876543210fedcba9876543210"
+"#;
+
+/// One issuer, named `ci`, for unit tests' configs.
+#[cfg(test)]
+pub(crate) const TEST_CI_ISSUER: &str = r#"
+[[issuers]]
+name = "ci"
+issuer = "https://ci.example.com"
+jwks_uri = "https://ci.example.com/jwks"
+audiences = ["a"]
+algorithms = ["RS256"]
+"#;

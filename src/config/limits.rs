@@ -71,22 +71,7 @@ fn rate_limit(limit: &RateLimitConfig, at: &str, f: &mut Findings) {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-
-    const BASE: &str = r#"
-[database]
-url = "postgres://localhost/x"
-[audit]
-fingerprint_key_id = "k"
-fingerprint_key = "0123456789abcdef0123456789abcdef"
-chain_key = "0123456789abcdef0123456789abcdef"
-[[issuers]]
-name = "ci"
-issuer = "https://ci.example.com"
-jwks_uri = "https://ci.example.com/jwks"
-audiences = ["a"]
-algorithms = ["RS256"]
-"#;
+    use crate::config::{Config, TEST_BASE, TEST_CI_ISSUER};
 
     const RULE: &str = r#"
 [[rules]]
@@ -98,7 +83,7 @@ regions = ["us-east-1"]
 "#;
 
     fn problems(extra: &str) -> Vec<(String, String)> {
-        match Config::parse(&format!("{BASE}{extra}"), |_| None) {
+        match Config::parse(&format!("{TEST_BASE}{TEST_CI_ISSUER}{extra}"), |_| None) {
             Ok(_) => Vec::new(),
             Err(e) => e
                 .iter()
@@ -114,7 +99,8 @@ regions = ["us-east-1"]
     #[test]
     fn the_defaults_are_valid() {
         assert_eq!(problems(RULE), Vec::new());
-        let config = Config::parse(&format!("{BASE}{RULE}"), |_| None).unwrap();
+        let config =
+            Config::parse(&format!("{TEST_BASE}{TEST_CI_ISSUER}{RULE}"), |_| None).unwrap();
         assert!(config.aws.ecr_ceiling.max_wait_ms < 30_000);
         assert!(!config.rate_limit.by_rule.contains_key("r"));
     }
@@ -162,7 +148,7 @@ max_wait_ms = 30000
     fn an_integer_rate_and_a_per_rule_override_parse() {
         let config = Config::parse(
             &format!(
-                "{BASE}[rate_limit]\nper_second = 2\nburst = 4\n{RULE}rate_limit = {{ per_second = 0.5, burst = 1 }}\n"
+                "{TEST_BASE}{TEST_CI_ISSUER}[rate_limit]\nper_second = 2\nburst = 4\n{RULE}rate_limit = {{ per_second = 0.5, burst = 1 }}\n"
             ),
             |_| None,
         )

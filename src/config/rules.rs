@@ -271,16 +271,11 @@ pub(crate) fn rule_from_toml(text: &str) -> Rule {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
+    use crate::config::{Config, TEST_BASE, TEST_CI_ISSUER};
 
     fn problems(rule: &str) -> Vec<(String, String)> {
         let text = format!(
-            "[database]\nurl = \"postgres://localhost/x\"\n[audit]\nfingerprint_key_id = \"k\"\n\
-             fingerprint_key = \"0123456789abcdef0123456789abcdef\"\n\
-             chain_key = \"0123456789abcdef0123456789abcdef\"\n\
-             [[issuers]]\nname = \"ci\"\nissuer = \"https://ci.example.com\"\n\
-             jwks_uri = \"https://ci.example.com/jwks\"\naudiences = [\"a\"]\nalgorithms = [\"RS256\"]\n\
-             [[rules]]\nname = \"a\"\nissuer = \"ci\"\n\
+            "{TEST_BASE}{TEST_CI_ISSUER}[[rules]]\nname = \"a\"\nissuer = \"ci\"\n\
              role_arn = \"arn:aws:iam::123456789012:role/ecr\"\nregions = [\"us-east-1\"]\n{rule}"
         );
         match Config::parse(&text, |_| None) {

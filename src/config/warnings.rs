@@ -181,31 +181,29 @@ fn names_alone<'a>(at: String, claims: impl Iterator<Item = &'a str>) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TEST_BASE;
+
+    /// An `[[issuers]]` entry whose keys are at `keys_path` under `url`.
+    fn issuer(name: &str, url: &str, keys_path: &str) -> String {
+        format!(
+            "[[issuers]]\nname = \"{name}\"\nissuer = \"{url}\"\njwks_uri = \"{url}{keys_path}\"\n\
+             audiences = [\"ecr-token-broker\"]\nalgorithms = [\"RS256\"]\n"
+        )
+    }
 
     fn config(extra: &str) -> Config {
         let text = format!(
-            r#"
-[database]
-url = "postgres://localhost/x"
-[audit]
-fingerprint_key_id = "k"
-fingerprint_key = "0123456789abcdef0123456789abcdef"
-chain_key = "fedcba9876543210fedcba9876543210"
-
-[[issuers]]
-name = "github"
-issuer = "https://token.actions.githubusercontent.com"
-jwks_uri = "https://token.actions.githubusercontent.com/.well-known/jwks"
-audiences = ["ecr-token-broker"]
-algorithms = ["RS256"]
-
-[[issuers]]
-name = "gitlab"
-issuer = "https://gitlab.example.com"
-jwks_uri = "https://gitlab.example.com/oauth/discovery/keys"
-audiences = ["ecr-token-broker"]
-algorithms = ["RS256"]
-{extra}"#
+            "{TEST_BASE}{}{}{extra}",
+            issuer(
+                "github",
+                "https://token.actions.githubusercontent.com",
+                "/.well-known/jwks"
+            ),
+            issuer(
+                "gitlab",
+                "https://gitlab.example.com",
+                "/oauth/discovery/keys"
+            ),
         );
         Config::parse(&text, |_| None).unwrap_or_else(|e| panic!("{e}"))
     }
