@@ -29,6 +29,9 @@ cargo fmt --all --check
 log "cargo clippy"
 cargo clippy --all-targets --workspace --locked -- -D warnings
 
+log "scripts/layers.py: modules import only downward"
+python3 scripts/layers.py
+
 # Deployment files are checked before the tests so that the run ends with
 # cargo test's own summary.
 if [ -f openapi.yaml ]; then

@@ -14,8 +14,9 @@
 //!    empty), or from the client network's when the token fails.
 //! 3. `kill_switch`, `policy` — a caller on the deny list (the config's `[[deny]]`, or the
 //!    entries admins store through `/v1/admin/deny`, polled by `kill_switch`) is refused
-//!    before any rule; then the first rule whose claim matchers all match picks the role; the request body
-//!    may only narrow what that rule allows, and the grant becomes a session policy.
+//!    before any rule; then the first rule whose claim matchers all match picks the role;
+//!    the request body may only narrow what that rule allows, and the grant becomes a
+//!    session policy.
 //! 4. `credentials` — a cached credential while it has enough life left (`credentials/cache`);
 //!    otherwise STS `AssumeRole` with the caller's identity on the session, then ECR
 //!    `GetAuthorizationToken` with exactly those temporary credentials, once for all the
@@ -24,8 +25,9 @@
 //! 5. `audit` — the decision is committed to Postgres before any token is returned; if it
 //!    cannot be, the caller gets 503 and no token.
 //!
-//! `issuance` is one issuance from step 3 to the commit of step 5, in its own task; `config` is the typed configuration, `domain`
-//! the value types that can only hold valid values. What a config reload replaces (verifier,
+//! `issuance` is one issuance from step 3 to the commit of step 5, in its own task. `config`
+//! reads the file once into the types the others run on; `domain` holds the value types
+//! that can only hold valid values. What a config reload replaces (verifier,
 //! rules, admins, rate limits, deny lists) is one snapshot (`app/snapshot.rs`) that each
 //! request loads once, so it finishes on the config it started with (`app/reload.rs`).
 //! `egress` builds how calls leave the service (the proxy from the environment, and
@@ -42,7 +44,8 @@
 //! and hash as its receipt. The committed rows then go, as JSON lines, to the audit sink
 //! (`audit/sink.rs`), never holding up a request. The record's fields are the table's
 //! columns: the same type is inserted, read back by `GET /v1/audit/issuances`, `audit
-//! verify` and `audit export`, shipped, and hashed.
+//! verify` and `audit export`, shipped, and hashed, all of it made from one field table
+//! (`audit/fields.rs`).
 
 // Everything is crate-private but what the binary, the integration tests and the benchmark
 // use, so that the compiler reports dead code and the exported surface stays small.
