@@ -133,9 +133,7 @@ impl Shared {
     /// What an issuance uses, with the request's snapshot `current`.
     pub(crate) fn issuer(&self, current: &Snapshot) -> Issuer {
         Issuer {
-            rules: Arc::clone(&current.rules),
             verifier: Arc::clone(&current.verifier),
-            deny: current.deny.clone(),
             credentials: self.credentials.clone(),
             fingerprinters: Arc::clone(&self.fingerprinters),
             audit: self.audit.clone(),

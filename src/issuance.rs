@@ -16,20 +16,17 @@ use crate::auth::{Caller, Verifier};
 use crate::credentials::cache::CallerScope;
 use crate::credentials::{AssumeRole, CredentialRequest, CredentialSource, Issued};
 use crate::error::ApiError;
-use crate::kill_switch::DenyLists;
+use crate::kill_switch::Admission;
 use crate::metrics::Metrics;
-use crate::policy::{Grant, IssueRequest, Rule, Rules, SessionIdentity};
+use crate::policy::{Grant, IssueRequest, Rule, SessionIdentity};
 
-/// What an issuance uses: the request's snapshot of the reloadable parts (rules, verifier,
-/// deny lists), which it keeps to its end whatever a reload does meanwhile, and the parts
-/// fixed at start. Owned, so that it can run in a task of its own.
+/// What an issuance uses besides its caller's [`Admission`] (the rule and the deny lists'
+/// verdict, under the request's snapshot): that snapshot's verifier, which it keeps to its
+/// end whatever a reload does meanwhile, and the parts fixed at start. Owned, so that it can
+/// run in a task of its own.
 pub(crate) struct Issuer {
-    /// The ordered rules.
-    pub rules: Arc<Rules>,
     /// Takes the admitted token's `jti`.
     pub verifier: Arc<Verifier>,
-    /// The config's and the stored deny list.
-    pub deny: DenyLists,
     /// The credential cache and AWS behind it.
     pub credentials: CredentialSource,
     /// Fingerprints the issued tokens for the record.
@@ -74,7 +71,7 @@ impl Issuer {
     pub(crate) async fn issue(
         self,
         record: AuditRecord,
-        caller: Result<Caller, Unadmitted>,
+        caller: Result<(Caller, Admission), Unadmitted>,
         request: Result<IssueRequest, ApiError>,
     ) -> Result<Committed, ApiError> {
         // Boxed once here: the issuing future is about 3 KB, and spawning it moves it through
@@ -88,18 +85,19 @@ impl Issuer {
     async fn issue_and_record(
         self,
         mut record: AuditRecord,
-        caller: Result<Caller, Unadmitted>,
+        caller: Result<(Caller, Admission), Unadmitted>,
         request: Result<IssueRequest, ApiError>,
     ) -> Result<Committed, ApiError> {
         let outcome = async {
-            let caller = caller.map_err(|Unadmitted { caller, error }| {
+            let (caller, admission) = caller.map_err(|Unadmitted { caller, error }| {
                 if let Some(caller) = &caller {
                     record_caller(&mut record, caller);
                 }
                 error
             })?;
             record_caller(&mut record, &caller);
-            self.decide(&mut record, &caller, &request?).await
+            self.decide(&mut record, &caller, &admission, &request?)
+                .await
         }
         .await;
         match outcome {
@@ -114,15 +112,15 @@ impl Issuer {
         &self,
         record: &mut AuditRecord,
         caller: &Caller,
+        admission: &Admission,
         request: &IssueRequest,
     ) -> Result<Arc<Issued>, ApiError> {
-        let rule = self.rules.first_match(&caller.issuer, &caller.claims);
         // Before any rule grants anything, whatever the rule; with a stored list too old to
         // trust, nothing is granted. An entry on claims reaches the caller's cached
         // credentials only now (the others dropped them when they took effect); the scan is
         // kept to those entries, as a denied caller may keep asking.
-        if let Some(entry) = self.deny.denial(caller, rule.map(|r| r.name.as_str()))? {
-            let dropped = if entry.matches_claims() {
+        if let Some(entry) = admission.denied_by()? {
+            let dropped = if entry.matches_claims {
                 self.credentials
                     .forget_caller(&caller.issuer, &caller.subject)
             } else {
@@ -131,7 +129,7 @@ impl Issuer {
             tracing::info!(deny_entry = %entry.source, dropped_credentials = dropped, "caller denied by policy");
             return Err(ApiError::DeniedByPolicy);
         }
-        let rule = rule.ok_or(ApiError::NoMatchingRule)?;
+        let rule = admission.rule().ok_or(ApiError::NoMatchingRule)?;
         record.rule = Some(rule.name.clone());
         record.role_arn = Some(rule.role_arn.to_string());
         // Admitted: only now does the token use up its `jti`, if its issuer counts them.

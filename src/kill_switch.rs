@@ -15,11 +15,13 @@ use crate::auth::Caller;
 use crate::credentials::CredentialSource;
 use crate::policy::InvalidPattern;
 
+mod admission;
 mod entry;
 mod matcher;
 mod resolve;
 mod store;
 
+pub(crate) use admission::Admission;
 pub(crate) use entry::{AddRequest, CheckedEntry, EntrySpec};
 pub(crate) use matcher::{DenyEntry, DenyList, DenySource};
 pub(crate) use resolve::StoredDeny;

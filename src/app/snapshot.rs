@@ -11,10 +11,10 @@ use axum::http::request::Parts;
 use super::AppState;
 use crate::auth::{Caller, Verifier};
 use crate::config::Config;
-use crate::kill_switch::{DenyLists, Names, StaleDenyList};
+use crate::kill_switch::{Admission, DenyLists, Names};
 use crate::metrics::Metrics;
 use crate::policy::{AdminRules, Rules};
-use crate::rate_limit::{RateLimits, Standing};
+use crate::rate_limit::RateLimits;
 
 /// Everything a config reload may change, and the stored deny list.
 #[derive(Clone)]
@@ -73,26 +73,10 @@ impl Snapshot {
         })
     }
 
-    /// Whether a caller is denied: the config's `[[deny]]` and the stored deny list are
-    /// checked after the token is verified and before any rule may grant anything.
-    pub(crate) fn is_denied(&self, caller: &Caller) -> Result<bool, StaleDenyList> {
-        let rule = self.rules.first_match(&caller.issuer, &caller.claims);
-        Ok(self
-            .deny
-            .denial(caller, rule.map(|r| r.name.as_str()))?
-            .is_some())
-    }
-
-    /// Where a verified caller stands: admitted by its first matching rule, unless no rule
-    /// matches, a deny entry refuses it, or the stored deny list is too old to tell.
-    pub(crate) fn standing(&self, caller: &Caller) -> Standing<'_> {
-        let rule = self.rules.first_match(&caller.issuer, &caller.claims);
-        match rule {
-            Some(rule) if matches!(self.deny.denial(caller, Some(&rule.name)), Ok(None)) => {
-                Standing::Admitted(rule)
-            }
-            _ => Standing::Unadmitted,
-        }
+    /// Where `caller` stands under this snapshot: its first matching rule and what the deny
+    /// lists say of it, decided once for the whole request.
+    pub(crate) fn admission(&self, caller: &Caller) -> Admission {
+        Admission::decide(&self.rules, &self.deny, caller)
     }
 }
 

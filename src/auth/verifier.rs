@@ -112,6 +112,19 @@ pub(crate) struct Caller {
     pub claims: Map<String, Value>,
 }
 
+#[cfg(test)]
+impl Caller {
+    /// A caller of `issuer` with these claims (an object holding `sub`), for unit tests.
+    pub(crate) fn with_claims(issuer: &str, claims: Value) -> Self {
+        let claims = claims.as_object().expect("claims are an object").clone();
+        Self {
+            issuer: issuer.into(),
+            subject: claims["sub"].as_str().expect("a sub claim").to_owned(),
+            claims,
+        }
+    }
+}
+
 enum Keys {
     Published(Arc<KeySet>),
     Shared(DecodingKey),

@@ -163,12 +163,7 @@ mod tests {
     }
 
     fn caller(issuer: &str, claims: Value) -> Caller {
-        let claims = claims.as_object().unwrap().clone();
-        Caller {
-            issuer: issuer.into(),
-            subject: claims["sub"].as_str().unwrap().to_owned(),
-            claims,
-        }
+        Caller::with_claims(issuer, claims)
     }
 
     const NOW: &str = "2026-12-02T12:00:00Z";

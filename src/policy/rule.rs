@@ -90,7 +90,21 @@ impl Rules {
 
     /// The first rule that matches, if any.
     pub(crate) fn first_match(&self, issuer: &str, claims: &Map<String, Value>) -> Option<&Rule> {
-        self.0.iter().find(|r| r.matches(issuer, claims))
+        self.first_match_at(issuer, claims).map(|at| self.at(at))
+    }
+
+    /// Where the first rule that matches is, if any.
+    pub(crate) fn first_match_at(
+        &self,
+        issuer: &str,
+        claims: &Map<String, Value>,
+    ) -> Option<usize> {
+        self.0.iter().position(|r| r.matches(issuer, claims))
+    }
+
+    /// The rule at `position`, as [`Rules::first_match_at`] gave it.
+    pub(crate) fn at(&self, position: usize) -> &Rule {
+        &self.0[position]
     }
 
     /// The rule with this name, if any.

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::RequestMeta;
 use super::audit::instant;
+use super::caller::Charged;
 use super::json_object::{BodyRejection, JsonObject, refused};
 use crate::app::{AppState, Current};
 use crate::audit::Outcome;
@@ -43,16 +44,13 @@ impl FromRequestParts<AppState> for DenyAdmin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Ok(current) = Current::from_request_parts(parts, state).await;
-        let caller = Caller::from_request_parts(parts, state)
+        let Charged { caller, admission } = Charged::from_request_parts(parts, state)
             .await
             .map_err(ApiError::from)?;
-        let rule = current.rules.first_match(&caller.issuer, &caller.claims);
-        let admin = current
-            .deny_admins
-            .admits(&current.rules, &caller.issuer, &caller.claims);
-        match rule {
+        let admin = admission.is_admitted_by(&current.deny_admins);
+        match admission.rule() {
             // A list too old to trust clears no admin: 503, not a refusal.
-            Some(rule) if admin && !current.is_denied(&caller)? => {
+            Some(rule) if admin && admission.denied_by()?.is_none() => {
                 current.verifier.take_jti(&caller)?;
                 Ok(Self {
                     rule: rule.name.clone(),

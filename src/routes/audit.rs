@@ -7,7 +7,7 @@ mod lookup;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::caller::CallerRefusal;
+use super::caller::{CallerRefusal, Charged};
 use crate::app::{AppState, Current};
 use crate::audit::Scope;
 use crate::auth::Caller;
@@ -49,13 +49,11 @@ impl FromRequestParts<AppState> for AuditReader {
         state: &AppState,
     ) -> Result<Self, CallerRefusal> {
         let Ok(current) = Current::from_request_parts(parts, state).await;
-        let caller = Caller::from_request_parts(parts, state).await?;
+        let Charged { caller, admission } = Charged::from_request_parts(parts, state).await?;
         // The kill switch takes an admin's powers too, and a list too old to trust clears
         // nobody of it.
-        let admin = current.is_denied(&caller) == Ok(false)
-            && current
-                .audit_admins
-                .admits(&current.rules, &caller.issuer, &caller.claims);
+        let admin =
+            admission.denied_by() == Ok(None) && admission.is_admitted_by(&current.audit_admins);
         // Reading one's own records needs no rule; reading everyone's acts on one.
         if admin {
             current

@@ -1,7 +1,9 @@
 //! The caller of every endpoint behind a bearer token: its token verified, then one request
 //! charged to its identity's budget before anything else is decided about it, or, when the
 //! token fails, to the client's network. This is the only way a handler gets a [`Caller`],
-//! so no endpoint can forget the charge.
+//! so no endpoint can forget the charge. Where the caller stands with the rules and the
+//! deny lists, which decides whose budget it spends, is decided here once and handed on
+//! ([`Charged`]).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -12,6 +14,7 @@ use crate::app::{AppState, Current};
 use crate::auth::{AuthError, Caller, verify_bearer};
 use crate::error::ApiError;
 use crate::issuance::Unadmitted;
+use crate::kill_switch::Admission;
 use crate::rate_limit::RateLimited;
 
 /// Why a request has no caller to act for.
@@ -29,7 +32,15 @@ pub(crate) enum CallerRefusal {
     },
 }
 
-impl FromRequestParts<AppState> for Caller {
+/// A verified caller, charged, with where it stands under the request's snapshot
+/// ([`Admission`]): what the admins' checks and the issuing path read instead of matching
+/// the rules and the deny lists again.
+pub(crate) struct Charged {
+    pub caller: Caller,
+    pub admission: Admission,
+}
+
+impl FromRequestParts<AppState> for Charged {
     type Rejection = CallerRefusal;
 
     /// Extract it once per request: each extraction is a request charged.
@@ -53,16 +64,28 @@ impl FromRequestParts<AppState> for Caller {
                 });
             }
         };
-        let charged = current
-            .rate_limits
-            .charge(&caller, current.standing(&caller));
-        match charged {
-            Ok(()) => Ok(caller),
+        let admission = current.admission(&caller);
+        match current.rate_limits.charge(&caller, admission.standing()) {
+            Ok(()) => Ok(Self { caller, admission }),
             Err(limited) => Err(CallerRefusal::OverBudget {
                 caller: Some(caller),
                 limited,
             }),
         }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = CallerRefusal;
+
+    /// The caller of a [`Charged`] request, for handlers that need no more of it.
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, CallerRefusal> {
+        Charged::from_request_parts(parts, state)
+            .await
+            .map(|charged| charged.caller)
     }
 }
 

@@ -12,6 +12,7 @@ use axum::response::Response;
 use serde::Serialize;
 
 use super::RequestMeta;
+use super::caller::Charged;
 use super::json_object::{BodyRejection, JsonObject};
 use crate::app::{AppState, Current};
 use crate::audit::{AuditRecord, ChainEntry};
@@ -19,6 +20,7 @@ use crate::auth::Caller;
 use crate::domain::{Namespace, SecretName};
 use crate::error::ApiError;
 use crate::issuance::{Committed, Issuer, Unadmitted};
+use crate::kill_switch::Admission;
 use crate::policy::IssueRequest;
 use crate::routes::no_store_json;
 use format::CredentialFormat;
@@ -158,7 +160,7 @@ struct Issuing {
     issuer: Issuer,
     record: AuditRecord,
     request_id: String,
-    caller: Result<Caller, Unadmitted>,
+    caller: Result<(Caller, Admission), Unadmitted>,
 }
 
 impl FromRequestParts<AppState> for Issuing {
@@ -170,12 +172,14 @@ impl FromRequestParts<AppState> for Issuing {
     ) -> Result<Self, Self::Rejection> {
         let Ok(current) = Current::from_request_parts(parts, state).await;
         let Ok(meta) = RequestMeta::from_request_parts(parts, state).await;
-        let caller = Caller::from_request_parts(parts, state).await;
+        let charged = Charged::from_request_parts(parts, state).await;
         Ok(Self {
             issuer: state.issuer(&current),
             record: meta.audit_record(),
             request_id: meta.request_id,
-            caller: caller.map_err(Unadmitted::from),
+            caller: charged
+                .map(|Charged { caller, admission }| (caller, admission))
+                .map_err(Unadmitted::from),
         })
     }
 }
