@@ -167,10 +167,16 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
                 schemathesis.display()
             )
         });
+    let report = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "schemathesis (--seed {seed}) found failures:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
+        "schemathesis (--seed {seed}) found failures:\n{report}{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // How much it tried, for the long run's record.
+    let cases = report
+        .lines()
+        .skip_while(|l| !l.starts_with("Test cases:"))
+        .nth(1);
+    eprintln!("schemathesis: {}", cases.unwrap_or("no summary").trim());
 }
