@@ -83,6 +83,21 @@ impl ProblemType {
     }
 }
 
+/// `text` with its lines joined by single spaces, each trimmed; text of one line is kept as
+/// it is. The line terminators are those of JSON Schema's `.` (ECMAScript's): line feed,
+/// carriage return, and U+2028 and U+2029.
+fn one_line(text: String) -> String {
+    let is_break = |c: char| matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}');
+    if !text.contains(is_break) {
+        return text;
+    }
+    text.split(is_break)
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// An RFC 9457 problem, before the request id is filled in.
 #[derive(Debug, Clone)]
 pub(crate) struct Problem {
@@ -92,12 +107,14 @@ pub(crate) struct Problem {
 }
 
 impl Problem {
-    /// A problem of type `kind`.
+    /// A problem of type `kind`. `detail` is made one line: a message may quote what the
+    /// request sent (a claim's name, a pattern) or a parser's message laid out over lines,
+    /// and a client, a log or a header reading the detail should get one line all the same.
     pub(crate) fn new(status: StatusCode, kind: ProblemType, detail: impl Into<String>) -> Self {
         Self {
             status,
             kind,
-            detail: detail.into(),
+            detail: one_line(detail.into()),
         }
     }
 
@@ -226,5 +243,21 @@ mod tests {
                 "{slug} is not in the type's enum"
             );
         }
+    }
+
+    #[test]
+    fn a_detail_is_one_line_whatever_it_quotes() {
+        let detail = |text: &str| {
+            Problem::new(StatusCode::BAD_REQUEST, ProblemType::BadRequest, text).detail
+        };
+        assert_eq!(detail("token has expired"), "token has expired");
+        // A regex error is laid out over lines; a claim's name may hold any of them.
+        assert_eq!(
+            detail(
+                "claims.a\u{2028}b: regex parse error:\n    ^(?:[)$\n       ^\nerror: unclosed\r\n"
+            ),
+            "claims.a b: regex parse error: ^(?:[)$ ^ error: unclosed"
+        );
+        assert_eq!(detail("two  spaces\tand a tab"), "two  spaces\tand a tab");
     }
 }
