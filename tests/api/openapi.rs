@@ -151,6 +151,10 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
     let work_dir = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(&schemathesis)
         .current_dir(work_dir.path())
+        .env(
+            "SCHEMATHESIS_HOOKS",
+            repo_file("tests/schemathesis_hooks.py"),
+        )
         .args(["--no-color", "--config-file"])
         .arg(repo_file("schemathesis.toml"))
         .args(["run", &app.url("/openapi.yaml"), "--url", &app.address])
