@@ -13,7 +13,8 @@ VENV="$REPO/.venv"
 PG_THROWAWAY_DIR="${TMPDIR:-/tmp}/ecr-token-broker-pg"
 PG_THROWAWAY_PORT=54329
 
-log() { printf '==> %s\n' "$*" >&2; }
+# Each line says how many seconds the script has run, so a slow step shows in the log.
+log() { printf '==> [%ss] %s\n' "$SECONDS" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Run a command as root: directly when we are root, else through sudo.
