@@ -1,6 +1,7 @@
 //! `ConfigErrors`, every problem of a config file with its path in the file, and `Findings`,
 //! which collects them over the one parsing pass. Never quotes a secret or the file's text.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::ops::RangeInclusive;
 
@@ -70,6 +71,23 @@ impl Findings {
         if !ok {
             self.0.push((path.into(), message.into()));
         }
+    }
+
+    /// The `name` of an entry at `at` (an issuer or a rule, as `kind` says): not empty, and
+    /// not one of the `seen` entries' before it.
+    pub(super) fn unique_name<'a>(
+        &mut self,
+        name: &'a str,
+        at: &str,
+        kind: &str,
+        seen: &mut HashSet<&'a str>,
+    ) {
+        self.check(!name.is_empty(), format!("{at}.name"), "must not be empty");
+        self.check(
+            seen.insert(name),
+            format!("{at}.name"),
+            format!("duplicate {kind} name {name:?}"),
+        );
     }
 
     /// `value` must be at least `min`.

@@ -92,16 +92,7 @@ pub(super) fn issuers(
     let mut parsed = Vec::new();
     for (i, issuer) in raw.iter().enumerate() {
         let at = format!("issuers[{i}]");
-        f.check(
-            !issuer.name.is_empty(),
-            format!("{at}.name"),
-            "must not be empty",
-        );
-        f.check(
-            names.insert(issuer.name.clone()),
-            format!("{at}.name"),
-            format!("duplicate issuer name {:?}", issuer.name),
-        );
+        f.unique_name(&issuer.name, &at, "issuer", &mut names);
         f.check(
             iss_values.insert(issuer.issuer.clone()),
             format!("{at}.issuer"),

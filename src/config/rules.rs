@@ -100,16 +100,7 @@ pub(super) fn rules(raw: &[RawRule], f: &mut Findings) -> Vec<Option<Rule>> {
         .enumerate()
         .map(|(i, rule)| {
             let at = format!("rules[{i}]");
-            f.check(
-                !rule.name.is_empty(),
-                format!("{at}.name"),
-                "must not be empty",
-            );
-            f.check(
-                names.insert(&rule.name),
-                format!("{at}.name"),
-                format!("duplicate rule name {:?}", rule.name),
-            );
+            f.unique_name(&rule.name, &at, "rule", &mut names);
             rule_entry(rule, &at, f)
         })
         .collect()

@@ -15,26 +15,34 @@ use crate::policy::{ClaimPattern, Template};
 
 /// Every check across sections, on the file as read.
 pub(super) fn across_sections(config: &RawConfig, f: &mut Findings) {
+    let issuers: Vec<&str> = config.issuers.iter().map(|i| i.name.as_str()).collect();
+    let rules: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
     for (i, rule) in config.rules.iter().enumerate() {
         let at = format!("rules[{i}]");
-        rule_issuer(rule, &at, &config.issuers, f);
+        rule_issuer(rule, &at, &config.issuers, &issuers, f);
         cache_mode(rule, &at, &config.cache, f);
     }
     shadowed_rules(&config.rules, f);
-    for (i, name) in config.audit.admin_rules.iter().enumerate() {
+    names_rules(&config.audit.admin_rules, "audit.admin_rules", &rules, f);
+    names_rules(&config.admin.rules, "admin.rules", &rules, f);
+    operations::operations(config, &issuers, &rules, f);
+}
+
+/// Each of `names`, at `{path}[i]`, must be the name of one of `rules`.
+fn names_rules(names: &[String], path: &str, rules: &[&str], f: &mut Findings) {
+    for (i, name) in names.iter().enumerate() {
         f.check(
-            config.rules.iter().any(|r| &r.name == name),
-            format!("audit.admin_rules[{i}]"),
+            rules.contains(&name.as_str()),
+            format!("{path}[{i}]"),
             format!("no rule is named {name:?}"),
         );
     }
-    operations::operations(config, f);
 }
 
-/// A rule's issuer must be configured, and the rule's audiences be some of the issuer's.
-fn rule_issuer(rule: &RawRule, at: &str, issuers: &[RawIssuer], f: &mut Findings) {
+/// A rule's issuer must be one of `issuers` (named `known`), and the rule's audiences be
+/// some of that issuer's.
+fn rule_issuer(rule: &RawRule, at: &str, issuers: &[RawIssuer], known: &[&str], f: &mut Findings) {
     let issuer = issuers.iter().find(|i| i.name == rule.issuer);
-    let known = issuers.iter().map(|i| i.name.as_str()).collect::<Vec<_>>();
     f.check(
         issuer.is_some(),
         format!("{at}.issuer"),
@@ -119,6 +127,7 @@ fn shadowed_rules(rules: &[RawRule], f: &mut Findings) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TEST_BASE;
 
     /// The shadowing findings for rules `a` and then `b` with these `claims` tables.
     fn shadowing(a: &str, b: &str) -> Vec<(String, String)> {
@@ -128,11 +137,7 @@ mod tests {
                  role_arn = \"arn:aws:iam::123456789012:role/ecr\"\nregions = [\"us-east-1\"]\n"
             )
         };
-        let text = format!(
-            "[database]\nurl = \"postgres://localhost/x\"\n[audit]\nfingerprint_key_id = \"k\"\n{}{}",
-            rule("a", a),
-            rule("b", b)
-        );
+        let text = format!("{TEST_BASE}{}{}", rule("a", a), rule("b", b));
         let config: RawConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
         let mut f = Findings::default();
         shadowed_rules(&config.rules, &mut f);

@@ -1,23 +1,17 @@
-//! Checks of `[[deny]]`, `[admin]` and `[reload]`. A deny entry is checked by the kill
-//! switch's own [`EntrySpec::problems`], which holds entries added through the API to the
-//! same bar; here its problems get their place in the file.
+//! Checks of `[[deny]]`, `[admin]` and `[reload]`; the rules `[admin]` names are checked
+//! beside `[audit]`'s, in `validate.rs`. A deny entry is checked by the kill switch's own
+//! [`EntrySpec::problems`], which holds entries added through the API to the same bar; here
+//! its problems get their place in the file.
 
 use super::Findings;
 use super::RawConfig as Config;
 use crate::kill_switch::EntrySpec;
 
-pub(super) fn operations(config: &Config, f: &mut Findings) {
-    let issuers: Vec<&str> = config.issuers.iter().map(|i| i.name.as_str()).collect();
-    let rules: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
+/// Checks `[[deny]]` against the configured `issuers` and `rules` (their names), and the
+/// settings of `[admin]` and `[reload]`.
+pub(super) fn operations(config: &Config, issuers: &[&str], rules: &[&str], f: &mut Findings) {
     for (i, entry) in config.deny.iter().enumerate() {
-        deny_entry(entry, &format!("deny[{i}]"), &issuers, &rules, f);
-    }
-    for (i, name) in config.admin.rules.iter().enumerate() {
-        f.check(
-            rules.contains(&name.as_str()),
-            format!("admin.rules[{i}]"),
-            format!("no rule is named {name:?}"),
-        );
+        deny_entry(entry, &format!("deny[{i}]"), issuers, rules, f);
     }
     f.within(
         config.admin.deny_poll_interval_secs,
