@@ -3,6 +3,7 @@
 mod access;
 mod cache_mode;
 mod kubernetes;
+mod one_line;
 mod partition;
 mod region;
 mod registry_host;
@@ -16,6 +17,7 @@ mod whole_seconds;
 pub(crate) use access::Access;
 pub(crate) use cache_mode::CacheMode;
 pub(crate) use kubernetes::{Namespace, SecretName};
+pub(crate) use one_line::one_line;
 pub(crate) use partition::Partition;
 pub(crate) use region::Region;
 pub(crate) use registry_host::RegistryHost;

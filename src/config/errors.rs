@@ -5,6 +5,8 @@ use std::collections::HashSet;
 use std::fmt;
 use std::ops::RangeInclusive;
 
+use crate::domain::one_line;
+
 /// Every problem found in a config file, each with the path of the field it concerns.
 #[derive(Debug)]
 pub struct ConfigErrors(Vec<(String, String)>);
@@ -19,7 +21,7 @@ impl ConfigErrors {
     pub fn one_line(&self) -> String {
         self.iter()
             .map(|(path, message)| {
-                let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+                let message = one_line(message);
                 if path.is_empty() {
                     message
                 } else {

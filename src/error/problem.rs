@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::domain::one_line;
 use crate::request_id::REQUEST_ID_HEADER;
 
 /// Where problem types are documented; a slug is appended.
@@ -83,19 +84,14 @@ impl ProblemType {
     }
 }
 
-/// `text` with its lines joined by single spaces, each trimmed; text of one line is kept as
-/// it is. The line terminators are those of JSON Schema's `.` (ECMAScript's): line feed,
-/// carriage return, and U+2028 and U+2029.
-fn one_line(text: String) -> String {
-    let is_break = |c: char| matches!(c, '\n' | '\r' | '\u{2028}' | '\u{2029}');
-    if !text.contains(is_break) {
-        return text;
+/// `text` as it is when it is one line, else [`one_line`]. The line terminators are those of
+/// JSON Schema's `.` (ECMAScript's): line feed, carriage return, U+2028 and U+2029.
+fn single_line(text: String) -> String {
+    if text.contains(['\n', '\r', '\u{2028}', '\u{2029}']) {
+        one_line(&text)
+    } else {
+        text
     }
-    text.split(is_break)
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// An RFC 9457 problem, before the request id is filled in.
@@ -114,7 +110,7 @@ impl Problem {
         Self {
             status,
             kind,
-            detail: one_line(detail.into()),
+            detail: single_line(detail.into()),
         }
     }
 

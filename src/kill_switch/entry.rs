@@ -166,7 +166,7 @@ impl AddRequest {
 fn one_line(problems: &[Problem]) -> String {
     let mut line = Vec::with_capacity(problems.len());
     for (field, message) in problems {
-        let words = message.split_whitespace().collect::<Vec<_>>().join(" ");
+        let words = crate::domain::one_line(message);
         line.push(match field.as_str() {
             "" => words,
             field => format!("{field}: {words}"),
